@@ -1,0 +1,20 @@
+"""The pydantic models of every agentwatch format, and their JSON Schema files (``schemas/json``)."""
+
+from schemas.actions import ACTION_STATUSES, ActionError, ActionEvent, Approval
+from schemas.common import FORMAT_VERSION, Resource, parse_rfc3339
+from schemas.outcomes import OUTCOME_KINDS, OutcomeEvent
+from schemas.snapshots import SchemaField, SchemaSnapshot
+
+__all__ = [
+    "ACTION_STATUSES",
+    "FORMAT_VERSION",
+    "OUTCOME_KINDS",
+    "ActionError",
+    "ActionEvent",
+    "Approval",
+    "OutcomeEvent",
+    "Resource",
+    "SchemaField",
+    "SchemaSnapshot",
+    "parse_rfc3339",
+]
