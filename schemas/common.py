@@ -10,12 +10,24 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 FORMAT_VERSION = 1
 
-# RFC 3339 date-time: a full date, a time, optional fraction and a mandatory offset.
-RFC3339_PATTERN = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+# RFC 3339 date-time: a full date, a time, optional fraction and a mandatory offset. Hours stop at 23
+# and seconds at 59 so that Python and DuckDB (which takes hour 24) agree on every string.
+RFC3339_PATTERN = (
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
+)
 _RFC3339 = re.compile(RFC3339_PATTERN)
 
 # A dotted verb such as ``lead.assign_owner``: at least two segments.
@@ -52,7 +64,20 @@ Timestamp = Annotated[
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
-ActionName = Annotated[str, StringConstraints(pattern=f"^{ACTION_PATTERN}$")]
+_ACTION = re.compile(ACTION_PATTERN)
+
+
+def _check_action(value: str) -> str:
+    if not _ACTION.fullmatch(value):
+        raise ValueError(f"{value!r} is not a dotted verb such as lead.assign_owner or email.send")
+    return value
+
+
+ActionName = Annotated[
+    str,
+    AfterValidator(_check_action),
+    WithJsonSchema({"type": "string", "pattern": f"^{ACTION_PATTERN}$", "examples": ["lead.assign_owner"]}),
+]
 JsonObject = dict[str, Any]
 
 

@@ -1,0 +1,180 @@
+"""Ingest events: validate chunks in DuckDB, explain the refused ones with pydantic, commit the rest."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from collector.datasets import Dataset
+from collector.errors import InputFileError
+from collector.home import Home
+from collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
+from collector.ingest.sources import FORMATS, RawChunk, read_source
+from collector.ingest.sql import validation_query
+from collector.store import duck
+from collector.store.writer import DatasetWriter
+
+SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did."""
+
+    dataset: str
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    sample: list[Rejection] = field(default_factory=list)
+    rejects_file: Path | None = None
+    seconds: float = 0.0
+
+    def add(self, accepted: int, duplicates: int, rejections: list[Rejection]) -> None:
+        self.accepted += accepted
+        self.duplicates += duplicates
+        self.rejected += len(rejections)
+        room = SAMPLE_REJECTIONS - len(self.sample)
+        self.sample.extend(rejections[:room])
+
+    def closing_line(self) -> str:
+        return (f"{self.dataset}: {self.accepted:,} accepted, {self.duplicates:,} duplicates skipped, "
+                f"{self.rejected:,} rejected")
+
+
+class Ingestor:
+    """Validates and commits chunks of one dataset; keep one per process and dataset."""
+
+    def __init__(self, home: Home, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.con = duck.connect(memory_limit="1GB")
+        self.writer = DatasetWriter(home, dataset)
+        self.rejects = RejectLog(home.rejects, dataset.name)
+        self._query = validation_query(dataset)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def ingest_chunk(self, chunk: RawChunk) -> tuple[int, int, list[Rejection]]:
+        """Validate and commit one chunk; returns (accepted, duplicates, rejections)."""
+        self._validate_into_batch(chunk.numbers, chunk.texts, create=True)
+        refused = self.con.execute("SELECT line_no FROM batch WHERE NOT valid").fetchnumpy()["line_no"]
+        rejections: list[Rejection] = []
+        if len(refused):
+            rejections = self._recheck_refused(chunk, np.asarray(refused))
+        result = self.writer.commit(self.con, "batch_valid")
+        self.rejects.write(rejections)
+        return result.accepted, result.duplicates, rejections
+
+    def _validate_into_batch(self, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
+        self.con.register("chunk", pa.table({"line_no": numbers, "raw": texts}))
+        try:
+            if create:
+                duck.run(self.con, f"CREATE OR REPLACE TEMP TABLE batch AS {self._query}")
+                duck.run(self.con, "CREATE OR REPLACE TEMP VIEW batch_valid AS SELECT * FROM batch WHERE valid")
+            else:
+                duck.run(self.con, f"INSERT INTO batch {self._query}")
+        finally:
+            self.con.unregister("chunk")
+
+    def _recheck_refused(self, chunk: RawChunk, refused: np.ndarray) -> list[Rejection]:
+        """pydantic names what is wrong with each refused text; any it accepts is kept, not lost."""
+        positions = np.searchsorted(chunk.numbers, refused)
+        texts = chunk.texts.take(pa.array(positions)).to_pylist()
+        rejections, rescued_numbers, rescued_texts = [], [], []
+        for number, text in zip(refused.tolist(), texts, strict=True):
+            errors = explain(self.dataset.model, text)
+            if errors:
+                rejections.append(Rejection(chunk.source, chunk.unit, number, guess_event_id(text), errors, text))
+            else:  # the SQL validator was stricter than the model: keep the model's normal form
+                event = self.dataset.model.model_validate_json(text)
+                rescued_numbers.append(number)
+                rescued_texts.append(event.model_dump_json(by_alias=True, exclude_none=True))
+        if rescued_texts:
+            duck.run(self.con, "DELETE FROM batch WHERE line_no IN (SELECT unnest($1))", [rescued_numbers])
+            self._validate_into_batch(np.array(rescued_numbers, dtype=np.int64),
+                                      pa.array(rescued_texts, pa.large_string()), create=False)
+            still = duck.run(self.con, "SELECT line_no FROM batch WHERE NOT valid AND line_no IN "
+                                       "(SELECT unnest($1))", [rescued_numbers])
+            for (number,) in still:
+                text = rescued_texts[rescued_numbers.index(number)]
+                problem = FieldError("", "accepted by the format model but refused by the storage validator; "
+                                         "please report this event to the agentwatch maintainers")
+                rejections.append(Rejection(chunk.source, chunk.unit, number, guess_event_id(text),
+                                            (problem,), text))
+        return rejections
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files named, and the event files inside folders named (sorted, recursively)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _looks_like_events(p))
+            if not found:
+                raise InputFileError(path, "folder holds no .jsonl, .json, .csv or .parquet files")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputFileError(path, "no such file or folder")
+    return files
+
+
+def _looks_like_events(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return any(name.endswith("." + fmt) for fmt in (*FORMATS, "ndjson"))
+
+
+def prefetch(chunks: Iterator[RawChunk], depth: int = 2) -> Iterator[RawChunk]:
+    """Read the next chunks in a thread while the current one is validated (I/O and numpy free the GIL)."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                buffer.put(chunk)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(exc)
+        buffer.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+ProgressCallback = Callable[[Path, int], None]
+
+
+def ingest_files(
+    home: Home,
+    dataset: Dataset,
+    paths: Iterable[Path],
+    fmt: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest files and folders of one dataset; valid events are kept whatever else is in the file."""
+    started = time.perf_counter()
+    files = expand_paths(paths)
+    report = IngestReport(dataset.name)
+    ingestor = Ingestor(home, dataset)
+    try:
+        for path in files:
+            for chunk in prefetch(read_source(path, dataset, fmt)):
+                report.add(*ingestor.ingest_chunk(chunk))
+                if on_progress:
+                    on_progress(path, chunk.bytes_done)
+    finally:
+        ingestor.close()
+    report.rejects_file = ingestor.rejects.written
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,100 @@
+"""Rejected events: why each was refused, where it came from, and a file that keeps them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+MAX_RAW_CHARS = 65_536  # a reject keeps this much of the offending text
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of an event ("" names the event as a whole)."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event that was refused, with its location and every problem found."""
+
+    source: str
+    unit: str  # line, item, row, or index (HTTP batches)
+    number: int
+    event_id: str | None
+    errors: tuple[FieldError, ...]
+    raw: str
+
+    def describe(self) -> str:
+        """One line a person can act on: where, which event, which fields, what is wrong."""
+        where = f"{self.source} {self.unit} {self.number}"
+        if self.event_id:
+            where += f" (event_id {self.event_id!r})"
+        problems = "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in self.errors)
+        return f"{where}: {problems}"
+
+    def as_json(self) -> dict:
+        return {**asdict(self), "errors": [asdict(e) for e in self.errors]}
+
+
+def field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
+    """pydantic's errors as (dotted field path, message) pairs."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        message = error["msg"]
+        if error["type"] == "json_invalid":
+            message = "not valid JSON: " + str(error.get("ctx", {}).get("error", message))
+        errors.append(FieldError(path, message.removeprefix("Value error, ")))
+    return tuple(errors)
+
+
+def explain(model: type[BaseModel], text: str) -> tuple[FieldError, ...]:
+    """Why `model` refuses `text`; empty when it accepts it."""
+    try:
+        model.model_validate_json(text)
+    except ValidationError as exc:
+        return field_errors(exc)
+    return ()
+
+
+def guess_event_id(text: str) -> str | None:
+    """The event_id of a refused text, when it has a readable one (for the error message)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+class RejectLog:
+    """Appends rejections of one ingest run to ``rejects/<dataset>-<time>-<pid>.jsonl``."""
+
+    def __init__(self, directory: Path, dataset: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self.path = directory / f"{dataset}-{stamp}-{os.getpid()}.jsonl"
+        self.dataset = dataset
+        self.count = 0
+
+    def write(self, rejections: list[Rejection]) -> None:
+        if not rejections:
+            return
+        now = datetime.now(UTC).isoformat()
+        with open(self.path, "a", encoding="utf-8") as out:
+            for rejection in rejections:
+                record = {"dataset": self.dataset, "rejected_at": now, **rejection.as_json()}
+                record["raw"] = record["raw"].rstrip("\r\n")[:MAX_RAW_CHARS]
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.count += len(rejections)
+
+    @property
+    def written(self) -> Path | None:
+        return self.path if self.count else None

@@ -1,0 +1,212 @@
+"""Input files as chunks of raw JSON texts, each with its location (line, item or row number).
+
+Every format is brought to the same shape so that one validator serves them all:
+JSONL (optionally gzipped) is split into lines without a Python loop; JSON arrays and objects are
+split by DuckDB; CSV and Parquet rows in the flat column layout (docs/formats.md) are turned into
+JSON objects by SQL generated from the dataset's field list.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from collector.datasets import Dataset, FieldSpec, Kind
+from collector.errors import InputFileError
+from collector.ingest.sql import quote_identifier, sql_string
+from collector.store import duck
+
+CHUNK_BYTES = 32 << 20
+FORMATS = ("jsonl", "json", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """A run of events from one source, as JSON texts with their locations."""
+
+    source: str
+    unit: str  # "line", "item" or "row": what `numbers` count
+    numbers: np.ndarray  # int64, one per text
+    texts: pa.Array  # large_string
+    bytes_done: int  # how far into the source this chunk reaches, for progress bars
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+def detect_format(path: Path) -> str:
+    """The format a file's name implies."""
+    name = path.name.lower().removesuffix(".gz")
+    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".csv", "csv"),
+                        (".parquet", "parquet")):
+        if name.endswith(suffix):
+            return fmt
+    raise InputFileError(path, "cannot tell the format from the file name; pass --format " + "|".join(FORMATS))
+
+
+def read_source(path: Path, dataset: Dataset, fmt: str | None = None) -> Iterator[RawChunk]:
+    """Chunks of one input file."""
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    fmt = fmt or detect_format(path)
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt == "json":
+        return read_json_document(path)
+    if fmt in ("csv", "parquet"):
+        return read_flat_table(path, dataset, fmt)
+    raise InputFileError(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def read_jsonl(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+    """JSONL lines in chunks of about `chunk_bytes`, split on newlines by numpy (no per-line loop)."""
+    with _open_binary(path) as stream:
+        yield from split_lines(stream, str(path), chunk_bytes)
+
+
+def split_lines(stream: BinaryIO | io.BytesIO, source: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+    """Split a byte stream into line chunks; each text keeps its newline (JSON ignores it)."""
+    carry = b""
+    next_line = 1
+    done = 0
+    while True:
+        block = stream.read(chunk_bytes)
+        done += len(block)
+        data = carry + block
+        if not block:
+            if data.strip():
+                data += b"\n"  # a last line without its newline
+            else:
+                return
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        if len(ends) == 0:
+            carry = data
+            continue
+        cut = int(ends[-1]) + 1
+        carry, data = data[cut:], data[:cut]
+        offsets = np.concatenate(([0], ends + 1)).astype(np.int64)
+        texts = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
+        numbers = np.arange(next_line, next_line + len(ends), dtype=np.int64)
+        next_line += len(ends)
+        yield RawChunk(source, "line", numbers, texts, done)
+        if not block:
+            return
+
+
+def read_json_document(path: Path) -> Iterator[RawChunk]:
+    """A JSON array of events, or one or more JSON objects; each element becomes one text."""
+    first = _first_significant_byte(path)
+    if first not in (b"[", b"{"):
+        raise InputFileError(path, "expected a JSON array or object at the start of the file")
+    layout = "array" if first == b"[" else "unstructured"
+    con = duck.connect()
+    try:
+        table = con.execute(
+            f"SELECT json::VARCHAR AS raw FROM read_json_objects({sql_string(str(path))}, format = '{layout}')"
+        ).to_arrow_table()
+    except Exception as exc:  # DuckDB says where the JSON breaks
+        raise InputFileError(path, f"not valid JSON: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    texts = table.column("raw").combine_chunks().cast(pa.large_string())
+    numbers = np.arange(1, len(texts) + 1, dtype=np.int64)
+    yield RawChunk(str(path), "item", numbers, texts, path.stat().st_size)
+
+
+def _first_significant_byte(path: Path) -> bytes:
+    with _open_binary(path) as stream:
+        head = stream.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")
+    return head[:1]
+
+
+# -- CSV and Parquet: flat columns -> JSON objects ---------------------------------------------
+
+
+def _flat_names(spec: FieldSpec) -> list[str]:
+    """Column names accepted for a (sub)field in flat files: its stored name, then its key."""
+    return list(dict.fromkeys([spec.column_name, spec.key]))
+
+
+def _cell_as_json(column: str, column_type: str, kind: Kind) -> str:
+    """SQL turning one flat cell into the JSON value the field expects (strings stay strings)."""
+    c = quote_identifier(column)
+    if column_type.startswith("TIMESTAMP"):
+        return f"to_json(strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ'))"
+    if column_type != "VARCHAR":
+        return f"to_json({c})"
+    match kind:
+        case Kind.NUMBER:
+            return f"COALESCE(to_json(TRY_CAST({c} AS DOUBLE)), to_json({c}))"
+        case Kind.INTEGER:
+            return f"COALESCE(to_json(TRY_CAST({c} AS BIGINT)), to_json({c}))"
+        case Kind.BOOLEAN:
+            return (f"CASE lower({c}) WHEN 'true' THEN 'true'::JSON WHEN 'false' THEN 'false'::JSON "
+                    f"ELSE to_json({c}) END")
+        case Kind.OBJECT | Kind.ANY:
+            return f"CASE WHEN json_valid({c}) THEN {c}::JSON ELSE to_json({c}) END"
+        case _:
+            return f"to_json({c})"
+
+
+def flat_to_json_sql(dataset: Dataset, columns: dict[str, str], relation: str) -> str:
+    """SELECT (number, raw) turning a flat relation with `columns` (name -> type) into JSON texts."""
+    used: set[str] = set()
+    pairs: list[str] = []
+    for spec in dataset.fields:
+        if spec.kind is Kind.STRUCT:
+            members = []
+            for sub in spec.subfields:
+                names = [*_flat_names(sub), f"{spec.key}.{sub.key}"]
+                found = next((n for n in names if n in columns), None)
+                if found:
+                    used.add(found)
+                    members.append(f"{sql_string(sub.key)}, {_cell_as_json(found, columns[found], sub.kind)}")
+            if members:
+                pairs.append(f"{sql_string(spec.key)}, json_object({', '.join(members)})")
+            continue
+        found = next((n for n in _flat_names(spec) if n in columns), None)
+        if found:
+            used.add(found)
+            pairs.append(f"{sql_string(spec.key)}, {_cell_as_json(found, columns[found], spec.kind)}")
+    for name, column_type in columns.items():
+        if name not in used and dataset.keeps_extra:
+            pairs.append(f"{sql_string(name)}, {_cell_as_json(name, column_type, Kind.ANY)}")
+    return f"SELECT json_object({', '.join(pairs)})::VARCHAR AS raw FROM {relation}"
+
+
+def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk]:
+    """CSV (header row, nested objects as JSON text) or Parquet in the flat layout."""
+    con = duck.connect()
+    try:
+        if fmt == "csv":
+            relation = f"read_csv({sql_string(str(path))}, header = true, all_varchar = true)"
+            first_number = 2  # line 1 is the header
+        else:
+            relation = f"read_parquet({sql_string(str(path))})"
+            first_number = 1
+        try:
+            described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")
+            columns = {row[0]: row[1] for row in described}
+            table = con.execute(flat_to_json_sql(dataset, columns, relation)).to_arrow_table()
+        except InputFileError:
+            raise
+        except Exception as exc:
+            raise InputFileError(path, f"cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    texts = table.column("raw").combine_chunks().cast(pa.large_string())
+    numbers = np.arange(first_number, first_number + len(texts), dtype=np.int64)
+    yield RawChunk(str(path), "line" if fmt == "csv" else "row", numbers, texts, path.stat().st_size)

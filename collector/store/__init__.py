@@ -1,0 +1,1 @@
+"""The embedded store: Parquet parts under AGENTWATCH_HOME, read through DuckDB."""

@@ -1,0 +1,25 @@
+"""DuckDB connections configured the way every part of agentwatch expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+
+def connect(memory_limit: str = "1GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with UTC session time and a bounded memory budget.
+
+    In-memory on purpose: a DuckDB file can be opened by one process only, so the shared state
+    lives in Parquet files and every process has its own connection over them.
+    """
+    con = duckdb.connect(config={"memory_limit": memory_limit})
+    run(con, "SET TimeZone = 'UTC'")
+    if threads:
+        run(con, f"SET threads = {int(threads)}")
+    return con
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Execute and fetch every row (DuckDB 2 refuses new work while a result is unread)."""
+    return con.execute(sql, params or []).fetchall()
