@@ -115,14 +115,17 @@ class DatasetWriter:
             "now() AS ingested_at" if name == "ingested_at" else quote_identifier(name)
             for name, _ in self.dataset.stored_columns()
         ]
-        options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, FILENAME_PATTERN 'part-{uuid}'"
+        options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+        target = staging
         if self.dataset.partitioned_by_day:
             time_column = quote_identifier(self.dataset.time_key)
             columns.append(f"CAST({time_column} AS DATE) AS day")
-            options += ", PARTITION_BY (day)"
+            options += ", PARTITION_BY (day), FILENAME_PATTERN 'part-{uuid}'"
+        else:
+            target = staging / f"part-{uuid.uuid4()}.parquet"
         duck.run(
             con,
-            f"COPY (SELECT {', '.join(columns)} FROM {source}) TO {sql_string(str(staging))} ({options})",
+            f"COPY (SELECT {', '.join(columns)} FROM {source}) TO {sql_string(str(target))} ({options})",
         )
         written = []
         for staged in sorted(staging.rglob("*.parquet")):
