@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
 
 ACTION_STATUSES = ("ok", "error", "skipped", "pending_approval")
 ActionStatus = Literal["ok", "error", "skipped", "pending_approval"]
+
+
+def _null_means_one(value: Any) -> Any:
+    return 1 if value is None else value
 
 
 class Approval(BaseModel):
@@ -51,7 +55,9 @@ class ActionEvent(BaseModel):
     authorized_by: str | None = None
     approval: Approval | None = None
     external: bool | None = Field(None, description="True when the action reached a person outside.")
-    records_affected: int = Field(1, ge=0)
+    records_affected: Annotated[int, BeforeValidator(_null_means_one)] = Field(
+        1, ge=0, le=2**63 - 1, description="How many records the action touched; null or absent means 1."
+    )
     error: ActionError | None = None
     latency_ms: float | None = Field(None, ge=0)
     trace_id: str | None = None
