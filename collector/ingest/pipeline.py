@@ -22,6 +22,8 @@ from collector.store import duck
 from collector.store.writer import DatasetWriter
 
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
+ARROW_BATCH_ROWS = 16_384
+COMMIT_ROWS = 1_000_000  # file ingest commits at most this many rows at once (fewer, larger Parquet files)
 
 
 @dataclass
@@ -57,33 +59,58 @@ class Ingestor:
         self.writer = DatasetWriter(home, dataset)
         self.rejects = RejectLog(home.rejects, dataset.name)
         self._query = validation_query(dataset)
+        self._held: list[str] = []  # validated chunk tables not yet committed
+        self._held_rows = 0
+        self._batches = 0
 
     def close(self) -> None:
         self.con.close()
 
-    def ingest_chunk(self, chunk: RawChunk) -> tuple[int, int, list[Rejection]]:
-        """Validate and commit one chunk; returns (accepted, duplicates, rejections)."""
-        self._validate_into_batch(chunk.numbers, chunk.texts, create=True)
-        refused = self.con.execute("SELECT line_no FROM batch WHERE NOT valid").fetchnumpy()["line_no"]
+    def ingest_chunk(self, chunk: RawChunk, commit: bool = True) -> tuple[int, int, list[Rejection]]:
+        """Validate one chunk; commit it (and any held back) unless `commit` is False.
+
+        Returns (accepted, duplicates, rejections); with ``commit=False`` the first two count
+        only what a commit triggered by size did, and ``flush`` commits the rest.
+        """
+        table = f"batch_{self._batches}"
+        self._batches += 1
+        self._validate_into(table, chunk.numbers, chunk.texts, create=True)
+        refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid").fetchnumpy()["line_no"]
         rejections: list[Rejection] = []
         if len(refused):
-            rejections = self._recheck_refused(chunk, np.asarray(refused))
-        result = self.writer.commit(self.con, "batch_valid")
+            rejections = self._recheck_refused(table, chunk, np.asarray(refused))
         self.rejects.write(rejections)
-        return result.accepted, result.duplicates, rejections
+        self._held.append(table)
+        self._held_rows += len(chunk)
+        accepted = duplicates = 0
+        if commit or self._held_rows >= COMMIT_ROWS:
+            accepted, duplicates = self.flush()
+        return accepted, duplicates, rejections
 
-    def _validate_into_batch(self, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
-        self.con.register("chunk", pa.table({"line_no": numbers, "raw": texts}))
+    def flush(self) -> tuple[int, int]:
+        """Commit every validated row held back; returns (accepted, duplicates)."""
+        if not self._held:
+            return 0, 0
+        union = " UNION ALL ".join(f"SELECT * FROM {t} WHERE valid" for t in self._held)
+        duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW held_valid AS {union}")
+        result = self.writer.commit(self.con, "held_valid")
+        duck.run(self.con, "DROP VIEW held_valid")
+        for table in self._held:
+            duck.run(self.con, f"DROP TABLE {table}")
+        self._held, self._held_rows = [], 0
+        return result.accepted, result.duplicates
+
+    def _validate_into(self, table: str, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
+        arrow = pa.table({"line_no": numbers, "raw": texts})
+        # DuckDB scans an Arrow table one record batch per thread: small batches use both cores.
+        self.con.register("chunk", pa.Table.from_batches(arrow.to_batches(max_chunksize=ARROW_BATCH_ROWS)))
         try:
-            if create:
-                duck.run(self.con, f"CREATE OR REPLACE TEMP TABLE batch AS {self._query}")
-                duck.run(self.con, "CREATE OR REPLACE TEMP VIEW batch_valid AS SELECT * FROM batch WHERE valid")
-            else:
-                duck.run(self.con, f"INSERT INTO batch {self._query}")
+            verb = f"CREATE TEMP TABLE {table} AS" if create else f"INSERT INTO {table}"
+            duck.run(self.con, f"{verb} {self._query}")
         finally:
             self.con.unregister("chunk")
 
-    def _recheck_refused(self, chunk: RawChunk, refused: np.ndarray) -> list[Rejection]:
+    def _recheck_refused(self, table: str, chunk: RawChunk, refused: np.ndarray) -> list[Rejection]:
         """pydantic names what is wrong with each refused text; any it accepts is kept, not lost."""
         positions = np.searchsorted(chunk.numbers, refused)
         texts = chunk.texts.take(pa.array(positions)).to_pylist()
@@ -97,10 +124,10 @@ class Ingestor:
                 rescued_numbers.append(number)
                 rescued_texts.append(event.model_dump_json(by_alias=True, exclude_none=True))
         if rescued_texts:
-            duck.run(self.con, "DELETE FROM batch WHERE line_no IN (SELECT unnest($1))", [rescued_numbers])
-            self._validate_into_batch(np.array(rescued_numbers, dtype=np.int64),
-                                      pa.array(rescued_texts, pa.large_string()), create=False)
-            still = duck.run(self.con, "SELECT line_no FROM batch WHERE NOT valid AND line_no IN "
+            duck.run(self.con, f"DELETE FROM {table} WHERE line_no IN (SELECT unnest($1))", [rescued_numbers])
+            self._validate_into(table, np.array(rescued_numbers, dtype=np.int64),
+                                pa.array(rescued_texts, pa.large_string()), create=False)
+            still = duck.run(self.con, f"SELECT line_no FROM {table} WHERE NOT valid AND line_no IN "
                                        "(SELECT unnest($1))", [rescued_numbers])
             for (number,) in still:
                 text = rescued_texts[rescued_numbers.index(number)]
@@ -170,9 +197,10 @@ def ingest_files(
     try:
         for path in files:
             for chunk in prefetch(read_source(path, dataset, fmt)):
-                report.add(*ingestor.ingest_chunk(chunk))
+                report.add(*ingestor.ingest_chunk(chunk, commit=False))
                 if on_progress:
                     on_progress(path, chunk.bytes_done)
+            report.add(*ingestor.flush(), [])  # line numbers restart with the next file
     finally:
         ingestor.close()
     report.rejects_file = ingestor.rejects.written

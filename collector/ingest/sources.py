@@ -23,8 +23,9 @@ from collector.errors import InputFileError
 from collector.ingest.sql import quote_identifier, sql_string
 from collector.store import duck
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 64 << 20
 FORMATS = ("jsonl", "json", "csv", "parquet")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,10 @@ def read_jsonl(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]
 
 def split_lines(stream: BinaryIO | io.BytesIO, source: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
     """Split a byte stream into line chunks; each text keeps its newline (JSON ignores it)."""
-    carry = b""
+    head = stream.read(len(UTF8_BOM))
+    carry = b"" if head == UTF8_BOM else head  # editors on Windows start UTF-8 files with a BOM
     next_line = 1
-    done = 0
+    done = len(head)
     while True:
         block = stream.read(chunk_bytes)
         done += len(block)
@@ -167,15 +169,19 @@ def flat_to_json_sql(dataset: Dataset, columns: dict[str, str], relation: str) -
     pairs: list[str] = []
     for spec in dataset.fields:
         if spec.kind is Kind.STRUCT:
-            members = []
+            members, cells = [], []
             for sub in spec.subfields:
                 names = [*_flat_names(sub), f"{spec.key}.{sub.key}"]
                 found = next((n for n in names if n in columns), None)
                 if found:
                     used.add(found)
+                    cells.append(f"{quote_identifier(found)} IS NULL")
                     members.append(f"{sql_string(sub.key)}, {_cell_as_json(found, columns[found], sub.kind)}")
             if members:
-                pairs.append(f"{sql_string(spec.key)}, json_object({', '.join(members)})")
+                # A row whose cells of this object are all empty does not have the object (an `ok` row
+                # in a file with error_code/error_message columns), rather than an object of nulls.
+                value = f"CASE WHEN {' AND '.join(cells)} THEN NULL ELSE json_object({', '.join(members)}) END"
+                pairs.append(f"{sql_string(spec.key)}, {value}")
             continue
         found = next((n for n in _flat_names(spec) if n in columns), None)
         if found:

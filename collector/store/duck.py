@@ -15,6 +15,7 @@ def connect(memory_limit: str = "1GB", threads: int | None = None) -> duckdb.Duc
     """
     con = duckdb.connect(config={"memory_limit": memory_limit})
     run(con, "SET TimeZone = 'UTC'")
+    run(con, "SET enable_progress_bar = false")
     if threads:
         run(con, f"SET threads = {int(threads)}")
     return con
