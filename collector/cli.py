@@ -70,8 +70,8 @@ def _print_report(report: IngestReport) -> None:
     if report.rejected > len(report.sample):
         err.print(f"... and {report.rejected - len(report.sample):,} more rejected", highlight=False)
     if report.rejects_file:
-        err.print(f"rejected events and their errors are in {report.rejects_file}", highlight=False)
-    out.print(f"{report.closing_line()} in {report.seconds:.1f} s", highlight=False)
+        err.print(f"rejected events and their errors are in {report.rejects_file}", highlight=False, soft_wrap=True)
+    out.print(f"{report.closing_line()} in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
 def _ingest_events(home: Path | None, dataset_name: str, paths: list[Path], fmt: EventFormat | None) -> None:
@@ -156,7 +156,7 @@ def status(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    out.print(f"store: {summary['home']}", highlight=False)
+    out.print(f"store: {summary['home']}", highlight=False, soft_wrap=True)
     agents = Table("agent", "actions", "errors", "first event (UTC)", "last event (UTC)", title="actions by agent")
     for row in summary["actions"]["agents"]:
         agents.add_row(row["agent_id"], f"{row['actions']:,}", f"{row['errors']:,}", _short(row["first_event"]),

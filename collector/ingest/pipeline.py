@@ -103,7 +103,8 @@ class Ingestor:
     def _validate_into(self, table: str, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
         arrow = pa.table({"line_no": numbers, "raw": texts})
         # DuckDB scans an Arrow table one record batch per thread: small batches use both cores.
-        self.con.register("chunk", pa.Table.from_batches(arrow.to_batches(max_chunksize=ARROW_BATCH_ROWS)))
+        batches = arrow.to_batches(max_chunksize=ARROW_BATCH_ROWS)
+        self.con.register("chunk", pa.Table.from_batches(batches, schema=arrow.schema))
         try:
             verb = f"CREATE TEMP TABLE {table} AS" if create else f"INSERT INTO {table}"
             duck.run(self.con, f"{verb} {self._query}")

@@ -99,7 +99,7 @@ def ingest_snapshot_files(
     located: list[Located] = []
     for path in expand_paths(paths):
         items, unit = _read_items(path, fmt)
-        located.extend((str(path), unit, number, item) for number, item in enumerate(items, start=1))
+        located.extend((str(path), unit, number, item) for number, item in items)
     return _ingest_located(home, located, fmt, taken_at, object_name)
 
 
@@ -128,14 +128,15 @@ def _ingest_located(
     return report
 
 
-def _read_items(path: Path, fmt: str) -> tuple[list[Any], str]:
+def _read_items(path: Path, fmt: str) -> tuple[list[tuple[int, Any]], str]:
+    """The payloads of one file with their numbers (line numbers for JSONL: blank lines count)."""
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         items = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
+                    items.append((number, json.loads(line)))
                 except ValueError as exc:
                     raise InputFileError(path, f"line {number} is not valid JSON: {exc}") from None
         return items, "line"
@@ -144,8 +145,8 @@ def _read_items(path: Path, fmt: str) -> tuple[list[Any], str]:
     except ValueError as exc:
         raise InputFileError(path, f"not valid JSON: {exc}") from None
     if fmt == "native" and isinstance(payload, list):
-        return payload, "item"
-    return [payload], "file"
+        return list(enumerate(payload, start=1)), "item"
+    return [(1, payload)], "file"
 
 
 def _rejection(source: str, unit: str, number: int, item: Any, errors: tuple[FieldError, ...]) -> Rejection:

@@ -116,7 +116,7 @@ def read_json_document(path: Path) -> Iterator[RawChunk]:
     layout = "array" if first == b"[" else "unstructured"
     con = duck.connect()
     try:
-        table = con.execute(
+        table = con.sql(
             f"SELECT json::VARCHAR AS raw FROM read_json_objects({sql_string(str(path))}, format = '{layout}')"
         ).to_arrow_table()
     except Exception as exc:  # DuckDB says where the JSON breaks
@@ -145,8 +145,10 @@ def _flat_names(spec: FieldSpec) -> list[str]:
 def _cell_as_json(column: str, column_type: str, kind: Kind) -> str:
     """SQL turning one flat cell into the JSON value the field expects (strings stay strings)."""
     c = quote_identifier(column)
-    if column_type.startswith("TIMESTAMP"):
+    if column_type.startswith("TIMESTAMPTZ") or column_type.startswith("TIMESTAMP WITH TIME ZONE"):
         return f"to_json(strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ'))"
+    if column_type.startswith("TIMESTAMP"):  # no offset: refused like a JSON time without one, never guessed
+        return f"to_json(strftime({c}, '%Y-%m-%dT%H:%M:%S.%f'))"
     if column_type != "VARCHAR":
         return f"to_json({c})"
     match kind:
@@ -206,7 +208,7 @@ def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk
         try:
             described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")
             columns = {row[0]: row[1] for row in described}
-            table = con.execute(flat_to_json_sql(dataset, columns, relation)).to_arrow_table()
+            table = con.sql(flat_to_json_sql(dataset, columns, relation)).to_arrow_table()
         except InputFileError:
             raise
         except Exception as exc:

@@ -1,0 +1,117 @@
+"""Shared fixtures: a fresh home per test, event factories, file writers and a SQL reader of the store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.home import Home
+from collector.store.reader import open_reader
+
+_ids = itertools.count(1)
+
+
+def _apply(event: dict[str, Any], drop: Iterable[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    event.update(overrides)
+    for key in drop:
+        del event[key]
+    return event
+
+
+def _make_action(drop: Iterable[str] = (), **overrides: Any) -> dict[str, Any]:
+    """A valid action event (the required keys only) with `overrides` set and the keys in `drop` left out."""
+    event = {
+        "event_id": f"act-{next(_ids):06d}",
+        "ts": "2026-10-01T09:30:00Z",
+        "agent_id": "lead-router",
+        "action": "lead.route",
+        "resource": {"type": "lead", "id": "L-1"},
+        "status": "ok",
+    }
+    return _apply(event, drop, overrides)
+
+
+def _make_outcome(drop: Iterable[str] = (), **overrides: Any) -> dict[str, Any]:
+    """A valid outcome event (the required keys only) with `overrides` set and the keys in `drop` left out."""
+    event = {
+        "event_id": f"out-{next(_ids):06d}",
+        "ts": "2026-10-02T10:00:00Z",
+        "kind": "owner_changed",
+        "resource": {"type": "lead", "id": "L-1"},
+    }
+    return _apply(event, drop, overrides)
+
+
+def _make_snapshot(drop: Iterable[str] = (), **overrides: Any) -> dict[str, Any]:
+    """A valid native schema snapshot of a small Lead object with `overrides` set and `drop` left out."""
+    snapshot = {
+        "taken_at": "2026-10-01T00:00:00Z",
+        "source": "custom",
+        "object": "Lead",
+        "fields": [
+            {"name": "Id", "type": "id", "nullable": False, "label": "Lead ID"},
+            {"name": "deal_stage", "type": "picklist", "picklist_values": ["open", "negotiation", "won"]},
+            {"name": "email", "type": "email"},
+        ],
+    }
+    return _apply(snapshot, drop, overrides)
+
+
+def _write_jsonl(path: Path, lines: Iterable[dict[str, Any] | str], trailing_newline: bool = True) -> Path:
+    """Write events (dicts, dumped as JSON) and raw lines (str, written as is) one per line."""
+    texts = [line if isinstance(line, str) else json.dumps(line) for line in lines]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(texts) + ("\n" if trailing_newline else ""), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_action() -> Callable[..., dict[str, Any]]:
+    """The action factory: ``make_action(status="error", drop=["agent_id"])``."""
+    return _make_action
+
+
+@pytest.fixture
+def make_outcome() -> Callable[..., dict[str, Any]]:
+    """The outcome factory: ``make_outcome(kind="closed_won", amount=1200.0)``."""
+    return _make_outcome
+
+
+@pytest.fixture
+def make_snapshot() -> Callable[..., dict[str, Any]]:
+    """The native snapshot factory: ``make_snapshot(object="Opportunity", taken_at=...)``."""
+    return _make_snapshot
+
+
+@pytest.fixture
+def write_jsonl() -> Callable[..., Path]:
+    """Write dicts (as JSON) and raw strings one per line: ``write_jsonl(path, [event, "not json"])``."""
+    return _write_jsonl
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    """An empty agentwatch home under the test's temporary folder."""
+    return Home.resolve(tmp_path / "home")
+
+
+Query = Callable[..., list[tuple]]
+
+
+@pytest.fixture
+def query(home: Home) -> Query:
+    """Run SQL against the store's views (actions, outcomes, schema_snapshots) and fetch every row."""
+
+    def run(sql: str, params: list[Any] | None = None) -> list[tuple]:
+        con = open_reader(home)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    return run
