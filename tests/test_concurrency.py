@@ -1,0 +1,81 @@
+"""Several processes share one store: writers take turns, readers never wait and never fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from collector.home import Home
+from collector.store.reader import open_reader
+
+FILES = 12
+EVENTS_PER_FILE = 4_000
+
+
+def _write_files(folder: Path, prefix: str, files: int = FILES) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in range(files):
+        path = folder / f"{prefix}-{f:02d}.jsonl"
+        with open(path, "w") as out:
+            for i in range(EVENTS_PER_FILE):
+                out.write(json.dumps({
+                    "event_id": f"{prefix}-{f:02d}-{i:05d}",
+                    "ts": f"2026-10-{1 + i % 20:02d}T{i % 24:02d}:00:00Z",
+                    "agent_id": f"agent-{i % 3}", "action": "lead.route",
+                    "resource": {"type": "lead", "id": f"L-{i}"}, "status": "ok",
+                    "inputs": {"deal_stage": None if i % 2 else "proposal"},
+                }) + "\n")
+        paths.append(path)
+    return paths
+
+
+def _ingest_process(home: Path, paths: list[Path]) -> subprocess.Popen:
+    """`agentwatch ingest actions` in its own process, one file per call so it commits many times."""
+    script = "; ".join(
+        f"subprocess.run([sys.executable, '-m', 'collector.cli', 'ingest', 'actions', {str(p)!r}, "
+        f"'--home', {str(home)!r}], check=True, capture_output=True)"
+        for p in paths
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
+    return subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; {script}"], env=env)
+
+
+def _count(home: Home) -> tuple[int, int]:
+    con = open_reader(home)
+    try:
+        return con.execute("SELECT count(*), count(DISTINCT event_id) FROM actions").fetchall()[0]
+    finally:
+        con.close()
+
+
+def test_reader_sees_growing_store_while_another_process_writes(tmp_path: Path) -> None:
+    """A reader queries throughout another process's ingest: no error, counts only grow, all rows arrive."""
+    home = Home.resolve(tmp_path / "home")
+    writer = _ingest_process(home.root, _write_files(tmp_path / "in", "a"))
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while writer.poll() is None and time.monotonic() < deadline:
+        total, distinct = _count(home)  # raises on any lock or partial-file error
+        assert total == distinct, "a reader never sees a row twice"
+        seen.append(total)
+        time.sleep(0.02)
+    assert writer.wait(timeout=120) == 0
+    assert seen == sorted(seen), "the row count a reader sees never goes down"
+    assert len(set(seen)) > 2, f"the reader should have watched the store grow, saw {sorted(set(seen))}"
+    assert _count(home) == (FILES * EVENTS_PER_FILE, FILES * EVENTS_PER_FILE)
+
+
+def test_two_writers_with_overlapping_files_store_each_event_once(tmp_path: Path) -> None:
+    """Two processes ingesting the same files at once store every event exactly once."""
+    home = Home.resolve(tmp_path / "home")
+    paths = _write_files(tmp_path / "in", "b", files=8)
+    first = _ingest_process(home.root, paths)
+    second = _ingest_process(home.root, list(reversed(paths)))
+    assert first.wait(timeout=120) == 0
+    assert second.wait(timeout=120) == 0
+    assert _count(home) == (8 * EVENTS_PER_FILE, 8 * EVENTS_PER_FILE)
