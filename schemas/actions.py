@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
 
@@ -55,7 +55,11 @@ class ActionEvent(BaseModel):
     authorized_by: str | None = None
     approval: Approval | None = None
     external: bool | None = Field(None, description="True when the action reached a person outside.")
-    records_affected: Annotated[int, BeforeValidator(_null_means_one)] = Field(
+    records_affected: Annotated[
+        int,
+        BeforeValidator(_null_means_one),
+        WithJsonSchema({"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1, "default": 1}),
+    ] = Field(
         1, ge=0, le=2**63 - 1, description="How many records the action touched; null or absent means 1."
     )
     error: ActionError | None = None

@@ -38,7 +38,7 @@ class OutcomeEvent(BaseModel):
     """A rep correction or business outcome, format version 1. Unknown keys are kept."""
 
     model_config = ConfigDict(
-        strict=True, extra="allow", populate_by_name=True, title="agentwatch outcome event v1"
+        strict=True, extra="allow", title="agentwatch outcome event v1"
     )
 
     event_id: Identifier

@@ -255,5 +255,5 @@ def test_archived_property_may_share_a_live_name(contacts: dict[str, Any]) -> No
 
 def test_salesforce_payload_is_pointed_to_the_salesforce_reader() -> None:
     """A Salesforce describe passed here is reported as probably Salesforce."""
-    with pytest.raises(FormatError, match=r"Salesforce describe\? use snapshot_from_salesforce_describe"):
+    with pytest.raises(FormatError, match=r"Salesforce describe\? use --format salesforce"):
         snapshot({"name": "Lead", "fields": []})

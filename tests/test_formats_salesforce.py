@@ -270,7 +270,7 @@ def test_missing_fields_lists_the_keys_found() -> None:
 
 def test_hubspot_payload_is_pointed_to_the_hubspot_reader() -> None:
     """A HubSpot properties response passed here is reported as probably HubSpot."""
-    with pytest.raises(FormatError, match=r"HubSpot properties response"):
+    with pytest.raises(FormatError, match=r"HubSpot properties response\? use --format hubspot"):
         snapshot_from_salesforce_describe({"results": []}, taken_at=TAKEN_AT)
 
 

@@ -131,7 +131,7 @@ def _results(payload: Any) -> list[Any]:
         if isinstance(payload.get("fields"), list):
             raise FormatError(
                 f"{_PREFIX}: expected a top-level 'results' list; got a top-level 'fields' list "
-                "(is this a Salesforce describe? use snapshot_from_salesforce_describe)"
+                "(is this a Salesforce describe? use --format salesforce)"
             )
         raise FormatError(
             f"{_PREFIX}: expected a top-level 'results' list; got keys {_keys(payload)} "

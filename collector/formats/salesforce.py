@@ -156,7 +156,7 @@ def _check_top_level(payload: Any) -> None:
         if "results" in payload:
             raise FormatError(
                 f"{_PREFIX}: expected a top-level 'fields' list; got a top-level 'results' key "
-                "(is this a HubSpot properties response? use snapshot_from_hubspot_properties)"
+                "(is this a HubSpot properties response? use --format hubspot)"
             )
         raise FormatError(f"{_PREFIX}: expected a top-level 'fields' list; got keys {_keys(payload)}")
     if not isinstance(payload["fields"], list):

@@ -7,6 +7,7 @@ the same snapshot again is a no-op.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Iterable
@@ -130,7 +131,13 @@ def _ingest_located(
 
 def _read_items(path: Path, fmt: str) -> tuple[list[tuple[int, Any]], str]:
     """The payloads of one file with their numbers (line numbers for JSONL: blank lines count)."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read as UTF-8 JSON text: {exc}") from None
+    if path.name.lower().endswith(".gz"):
+        path = path.with_suffix("")  # the format is that of the name inside
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         items = []
         for number, line in enumerate(text.splitlines(), start=1):

@@ -123,9 +123,21 @@ def read_json_document(path: Path) -> Iterator[RawChunk]:
         raise InputFileError(path, f"not valid JSON: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
+    if layout == "array" and _last_significant_byte(path) != b"]":  # DuckDB reads a cut-off array without a word
+        raise InputFileError(path, "not valid JSON: the array is not closed (no final ']'); is the file truncated?")
     texts = table.column("raw").combine_chunks().cast(pa.large_string())
     numbers = np.arange(1, len(texts) + 1, dtype=np.int64)
     yield RawChunk(str(path), "item", numbers, texts, path.stat().st_size)
+
+
+def _last_significant_byte(path: Path) -> bytes:
+    with _open_binary(path) as stream:
+        if path.name.lower().endswith(".gz"):
+            tail = stream.read()[-4096:]
+        else:
+            stream.seek(max(path.stat().st_size - 4096, 0))
+            tail = stream.read()
+    return tail.rstrip(b" \t\r\n")[-1:]
 
 
 def _first_significant_byte(path: Path) -> bytes:
@@ -155,7 +167,9 @@ def _cell_as_json(column: str, column_type: str, kind: Kind) -> str:
         case Kind.NUMBER:
             return f"COALESCE(to_json(TRY_CAST({c} AS DOUBLE)), to_json({c}))"
         case Kind.INTEGER:
-            return f"COALESCE(to_json(TRY_CAST({c} AS BIGINT)), to_json({c}))"
+            whole = f"regexp_full_match({c}, '-?[0-9]+')"
+            integer = f"COALESCE(to_json(TRY_CAST({c} AS BIGINT)), to_json({c}))"
+            return f"CASE WHEN {whole} THEN {integer} ELSE to_json({c}) END"
         case Kind.BOOLEAN:
             return (f"CASE lower({c}) WHEN 'true' THEN 'true'::JSON WHEN 'false' THEN 'false'::JSON "
                     f"ELSE to_json({c}) END")
