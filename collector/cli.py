@@ -189,8 +189,9 @@ def serve(
     from collector.api.app import ApiSettings
     from collector.api.server import serve as run_server
 
+    if max_body_bytes < 1 or flush_interval <= 0:
+        raise ConfigError("--max-body-bytes must be at least 1 and --flush-interval more than 0 seconds")
     settings = ApiSettings(max_body_bytes=max_body_bytes, flush_interval_s=flush_interval)
-    err.print(f"agentwatch collector API on http://{host}:{port} (docs: http://{host}:{port}/docs)", highlight=False)
     run_server(Home.resolve(home), host=host, port=port, settings=settings)
 
 

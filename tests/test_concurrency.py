@@ -79,3 +79,60 @@ def test_two_writers_with_overlapping_files_store_each_event_once(tmp_path: Path
     assert first.wait(timeout=120) == 0
     assert second.wait(timeout=120) == 0
     assert _count(home) == (8 * EVENTS_PER_FILE, 8 * EVENTS_PER_FILE)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_api_file_ingest_and_reader_run_side_by_side(tmp_path: Path) -> None:
+    """A live API server, a file ingest and a reader share one store: nothing blocks, fails or doubles."""
+    import httpx
+
+    from collector.keys import KeyStore
+
+    home = Home.resolve(tmp_path / "home")
+    _, token = KeyStore(home).create("ingest")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "serve", "--home", str(home.root), "--port", str(port),
+         "--flush-interval", "0.2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+            writer = _ingest_process(home.root, _write_files(tmp_path / "in", "file", files=6))
+            acknowledged = 0
+            for batch in range(20):
+                events = [{"event_id": f"api-{batch:02d}-{i:03d}", "ts": "2026-10-05T12:00:00Z",
+                           "agent_id": "lead-router", "action": "lead.route",
+                           "resource": {"type": "lead", "id": f"L-{i}"}, "status": "ok"} for i in range(200)]
+                response = client.post("/v1/actions", json=events)
+                assert response.status_code == 200, response.text
+                acknowledged += response.json()["accepted"]
+                total, distinct = _count(home)  # the reader works while both write
+                assert total == distinct
+            assert writer.wait(timeout=120) == 0
+        expected = acknowledged + 6 * EVENTS_PER_FILE
+        deadline = time.monotonic() + 30
+        while _count(home)[0] < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _count(home) == (expected, expected)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

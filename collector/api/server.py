@@ -1,0 +1,86 @@
+"""Run the HTTP API with uvicorn: one process per home, holding the home's serve lock."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+
+import uvicorn
+
+from collector.api.app import ApiSettings, create_app
+from collector.api.wal import acquire_serve_lock, release_serve_lock
+from collector.errors import ConfigError, StoreError
+from collector.home import Home
+
+log = logging.getLogger("collector.api")
+
+GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long to finish before the final WAL flush
+
+
+def _configure_logging() -> None:
+    """agentwatch's own log lines (flushes, replays, errors) next to uvicorn's, on stderr."""
+    logger = logging.getLogger("collector")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or a ConfigError naming the address and what to do."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve host {host!r}: {exc.strerror}; use an address such as 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; is another server using that port? pick another "
+            "with --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSettings | None = None) -> None:
+    """Serve the API of `home` until SIGINT or SIGTERM; then flush the WAL and return.
+
+    Fails at once (StoreError) when another server holds the home, and (ConfigError) when the
+    port cannot be bound. Before it answers any request, it ingests the WAL a crash left behind.
+    """
+    _configure_logging()
+    acquire_serve_lock(home)
+    try:
+        sock = _listen(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        app = create_app(home, settings)
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="info",
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        server = uvicorn.Server(config)
+        log.info("agentwatch API for %s on http://%s:%d (docs at /docs)", home.root, bound_host, bound_port)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when the app's startup fails; its log says why
+            raise StoreError(
+                f"the API server for {home.root} failed to start (exit {exc.code}); the reason is logged above"
+            ) from None
+        finally:
+            sock.close()
+    finally:
+        release_serve_lock(home)
