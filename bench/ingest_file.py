@@ -98,6 +98,7 @@ def main() -> None:
     target = int(args.gigabytes * 1e9) if args.gigabytes else None
     events = write_events(path, target, None if target else args.events)
     size = path.stat().st_size
+    os.sync()  # the input's own writeback must not compete with the measured run
     env = {**os.environ, "AGENTWATCH_HOME": str(work / "home")}
     ingest = (
         "from pathlib import Path; from collector.home import Home; from collector.datasets import ACTIONS;"

@@ -245,6 +245,9 @@ def demo(
     resolved = Home.resolve(home)
     run_demo(resolved, days=days, seed=seed, console=out)
     if not no_serve:
+        out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
+                  "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"
+                  "status: .venv/bin/agentwatch status    stop: Ctrl-C", highlight=False)
         serve(host="127.0.0.1", port=port, home=resolved.root)
 
 

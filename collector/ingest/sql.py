@@ -152,9 +152,11 @@ class _Value:
                 value = f"TRY_CAST({self.v} AS BOOLEAN)"
             case _:
                 value = self.s
-        default = "NULL" if self.spec.default is None else repr(self.spec.default)
+        # An absent key and a JSON null both reach here as SQL NULL, so no presence test is needed.
         column = quote_identifier(self.spec.column_name)
-        return [f"CASE WHEN {self.present()} THEN {value} ELSE {default} END AS {column}"]
+        if self.spec.default is not None:
+            value = f"COALESCE({value}, {self.spec.default!r})"
+        return [f"{value} AS {column}"]
 
 
 def _json_type_of_text(value: str) -> str:

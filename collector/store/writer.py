@@ -115,7 +115,7 @@ class DatasetWriter:
             "now() AS ingested_at" if name == "ingested_at" else quote_identifier(name)
             for name, _ in self.dataset.stored_columns()
         ]
-        options = "FORMAT parquet, COMPRESSION snappy"
+        options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
         target = staging
         if self.dataset.partitioned_by_day:
             time_column = quote_identifier(self.dataset.time_key)
