@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from collector.errors import AuthError, ConfigError
 from collector.home import Home
+from collector.store.durable import fsync_dir
 from collector.store.lock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -205,11 +206,7 @@ class KeyStore:
             raise
         os.close(fd)
         os.replace(temp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(self.path.parent)
 
 
 def _as_key(record: dict[str, Any]) -> ApiKey:

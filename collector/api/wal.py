@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
-import json
 import logging
 import os
 import re
@@ -35,9 +34,11 @@ from collector.datasets import DATASETS
 from collector.errors import StoreError
 from collector.home import Home
 from collector.ingest.pipeline import Ingestor
+from collector.ingest.rejects import guess_event_id
 from collector.ingest.sources import read_jsonl
 from collector.ingest.sql import sql_string
 from collector.store import duck
+from collector.store.durable import fsync_dir
 from collector.store.keyindex import EventKeyIndex
 from collector.store.keys import event_key
 
@@ -255,7 +256,7 @@ class WriteAheadLog:
             if end == 0:
                 path.unlink()
                 continue
-            ids = [_event_id(line) for line in data[:end].splitlines()]
+            ids = [guess_event_id(line) for line in data[:end].splitlines()]
             segment = Segment(dataset, seq, path, size=end, ids=[i for i in ids if i is not None])
             self._closed.append(segment)
             self._pending[dataset].update(segment.ids)
@@ -343,7 +344,7 @@ class WriteAheadLog:
                 for segment in dirty:
                     os.fdatasync(segment.fd)  # type: ignore[arg-type]
                 if dir_dirty:
-                    _fsync_dir(self.directory)
+                    fsync_dir(self.directory)
             except OSError as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: retrying could
                 # "succeed" without the data. Refuse further writes instead.
@@ -502,19 +503,3 @@ class WriteAheadLog:
         log.info("flushed %s: %d stored, %d duplicates, %d refused in %.2f s", segment.path.name, accepted,
                  duplicates, refused, time.perf_counter() - started)
 
-
-def _event_id(line: bytes) -> str | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    event_id = value.get("event_id") if isinstance(value, dict) else None
-    return event_id if isinstance(event_id, str) else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -39,12 +39,13 @@ The response carries no time for the whole schema, so ``taken_at`` is the argume
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from collector.errors import FormatError
+from collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
 from schemas.snapshots import SchemaField, SchemaSnapshot
 
 _PREFIX = "hubspot properties"
@@ -78,7 +79,7 @@ def snapshot_from_hubspot_properties(
     ``taken_at`` must carry a UTC offset and is stored in UTC; it defaults to now.
     Raises :class:`collector.errors.FormatError` when the payload is not a properties response.
     """
-    when = _resolve_taken_at(taken_at)
+    when = resolve_taken_at(taken_at)
     if not isinstance(object_name, str) or not object_name:
         raise FormatError(
             f"{_PREFIX}: object_name must be a non-empty string such as 'contacts'; got {object_name!r}"
@@ -102,7 +103,7 @@ def snapshot_from_hubspot_properties(
     try:
         return SchemaSnapshot(taken_at=when, source=source_name, object=object_name, fields=fields)
     except ValidationError as exc:
-        raise FormatError(f"{_PREFIX}: cannot build the snapshot: {_summarize(exc)}") from None
+        raise FormatError(f"{_PREFIX}: cannot build the snapshot: {summarize_validation_error(exc)}") from None
 
 
 def _results(payload: Any) -> list[Any]:
@@ -134,7 +135,7 @@ def _results(payload: Any) -> list[Any]:
                 "(is this a Salesforce describe? use --format salesforce)"
             )
         raise FormatError(
-            f"{_PREFIX}: expected a top-level 'results' list; got keys {_keys(payload)} "
+            f"{_PREFIX}: expected a top-level 'results' list; got keys {keys_preview(payload)} "
             "(did you pass a single property or a search response?)"
         )
     results = payload["results"]
@@ -194,7 +195,7 @@ def _map_property(index: int, raw: Any) -> SchemaField | None:
             source_type=hs_type,
         )
     except ValidationError as exc:
-        raise FormatError(f"{where}: {_summarize(exc)}") from None
+        raise FormatError(f"{where}: {summarize_validation_error(exc)}") from None
 
 
 def _required_str(where: str, raw: Mapping[str, Any], key: str) -> str:
@@ -228,29 +229,3 @@ def _visible_option_values(where: str, options: Any) -> list[str]:
             values.append(value)
     return values
 
-
-def _resolve_taken_at(taken_at: datetime | None) -> datetime:
-    """``taken_at`` in UTC; now when not given. A naive time is refused rather than guessed."""
-    if taken_at is None:
-        return datetime.now(UTC)
-    if not isinstance(taken_at, datetime):
-        raise TypeError(f"taken_at must be a datetime with a UTC offset; got {type(taken_at).__name__}")
-    if taken_at.tzinfo is None or taken_at.utcoffset() is None:
-        raise ValueError(f"taken_at needs a UTC offset (e.g. tzinfo=UTC); got naive {taken_at.isoformat()}")
-    return taken_at.astimezone(UTC)
-
-
-def _keys(payload: Mapping[str, Any], limit: int = 12) -> str:
-    """The payload's top-level keys, sorted and capped, for error messages."""
-    keys = sorted(str(key) for key in payload)
-    shown = ", ".join(repr(key) for key in keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}]"
-
-
-def _summarize(exc: ValidationError) -> str:
-    """A pydantic error as one line: ``loc: message; loc: message``."""
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "; ".join(parts)

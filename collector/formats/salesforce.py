@@ -44,12 +44,13 @@ The describe result carries no time, so ``taken_at`` is the argument, or now (UT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from collector.errors import FormatError
+from collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
 from schemas.snapshots import SchemaField, SchemaSnapshot
 
 _PREFIX = "salesforce describe"
@@ -101,7 +102,7 @@ def snapshot_from_salesforce_describe(
     ``taken_at`` must carry a UTC offset and is stored in UTC; it defaults to now.
     Raises :class:`collector.errors.FormatError` when the payload is not a describe result.
     """
-    when = _resolve_taken_at(taken_at)
+    when = resolve_taken_at(taken_at)
     _check_top_level(payload)
     obj = _resolve_object_name(payload, object_name)
 
@@ -121,7 +122,7 @@ def snapshot_from_salesforce_describe(
     try:
         return SchemaSnapshot(taken_at=when, source=source_name, object=obj, fields=fields)
     except ValidationError as exc:
-        raise FormatError(f"{_PREFIX}: cannot build the snapshot: {_summarize(exc)}") from None
+        raise FormatError(f"{_PREFIX}: cannot build the snapshot: {summarize_validation_error(exc)}") from None
 
 
 def _check_top_level(payload: Any) -> None:
@@ -158,7 +159,7 @@ def _check_top_level(payload: Any) -> None:
                 f"{_PREFIX}: expected a top-level 'fields' list; got a top-level 'results' key "
                 "(is this a HubSpot properties response? use --format hubspot)"
             )
-        raise FormatError(f"{_PREFIX}: expected a top-level 'fields' list; got keys {_keys(payload)}")
+        raise FormatError(f"{_PREFIX}: expected a top-level 'fields' list; got keys {keys_preview(payload)}")
     if not isinstance(payload["fields"], list):
         raise FormatError(
             f"{_PREFIX}: top-level 'fields' must be a list; got {type(payload['fields']).__name__}"
@@ -223,7 +224,7 @@ def _map_field(index: int, raw: Any) -> SchemaField:
             source_type=sf_type,
         )
     except ValidationError as exc:
-        raise FormatError(f"{where}: {_summarize(exc)}") from None
+        raise FormatError(f"{where}: {summarize_validation_error(exc)}") from None
 
 
 def _active_picklist_values(where: str, entries: Any) -> list[str]:
@@ -251,29 +252,3 @@ def _active_picklist_values(where: str, entries: Any) -> list[str]:
             values.append(value)
     return values
 
-
-def _resolve_taken_at(taken_at: datetime | None) -> datetime:
-    """``taken_at`` in UTC; now when not given. A naive time is refused rather than guessed."""
-    if taken_at is None:
-        return datetime.now(UTC)
-    if not isinstance(taken_at, datetime):
-        raise TypeError(f"taken_at must be a datetime with a UTC offset; got {type(taken_at).__name__}")
-    if taken_at.tzinfo is None or taken_at.utcoffset() is None:
-        raise ValueError(f"taken_at needs a UTC offset (e.g. tzinfo=UTC); got naive {taken_at.isoformat()}")
-    return taken_at.astimezone(UTC)
-
-
-def _keys(payload: Mapping[str, Any], limit: int = 12) -> str:
-    """The payload's top-level keys, sorted and capped, for error messages."""
-    keys = sorted(str(key) for key in payload)
-    shown = ", ".join(repr(key) for key in keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}]"
-
-
-def _summarize(exc: ValidationError) -> str:
-    """A pydantic error as one line: ``loc: message; loc: message``."""
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "; ".join(parts)

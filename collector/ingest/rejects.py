@@ -65,7 +65,7 @@ def explain(model: type[BaseModel], text: str) -> tuple[FieldError, ...]:
     return ()
 
 
-def guess_event_id(text: str) -> str | None:
+def guess_event_id(text: str | bytes) -> str | None:
     """The event_id of a refused text, when it has a readable one (for the error message)."""
     try:
         value = json.loads(text)

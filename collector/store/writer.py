@@ -28,6 +28,7 @@ from collector.datasets import Dataset
 from collector.home import Home
 from collector.ingest.sql import quote_identifier, sql_string
 from collector.store import duck
+from collector.store.durable import fsync_dir, fsync_file
 from collector.store.keyindex import EventKeyIndex
 from collector.store.lock import WriteLock
 
@@ -131,26 +132,11 @@ class DatasetWriter:
         for staged in sorted(staging.rglob("*.parquet")):
             destination = self.directory / staged.relative_to(staging)
             destination.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_file(staged)
+            fsync_file(staged)
             os.replace(staged, destination)
             written.append(destination)
         for folder in {p.parent for p in written}:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         shutil.rmtree(staging, ignore_errors=True)
         return tuple(written)
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
