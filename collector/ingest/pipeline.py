@@ -123,7 +123,7 @@ class Ingestor:
             else:  # the SQL validator was stricter than the model: keep the model's normal form
                 event = self.dataset.model.model_validate_json(text)
                 rescued_numbers.append(number)
-                rescued_texts.append(event.model_dump_json(by_alias=True, exclude_none=True))
+                rescued_texts.append(event.model_dump_json(by_alias=True, exclude_unset=True))
         if rescued_texts:
             duck.run(self.con, f"DELETE FROM {table} WHERE line_no IN (SELECT unnest($1))", [rescued_numbers])
             self._validate_into(table, np.array(rescued_numbers, dtype=np.int64),
