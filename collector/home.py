@@ -31,8 +31,12 @@ class Home:
         if root.exists() and not root.is_dir():
             raise ConfigError(f"{HOME_ENV}={root} is a file; point it at a folder (it is created if missing)")
         home = cls(root.resolve())
-        for folder in (home.store, home.wal, home.rejects, home.locks):
-            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            for folder in (home.store, home.wal, home.rejects, home.locks):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot use {root} as the agentwatch home ({HOME_ENV} or --home): {exc.strerror}"
+            raise ConfigError(problem) from None
         return home
 
     @property

@@ -179,8 +179,10 @@ class KeyStore:
         try:
             document = json.loads(text)
             records = {record["id"]: record for record in document["keys"]}
-            if not all(isinstance(record.get("secret_sha256"), str) for record in records.values()):
-                raise ValueError("a key has no secret_sha256")
+            for record in records.values():
+                if not isinstance(record.get("secret_sha256"), str):
+                    raise ValueError(f"key {record.get('id')!r} has no secret_sha256")
+                _as_key(record)  # every field a key needs is there and readable
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"the key file {self.path} is damaged ({type(exc).__name__}: {exc}); restore it from a "

@@ -32,8 +32,10 @@ def _reject_counts(home: Home) -> dict[str, int]:
         glob = sql_string(str(home.rejects / "*.jsonl"))
         rows = duck.run(
             con,
+            # ignore_errors: a reject file being appended to may end in half a line
             f"SELECT dataset, count(*) FROM read_json({glob}, format = 'newline_delimited', "
-            "columns = {'dataset': 'VARCHAR'}) GROUP BY dataset ORDER BY dataset",
+            "columns = {'dataset': 'VARCHAR'}, ignore_errors = true) WHERE dataset IS NOT NULL "
+            "GROUP BY dataset ORDER BY dataset",
         )
     finally:
         con.close()

@@ -41,7 +41,10 @@ def parse_rfc3339(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp needs a UTC offset, e.g. 2026-10-01T09:30:00+02:00")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} falls outside years 1 to 9999 in UTC") from None
     if not isinstance(value, str):
         raise ValueError("timestamp must be an RFC 3339 string, e.g. 2026-10-01T09:30:00Z")
     if not _RFC3339.fullmatch(value):
@@ -52,7 +55,10 @@ def parse_rfc3339(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(f"{value!r} falls outside years 1 to 9999 in UTC") from None
 
 
 Timestamp = Annotated[

@@ -514,3 +514,15 @@ def test_two_apps_in_one_process_on_one_home_are_refused(home: Home) -> None:
         assert first.get("/healthz").status_code == 200
     with TestClient(create_app(home)) as again:  # released at shutdown
         assert again.get("/healthz").status_code == 200
+
+
+def test_timestamp_outside_python_range_is_refused_per_event(client: TestClient, keys: dict, home: Home) -> None:
+    """A time that is past year 9999 in UTC is one refused event (422), not a 500 that loses the batch."""
+    late = action(2, ts="9999-12-31T23:59:59-01:00")
+    response = client.post("/v1/actions", json=[action(1), late], headers=bearer(keys["ingest"]))
+    body = assert_error_shape(response, 422, "invalid_events")
+    assert body["accepted"] == 1
+    assert body["error"]["details"][0]["errors"][0]["field"] == "ts"
+    assert "outside years 1 to 9999" in body["error"]["details"][0]["errors"][0]["message"]
+    flushed(client)
+    assert query(home, "SELECT event_id FROM actions") == [("act-000001",)]

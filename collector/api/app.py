@@ -203,7 +203,9 @@ events**) and the CRM schema they work against (**schema snapshots**), to catch 
 log, fsynced. They reach the store within a flush interval (1 s by default); a crash in between loses
 nothing, they are replayed at the next start.
 
-**Idempotence.** Sending an event_id again is a no-op, counted in `duplicates`: retry freely.
+**Idempotence.** Sending an event_id again is a no-op: the store keeps each event_id once, so retry
+freely. `duplicates` counts ids this server already holds; an id that another process (a file
+ingest) stored in the last few seconds may be counted in `accepted`, and is still stored once.
 
 **Partial acceptance.** A batch with some invalid events is answered 422; its valid events are kept
 all the same, and the error's `details` name each refused event by its index, event_id and field.
@@ -293,8 +295,9 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         summary="Send CRM schema snapshots",
         description="Store what fields a CRM object has now. Snapshots are stored durably before the answer; a "
                     "snapshot is identified by (source, object, taken_at), so sending it again is a no-op counted "
-                    "in `duplicates`. Refused payloads get 422 with the valid ones of the batch stored. Needs scope "
-                    "`ingest`.",
+                    "in `duplicates` (a Salesforce or HubSpot payload sent without `taken_at` is stamped with its "
+                    "arrival time, so each such send records a new snapshot). Refused payloads get 422 with the "
+                    "valid ones of the batch stored. Needs scope `ingest`.",
         responses=EVENT_RESPONSES,
         openapi_extra=SNAPSHOT_REQUEST_BODY,
     )

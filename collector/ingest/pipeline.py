@@ -76,9 +76,13 @@ class Ingestor:
         self._batches += 1
         self._validate_into(table, chunk.numbers, chunk.texts, create=True)
         refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid").fetchnumpy()["line_no"]
-        rejections: list[Rejection] = []
+        rejections = [
+            Rejection(chunk.source, chunk.unit, number, None, (FieldError("", problem),),
+                      head.decode("utf-8", "replace"))
+            for number, problem, head in chunk.refused
+        ]
         if len(refused):
-            rejections = self._recheck_refused(table, chunk, np.asarray(refused))
+            rejections += self._recheck_refused(table, chunk, np.asarray(refused))
         self.rejects.write(rejections)
         self._held.append(table)
         self._held_rows += len(chunk)

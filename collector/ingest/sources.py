@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from collector.ingest.sql import quote_identifier, sql_string
 from collector.store import duck
 
 CHUNK_BYTES = 64 << 20
+STORE_BOOKKEEPING_COLUMNS = frozenset({"event_key", "ingested_at"})
+MAX_EVENT_BYTES = 8 << 20  # a longer line is refused on its own (the HTTP API caps bodies at 10 MiB)
 FORMATS = ("jsonl", "json", "csv", "parquet")
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -37,6 +40,9 @@ class RawChunk:
     numbers: np.ndarray  # int64, one per text
     texts: pa.Array  # large_string
     bytes_done: int  # how far into the source this chunk reaches, for progress bars
+    # Lines refused before validation (too long, not UTF-8): (number, problem, first bytes). Their
+    # slots in `texts` are null, so the validator skips them.
+    refused: tuple[tuple[int, str, bytes], ...] = ()
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -74,8 +80,11 @@ def _open_binary(path: Path) -> BinaryIO:
 
 def read_jsonl(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
     """JSONL lines in chunks of about `chunk_bytes`, split on newlines by numpy (no per-line loop)."""
-    with _open_binary(path) as stream:
-        yield from split_lines(stream, str(path), chunk_bytes)
+    try:
+        with _open_binary(path) as stream:
+            yield from split_lines(stream, str(path), chunk_bytes)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a broken or truncated .gz
+        raise InputFileError(path, f"cannot read the file: {exc or type(exc).__name__}") from None
 
 
 def split_lines(stream: BinaryIO | io.BytesIO, source: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
@@ -100,12 +109,40 @@ def split_lines(stream: BinaryIO | io.BytesIO, source: str, chunk_bytes: int = C
         cut = int(ends[-1]) + 1
         carry, data = data[cut:], data[:cut]
         offsets = np.concatenate(([0], ends + 1)).astype(np.int64)
-        texts = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
+        texts, refused = _line_texts(data, offsets, next_line)
         numbers = np.arange(next_line, next_line + len(ends), dtype=np.int64)
         next_line += len(ends)
-        yield RawChunk(source, "line", numbers, texts, done)
+        yield RawChunk(source, "line", numbers, texts, done, refused)
         if not block:
             return
+
+
+def _line_texts(data: bytes, offsets: np.ndarray, first_line: int) -> tuple[pa.Array, tuple]:
+    """The lines as a string array over `data` (no copy); too long or non-UTF-8 lines become nulls."""
+    count = len(offsets) - 1
+    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
+    bad: dict[int, str] = {
+        int(i): f"the event is {int(offsets[i + 1] - offsets[i]):,} bytes; the limit is {MAX_EVENT_BYTES:,}"
+        for i in np.flatnonzero(np.diff(offsets) > MAX_EVENT_BYTES)
+    }
+    try:
+        texts.validate(full=True)  # UTF-8 of every line, vectorized
+    except pa.ArrowInvalid:  # rare: find the offending lines one by one
+        for i in range(count):
+            if i not in bad:
+                try:
+                    data[offsets[i]:offsets[i + 1]].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad[i] = f"not valid UTF-8 text ({exc.reason} at byte {exc.start})"
+    if not bad:
+        return texts, ()
+    valid = np.ones(count, dtype=bool)
+    valid[list(bad)] = False
+    bitmap = pa.array(valid).buffers()[1]
+    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data), bitmap, len(bad))
+    refused = tuple((first_line + i, problem, bytes(data[offsets[i]:min(offsets[i + 1], offsets[i] + 1024)]))
+                    for i, problem in sorted(bad.items()))
+    return texts, refused
 
 
 def read_json_document(path: Path) -> Iterator[RawChunk]:
@@ -203,10 +240,23 @@ def flat_to_json_sql(dataset: Dataset, columns: dict[str, str], relation: str) -
         if found:
             used.add(found)
             pairs.append(f"{sql_string(spec.key)}, {_cell_as_json(found, columns[found], spec.kind)}")
+    # A part file of a store (another home being merged in): its bookkeeping columns are recomputed,
+    # and its `extra` column holds the unknown keys the events were sent with.
+    used |= STORE_BOOKKEEPING_COLUMNS
+    restore_extra = dataset.keeps_extra and columns.get("extra") == "JSON"
+    if restore_extra:
+        used.add("extra")
     for name, column_type in columns.items():
         if name not in used and dataset.keeps_extra:
             pairs.append(f"{sql_string(name)}, {_cell_as_json(name, column_type, Kind.ANY)}")
-    return f"SELECT json_object({', '.join(pairs)})::VARCHAR AS raw FROM {relation}"
+    event = f"json_object({', '.join(pairs)})::VARCHAR"
+    if restore_extra:
+        # Join the two minified objects' members as text: a JSON merge patch would drop nested nulls, and
+        # the unknown keys in `extra` cannot collide with the known keys of the event.
+        inner = "CAST(extra AS VARCHAR)[2:-2]"
+        event = (f"CASE WHEN json_type(extra) = 'OBJECT' AND {inner} <> '' "
+                 f"THEN '{{' || {inner} || ',' || ({event})[2:] ELSE {event} END")
+    return f"SELECT {event} AS raw FROM {relation}"
 
 
 def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk]:
@@ -217,7 +267,7 @@ def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk
             relation = f"read_csv({sql_string(str(path))}, header = true, all_varchar = true)"
             first_number = 2  # line 1 is the header
         else:
-            relation = f"read_parquet({sql_string(str(path))})"
+            relation = f"read_parquet({sql_string(str(path))}, hive_partitioning = false)"
             first_number = 1
         try:
             described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")

@@ -111,7 +111,9 @@ class _Value:
                 parts = [is_string]
             case Kind.TIMESTAMP:
                 rfc3339 = f"regexp_full_match({self.s}, {sql_string(RFC3339_PATTERN)})"
-                parts = [is_string, rfc3339, f"{self.ts} IS NOT NULL"]
+                # Python's datetime (pydantic) stops at years 1 and 9999 in UTC; DuckDB does not.
+                in_range = f"{self.ts} BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'"
+                parts = [is_string, rfc3339, f"{self.ts} IS NOT NULL", in_range]
             case Kind.ENUM:
                 parts = [is_string, f"{self.s} IN {_sql_list(spec.values)}"]
             case Kind.PATTERN:

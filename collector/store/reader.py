@@ -1,7 +1,9 @@
 """Read the store: DuckDB views over the Parquet parts, one per dataset.
 
-Any number of processes may read while one writes: parts appear by atomic rename, and a view
-re-lists its files every time a query runs.
+Any number of processes may read while one writes: parts appear by atomic rename, and a view over
+a non-empty dataset re-lists its files every time a query runs. A view created while its dataset had
+no part at all stays empty: a long-lived connection calls ``create_views`` again to pick up a dataset's
+first parts (it is cheap).
 """
 
 from __future__ import annotations

@@ -49,7 +49,9 @@ class DatasetWriter:
         self.home = home
         self.dataset = dataset
         self.directory = home.dataset_dir(dataset.name)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.directory.parent)
         self.lock = WriteLock(home.locks / f"{dataset.name}.lock")
         self.index = EventKeyIndex(self.directory)
         self._staging_root = home.store / ".staging" / dataset.name
@@ -129,13 +131,16 @@ class DatasetWriter:
             f"COPY (SELECT {', '.join(columns)} FROM {source}) TO {sql_string(str(target))} ({options})",
         )
         written = []
+        created: set[Path] = set()  # new partition folders: their entry in the parent must be synced too
         for staged in sorted(staging.rglob("*.parquet")):
             destination = self.directory / staged.relative_to(staging)
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            if not destination.parent.exists():
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                created.add(destination.parent)
             fsync_file(staged)
             os.replace(staged, destination)
             written.append(destination)
-        for folder in {p.parent for p in written}:
+        for folder in {p.parent for p in written} | {c.parent for c in created}:
             fsync_dir(folder)
         shutil.rmtree(staging, ignore_errors=True)
         return tuple(written)
