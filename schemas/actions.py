@@ -50,7 +50,7 @@ class ActionEvent(BaseModel):
     before: JsonObject | None = Field(None, description="The record's fields before a write.")
     after: JsonObject | None = Field(None, description="The record's fields after a write.")
     decision: JsonObject | None = Field(None, description="Model outputs: route_to, qualified, score, ...")
-    confidence: float | None = Field(None, ge=0, le=1)
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     rationale: str | None = None
     authorized_by: str | None = None
     approval: Approval | None = None
@@ -63,6 +63,6 @@ class ActionEvent(BaseModel):
         1, ge=0, le=2**63 - 1, description="How many records the action touched; null or absent means 1."
     )
     error: ActionError | None = None
-    latency_ms: float | None = Field(None, ge=0)
+    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
     trace_id: str | None = None
     span_id: str | None = None

@@ -49,5 +49,5 @@ class OutcomeEvent(BaseModel):
     field: str | None = Field(None, description="The CRM field that changed, for corrections.")
     from_: Any = Field(None, alias="from", description="The value before (any JSON value).")
     to: Any = Field(None, description="The value after (any JSON value).")
-    amount: float | None = None
+    amount: float | None = Field(None, allow_inf_nan=False)
     corrects_event_id: str | None = Field(None, description="The action event this outcome corrects.")

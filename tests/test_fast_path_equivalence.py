@@ -129,3 +129,11 @@ def test_event_key_matches_duckdb() -> None:
     ids = ["act-1", "é-ünïcode", "a" * 256, ""]
     rows = duck.run(con, "SELECT md5_number_lower(unnest($1))", [ids])
     assert [r[0] for r in rows] == [event_key(i) for i in ids]
+
+
+@pytest.mark.parametrize("key", ["latency_ms", "confidence"])
+def test_numbers_too_large_for_a_double_are_refused(key: str) -> None:
+    """A number such as 1e999 (infinite as a double) is refused by both validators, not stored as inf."""
+    text = json.dumps(VALID_ACTION)[:-1] + f', "{key}": 1e999}}'
+    assert _sql_verdicts(ACTIONS, [text]) == [False]
+    assert _model_verdict(ACTIONS, text) is False

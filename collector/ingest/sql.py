@@ -125,7 +125,7 @@ class _Value:
                 parts = ["TRUE"]
             case Kind.NUMBER:
                 number = f"TRY_CAST({self.v} AS DOUBLE)"
-                parts = [is_number, *_bounds(number, spec)]
+                parts = [is_number, f"isfinite({number})", *_bounds(number, spec)]
             case Kind.INTEGER:
                 number = f"TRY_CAST({self.v} AS BIGINT)"
                 integral = f"NOT regexp_matches({self.v}, '[.eE]')"
