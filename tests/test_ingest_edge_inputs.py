@@ -126,3 +126,18 @@ def test_damaged_key_record_is_a_config_error(tmp_path: Path) -> None:
     home.keys_file.write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="damaged"):
         KeyStore(home).list()
+
+
+def test_hostile_csv_header_names_are_data_not_sql(tmp_path: Path) -> None:
+    """CSV header names full of quotes and SQL become extra keys verbatim; nothing is executed or mangled."""
+    home = Home.resolve(tmp_path / "home")
+    hostile = ['tenant"); DROP TABLE actions; --', "it's", "a\"b"]
+    header = ",".join(["event_id", "ts", "agent_id", "action", "resource_type", "resource_id", "status"]
+                      + ['"' + name.replace('"', '""') + '"' for name in hostile])
+    row = "e1,2026-10-18T10:00:00Z,lead-router,lead.route,lead,L-1,ok,x,y,z"
+    path = tmp_path / "hostile.csv"
+    path.write_text(header + "\n" + row + "\n")
+    report = ingest_files(home, ACTIONS, [path])
+    assert (report.accepted, report.rejected) == (1, 0)
+    (extra,) = _stored(home, "SELECT extra FROM actions")[0]
+    assert json.loads(extra) == dict(zip(hostile, ["x", "y", "z"], strict=True))
