@@ -9,7 +9,7 @@ from collector.home import Home
 from collector.ingest.sql import sql_string
 from collector.store import duck
 from collector.store.keyindex import list_parts
-from collector.store.reader import open_reader
+from collector.store.reader import SCHEMA_PART, open_reader
 
 
 def _jsonable(value: Any) -> Any:
@@ -73,6 +73,6 @@ def store_status(home: Home) -> dict[str, Any]:
         "schema_snapshots": snapshots,
         "rejects": _reject_counts(home),
         "wal_pending": _wal_pending(home),
-        "part_files": {name: len(list_parts(home.dataset_dir(name)))
+        "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
     }

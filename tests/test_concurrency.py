@@ -136,3 +136,18 @@ def test_api_file_ingest_and_reader_run_side_by_side(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_connection_opened_on_an_empty_store_sees_later_events(tmp_path: Path) -> None:
+    """A reader connection opened before any event exists sees events ingested later, with typed columns."""
+    home = Home.resolve(tmp_path / "home")
+    con = open_reader(home)
+    try:
+        assert con.execute("SELECT count(*) FROM actions").fetchall() == [(0,)]
+        column_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE actions)").fetchall())
+        assert column_types["ts"] == "TIMESTAMP WITH TIME ZONE" and column_types["day"] == "DATE"
+        writer = _ingest_process(home.root, _write_files(tmp_path / "in", "late", files=1))
+        assert writer.wait(timeout=120) == 0
+        assert con.execute("SELECT count(*), min(day) FROM actions").fetchall()[0][0] == EVENTS_PER_FILE
+    finally:
+        con.close()

@@ -19,6 +19,7 @@ from collector.home import Home
 from collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
 from collector.ingest.sources import read_jsonl
 from collector.store import duck
+from collector.store.reader import SCHEMA_PART
 
 T0 = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
 
@@ -150,7 +151,8 @@ def test_day_partition_is_the_utc_date(home, query, make_action, write_jsonl, tm
         ("early-local", datetime(2026, 10, 1, 22, 30, tzinfo=UTC), date(2026, 10, 1)),
         ("late-local", datetime(2026, 10, 2, 1, 30, tzinfo=UTC), date(2026, 10, 2)),
     ]
-    folders = sorted(p.name for p in home.dataset_dir("actions").iterdir() if p.is_dir())
+    parts = home.dataset_dir("actions").glob("day=*/part-*.parquet")
+    folders = sorted({p.parent.name for p in parts if p.name != SCHEMA_PART})  # the zero-row schema part aside
     assert folders == ["day=2026-10-01", "day=2026-10-02"]
 
 

@@ -1,12 +1,17 @@
 """Read the store: DuckDB views over the Parquet parts, one per dataset.
 
-Any number of processes may read while one writes: parts appear by atomic rename, and a view over
-a non-empty dataset re-lists its files every time a query runs. A view created while its dataset had
-no part at all stays empty: a long-lived connection calls ``create_views`` again to pick up a dataset's
-first parts (it is cheap).
+Any number of processes may read while one writes: parts appear by atomic rename, and a view
+re-lists its files every time a query runs, so a long-lived connection sees new parts as they land.
+Every dataset holds one zero-row part with the full column types (``part-schema.parquet``, in the
+``day=1970-01-01`` partition where there are partitions), so the glob always matches a file and
+the view's types are right before any event arrives.
 """
 
 from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
 
 import duckdb
 
@@ -14,16 +19,41 @@ from collector.datasets import DATASETS, Dataset
 from collector.home import Home
 from collector.ingest.sql import quote_identifier, sql_string
 from collector.store import duck
-from collector.store.keyindex import list_parts
+from collector.store.durable import fsync_dir, fsync_file
+
+SCHEMA_PART = "part-schema.parquet"
+EMPTY_PARTITION = "day=1970-01-01"
+
+
+def schema_part_path(home: Home, dataset: Dataset) -> Path:
+    """Where a dataset's zero-row, fully typed part lives."""
+    directory = home.dataset_dir(dataset.name)
+    return (directory / EMPTY_PARTITION if dataset.partitioned_by_day else directory) / SCHEMA_PART
+
+
+def ensure_schema_part(home: Home, dataset: Dataset) -> None:
+    """Write the dataset's zero-row part if it is missing (atomically: any process may race here)."""
+    path = schema_part_path(home, dataset)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{SCHEMA_PART}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    typed_nulls = ", ".join(f"CAST(NULL AS {t}) AS {quote_identifier(n)}" for n, t in dataset.stored_columns())
+    con = duck.connect(memory_limit="64MB")
+    try:
+        duck.run(con, f"COPY (SELECT {typed_nulls} WHERE FALSE) TO {sql_string(str(temp))} (FORMAT parquet)")
+    finally:
+        con.close()
+    fsync_file(temp)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
 
 
 def view_sql(home: Home, dataset: Dataset) -> str:
-    """The SELECT behind a dataset's view (an empty, typed relation while nothing is stored)."""
+    """The SELECT behind a dataset's view."""
+    ensure_schema_part(home, dataset)
     columns = dataset.table_columns()
     directory = home.dataset_dir(dataset.name)
-    if not list_parts(directory):
-        typed_nulls = ", ".join(f"CAST(NULL AS {t}) AS {quote_identifier(n)}" for n, t in columns)
-        return f"SELECT {typed_nulls} WHERE FALSE"
     names = ", ".join(quote_identifier(n) for n, _ in columns)
     glob = sql_string(str(directory / "**" / "part-*.parquet"))
     hive = ", hive_partitioning = true, hive_types = {'day': DATE}" if dataset.partitioned_by_day else ""
