@@ -169,8 +169,10 @@ def read_json_document(path: Path) -> Iterator[RawChunk]:
 
 def _last_significant_byte(path: Path) -> bytes:
     with _open_binary(path) as stream:
-        if path.name.lower().endswith(".gz"):
-            tail = stream.read()[-4096:]
+        if path.name.lower().endswith(".gz"):  # no seeking in a gzip stream: keep a sliding tail
+            tail = b""
+            while block := stream.read(1 << 20):
+                tail = (tail + block)[-4096:]
         else:
             stream.seek(max(path.stat().st_size - 4096, 0))
             tail = stream.read()

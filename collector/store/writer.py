@@ -65,13 +65,12 @@ class DatasetWriter:
             if total == 0:
                 return CommitResult(0, 0)
             source = self._first_of_each_id(con, table, total)
-            source = self._not_yet_stored(con, source)
-            accepted = duck.run(con, f"SELECT count(*) FROM {source}")[0][0]
+            source, keys = self._not_yet_stored(con, source)
+            accepted = len(keys)
             if accepted == 0:
                 return CommitResult(0, total)
             parts = self._write_parts(con, source)
-            keys = con.execute(f"SELECT event_key FROM {source}").fetchnumpy()["event_key"]
-            self.index.add(np.asarray(keys, dtype=np.uint64), list(parts))
+            self.index.add(keys, list(parts))
             return CommitResult(accepted, total - accepted, parts)
 
     def _first_of_each_id(self, con: duckdb.DuckDBPyConnection, table: str, total: int) -> str:
@@ -85,12 +84,12 @@ class DatasetWriter:
         )
         return "_first_of_id"
 
-    def _not_yet_stored(self, con: duckdb.DuckDBPyConnection, source: str) -> str:
-        result = con.execute(f"SELECT event_key FROM {source}").fetchnumpy()["event_key"]
-        keys = np.asarray(result, dtype=np.uint64)
+    def _not_yet_stored(self, con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, np.ndarray]:
+        """The relation of rows whose id is not stored yet, and their keys."""
+        keys = _keys_of(con, source)
         maybe_stored = self.index.contains(keys)
         if not maybe_stored.any():
-            return source
+            return source, keys
         con.register("_maybe_stored_keys", pa.table({"event_key": pa.array(keys[maybe_stored])}))
         try:
             duck.run(
@@ -106,7 +105,7 @@ class DatasetWriter:
             f"CREATE OR REPLACE TEMP TABLE _not_stored AS SELECT * FROM {source} "
             "WHERE event_id NOT IN (SELECT event_id FROM _stored_ids)",
         )
-        return "_not_stored"
+        return "_not_stored", _keys_of(con, "_not_stored")
 
     def _parts_glob(self) -> str:
         return sql_string(str(self.directory / "**" / "part-*.parquet"))
@@ -145,3 +144,7 @@ class DatasetWriter:
         shutil.rmtree(staging, ignore_errors=True)
         return tuple(written)
 
+
+def _keys_of(con: duckdb.DuckDBPyConnection, relation: str) -> np.ndarray:
+    result = con.execute(f"SELECT event_key FROM {relation}").fetchnumpy()["event_key"]
+    return np.asarray(result, dtype=np.uint64)
