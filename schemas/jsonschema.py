@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.actions import ActionEvent
+from schemas.incidents import Incident
 from schemas.outcomes import OutcomeEvent
 from schemas.snapshots import SchemaSnapshot
 
@@ -16,6 +17,7 @@ JSON_DIR = Path(__file__).parent / "json"
 FORMATS: dict[str, type[BaseModel]] = {
     "action_event.v1": ActionEvent,
     "outcome_event.v1": OutcomeEvent,
+    "incident.v1": Incident,
     "schema_snapshot.v1": SchemaSnapshot,
 }
 

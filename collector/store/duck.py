@@ -24,3 +24,8 @@ def connect(memory_limit: str = "1GB", threads: int | None = None) -> duckdb.Duc
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
     """Execute and fetch every row (DuckDB 2 refuses new work while a result is unread)."""
     return con.execute(sql, params or []).fetchall()
+
+
+def run_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """Execute and fetch the whole result as one Arrow table."""
+    return con.sql(sql, params=params or None).to_arrow_table()

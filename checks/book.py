@@ -1,0 +1,81 @@
+"""The incidents of one run, in memory: findings open or update them, quiet time resolves them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from checks.base import Finding, Severity, subject_key
+from schemas.incidents import Incident
+
+
+class IncidentBook:
+    """Open/update/resolve logic; the engine saves ``touched`` incidents to the store at the end."""
+
+    def __init__(self, unresolved: list[Incident], next_number: int) -> None:
+        self.first_number = next_number
+        self.next_number = next_number
+        self.by_id: dict[str, Incident] = {i.id: i for i in unresolved}
+        self.open_by_key: dict[str, str] = {subject_key(i.check, i.subject): i.id for i in unresolved}
+        self.touched: set[str] = set()
+
+    def open_since(self) -> dict[str, datetime]:
+        """subject key -> started_at of each incident not resolved."""
+        return {key: self.by_id[i].started_at for key, i in self.open_by_key.items()}
+
+    def unresolved(self) -> list[Incident]:
+        return [self.by_id[i] for i in self.open_by_key.values()]
+
+    def apply(self, findings: list[Finding], at: datetime, resolve_after: Mapping[str, timedelta],
+              evaluated_checks: set[str]) -> list[Incident]:
+        """Record one evaluation's findings; returns the incidents opened at this step."""
+        opened = []
+        fired = set()
+        for finding in findings:
+            key = finding.key
+            fired.add(key)
+            if key in self.open_by_key:
+                self._update(self.by_id[self.open_by_key[key]], finding, at)
+            else:
+                opened.append(self._open(finding, at))
+        for key, incident_id in list(self.open_by_key.items()):
+            incident = self.by_id[incident_id]
+            if key in fired or incident.check not in evaluated_checks:
+                continue
+            if at - incident.last_fired_at >= resolve_after.get(incident.check, timedelta(hours=1)):
+                self._put(incident.model_copy(update={"status": "resolved", "resolved_at": at}))
+                del self.open_by_key[key]
+        return opened
+
+    def _open(self, finding: Finding, at: datetime) -> Incident:
+        incident = Incident(
+            id=f"INC-{self.next_number}", check=finding.check, severity=finding.severity.value, status="open",
+            opened_at=at, started_at=min(finding.started_at, at), last_fired_at=at, subject=finding.subject,
+            summary=finding.summary, evidence=finding.evidence, sample_event_ids=finding.sample_event_ids[:20],
+            affected=finding.affected,
+        )
+        self.next_number += 1
+        self.open_by_key[finding.key] = incident.id
+        self._put(incident)
+        return incident
+
+    def _update(self, incident: Incident, finding: Finding, at: datetime) -> None:
+        severity = max(Severity(incident.severity), finding.severity, key=lambda s: s.rank)
+        self._put(incident.model_copy(update={
+            "severity": severity.value, "last_fired_at": at, "summary": finding.summary,
+            "evidence": finding.evidence or incident.evidence, "affected": max(incident.affected, finding.affected),
+            "sample_event_ids": finding.sample_event_ids[:20] or incident.sample_event_ids,
+            "started_at": min(incident.started_at, finding.started_at),
+        }))
+
+    def link(self, cause_id: str, effect_id: str) -> None:
+        """Record that `cause_id` explains `effect_id` (both directions, once)."""
+        cause, effect = self.by_id[cause_id], self.by_id[effect_id]
+        if effect_id in cause.effects:
+            return
+        self._put(cause.model_copy(update={"effects": [*cause.effects, effect_id]}))
+        self._put(effect.model_copy(update={"caused_by": [*effect.caused_by, cause_id]}))
+
+    def _put(self, incident: Incident) -> None:
+        self.by_id[incident.id] = incident
+        self.touched.add(incident.id)

@@ -1,0 +1,55 @@
+"""What checks read: the store's views over one time range, plus results shared between checks.
+
+``EvalData`` spans ``[first - history, last]`` where ``first`` and ``last`` are the first and last
+evaluation times (equal for ``agentwatch check``). Aggregates several checks need (bucketed action
+counts, null counts per input key) are built once through :meth:`EvalData.shared`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import duckdb
+import polars as pl
+
+from checks.config import Config
+from collector.store import duck
+
+T = TypeVar("T")
+BUCKET = timedelta(minutes=5)  # the grain of every time series the checks keep
+
+
+@dataclass
+class EvalData:
+    """The store seen by one run of the checks."""
+
+    con: duckdb.DuckDBPyConnection
+    config: Config
+    first: datetime  # first evaluation time
+    last: datetime  # last evaluation time: no event after it is ever read
+    load_from: datetime  # earliest event time any check needs
+    _shared: dict[str, Any] = field(default_factory=dict)
+
+    def shared(self, key: str, build: Callable[[], T]) -> T:
+        """Build a value once per run and hand the same one to every check that asks."""
+        if key not in self._shared:
+            self._shared[key] = build()
+        return self._shared[key]
+
+    def time_filter(self, column: str = "ts", since: datetime | None = None) -> str:
+        """A WHERE condition keeping the run's range (parameters are the bound times, inlined safely)."""
+        start = since or self.load_from
+        return f"{column} > TIMESTAMPTZ '{start.isoformat()}' AND {column} <= TIMESTAMPTZ '{self.last.isoformat()}'"
+
+    def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        """A query's result as a Polars frame."""
+        return pl.from_arrow(duck.run_arrow(self.con, sql, params))  # type: ignore[return-value]
+
+
+def floor_to_bucket(at: datetime) -> datetime:
+    """The start of the bucket holding `at` (buckets are aligned to the Unix epoch)."""
+    seconds = BUCKET.total_seconds()
+    return datetime.fromtimestamp((at.timestamp() // seconds) * seconds, tz=at.tzinfo)

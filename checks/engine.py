@@ -1,0 +1,124 @@
+"""Run the checks: once at one time (``agentwatch check``) or at every step of a range (backtest).
+
+Both paths are the same loop: prepare every enabled check once over the data range, then evaluate
+each step in time order, feeding findings into the incident book and linking causes to effects.
+A check that fails is reported and skipped; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from checks.base import REGISTRY, Check, Finding, Step
+from checks.book import IncidentBook
+from checks.catalog import load_all
+from checks.config import CONFIG_NAME, Config, load_config
+from checks.data import EvalData
+from checks.incidents import IncidentStore
+from checks.linking import link_incidents
+from checks.options import options_for
+from collector.errors import ConfigError
+from collector.home import Home
+from collector.store.reader import open_reader
+from schemas.incidents import Incident
+
+INCIDENTS_FILE = "incidents.sqlite3"
+
+
+@dataclass
+class RunReport:
+    """What a run of the checks did."""
+
+    steps: int
+    opened: list[tuple[datetime, Incident]] = field(default_factory=list)  # (step time, incident as opened)
+    failures: dict[str, str] = field(default_factory=dict)  # check name -> error
+    seconds: float = 0.0
+    incidents: list[Incident] = field(default_factory=list)  # every incident the run touched, final state
+
+
+def incident_store(home: Home) -> IncidentStore:
+    return IncidentStore(home.root / INCIDENTS_FILE)
+
+
+def config_for(home: Home, override: Path | None = None) -> Config:
+    """The config given, else ``agentwatch.yaml`` in the home, else every default."""
+    if override is not None and not override.exists():
+        raise ConfigError(f"--config {override}: no such file")
+    return load_config(override or home.root / CONFIG_NAME)
+
+
+def enabled_checks(config: Config, only: list[str] | None = None) -> list[Check]:
+    load_all()
+    unknown = sorted(set(only or []) - set(REGISTRY))
+    if unknown:
+        raise ConfigError(f"unknown check {', '.join(unknown)}; known checks: {', '.join(sorted(REGISTRY))}")
+    checks = []
+    for name, cls in sorted(REGISTRY.items()):
+        options = options_for(config, name)
+        if options.enabled and (not only or name in only):
+            checks.append(cls(options, config))
+    return checks
+
+
+def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentStore,
+             only: list[str] | None = None) -> RunReport:
+    """Evaluate every enabled check at each step and save the incidents into `store`."""
+    started = time.perf_counter()
+    checks = enabled_checks(config, only)
+    report = RunReport(steps=len(steps))
+    if not steps:
+        return report
+    history = max((c.history for c in checks), default=timedelta(days=1))
+    con = open_reader(home)
+    try:
+        data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=steps[0] - history)
+        ready = []
+        for check in checks:
+            try:
+                check.prepare(data)
+                ready.append(check)
+            except Exception as exc:  # a broken check must not silence the others
+                report.failures[check.name] = f"{type(exc).__name__}: {exc}"
+        unresolved, number = store.load_book()
+        book = IncidentBook(unresolved, number)
+        resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}
+        evaluated = {c.name for c in ready}
+        for at in steps:
+            step = Step(at=at, open_since=book.open_since())
+            findings: list[Finding] = []
+            for check in ready:
+                if check.name in report.failures:
+                    continue
+                try:
+                    findings.extend(check.evaluate(step))
+                except Exception as exc:
+                    report.failures[check.name] = f"{type(exc).__name__} at {at.isoformat()}: {exc}"
+            for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures)):
+                report.opened.append((at, incident))
+            link_incidents(book)
+        store.save([book.by_id[i] for i in sorted(book.touched, key=_number)], book.first_number)
+        report.incidents = [book.by_id[i] for i in sorted(book.touched, key=_number)]
+    finally:
+        con.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _number(incident_id: str) -> int:
+    return int(incident_id.split("-")[1])
+
+
+def backtest_steps(start: datetime, end: datetime, every: timedelta) -> list[datetime]:
+    """Evaluation times from `start` to `end` inclusive, `every` apart."""
+    if every <= timedelta(0):
+        raise ConfigError("--every must be a positive duration such as 15m")
+    if end < start:
+        raise ConfigError("--end is before --start")
+    steps, at = [], start
+    while at <= end:
+        steps.append(at)
+        at += every
+    return steps

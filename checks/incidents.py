@@ -1,0 +1,173 @@
+"""Where incidents live: SQLite at ``AGENTWATCH_HOME/incidents.sqlite3``.
+
+SQLite and not DuckDB because incidents are small, transactional state that several processes
+change at once (the scheduler in ``serve``, ``agentwatch incident ack``, the dashboard reading):
+SQLite's WAL mode gives concurrent readers and short, serialised writers; a DuckDB file admits one
+process only. A run of the checks works on :class:`IncidentBook` in memory and saves once; on save
+a human's acknowledgement or resolution made meanwhile wins over the run's view.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collector.errors import ConfigError, StoreError
+from schemas.incidents import Incident
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_key_status ON incidents (key, status);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def incident_key(incident: Incident) -> str:
+    from checks.base import subject_key
+
+    return subject_key(incident.check, incident.subject)
+
+
+class IncidentStore:
+    """The incidents of one agentwatch home (or of one backtest, in a file of its own)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with self._connect() as con:
+                con.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the incident store {path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def list(self, statuses: Iterable[str] | None = None) -> list[Incident]:
+        """Incidents, newest first, optionally only those with the given statuses."""
+        wanted = list(statuses or [])
+        sql = "SELECT body FROM incidents"
+        if wanted:
+            sql += f" WHERE status IN ({', '.join('?' for _ in wanted)})"
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY seq DESC", wanted).fetchall()
+        return [Incident.model_validate_json(body) for (body,) in rows]
+
+    def get(self, incident_id: str) -> Incident:
+        with self._connect() as con:
+            row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
+        if row is None:
+            raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
+        return Incident.model_validate_json(row[0])
+
+    def set_status(self, incident_id: str, status: str, at: datetime | None = None) -> Incident:
+        """A human acknowledges or resolves an incident."""
+        at = at or datetime.now(UTC)
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
+            if row is None:
+                raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
+            incident = Incident.model_validate_json(row[0])
+            if incident.status == "resolved" and status == "acknowledged":
+                raise ConfigError(f"{incident_id} is already resolved")
+            update = {"status": status}
+            update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
+            incident = incident.model_copy(update=update)
+            con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
+                        [status, incident.model_dump_json(), incident_id])
+            con.execute("COMMIT")
+            return incident
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def next_number(self, con: sqlite3.Connection) -> int:
+        row = con.execute("SELECT value FROM meta WHERE name = 'next_incident'").fetchone()
+        return int(row[0]) if row else 1
+
+    def save(self, incidents: Iterable[Incident], first_number: int) -> int:
+        """Insert or update incidents from a run; a human's ack/resolve made meanwhile is kept.
+
+        Returns the next free incident number. `first_number` is what the run used for its new ids;
+        if another run took numbers meanwhile, the new incidents are renumbered.
+        """
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            number = self.next_number(con)
+            renamed: dict[str, str] = {}
+            batch = list(incidents)
+            for incident in batch:
+                exists = con.execute("SELECT 1 FROM incidents WHERE id = ?", [incident.id]).fetchone()
+                if not exists and int(incident.id.split("-")[1]) < number and number > first_number:
+                    renamed[incident.id] = f"INC-{number}"
+                    number += 1
+                elif not exists:
+                    number = max(number, int(incident.id.split("-")[1]) + 1)
+            for incident in batch:
+                incident = _renumber(incident, renamed)
+                row = con.execute("SELECT status, body FROM incidents WHERE id = ?", [incident.id]).fetchone()
+                if row is None:
+                    con.execute("INSERT INTO incidents (id, key, status, body) VALUES (?, ?, ?, ?)",
+                                [incident.id, incident_key(incident), incident.status, incident.model_dump_json()])
+                    continue
+                stored = Incident.model_validate_json(row[1])
+                incident = _keep_human_decision(stored, incident)
+                con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
+                            [incident.status, incident.model_dump_json(), incident.id])
+            con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next_incident', ?)", [str(number)])
+            con.execute("COMMIT")
+            return number
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def load_book(self) -> tuple[list[Incident], int]:
+        """The incidents not resolved, and the next free number, to start a run from."""
+        with self._connect() as con:
+            rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' ORDER BY seq").fetchall()
+            number = self.next_number(con)
+        return [Incident.model_validate_json(body) for (body,) in rows], number
+
+
+def _renumber(incident: Incident, renamed: dict[str, str]) -> Incident:
+    if not renamed:
+        return incident
+    return incident.model_copy(update={
+        "id": renamed.get(incident.id, incident.id),
+        "caused_by": [renamed.get(i, i) for i in incident.caused_by],
+        "effects": [renamed.get(i, i) for i in incident.effects],
+    })
+
+
+def _keep_human_decision(stored: Incident, ours: Incident) -> Incident:
+    """A human's resolve stands; a human's ack stands unless the run resolved the incident."""
+    if stored.status == "resolved" and ours.status != "resolved":
+        return ours.model_copy(update={"status": "resolved", "resolved_at": stored.resolved_at})
+    if stored.status == "acknowledged" and ours.status == "open":
+        return ours.model_copy(update={"status": "acknowledged", "acknowledged_at": stored.acknowledged_at})
+    return ours
+
+
+def dumps(incidents: list[Incident]) -> str:
+    """Incidents as a JSON array."""
+    return json.dumps([json.loads(i.model_dump_json()) for i in incidents], indent=2)

@@ -1,0 +1,58 @@
+"""Links between incidents with one root: which incident explains which.
+
+Each rule says: an incident of check E is explained by an incident of check C when their subjects
+match and C began no later than E was opened. A rule is a plain function ``(cause, effect) -> bool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from checks.book import IncidentBook
+from schemas.incidents import Incident
+
+SCHEMA_BREAKS = ("schema.field_renamed", "schema.field_removed", "schema.type_changed", "schema.picklist_changed")
+BEHAVIOUR = ("quality.null_spike", "drift.distribution")
+OUTCOMES = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
+
+
+def _agents(incident: Incident) -> set[str]:
+    agents = set(incident.evidence.get("agents", []))
+    if "agent_id" in incident.subject:
+        agents.add(incident.subject["agent_id"])
+    return agents
+
+
+def schema_explains_nulls(cause: Incident, effect: Incident) -> bool:
+    """A removed or renamed field explains nulls in the input key that named it."""
+    old = cause.evidence.get("old_field", cause.subject.get("field", "")).lower()
+    read_as = {k.lower() for k in effect.evidence.get("crm_fields", [])} | {effect.subject.get("field", "").lower()}
+    same_object = "object" not in effect.subject or effect.subject["object"] == cause.subject.get("object")
+    return bool(old) and old in read_as and same_object
+
+
+def same_agent(cause: Incident, effect: Incident) -> bool:
+    """Both incidents concern at least one common agent."""
+    return bool(_agents(cause) & _agents(effect))
+
+
+Rule = tuple[tuple[str, ...], tuple[str, ...], Callable[[Incident, Incident], bool]]
+RULES: list[Rule] = [
+    (SCHEMA_BREAKS, ("quality.null_spike",), schema_explains_nulls),
+    (("quality.null_spike",), ("drift.distribution", *OUTCOMES), same_agent),
+    (("drift.distribution",), OUTCOMES, same_agent),
+    (("errors.error_burst",), ("workflow.partial_failure", "volume.action_drop"), same_agent),
+]
+
+
+def link_incidents(book: IncidentBook) -> None:
+    """Add every link the rules find among the run's open incidents (and the causes they had)."""
+    candidates = list(book.by_id.values())
+    for causes, effects, rule in RULES:
+        for effect in candidates:
+            if effect.check not in effects or effect.status == "resolved":
+                continue
+            for cause in candidates:
+                if cause.check in causes and cause.id != effect.id and cause.started_at <= effect.opened_at \
+                        and rule(cause, effect):
+                    book.link(cause.id, effect.id)

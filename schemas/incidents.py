@@ -1,0 +1,33 @@
+"""The incident: what a check opens when it fires, as ``agentwatch incidents --json`` prints it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IncidentStatus = Literal["open", "acknowledged", "resolved"]
+IncidentSeverity = Literal["info", "warning", "critical"]
+
+
+class Incident(BaseModel):
+    """One anomaly on one subject, from first firing to resolution."""
+
+    model_config = ConfigDict(extra="forbid", title="agentwatch incident v1")
+    id: str = Field(description="Stable id, e.g. INC-12.")
+    check: str = Field(description="The check that fired, e.g. schema.field_renamed.")
+    severity: IncidentSeverity
+    status: IncidentStatus
+    opened_at: datetime = Field(description="The evaluation time that first fired.")
+    started_at: datetime = Field(description="Best estimate, by event time, of when the anomaly began.")
+    last_fired_at: datetime = Field(description="The latest evaluation time that fired.")
+    resolved_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    subject: dict[str, str] = Field(description="agent_id, action, field, object as they apply.")
+    summary: str = Field(description="One sentence a RevOps person understands.")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="The numbers behind the finding.")
+    sample_event_ids: list[str] = Field(default_factory=list)
+    affected: int = Field(description="How many events or records.")
+    caused_by: list[str] = Field(default_factory=list, description="Ids of incidents that explain this one.")
+    effects: list[str] = Field(default_factory=list, description="Ids of incidents this one explains.")
