@@ -24,7 +24,9 @@ class AgentPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     allowed_actions: list[str] | None = Field(None, description="If set, any other action is `policy.not_allowed`.")
     forbidden_actions: list[str] = Field(default_factory=list, description="Never allowed: `policy.forbidden_action`.")
-    requires_approval: list[str] = Field(default_factory=list, description="Need `approval`: `policy.unapproved_action`.")
+    requires_approval: list[str] = Field(
+        default_factory=list, description="Need `approval`, else `policy.unapproved_action`."
+    )
     max_records_per_action: int | None = Field(None, ge=1, description="Above it: `policy.bulk_limit`.")
 
     def extended_by(self, other: AgentPolicy) -> AgentPolicy:
