@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from checks import commands as check_commands
 from collector.datasets import ACTIONS, OUTCOMES
 from collector.errors import AgentwatchError, ConfigError
 from collector.home import Home
@@ -33,6 +34,10 @@ ingest_app = typer.Typer(help="Ingest events and schema snapshots from files.", 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(keys_app, name="keys")
+app.command()(check_commands.check)
+app.command()(check_commands.backtest)
+app.command()(check_commands.incidents)
+app.add_typer(check_commands.incident_app, name="incident")
 
 out = Console()
 err = Console(stderr=True)
@@ -183,16 +188,20 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 10 << 20,
     flush_interval: Annotated[float, typer.Option(help="Seconds between flushes of the write-ahead log.")] = 1.0,
+    check_every: Annotated[str, typer.Option(help="Run the checks this often, e.g. 1m; 0 turns them off.")] = "1m",
+    config: Annotated[Path | None, typer.Option("--config", help="Config file of the checks.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Run the collector HTTP API (OpenAPI at /docs)."""
+    """Run the collector HTTP API (OpenAPI at /docs) and the checks on a schedule."""
     from collector.api.app import ApiSettings
     from collector.api.server import serve as run_server
 
     if max_body_bytes < 1 or flush_interval <= 0:
         raise ConfigError("--max-body-bytes must be at least 1 and --flush-interval more than 0 seconds")
     settings = ApiSettings(max_body_bytes=max_body_bytes, flush_interval_s=flush_interval)
-    run_server(Home.resolve(home), host=host, port=port, settings=settings)
+    every = None if check_every.strip() in ("0", "off") else check_commands.parse_duration(check_every, "--check-every")
+    run_server(Home.resolve(home), host=host, port=port, settings=settings,
+               check_every_s=every.total_seconds() if every else None, config_path=config)
 
 
 @keys_app.command("create")
@@ -236,6 +245,7 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Ingest the demo month, print a summary, exit.")] = False,
     days: Annotated[int, typer.Option(help="Days of simulated traffic.")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 7,
+    no_checks: Annotated[bool, typer.Option("--no-checks", help="Skip replaying the checks over the month.")] = False,
     port: Annotated[int, typer.Option(help="Port of the collector API.")] = 8000,
     home: HomeOption = None,
 ) -> None:
@@ -243,7 +253,7 @@ def demo(
     from collector.demo.run import run_demo
 
     resolved = Home.resolve(home)
-    run_demo(resolved, days=days, seed=seed, console=out)
+    run_demo(resolved, days=days, seed=seed, console=out, checks=not no_checks)
     if not no_serve:
         out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
                   "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from pathlib import Path
 
 import uvicorn
 
@@ -51,11 +52,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSettings | None = None) -> None:
+def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSettings | None = None,
+          check_every_s: float | None = 60.0, config_path: Path | None = None) -> None:
     """Serve the API of `home` until SIGINT or SIGTERM; then flush the WAL and return.
 
     Fails at once (StoreError) when another server holds the home, and (ConfigError) when the
     port cannot be bound. Before it answers any request, it ingests the WAL a crash left behind.
+    With `check_every_s`, the checks run on that schedule in a background thread.
     """
     _configure_logging()
     acquire_serve_lock(home)
@@ -73,6 +76,15 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
         )
         server = uvicorn.Server(config)
         log.info("agentwatch API for %s on http://%s:%d (docs at /docs)", home.root, bound_host, bound_port)
+        scheduler = None
+        if check_every_s:
+            from checks.engine import config_for
+            from checks.scheduler import CheckScheduler
+
+            config_for(home, config_path)  # a broken config fails here, before serving
+            scheduler = CheckScheduler(home, check_every_s, config_path)
+            scheduler.start()
+            log.info("checks run every %g s", check_every_s)
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[sock])
@@ -81,6 +93,8 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
                 f"the API server for {home.root} failed to start (exit {exc.code}); the reason is logged above"
             ) from None
         finally:
+            if scheduler:
+                scheduler.stop()
             sock.close()
     finally:
         release_serve_lock(home)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from rich.console import Console
 
@@ -14,8 +15,10 @@ from collector.ingest.snapshots import ingest_snapshot_files
 from collector.store.reader import open_reader
 
 
-def run_demo(home: Home, days: int = 30, seed: int = 7, console: Console | None = None) -> SimulationFiles:
-    """Write the simulated month under ``<home>/demo-data`` and ingest it (idempotent on re-runs)."""
+def run_demo(home: Home, days: int = 30, seed: int = 7, console: Console | None = None,
+             checks: bool = True) -> SimulationFiles:
+    """Write the simulated month under ``<home>/demo-data``, ingest it (idempotent on re-runs) and, with
+    `checks`, replay the checks over it so the incidents they would have opened are in the store."""
     console = console or Console()
     config = SimulationConfig(days=days, seed=seed)
     config = replace(config, rename_day=min(config.rename_day, max(days - 3, 0)))
@@ -28,7 +31,58 @@ def run_demo(home: Home, days: int = 30, seed: int = 7, console: Console | None 
     ):
         console.print(f"  {report.closing_line()} in {report.seconds:.1f} s", highlight=False)
     _print_summary(home, files, console)
+    if checks:
+        replay_checks(home, config.start + timedelta(days=1), config.start + timedelta(days=days), console)
     return files
+
+
+def replay_checks(home: Home, start: datetime, end: datetime, console: Console) -> None:
+    """Backtest every check over the month at 15-minute steps into a fresh incident store, then show the
+    root incidents (those nothing else explains) with what they caused."""
+    from checks.commands import describe
+    from checks.config import CONFIG_NAME
+    from checks.engine import INCIDENTS_FILE, backtest_steps, config_for, evaluate, incident_store
+
+    config_path = home.root / CONFIG_NAME
+    if not config_path.exists():
+        config_path.write_text(DEMO_CONFIG)
+    for stale in home.root.glob(INCIDENTS_FILE + "*"):
+        stale.unlink()  # the demo's incidents are the replay's own: a re-run starts them afresh
+    steps = backtest_steps(start, end, timedelta(minutes=15))
+    console.print(f"replaying the checks over {len(steps):,} 15-minute steps ...", highlight=False)
+    store = incident_store(home)
+    report = evaluate(home, config_for(home), steps, store)
+    for name, problem in report.failures.items():
+        console.print(f"  check {name} failed: {problem}", highlight=False)
+    found = store.list()
+    console.print(f"  {len(found)} incidents in {report.seconds:.0f} s; root incidents of warning or worse:",
+                  highlight=False)
+    roots = [i for i in reversed(found) if not i.caused_by and i.severity != "info"]
+    for incident in roots:
+        console.print(describe(incident, store).split("\n  evidence")[0].split("\n  source:")[0], highlight=False,
+                      soft_wrap=True)
+    console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
+                  highlight=False)
+
+
+DEMO_CONFIG = """\
+# agentwatch checks config of the demo (see docs/checks.md for every option).
+agents:
+  "*":            {forbidden_actions: [record.delete, record.merge]}
+  lead-router:    {allowed_actions: [lead.route, lead.assign_owner, sequence.enroll, crm.update_field, task.create],
+                   requires_approval: [email.send], max_records_per_action: 5}
+workflow:
+  object: lead
+  state_field: status
+  transitions: {new: [enriched, disqualified], enriched: [qualified, disqualified, enriched],
+                qualified: [routed, escalated], routed: [nurturing, routed]}
+  sla_first_action_minutes: 15
+fields:
+  region: Lead.Region__c
+  segment: Lead.Segment__c
+  employees: Lead.NumberOfEmployees
+checks: {}
+"""
 
 
 def _print_summary(home: Home, files: SimulationFiles, console: Console) -> None:
