@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 
 CHECK_MODULES = (
-    # "checks.schema_changes",
-    # "checks.null_spike",
-    # "checks.volume",
-    # "checks.error_burst",
-    # "checks.policy",
-    # "checks.workflow",
-    # "checks.outcome",
-    # "checks.duplicates",
-    # "checks.expectations",
-    # "checks.drift",
+    "checks.schema_changes",
+    "checks.null_spike",
+    "checks.volume",
+    "checks.error_burst",
+    "checks.policy",
+    "checks.workflow",
+    "checks.outcome",
+    "checks.duplicates",
+    "checks.expectations",
+    "checks.drift",
 )
 
 

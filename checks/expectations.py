@@ -1,0 +1,285 @@
+"""quality.expectation_failed: the config's Great Expectations suites over recent actions and outcomes.
+
+The config lists expectations per dataset::
+
+    expectations:
+      actions:
+        - expectation: expect_column_values_to_not_be_null
+          column: agent_id
+        - expectation: expect_column_values_to_be_in_set
+          column: decision.route_to          # a key inside a JSON column: column.key[.key...]
+          kwargs: {value_set: [rep-1, rep-2, queue]}
+          name: routes to a known owner      # the incident's subject; default: expectation(column)
+          severity: critical                 # info | warning (default) | critical
+      outcomes:
+        - expectation: expect_column_values_to_be_between
+          column: amount
+          kwargs: {min_value: 0}
+
+Every entry is validated here (pydantic, and GX's own model for the kwargs); errors name the entry,
+e.g. ``expectations.actions[1] (expect_column_values_to_be_in_set): value_set: field required``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import Config
+from checks.data import EvalData
+from collector.errors import ConfigError
+from collector.ingest.sql import quote_identifier, sql_string
+
+DATASETS = ("actions", "outcomes")
+JSON_COLUMNS = {"actions": ("inputs", "before", "after", "decision", "extra"), "outcomes": ("from_value", "to_value",
+                                                                                             "extra")}
+COLUMN_KWARGS = ("column", "column_A", "column_B")
+COLUMN_LIST_KWARGS = ("column_list",)
+
+
+class ExpectationSpec(BaseModel):
+    """One expectation of the config."""
+
+    model_config = ConfigDict(extra="forbid")
+    expectation: str = Field(description="A Great Expectations expectation, snake_case: "
+                             "expect_column_values_to_not_be_null, expect_column_values_to_be_in_set, ...")
+    column: str | None = Field(None, description="The column it applies to; `inputs.x` reads key x of a JSON column.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="The expectation's other arguments.")
+    name: str | None = Field(None, description="How incidents name it; default: expectation(column).")
+    severity: Literal["info", "warning", "critical"] = Field("warning", description="Of the incident it opens.")
+
+    @property
+    def label(self) -> str:
+        return self.name or (f"{self.expectation}({self.column})" if self.column else self.expectation)
+
+    def arguments(self) -> dict[str, Any]:
+        return {**({"column": self.column} if self.column else {}), **self.kwargs}
+
+    def columns(self) -> list[str]:
+        """Every column the expectation reads."""
+        args = self.arguments()
+        names = [args[k] for k in COLUMN_KWARGS if isinstance(args.get(k), str)]
+        for key in COLUMN_LIST_KWARGS:
+            names.extend(c for c in args.get(key) or [] if isinstance(c, str))
+        return names
+
+
+def parse_expectations(config: Config) -> dict[str, list[ExpectationSpec]]:
+    """The config's expectations, validated; a ConfigError names the dataset and index of a bad one."""
+    import great_expectations as gx  # noqa: F401 - slow import, only when expectations are configured
+    from great_expectations.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    parsed: dict[str, list[ExpectationSpec]] = {}
+    for dataset, entries in config.expectations.items():
+        if dataset not in DATASETS:
+            raise ConfigError(f"expectations.{dataset}: unknown dataset; expectations apply to actions or outcomes")
+        parsed[dataset] = []
+        for index, raw in enumerate(entries):
+            where = f"expectations.{dataset}[{index}]"
+            try:
+                spec = ExpectationSpec.model_validate(raw)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ConfigError(f"{where} ({'.'.join(map(str, first['loc']))}): {first['msg']}") from None
+            try:
+                get_expectation_impl(spec.expectation)(**spec.arguments())
+            except ExpectationNotFoundError:
+                raise ConfigError(f"{where}: {spec.expectation!r} is not a Great Expectations expectation") from None
+            except Exception as exc:  # GX's own (pydantic v1) validation of the arguments
+                raise ConfigError(f"{where} ({spec.expectation}): {_first_line(exc)}") from None
+            parsed[dataset].append(spec)
+    return parsed
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+
+
+class ExpectationOptions(CheckOptions):
+    every_minutes: float = Field(
+        60, gt=0, description="Run the suites at most once per this many minutes of evaluation time; between runs "
+        "the last verdict stands. Hourly keeps a two-week backtest fast and still answers within the hour."
+    )
+    window_minutes: float = Field(
+        60, gt=0, description="Each run checks the rows with event time in this many minutes before the evaluation "
+        "time; equal to every_minutes, every row is checked once."
+    )
+    max_rows: int = Field(
+        200_000, ge=1, description="Check at most this many rows per dataset and run (a uniform sample above it): "
+        "GX's pandas source checks 200k rows in well under a second."
+    )
+    resolve_after_minutes: float = Field(
+        120, gt=0, description="Resolve after this long without a failing run: two clean hourly runs."
+    )
+
+
+@register
+class ExpectationFailed(Check):
+    """A user-defined Great Expectations expectation fails on recent actions or outcomes.
+
+    The suites in ``expectations:`` run with GX's pandas source (its SQL source over DuckDB returns empty
+    results) on the rows of the last ``window_minutes``, at most once per ``every_minutes``; only the columns
+    the expectations read are loaded, JSON keys projected as ``column.key``.
+    """
+
+    name: ClassVar[str] = "quality.expectation_failed"
+    family: ClassVar[str] = "quality"
+    Options: ClassVar[type[CheckOptions]] = ExpectationOptions
+    history: ClassVar[timedelta] = timedelta(hours=1)
+
+    def __init__(self, options: ExpectationOptions, config: Config) -> None:
+        super().__init__(options, config)
+        self.options: ExpectationOptions = options
+        self.history = timedelta(minutes=options.window_minutes)  # type: ignore[misc]
+        self.specs = parse_expectations(config) if config.expectations else {}
+        self.frames: dict[str, pl.DataFrame] = {}
+        self.batches: dict[str, Any] = {}
+        self.suites: dict[str, Any] = {}
+        self.last_run: datetime | None = None
+        self.last_findings: list[Finding] = []
+
+    def prepare(self, data: EvalData) -> None:
+        if not any(self.specs.values()):
+            return
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.expectations.registry import get_expectation_impl
+
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = context.data_sources.add_pandas("agentwatch")
+        since = data.first - timedelta(minutes=self.options.window_minutes)
+        for dataset, specs in self.specs.items():
+            if not specs:
+                continue
+            self.frames[dataset] = self._load(data, dataset, specs, since)
+            asset = source.add_dataframe_asset(dataset)
+            self.batches[dataset] = asset.add_batch_definition_whole_dataframe("window")
+            self.suites[dataset] = gx.ExpectationSuite(name=dataset, expectations=[
+                get_expectation_impl(s.expectation)(**s.arguments(), meta={"index": i}) for i, s in enumerate(specs)
+            ])
+
+    def _load(self, data: EvalData, dataset: str, specs: list[ExpectationSpec], since: datetime) -> pl.DataFrame:
+        """event_id, ts and every column the expectations read, over the run's windows."""
+        stored = {row[0] for row in data.con.execute(f"DESCRIBE SELECT * FROM {dataset}").fetchall()}
+        projections = {}
+        for index, spec in enumerate(specs):
+            for column in spec.columns():
+                top, _, path = column.partition(".")
+                if top not in stored:
+                    raise ConfigError(f"expectations.{dataset}[{index}]: {dataset} has no column {top!r}; "
+                                      f"columns: {', '.join(sorted(stored))}")
+                if path and top not in JSON_COLUMNS[dataset]:
+                    raise ConfigError(f"expectations.{dataset}[{index}]: {top!r} is not a JSON column, so "
+                                      f"{column!r} names no key in it")
+                json_path = "$." + ".".join(_json_key(k) for k in path.split(".")) if path else ""
+                projections[column] = (f"json_extract_string({top}, {sql_string(json_path)})" if path
+                                       else quote_identifier(top))
+        selects = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in projections.items())
+        frame = data.frame(f"SELECT event_id AS __event_id, ts AS __ts{', ' + selects if selects else ''} "
+                           f"FROM {dataset} WHERE {data.time_filter(since=since)} ORDER BY __ts")
+        for name in projections:  # JSON keys arrive as text: numbers become numbers when every value is one
+            if "." in name and frame[name].dtype == pl.String:
+                numbers = frame[name].cast(pl.Float64, strict=False)
+                if numbers.null_count() == frame[name].null_count():
+                    frame = frame.with_columns(numbers.alias(name))
+        return frame
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        every = timedelta(minutes=self.options.every_minutes)
+        if self.last_run is not None and step.at - self.last_run < every:
+            return self.last_findings
+        self.last_run = step.at
+        findings = []
+        for dataset in self.frames:
+            findings.extend(self._run(dataset, step.at))
+        self.last_findings = findings
+        return findings
+
+    def _run(self, dataset: str, at: datetime) -> list[Finding]:
+        opts = self.options
+        frame = self.frames[dataset]
+        start = at - timedelta(minutes=opts.window_minutes)
+        times = frame["__ts"]
+        lo, hi = times.search_sorted(start, "right"), times.search_sorted(at, "right")
+        window = frame.slice(lo, hi - lo)
+        if window.is_empty():
+            return []
+        sampled = len(window) > opts.max_rows
+        if sampled:
+            window = window.sample(opts.max_rows, seed=0)
+        table = window.drop("__ts").rename({"__event_id": "event_id"}) if "event_id" not in window.columns \
+            else window.drop("__ts", "__event_id")
+        batch = self.batches[dataset].get_batch(batch_parameters={"dataframe": table.to_pandas()})
+        result = batch.validate(self.suites[dataset], result_format={
+            "result_format": "SUMMARY", "unexpected_index_column_names": ["event_id"], "partial_unexpected_count": 20,
+        })
+        findings = []
+        for outcome in result.results:
+            index = outcome.expectation_config.meta["index"]
+            spec = self.specs[dataset][index]
+            if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+                raise RuntimeError(f"expectations.{dataset}[{index}] ({spec.expectation}) could not run: "
+                                   f"{outcome.exception_info.get('exception_message')}")
+            if not outcome.success:
+                findings.append(self._finding(dataset, spec, outcome.result, window, start, at, sampled))
+        return findings
+
+    def _finding(self, dataset: str, spec: ExpectationSpec, result: dict, window: pl.DataFrame, start: datetime,
+                 at: datetime, sampled: bool) -> Finding:
+        rows = len(window)
+        unexpected = result.get("unexpected_count")
+        ids = [str(r.get("event_id")) for r in result.get("partial_unexpected_index_list") or [] if r.get("event_id")]
+        times = window.filter(pl.col("__event_id").is_in(ids))["__ts"] if ids else None
+        started = times.min() if times is not None and len(times) else start
+        if unexpected is not None:
+            share = result.get("unexpected_percent") or 0.0
+            what = f"{unexpected:,} of {result.get('element_count', rows):,} {dataset} ({share:.1f}%)"
+        else:
+            what = f"The {rows:,} {dataset} (observed {_json_safe(result.get('observed_value'))})"
+        detail = f" ({spec.expectation} on {spec.column})" if spec.name and spec.column else ""
+        summary = (f"{what} in the {self.options.window_minutes:g} min to {at:%a %H:%M} UTC fail the expectation "
+                   f"'{spec.label}'{detail}.")
+        evidence = {
+            "dataset": dataset, "expectation": spec.expectation, "column": spec.column,
+            "kwargs": _json_safe(spec.kwargs), "rows_checked": rows, "sampled": sampled,
+            "window": [start.isoformat(), at.isoformat()],
+            **{k: _json_safe(result[k]) for k in ("element_count", "unexpected_count", "unexpected_percent",
+                                                   "missing_count", "partial_unexpected_list",
+                                                   "partial_unexpected_counts", "observed_value") if k in result},
+        }
+        return Finding(
+            check=self.name, subject={"dataset": dataset, "expectation": spec.label}, severity=Severity(spec.severity),
+            summary=summary, started_at=started if isinstance(started, datetime) else start,
+            affected=int(unexpected if unexpected is not None else rows), evidence=evidence, sample_event_ids=ids[:20],
+        )
+
+
+def _json_key(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _json_safe(value: Any) -> Any:
+    """A GX result value as plain JSON: numpy numbers as numbers, NaN as null, anything else as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)

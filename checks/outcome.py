@@ -1,0 +1,470 @@
+"""outcome.routing_accuracy_drop, outcome.requalification_spike, outcome.calibration.
+
+Reps correct agents after the fact: they reassign a lead the router routed (``owner_changed``), overturn
+the qualifier (``requalified``), recipients mark an email as spam (``marked_spam``). An outcome corrects
+the action its ``corrects_event_id`` names, else the latest matching action on the same record before it.
+
+Corrections arrive hours or days after the action, so a cohort of recent actions always looks better than
+an old one. Every comparison is therefore made at the same age: an action routed ``a`` hours before the
+evaluation time is expected to have been corrected by now with the share of baseline actions corrected
+within ``a`` hours (the baseline's lag curve), and only corrections with event time up to the evaluation
+time count. A one-sided CUSUM over the recent actions, in routing order, tests that expectation against a
+higher rate, so a small agent fires once enough corrections came in and a large one fires fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import Config
+from checks.data import EvalData
+from checks.stats import bernoulli_llr, cusum_end
+from collector.ingest.sql import sql_string
+
+HOUR = 3600.0
+LAG_BINS = 48  # resolution of the baseline's lag curve over max_lag_hours
+CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+def corrected_actions(data: EvalData, kinds_to_actions: dict[str, list[str]], max_lag_hours: float) -> pl.DataFrame:
+    """agent_id, action, t (epoch s), event_id, confidence, lag (s to its first correction within max_lag_hours,
+    else +inf) of every ok action that outcomes of the given kinds can correct; sorted by agent, action, t."""
+    pairs = sorted({(kind, action) for kind, actions in kinds_to_actions.items() for action in actions})
+    key = f"corrected_actions {pairs} {max_lag_hours}"
+
+    def build() -> pl.DataFrame:
+        kinds = ", ".join(sql_string(k) for k in sorted({k for k, _ in pairs}))
+        actions = ", ".join(sql_string(a) for a in sorted({a for _, a in pairs}))
+        mapping = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
+        frame = data.frame(f"""
+            WITH acts AS (
+                SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM actions
+                WHERE {data.time_filter()} AND status = 'ok' AND action IN ({actions})),
+            kind_actions AS (SELECT * FROM (VALUES {mapping}) AS m(kind, action)),
+            candidates AS (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)),
+            outs AS (
+                SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM outcomes
+                WHERE {data.time_filter()} AND kind IN ({kinds})),
+            named AS (
+                SELECT c.event_id, o.ts FROM outs o JOIN candidates c
+                ON c.event_id = o.corrects_event_id AND c.kind = o.kind AND c.ts <= o.ts),
+            inferred AS (
+                SELECT c.event_id, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
+                ASOF JOIN candidates c ON o.kind = c.kind AND o.resource_type = c.resource_type
+                AND o.resource_id = c.resource_id AND o.ts >= c.ts),
+            first_correction AS (
+                SELECT event_id, min(ts) AS corrected_at FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
+                GROUP BY event_id)
+            SELECT a.agent_id, a.action, epoch(a.ts) AS t, a.event_id, a.confidence,
+                   epoch(f.corrected_at) - epoch(a.ts) AS lag
+            FROM acts a LEFT JOIN first_correction f USING (event_id)
+            ORDER BY a.agent_id, a.action, t""")
+        max_lag = max_lag_hours * HOUR
+        lag = pl.col("lag").cast(pl.Float64)
+        return frame.with_columns(
+            pl.col("t").cast(pl.Float64),
+            pl.col("confidence").cast(pl.Float64),
+            pl.when(lag.is_not_null() & (lag <= max_lag)).then(lag).otherwise(float("inf")).alias("lag"),
+        )
+
+    return data.shared(key, build)
+
+
+class Cohorts:
+    """One subject's actions (time, correction lag, confidence) with hourly cohort histograms of lags,
+    so the baseline's lag curve over any span of whole hours costs one subtraction."""
+
+    def __init__(self, group: pl.DataFrame, max_lag: float) -> None:
+        self.t = group["t"].to_numpy()
+        self.lag = group["lag"].to_numpy()
+        self.confidence = group["confidence"].fill_null(float("nan")).to_numpy()
+        self.event_ids = group["event_id"].to_numpy()
+        self.max_lag = max_lag
+        self.width = max_lag / LAG_BINS
+        self.hour0 = int(self.t[0] // HOUR) if len(self.t) else 0
+        cohort = (self.t // HOUR).astype(np.int64) - self.hour0
+        n_cohorts = int(cohort.max()) + 1 if len(cohort) else 0
+        corrected = np.isfinite(self.lag)
+        bins = np.minimum((self.lag[corrected] // self.width).astype(np.int64), LAG_BINS - 1)
+        hist = np.zeros((n_cohorts + 1, LAG_BINS + 1))
+        np.add.at(hist, (cohort[corrected] + 1, bins), 1.0)
+        np.add.at(hist, (cohort + 1, LAG_BINS), 1.0)  # last column: actions in the cohort
+        self.cum = np.cumsum(hist, axis=0)
+
+    def baseline(self, start: float, end: float) -> tuple[float, np.ndarray]:
+        """(actions, share corrected within each lag-bin edge) of actions in the whole hours [start, end)."""
+        hi = int(np.clip(end // HOUR - self.hour0, 0, len(self.cum) - 1))
+        lo = int(np.clip(start // HOUR - self.hour0, 0, hi))
+        counts = self.cum[hi] - self.cum[lo]
+        n = counts[LAG_BINS]
+        curve = np.concatenate(([0.0], np.cumsum(counts[:LAG_BINS]))) / max(n, 1.0)
+        return float(n), curve
+
+    def at_age(self, curve: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """The baseline's share corrected within `age` seconds, interpolated on the lag curve."""
+        return np.interp(np.minimum(age, self.max_lag), np.arange(LAG_BINS + 1) * self.width, curve)
+
+    def window(self, start: float, end: float) -> slice:
+        """The actions with start < t <= end."""
+        return slice(int(np.searchsorted(self.t, start, "right")), int(np.searchsorted(self.t, end, "right")))
+
+
+@dataclass
+class CorrectionCusum:
+    """One CUSUM test of the recent actions' corrections against what the baseline predicts."""
+
+    hits: np.ndarray  # 1 where corrected by the evaluation time
+    expected: np.ndarray  # baseline probability of that at the action's age
+    alternative: np.ndarray
+    begin: int = -1  # index where the CUSUM run began
+    statistic: float = 0.0
+
+    def run(self) -> None:
+        trials = np.ones_like(self.hits)
+        self.statistic, self.begin = cusum_end(bernoulli_llr(self.hits, trials, self.expected, self.alternative))
+        if self.begin < 0:
+            return
+        # Re-estimate where the change began under the rate actually seen since then: a larger change
+        # penalises the quiet actions before it more, so the start is not dragged back by chance hits.
+        seen = self.hits[self.begin:].sum() / max(self.expected[self.begin:].sum(), 1e-9)
+        alternative = np.maximum(self.alternative, np.minimum(self.expected * seen, 0.999))
+        _, begin = cusum_end(bernoulli_llr(self.hits, trials, self.expected, alternative))
+        self.begin = max(begin, 0)
+
+
+class CorrectionOptions(CheckOptions):
+    resolve_after_minutes: float = Field(
+        360, gt=0, description="Resolve once the correction rate has been normal this long; corrections trickle "
+        "in over hours, so a shorter time would resolve and reopen the same problem."
+    )
+    recent_hours: float = Field(
+        24, gt=0, description="Test the actions of this many recent hours (with the corrections known so far): a "
+        "day is long enough to collect corrections from a lag of hours, short enough to answer within a day."
+    )
+    baseline_days: float = Field(
+        7, gt=0, description="The baseline is the actions of this many days before the recent window: a week "
+        "averages over weekdays and the weekend."
+    )
+    max_lag_hours: float = Field(
+        24, gt=0, le=24 * 7, description="Count a correction only if it came within this many hours of the action; "
+        "later ones (a rep's cleanup of old leads) say little about how the agent works now. Must not exceed "
+        "recent_hours so the baseline's lag curve is complete."
+    )
+    ratio: float = Field(
+        2.0, gt=1, description="The CUSUM tests the baseline rate against this multiple of it: twice the usual "
+        "correction rate is a change a RevOps team acts on."
+    )
+    threshold: float = Field(
+        8.0, gt=0, description="Fire when the CUSUM's log-likelihood ratio reaches this (about 3,000 to 1 odds), "
+        "so a week of normal corrections at 15-minute steps raises no false incident."
+    )
+    min_corrections: int = Field(
+        8, ge=1, description="Fire only with at least this many corrections since the change began, so a few "
+        "reassignments on a quiet agent are not an incident."
+    )
+    min_baseline_actions: int = Field(
+        100, ge=1, description="Need this many baseline actions to know the usual correction rate and its lag."
+    )
+    min_baseline_share: float = Field(
+        0.02, ge=0, le=1, description="Take the usual correction rate as at least this share: an agent reps almost "
+        "never correct would otherwise fire on a handful of corrections."
+    )
+    critical_ratio: float = Field(
+        4.0, gt=1, description="Critical when corrections are at least this multiple of the expected count."
+    )
+
+    @model_validator(mode="after")
+    def _lag_fits_recent_window(self) -> CorrectionOptions:
+        if self.max_lag_hours > self.recent_hours:
+            raise ValueError("max_lag_hours must not exceed recent_hours (the baseline must have aged that long)")
+        return self
+
+
+def _routing_actions() -> list[str]:
+    return ["lead.route", "lead.assign_owner"]
+
+
+class RoutingOptions(CorrectionOptions):
+    actions: list[str] = Field(
+        default_factory=_routing_actions, description="The routing actions whose owner reps may change: "
+        "lead.route and lead.assign_owner are the ones agents send when they route a lead."
+    )
+    outcome_kinds: list[str] = Field(
+        default_factory=lambda: ["owner_changed"], description="Outcomes that mean a routing was wrong: a rep "
+        "changing the owner of a routed lead."
+    )
+
+
+class RequalificationOptions(CorrectionOptions):
+    actions: list[str] = Field(
+        default_factory=lambda: ["lead.qualify", "lead.disqualify"], description="The qualifier's actions reps may "
+        "overturn: lead.qualify and lead.disqualify are the ones agents send."
+    )
+    outcome_kinds: list[str] = Field(
+        default_factory=lambda: ["requalified"], description="Outcomes that mean a qualification was wrong: a rep "
+        "requalifying the lead."
+    )
+
+
+class CorrectionRateCheck(Check):
+    """The shared logic of a correction rate that jumps against its own baseline at the same age."""
+
+    family: ClassVar[str] = "outcome"
+    history: ClassVar[timedelta] = timedelta(days=8)
+    verb: ClassVar[str]  # what reps did, for the summary
+    noun: ClassVar[str]  # what the actions were
+
+    def __init__(self, options: CorrectionOptions, config: Config) -> None:
+        super().__init__(options, config)
+        self.options: CorrectionOptions = options
+        # Only as much history as the baseline needs (instance attribute: the engine reads check.history).
+        self.history = timedelta(days=options.baseline_days, hours=options.recent_hours)  # type: ignore[misc]
+        self.subjects: dict[tuple[str, str], Cohorts] = {}
+
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        opts = self.options
+        return {kind: list(opts.actions) for kind in opts.outcome_kinds}  # type: ignore[attr-defined]
+
+    def prepare(self, data: EvalData) -> None:
+        frame = corrected_actions(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        max_lag = self.options.max_lag_hours * HOUR
+        for (agent, action), group in frame.group_by("agent_id", "action"):
+            self.subjects[(agent, action)] = Cohorts(group.sort("t"), max_lag)
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        findings = []
+        for (agent, action), cohorts in self.subjects.items():
+            finding = self._evaluate(step, agent, action, cohorts)
+            if finding:
+                findings.append(finding)
+        return findings
+
+    def _evaluate(self, step: Step, agent: str, action: str, cohorts: Cohorts) -> Finding | None:
+        opts = self.options
+        at = step.at.timestamp()
+        recent = opts.recent_hours * HOUR
+        subject = {"agent_id": agent, "action": action}
+        started = step.started(self.name, subject)
+        base_end = min(at, started.timestamp() if started else at) - recent  # frozen while an incident is open
+        n_base, curve = cohorts.baseline(base_end - opts.baseline_days * 24 * HOUR, base_end)
+        window = cohorts.window(at - recent, at)
+        t = cohorts.t[window]
+        if n_base < opts.min_baseline_actions or len(t) == 0:
+            return None
+        age = at - t
+        lag = cohorts.lag[window]
+        hits = (lag <= np.minimum(age, cohorts.max_lag)).astype(float)
+        if hits.sum() < opts.min_corrections:
+            return None
+        usual = max(float(curve[-1]), opts.min_baseline_share)
+        shape = cohorts.at_age(curve, age) / curve[-1] if curve[-1] > 0 else np.minimum(age / cohorts.max_lag, 1.0)
+        expected = usual * shape
+        test = CorrectionCusum(hits, expected, np.minimum(expected * opts.ratio, 0.999))
+        test.run()
+        if test.statistic < opts.threshold:
+            return None
+        seg = slice(test.begin, None)
+        corrections, predicted = int(hits[seg].sum()), float(expected[seg].sum())
+        if corrections < opts.min_corrections:
+            return None
+        ratio = corrections / max(predicted, 1e-9)
+        corrected_ids = cohorts.event_ids[window][seg][hits[seg] > 0]
+        begin_at = datetime.fromtimestamp(float(t[test.begin]), tz=UTC)
+        severity = Severity.critical if ratio >= opts.critical_ratio else Severity.warning
+        actions = len(t) - test.begin
+        summary = (
+            f"Reps {self.verb} {corrections} of {actions} {self.noun} {agent} handled with {action} since "
+            f"{begin_at:%a %H:%M} UTC, {ratio:.1f}x the {predicted:.1f} expected at the same age from the usual "
+            f"{usual:.1%} within {opts.max_lag_hours:g} h."
+        )
+        return Finding(
+            check=self.name, subject=subject, severity=severity, summary=summary, started_at=begin_at,
+            affected=corrections,
+            evidence={
+                "agents": [agent], "actions": actions, "corrections": corrections,
+                "expected_corrections": round(predicted, 2), "ratio": round(ratio, 2),
+                "observed_share": round(corrections / actions, 4),
+                "baseline_share_within_lag": round(float(curve[-1]), 4), "baseline_actions": int(n_base),
+                "baseline_window": [_iso(base_end - opts.baseline_days * 24 * HOUR), _iso(base_end)],
+                "max_lag_hours": opts.max_lag_hours, "cusum": round(test.statistic, 2),
+                "threshold": opts.threshold, "outcome_kinds": sorted(self.kinds_to_actions()),
+            },
+            sample_event_ids=[str(i) for i in corrected_ids[:20]],
+        )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
+@register
+class RoutingAccuracyDrop(CorrectionRateCheck):
+    """Reps change the owner of routed leads more often than usual: the router's accuracy dropped.
+
+    For each agent x routing action, the share of routed leads whose owner a rep changed within
+    ``max_lag_hours`` is compared, at the same age, against the agent's own baseline (see the module).
+    """
+
+    name: ClassVar[str] = "outcome.routing_accuracy_drop"
+    Options: ClassVar[type[CheckOptions]] = RoutingOptions
+    verb = "reassigned"
+    noun = "leads"
+
+
+@register
+class RequalificationSpike(CorrectionRateCheck):
+    """Reps overturn the qualifier's decisions more often than usual.
+
+    For each agent x qualifying action, the share of decisions a rep requalified within ``max_lag_hours``
+    is compared, at the same age, against the agent's own baseline (see the module).
+    """
+
+    name: ClassVar[str] = "outcome.requalification_spike"
+    Options: ClassVar[type[CheckOptions]] = RequalificationOptions
+    verb = "requalified"
+    noun = "leads"
+
+
+def _proven_wrong_by() -> dict[str, list[str]]:
+    return {
+        "owner_changed": _routing_actions(),
+        "requalified": ["lead.qualify", "lead.disqualify"],
+        "marked_spam": ["email.send"],
+    }
+
+
+class CalibrationOptions(CorrectionOptions):
+    proven_wrong_by: dict[str, list[str]] = Field(
+        default_factory=_proven_wrong_by, description="Outcome kind -> the decisions it proves wrong: an owner "
+        "change proves a routing wrong, a requalification a qualification, a spam report an email."
+    )
+    high_confidence: float = Field(
+        0.9, ge=0, le=1, description="Decisions at or above this confidence are tested: a 0.9 claim is one reps "
+        "and automations trust without looking."
+    )
+    margin: float = Field(
+        0.1, gt=0, le=1, description="Fire when the wrong share exceeds what the confidence claims (1 - confidence) "
+        "and the baseline by this much: ten points is false precision, not noise."
+    )
+
+
+@register
+class Calibration(CorrectionRateCheck):
+    """High-confidence decisions that outcomes prove wrong far more often than their confidence claims.
+
+    Among an agent x action's decisions with confidence >= ``high_confidence``, the share that outcomes
+    prove wrong (owner changed, requalified, marked as spam) is tested, at the same age, against the larger
+    of the claimed error (1 - confidence) and the baseline's wrong share, versus that plus ``margin``. The
+    evidence holds the accuracy per confidence bin.
+    """
+
+    name: ClassVar[str] = "outcome.calibration"
+    Options: ClassVar[type[CheckOptions]] = CalibrationOptions
+    verb = "proved wrong"
+    noun = "high-confidence decisions"
+
+    def __init__(self, options: CalibrationOptions, config: Config) -> None:
+        super().__init__(options, config)
+        self.options: CalibrationOptions = options
+        self.everything: dict[tuple[str, str], Cohorts] = {}
+
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        return {kind: list(actions) for kind, actions in self.options.proven_wrong_by.items()}
+
+    def prepare(self, data: EvalData) -> None:
+        frame = corrected_actions(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        frame = frame.filter(pl.col("confidence").is_not_null())
+        max_lag = self.options.max_lag_hours * HOUR
+        for (agent, action), group in frame.group_by("agent_id", "action"):
+            group = group.sort("t")
+            high = group.filter(pl.col("confidence") >= self.options.high_confidence)
+            if len(high):
+                self.subjects[(agent, action)] = Cohorts(high, max_lag)
+                self.everything[(agent, action)] = Cohorts(group, max_lag)
+
+    def _evaluate(self, step: Step, agent: str, action: str, cohorts: Cohorts) -> Finding | None:
+        opts = self.options
+        at = step.at.timestamp()
+        recent = opts.recent_hours * HOUR
+        subject = {"agent_id": agent, "action": action}
+        started = step.started(self.name, subject)
+        base_end = min(at, started.timestamp() if started else at) - recent
+        n_base, curve = cohorts.baseline(base_end - opts.baseline_days * 24 * HOUR, base_end)
+        window = cohorts.window(at - recent, at)
+        t = cohorts.t[window]
+        if n_base < opts.min_baseline_actions or len(t) == 0:
+            return None
+        age = at - t
+        hits = (cohorts.lag[window] <= np.minimum(age, cohorts.max_lag)).astype(float)
+        if hits.sum() < opts.min_corrections:
+            return None
+        # The lag shape (share of within-lag corrections that arrive by each age) from every decision's baseline.
+        _, all_curve = self.everything[(agent, action)].baseline(base_end - opts.baseline_days * 24 * HOUR, base_end)
+        total = float(all_curve[-1])
+        shape = cohorts.at_age(all_curve, age) / total if total > 0 else np.minimum(age / cohorts.max_lag, 1.0)
+        claimed = 1.0 - cohorts.confidence[window]
+        usual = np.maximum(claimed, max(float(curve[-1]), opts.min_baseline_share))
+        test = CorrectionCusum(hits, usual * shape, np.minimum((usual + opts.margin) * shape, 0.999))
+        test.run()
+        if test.statistic < opts.threshold:
+            return None
+        seg = slice(test.begin, None)
+        wrong, exposure = int(hits[seg].sum()), float(shape[seg].sum())
+        wrong_share = wrong / max(exposure, 1e-9)  # extrapolated to the full lag
+        claimed_share = float(claimed[seg].mean())
+        if wrong < opts.min_corrections or wrong_share < max(claimed_share, float(curve[-1])) + opts.margin / 2:
+            return None
+        begin_at = datetime.fromtimestamp(float(t[test.begin]), tz=UTC)
+        decisions = len(t) - test.begin
+        severity = Severity.critical if wrong_share >= claimed_share * opts.critical_ratio + opts.margin \
+            else Severity.warning
+        summary = (
+            f"{agent}'s {action} decisions made with confidence >= {opts.high_confidence:g} since "
+            f"{begin_at:%a %H:%M} UTC are proven wrong about {wrong_share:.0%} of the time ({wrong} of {decisions} "
+            f"so far), though their confidence claims {claimed_share:.0%} and the usual rate is {curve[-1]:.0%}."
+        )
+        ids = cohorts.event_ids[window][seg][hits[seg] > 0]
+        return Finding(
+            check=self.name, subject=subject, severity=severity, summary=summary, started_at=begin_at,
+            affected=wrong,
+            evidence={
+                "agents": [agent], "high_confidence": opts.high_confidence, "decisions": decisions,
+                "proven_wrong": wrong, "wrong_share_estimate": round(wrong_share, 4),
+                "claimed_error": round(claimed_share, 4), "baseline_wrong_share": round(float(curve[-1]), 4),
+                "baseline_decisions": int(n_base), "margin": opts.margin, "max_lag_hours": opts.max_lag_hours,
+                "cusum": round(test.statistic, 2), "threshold": opts.threshold,
+                "confidence_bins": self._bins(agent, action, at, all_curve),
+                "proven_wrong_by": self.kinds_to_actions(),
+            },
+            sample_event_ids=[str(i) for i in ids[:20]],
+        )
+
+    def _bins(self, agent: str, action: str, at: float, curve: np.ndarray) -> list[dict]:
+        """Accuracy per confidence bin over the recent window (every confidence), adjusted for exposure."""
+        cohorts = self.everything[(agent, action)]
+        window = cohorts.window(at - self.options.recent_hours * HOUR, at)
+        age = at - cohorts.t[window]
+        confidence = cohorts.confidence[window]
+        hits = cohorts.lag[window] <= np.minimum(age, cohorts.max_lag)
+        shape = cohorts.at_age(curve, age) / curve[-1] if curve[-1] > 0 else np.minimum(age / cohorts.max_lag, 1.0)
+        bins = []
+        for low, high in pairwise(CONFIDENCE_BINS):
+            inside = (confidence >= low) & ((confidence < high) | (high == 1.0))
+            n = int(inside.sum())
+            if n == 0:
+                continue
+            exposure = float(shape[inside].sum())
+            wrong = int(hits[inside].sum())
+            accuracy = 1.0 - min(wrong / exposure, 1.0) if exposure > 0 else None
+            bins.append({"confidence": [low, high], "decisions": n, "proven_wrong": wrong,
+                         "mean_confidence": round(float(confidence[inside].mean()), 3),
+                         "accuracy": None if accuracy is None else round(accuracy, 3)})
+        return bins
