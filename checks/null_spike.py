@@ -29,6 +29,7 @@ from checks.stats import bernoulli_llr, cusum_end
 from collector.ingest.sql import sql_string
 
 BUCKET_S = int(BUCKET.total_seconds())
+HOURLY_PRIOR_READS = 30  # an hour of day with fewer baseline reads than this leans on the overall share
 
 
 class NullSpikeOptions(CheckOptions):
@@ -51,9 +52,10 @@ class NullSpikeOptions(CheckOptions):
         "absence is normal."
     )
     min_missing_values: float = Field(
-        20, gt=0, description="Fire only once this many values that the baseline share predicts are missing (for "
-        "one agent x action): a field filled 98% of the time fires after ~20 null reads, a field filled 20% of the "
-        "time needs ~100, so a quiet night of ordinary nulls does not page."
+        10, gt=0, description="Fire only once this many values that the baseline share predicts are missing (for "
+        "one agent x action, not summed over agents reading the same records): a field filled 98% of the time "
+        "fires after ~10 null reads, a field filled 20% of the time needs ~50, so a quiet night of ordinary nulls "
+        "does not page."
     )
     min_null_reads: int = Field(10, ge=1, description="Never fire on fewer null reads than this in the run.")
     min_baseline_reads: int = Field(100, ge=1, description="Judge a key only with this many baseline reads.")
@@ -80,6 +82,24 @@ class _Series:
 
     def __post_init__(self) -> None:
         self.cum = np.cumsum(np.stack([self.events, self.present, self.nonnull]), axis=1)
+        self.hour = ((self.t // 3600) % 24).astype(int)
+        self._hourly_key: tuple[int, bool] | None = None
+        self._hourly = np.zeros(24)
+
+    def hourly_share(self, start: float, end: float, always_sent: bool, overall: float) -> np.ndarray:
+        """The baseline value share per hour of day (UTC), shrunk toward the overall share where an hour has
+        few reads: nights and mornings may differ in their mix of records. Cached per 6 hours of baseline end:
+        a week's hourly shares barely move in that time, and backtests ask at every step."""
+        cache_key = (int(end // 21600), always_sent)
+        if self._hourly_key == cache_key:
+            return self._hourly
+        lo, hi = np.searchsorted(self.t, [start, end], side="left")
+        reads = np.bincount(self.hour[lo:hi], weights=(self.events if always_sent else self.present)[lo:hi],
+                            minlength=24)
+        values = np.bincount(self.hour[lo:hi], weights=self.nonnull[lo:hi], minlength=24)
+        self._hourly_key = cache_key
+        self._hourly = (values + HOURLY_PRIOR_READS * overall) / (reads + HOURLY_PRIOR_READS)
+        return self._hourly
 
     def sums(self, start: float, end: float) -> tuple[int, int, int]:
         """Events, reads carrying the key, and non-null reads in buckets starting in [start, end)."""
@@ -141,19 +161,20 @@ class NullSpike(Check):
                     continue
                 index = ((s.t[lo:hi] - recent_start) // BUCKET_S).astype(int)
                 trials = s.events[lo:hi] if always_sent else s.present[lo:hi]
-                np.add.at(llr, index, bernoulli_llr(s.nonnull[lo:hi], trials, q0, q0 * options.value_share_drop))
-                contributions.append((s, q0, index, trials, s.nonnull[lo:hi]))
+                usual = s.hourly_share(baseline_start, baseline_end, always_sent, q0)[s.hour[lo:hi]]
+                np.add.at(llr, index, bernoulli_llr(s.nonnull[lo:hi], trials, usual, usual * options.value_share_drop))
+                contributions.append((s, q0, index, trials, s.nonnull[lo:hi], usual))
             statistic, begin = cusum_end(llr)
             if statistic <= 0 or (statistic < options.threshold and not frozen):
                 continue
             # Values that should have appeared since the start and did not, for the agent x action that lost
             # the most (not summed: one record read by two agents is one missing value, not two).
             missing, run_reads, run_values = 0.0, 0, 0
-            for _, q0, index, trials, nonnull in contributions:
+            for _, _, index, trials, nonnull, usual in contributions:
                 in_run = index >= begin
                 run_reads += int(trials[in_run].sum())
                 run_values += int(nonnull[in_run].sum())
-                missing = max(missing, float(trials[in_run].sum() * q0 - nonnull[in_run].sum()))
+                missing = max(missing, float((trials[in_run] * usual[in_run]).sum() - nonnull[in_run].sum()))
             readers = [(c[0], c[1]) for c in contributions]
             if frozen:
                 # Open already: it stays open while values stay scarce, however slow the traffic.
@@ -186,7 +207,9 @@ class NullSpike(Check):
         baseline_null = 1 - (sum(baseline_share) / len(baseline_share)) if baseline_share else None
         crm = self._crm_fields(key)
         impact = self._impact(step, subject, scope, key, started, per_agent)
-        severity = Severity.critical if run_values <= run_reads * 0.02 else Severity.warning
+        usual_value_share = 1 - baseline_null if baseline_null is not None else 1.0
+        # Nine in ten of the usual values gone: agents are effectively reading nothing.
+        severity = Severity.critical if run_values <= 0.1 * usual_value_share * run_reads else Severity.warning
         where = "" if scope == "inputs" else f" (in {scope})"
         null_reads = impact.get("null_reads", run_reads - run_values)
         summary = (f"{', '.join(agents)} read {key}{where} as null {null_reads:,} times since "
@@ -194,7 +217,7 @@ class NullSpike(Check):
         if impact.get("should_have_value"):
             summary += f"; {impact['should_have_value']:,} were on records with a {impact['companion']}, so had a value"
         if impact.get("decisions"):
-            top = ", ".join(f"{d['decision']} {d['count']:,}" for d in impact["decisions"][:3])
+            top = ", ".join(f"{d['decision']} {d['count']:,}" for d in impact["decisions"][:4])
             summary += f"; decisions on those: {top}"
         return Finding(
             check=self.name, subject=subject, severity=severity, summary=summary, started_at=started,

@@ -1,0 +1,80 @@
+"""Render docs/checks.md from the checks themselves: every check, every option, its default and its reason.
+
+``python -m checks.docs`` rewrites the file; a test fails when it is stale.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+from checks.base import REGISTRY, CheckOptions
+from checks.catalog import load_all
+
+DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
+
+INTRO = """\
+# Checks
+
+Generated from the code by `python -m checks.docs`; do not edit by hand (a test fails when it is stale).
+
+Every check is a small object with options, `prepare(data)` once per run and `evaluate(step)` per
+evaluation time (see `checks/base.py`). `agentwatch check` evaluates once; `agentwatch backtest`
+evaluates every step of a range in one process; `agentwatch serve` evaluates every minute.
+A firing check opens an incident, or updates the open one with the same check and subject; an
+incident resolves itself once its check has been quiet for `resolve_after_minutes`.
+
+Set options under `checks:` in `agentwatch.yaml`, by check name, for example:
+
+```yaml
+checks:
+  quality.null_spike: {threshold: 12, baseline_days: 14}
+  volume.action_drop: {enabled: false}
+```
+
+An unknown check name or option, or a value of the wrong type, is refused with its line number.
+"""
+
+
+def _default(field_info: object) -> str:
+    factory = getattr(field_info, "default_factory", None)
+    value = factory() if factory else getattr(field_info, "default", None)
+    return f"`{json.dumps(value)}`"
+
+
+def _options_table(options: type[CheckOptions]) -> list[str]:
+    rows = ["| option | default | what it does, and why this default |", "| --- | --- | --- |"]
+    for name, info in options.model_fields.items():
+        description = (info.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{name}` | {_default(info)} | {description} |")
+    return rows
+
+
+def render() -> str:
+    """The whole of docs/checks.md."""
+    load_all()
+    lines = [INTRO]
+    families: dict[str, list[str]] = {}
+    for name in sorted(REGISTRY):
+        families.setdefault(REGISTRY[name].family, []).append(name)
+    for family, names in families.items():
+        lines.append(f"## {family}\n")
+        for name in names:
+            check = REGISTRY[name]
+            doc = inspect.cleandoc(check.__doc__ or "")
+            lines.append(f"### `{name}`\n")
+            lines.append(doc + "\n")
+            lines.append(f"History read before the first evaluation: {check.history}.\n")
+            lines.extend(_options_table(check.Options))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    DOCS_PATH.write_text(render(), encoding="utf-8")
+    print(f"wrote {DOCS_PATH}")
+
+
+if __name__ == "__main__":
+    main()
