@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -35,7 +36,12 @@ class DuplicateOptions(CheckOptions):
     )
     ratio: float = Field(
         3.0, gt=1, description="Fire only when duplicates are at least this multiple of the usual rate applied to "
-        "the recent volume: three times is well above Poisson noise once min_count is met."
+        "the recent volume: a loop multiplies duplicates, a busier hour only adds a few."
+    )
+    max_p_value: float = Field(
+        1e-5, gt=0, lt=1, description="And only when that many duplicates would come by chance, at the usual rate, "
+        "less often than this (Poisson): with ~10 agent x actions at 15-minute steps, about one chance alarm in "
+        "ten years of evaluations."
     )
 
 
@@ -114,9 +120,10 @@ class Duplicate(Check):
             base_start = base_end - opts.baseline_hours * 3600
             usual = np.searchsorted(times, base_end, "right") - np.searchsorted(times, base_start, "right")
             base_events = self._ok_events(key, base_start, base_end)
-            rate = usual / base_events if base_events > 0 else 0.0
+            # Half a duplicate of prior: a clean baseline does not make every chance repeat a surprise.
+            rate = (usual + 0.5) / base_events if base_events > 0 else 0.0
             expected = rate * self._ok_events(key, at - recent, at)
-            if count < opts.ratio * expected:
+            if count < opts.ratio * expected or poisson_tail(expected, count) > opts.max_p_value:
                 continue
             findings.append(self._finding(subject, self.pairs[key][int(lo):int(hi)], expected, rate))
         return findings
@@ -147,3 +154,11 @@ class Duplicate(Check):
             },
             sample_event_ids=sample[:20],
         )
+
+
+def poisson_tail(expected: float, count: int) -> float:
+    """P(X >= count) for X ~ Poisson(expected), summed in log space so large rates do not underflow."""
+    if expected <= 0:
+        return 0.0 if count > 0 else 1.0
+    below = math.fsum(math.exp(-expected + j * math.log(expected) - math.lgamma(j + 1)) for j in range(count))
+    return max(0.0, 1.0 - below)

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import REGISTRY, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import Config
 from checks.data import EvalData
 from checks.stats import bernoulli_llr, cusum_end
@@ -34,48 +34,81 @@ LAG_BINS = 48  # resolution of the baseline's lag curve over max_lag_hours
 CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
-def corrected_actions(data: EvalData, kinds_to_actions: dict[str, list[str]], max_lag_hours: float) -> pl.DataFrame:
-    """agent_id, action, t (epoch s), event_id, confidence, lag (s to its first correction within max_lag_hours,
-    else +inf) of every ok action that outcomes of the given kinds can correct; sorted by agent, action, t."""
-    pairs = sorted({(kind, action) for kind, actions in kinds_to_actions.items() for action in actions})
-    key = f"corrected_actions {pairs} {max_lag_hours}"
+OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
 
-    def build() -> pl.DataFrame:
-        kinds = ", ".join(sql_string(k) for k in sorted({k for k, _ in pairs}))
+
+def _all_mappings(config: Config) -> tuple[dict[str, list[str]], float]:
+    """The union of the outcome checks' kind -> actions mappings, and their longest recent window (hours)."""
+    from checks.options import options_for
+
+    union: dict[str, set[str]] = {}
+    recent = 0.0
+    for name in OUTCOME_CHECKS:
+        check = REGISTRY[name]
+        options = options_for(config, name)
+        for kind, actions in check.mapping_of(options).items():  # type: ignore[attr-defined]
+            union.setdefault(kind, set()).update(actions)
+        recent = max(recent, options.recent_hours)  # type: ignore[attr-defined]
+    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent
+
+
+def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
+    """Every ok action any outcome check tests: agent_id, action, t (epoch s), confidence, event_id (only for
+    actions in the evaluated windows, to keep the transfer small), and per outcome kind ``lag_<i>``: seconds
+    to the first outcome of that kind correcting it (null if none). Built once for the three checks."""
+
+    def build() -> tuple[pl.DataFrame, list[str]]:
+        mapping, recent_hours = _all_mappings(data.config)
+        kinds = list(mapping)
+        pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
         actions = ", ".join(sql_string(a) for a in sorted({a for _, a in pairs}))
-        mapping = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
+        values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
+        lags = ", ".join(f"epoch(f.c{i}) - epoch(a.ts) AS lag_{i}" for i in range(len(kinds)))
+        firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
+        named_from = (data.first - timedelta(hours=recent_hours)).isoformat()
         frame = data.frame(f"""
             WITH acts AS (
                 SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM actions
                 WHERE {data.time_filter()} AND status = 'ok' AND action IN ({actions})),
-            kind_actions AS (SELECT * FROM (VALUES {mapping}) AS m(kind, action)),
-            candidates AS (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)),
+            kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
             outs AS (
                 SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM outcomes
-                WHERE {data.time_filter()} AND kind IN ({kinds})),
+                WHERE {data.time_filter()} AND kind IN (SELECT kind FROM kind_actions)),
             named AS (
-                SELECT c.event_id, o.ts FROM outs o JOIN candidates c
-                ON c.event_id = o.corrects_event_id AND c.kind = o.kind AND c.ts <= o.ts),
+                SELECT a.event_id, o.kind, o.ts FROM outs o
+                JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts
+                JOIN kind_actions m ON m.kind = o.kind AND m.action = a.action),
             inferred AS (
-                SELECT c.event_id, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
-                ASOF JOIN candidates c ON o.kind = c.kind AND o.resource_type = c.resource_type
-                AND o.resource_id = c.resource_id AND o.ts >= c.ts),
+                SELECT c.event_id, o.kind, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
+                ASOF JOIN (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)) c
+                ON o.kind = c.kind AND o.resource_type = c.resource_type AND o.resource_id = c.resource_id
+                AND o.ts >= c.ts),
             first_correction AS (
-                SELECT event_id, min(ts) AS corrected_at FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
+                SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
                 GROUP BY event_id)
-            SELECT a.agent_id, a.action, epoch(a.ts) AS t, a.event_id, a.confidence,
-                   epoch(f.corrected_at) - epoch(a.ts) AS lag
-            FROM acts a LEFT JOIN first_correction f USING (event_id)
-            ORDER BY a.agent_id, a.action, t""")
-        max_lag = max_lag_hours * HOUR
-        lag = pl.col("lag").cast(pl.Float64)
-        return frame.with_columns(
-            pl.col("t").cast(pl.Float64),
-            pl.col("confidence").cast(pl.Float64),
-            pl.when(lag.is_not_null() & (lag <= max_lag)).then(lag).otherwise(float("inf")).alias("lag"),
-        )
+            SELECT a.agent_id, a.action, epoch(a.ts) AS t, a.confidence,
+                   CASE WHEN a.ts > TIMESTAMPTZ {sql_string(named_from)} THEN a.event_id END AS event_id, {lags}
+            FROM acts a LEFT JOIN first_correction f USING (event_id)""")
+        frame = frame.with_columns(pl.col("t").cast(pl.Float64), pl.col("confidence").cast(pl.Float64),
+                                   *(pl.col(f"lag_{i}").cast(pl.Float64) for i in range(len(kinds))))
+        return frame.sort("t"), kinds
 
-    return data.shared(key, build)
+    return data.shared("outcome.corrected_actions", build)
+
+
+def subject_lags(data: EvalData, mapping: dict[str, list[str]], max_lag_hours: float) -> pl.DataFrame:
+    """corrected_actions narrowed to one check's mapping: lag = seconds to the first correction of a kind that
+    proves that action wrong, within max_lag_hours, else +inf; sorted by t."""
+    frame, kinds = corrected_actions(data)
+    actions = sorted({a for acts in mapping.values() for a in acts})
+    terms = [pl.when(pl.col("action").is_in(mapping[k])).then(pl.col(f"lag_{i}"))
+             for i, k in enumerate(kinds) if k in mapping]
+    lag = pl.min_horizontal(terms) if terms else pl.lit(None, dtype=pl.Float64)
+    max_lag = max_lag_hours * HOUR
+    return frame.filter(pl.col("action").is_in(actions)).select(
+        "agent_id", "action", "t", "confidence", "event_id",
+        pl.when(lag.is_not_null() & (lag <= max_lag)).then(lag).otherwise(float("inf")).alias("lag"),
+    )
 
 
 class Cohorts:
@@ -229,15 +262,19 @@ class CorrectionRateCheck(Check):
         self.history = timedelta(days=options.baseline_days, hours=options.recent_hours)  # type: ignore[misc]
         self.subjects: dict[tuple[str, str], Cohorts] = {}
 
+    @staticmethod
+    def mapping_of(options: CheckOptions) -> dict[str, list[str]]:
+        """Outcome kind -> the actions it corrects, from a check's options."""
+        return {kind: list(options.actions) for kind in options.outcome_kinds}  # type: ignore[attr-defined]
+
     def kinds_to_actions(self) -> dict[str, list[str]]:
-        opts = self.options
-        return {kind: list(opts.actions) for kind in opts.outcome_kinds}  # type: ignore[attr-defined]
+        return self.mapping_of(self.options)
 
     def prepare(self, data: EvalData) -> None:
-        frame = corrected_actions(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
         max_lag = self.options.max_lag_hours * HOUR
-        for (agent, action), group in frame.group_by("agent_id", "action"):
-            self.subjects[(agent, action)] = Cohorts(group.sort("t"), max_lag)
+        for (agent, action), group in frame.group_by("agent_id", "action", maintain_order=True):
+            self.subjects[(agent, action)] = Cohorts(group, max_lag)
 
     def evaluate(self, step: Step) -> list[Finding]:
         findings = []
@@ -297,7 +334,7 @@ class CorrectionRateCheck(Check):
                 "max_lag_hours": opts.max_lag_hours, "cusum": round(test.statistic, 2),
                 "threshold": opts.threshold, "outcome_kinds": sorted(self.kinds_to_actions()),
             },
-            sample_event_ids=[str(i) for i in corrected_ids[:20]],
+            sample_event_ids=[str(i) for i in corrected_ids if i is not None][:20],
         )
 
 
@@ -376,15 +413,15 @@ class Calibration(CorrectionRateCheck):
         self.options: CalibrationOptions = options
         self.everything: dict[tuple[str, str], Cohorts] = {}
 
-    def kinds_to_actions(self) -> dict[str, list[str]]:
-        return {kind: list(actions) for kind, actions in self.options.proven_wrong_by.items()}
+    @staticmethod
+    def mapping_of(options: CheckOptions) -> dict[str, list[str]]:
+        return {kind: list(actions) for kind, actions in options.proven_wrong_by.items()}  # type: ignore[attr-defined]
 
     def prepare(self, data: EvalData) -> None:
-        frame = corrected_actions(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
         frame = frame.filter(pl.col("confidence").is_not_null())
         max_lag = self.options.max_lag_hours * HOUR
-        for (agent, action), group in frame.group_by("agent_id", "action"):
-            group = group.sort("t")
+        for (agent, action), group in frame.group_by("agent_id", "action", maintain_order=True):
             high = group.filter(pl.col("confidence") >= self.options.high_confidence)
             if len(high):
                 self.subjects[(agent, action)] = Cohorts(high, max_lag)
@@ -444,7 +481,7 @@ class Calibration(CorrectionRateCheck):
                 "confidence_bins": self._bins(agent, action, at, all_curve),
                 "proven_wrong_by": self.kinds_to_actions(),
             },
-            sample_event_ids=[str(i) for i in ids[:20]],
+            sample_event_ids=[str(i) for i in ids if i is not None][:20],
         )
 
     def _bins(self, agent: str, action: str, at: float, curve: np.ndarray) -> list[dict]:
