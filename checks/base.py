@@ -71,9 +71,11 @@ class CheckOptions(BaseModel):
     """Options every check has; a check's own options extend these."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = Field(True, description="Run this check.")
+    enabled: bool = Field(True, description="Run this check; every check is on by default, since each one "
+                          "stays quiet on ordinary traffic.")
     resolve_after_minutes: float = Field(
-        60, gt=0, description="Resolve an incident once its condition has been clear this long."
+        60, gt=0, description="Resolve an incident once its condition has been clear this long: an hour rides "
+        "out a quiet spell without closing and reopening the same incident."
     )
 
 

@@ -256,12 +256,12 @@ def _store_counts(home: Path) -> tuple[int, int, int]:
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> DemoRuns:
-    """`demo --no-serve --days 7` run twice on one home."""
+    """`demo --no-serve --days 7` run twice on one home (the second without replaying the checks)."""
     root = tmp_path_factory.mktemp("demo")
     home = root / "home"
     first = run_cli("demo", "--no-serve", "--days", "7", "--home", home, cwd=root)
     after_first = _store_counts(home)
-    second = run_cli("demo", "--no-serve", "--days", "7", "--home", home, cwd=root)
+    second = run_cli("demo", "--no-serve", "--no-checks", "--days", "7", "--home", home, cwd=root)
     return DemoRuns(home, first, second, after_first, _store_counts(home))
 
 
@@ -330,3 +330,30 @@ def test_demo_twice_skips_duplicates_and_keeps_counts(demo_runs):
         "schema_snapshots": (0, snapshots, 0), "actions": (0, actions, 0), "outcomes": (0, outcomes, 0),
     }
     assert demo_runs.counts_after_second == demo_runs.counts_after_first
+
+
+def test_demo_shows_the_rename_as_root_incident_with_the_null_spike_as_its_effect(demo_runs):
+    """The demo's replay opens the deal_stage -> opportunity_stage rename as a root incident; the null spike on
+    deal_stage is linked to it as its effect, names the agents reading it, and counts the open-deal leads sent
+    to nurture since."""
+    from checks.engine import incident_store
+
+    store = incident_store(Home.resolve(demo_runs.home))
+    found = store.list()
+    (rename,) = [i for i in found if i.check == "schema.field_renamed"]
+    assert rename.subject["field"] == "deal_stage -> opportunity_stage"
+    assert rename.severity == "critical" and not rename.caused_by
+    (spike,) = [i for i in found if i.check == "quality.null_spike" and i.subject == {"field": "deal_stage"}]
+    assert spike.caused_by == [rename.id] and spike.id in rename.effects
+    assert {"lead-router", "enrichment-agent"} <= set(spike.evidence["agents"])
+    con = open_reader(Home.resolve(demo_runs.home))
+    try:
+        (open_deal_nurture,) = con.execute(
+            "SELECT count(*) FROM actions WHERE action = 'lead.route' AND ts >= $1 AND decision ->> 'sequence' = "
+            "'cold-nurture' AND inputs ->> 'opportunity_id' IS NOT NULL", [spike.started_at]).fetchall()[0]
+    finally:
+        con.close()
+    assert open_deal_nurture > 0
+    assert {"decision": "sequence=cold-nurture", "count": open_deal_nurture} in spike.evidence["decisions"]
+    printed = " ".join(demo_runs.first.stdout.split())
+    assert "deal_stage -> opportunity_stage" in printed and spike.id in printed
