@@ -1,0 +1,236 @@
+"""Policy checks: actions an agent took outside the policy written in the config's ``agents:`` section.
+
+Each check selects its violating events over the whole range with one DuckDB query in ``prepare``
+(the per-agent policy travels as query parameters, never as SQL text) and keeps them as a small Polars
+frame; ``evaluate`` reports the violations of the last window per agent x action.
+
+Only actions the agent actually carried out or tried count: status ``ok`` and ``error`` by default (an
+error still means the agent attempted it). ``skipped`` and ``pending_approval`` events are the agent
+holding back or asking a human, which is what a policy wants.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import AgentPolicy, Config
+from checks.data import EvalData
+from collector.ingest.sql import quote_identifier
+
+SAMPLE_IDS = 20
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+class PolicyOptions(CheckOptions):
+    resolve_after_minutes: float = Field(
+        360, gt=0,
+        description="Resolve once no violation has been seen this long. Six hours, not the usual hour: a violation "
+                    "that recurs within a working morning is the same problem, not a new page each time.",
+    )
+    window_minutes: float = Field(
+        60, gt=0,
+        description="Report violations with event time in this last stretch before each evaluation, counted per "
+                    "agent x action. One hour keeps a single violation visible for a few evaluations and groups a "
+                    "burst into one finding.",
+    )
+    statuses: list[str] = Field(
+        ["ok", "error"],
+        description="Action statuses that count as the agent acting. `error` is included because the agent still "
+                    "tried; `skipped` and `pending_approval` are left out because holding back or asking a human is "
+                    "what a policy wants.",
+    )
+
+
+class PolicyCheck(Check):
+    """The shared machinery of the policy checks; subclasses give the violation condition and wording."""
+
+    family: ClassVar[str] = "policy"
+    Options: ClassVar[type[CheckOptions]] = PolicyOptions
+    history: ClassVar[timedelta] = timedelta(hours=1)
+    breaks: ClassVar[str]  # what the policy says, for the summary: "an action the policy forbids"
+
+    def prepare(self, data: EvalData) -> None:
+        options: PolicyOptions = self.options  # type: ignore[assignment]
+        self.window = timedelta(minutes=options.window_minutes)
+        since = data.first - self.window
+        # The four checks share one scan when their options agree (the usual case).
+        every = data.shared(f"policy.violations {since.isoformat()} {sorted(options.statuses)}",
+                            lambda: _violations(data, since, options.statuses))
+        self.violations = every.filter(pl.col(self.name)).drop(*CHECKS)
+        self.ts = self.violations["ts"].dt.epoch("us").to_numpy()
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        at = _micros(step.at)
+        lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
+        if hi <= lo:
+            return []
+        recent = self.violations.slice(int(lo), int(hi - lo))
+        groups = recent.group_by("agent_id", "action").agg(
+            pl.len().alias("events"),
+            pl.col("ts").min().alias("started_at"),
+            pl.col("records_affected").sum().alias("records"),
+            pl.col("records_affected").max().alias("largest"),
+            pl.col("external").any().alias("external"),
+            pl.col("event_id").head(SAMPLE_IDS).alias("sample"),
+        )
+        return [self._finding(row) for row in groups.sort("agent_id", "action").iter_rows(named=True)]
+
+    def severity(self, row: dict) -> Severity:
+        return Severity.critical
+
+    def summary(self, row: dict, minutes: int) -> str:
+        times = "once" if row["events"] == 1 else f"{row['events']} times"
+        return (f"{row['agent_id']} ran {row['action']} {times} in the last {minutes} minutes "
+                f"({int(row['records'])} records), {self.breaks}.")
+
+    def _finding(self, row: dict) -> Finding:
+        minutes = round(self.window.total_seconds() / 60)
+        evidence = {
+            "events": row["events"], "records_affected": int(row["records"]),
+            "largest_records_affected": int(row["largest"]), "window_minutes": minutes, "agents": [row["agent_id"]],
+            **self.policy_evidence(row["agent_id"]),
+        }
+        return Finding(
+            check=self.name, subject={"agent_id": row["agent_id"], "action": row["action"]},
+            severity=self.severity(row),
+            summary=self.summary(row, minutes),
+            started_at=row["started_at"], affected=int(row["records"]), evidence=evidence,
+            sample_event_ids=list(row["sample"]),
+        )
+
+    def policy_evidence(self, agent_id: str) -> dict:
+        return {}
+
+
+@register
+class ForbiddenAction(PolicyCheck):
+    """An agent ran an action its policy forbids (``forbidden_actions``).
+
+    Any attempt counts, succeeded or errored; the policy of an agent is the ``"*"`` entry extended by its
+    own, so a forbidden action under ``"*"`` is forbidden for every agent, named in the config or not.
+    """
+
+    name: ClassVar[str] = "policy.forbidden_action"
+    breaks: ClassVar[str] = "an action the policy forbids"
+
+
+@register
+class NotAllowed(PolicyCheck):
+    """An agent ran an action outside its ``allowed_actions`` list.
+
+    Only agents whose policy has an allow-list are checked. An action listed under ``requires_approval``
+    is allowed (with an approval, which ``policy.unapproved_action`` checks), and one that is forbidden is
+    reported by ``policy.forbidden_action`` alone, so one event never opens two incidents.
+    """
+
+    name: ClassVar[str] = "policy.not_allowed"
+    breaks: ClassVar[str] = "an action outside its allowed list"
+
+    def policy_evidence(self, agent_id: str) -> dict:
+        return {"allowed_actions": self.config.policy_for(agent_id).allowed_actions or []}
+
+
+@register
+class UnapprovedAction(PolicyCheck):
+    """An agent ran an action that needs a human's approval (``requires_approval``) without one.
+
+    An event counts when its action is in the agent's ``requires_approval`` list and it carries no
+    ``approval.approved_by``. Critical when the action reached someone outside (``external: true``, e.g.
+    an email sent to a prospect), a warning otherwise.
+    """
+
+    name: ClassVar[str] = "policy.unapproved_action"
+    breaks: ClassVar[str] = "an action that needs a human's approval, without one"
+
+    def severity(self, row: dict) -> Severity:
+        return Severity.critical if row["external"] else Severity.warning
+
+
+@register
+class BulkLimit(PolicyCheck):
+    """An agent touched more records in one action than its ``max_records_per_action`` allows.
+
+    An action at the limit is fine; one above it is a violation, whatever the action.
+    """
+
+    name: ClassVar[str] = "policy.bulk_limit"
+    breaks: ClassVar[str] = "above its limit of records per action"
+
+    def policy_evidence(self, agent_id: str) -> dict:
+        return {"max_records_per_action": self.config.policy_for(agent_id).max_records_per_action}
+
+    def summary(self, row: dict, minutes: int) -> str:
+        limit = self.config.policy_for(row["agent_id"]).max_records_per_action
+        times = "once" if row["events"] == 1 else f"{row['events']} times"
+        return (f"{row['agent_id']} ran {row['action']} on more than {limit} records at once {times} in the last "
+                f"{minutes} minutes (up to {int(row['largest'])} records), above its limit of {limit}.")
+
+
+# Per check, the SQL condition over the columns of `action_policy` (see `_violations`) marking a violation.
+CONDITIONS = {
+    "policy.forbidden_action": "list_contains(forbidden, action)",
+    "policy.not_allowed": "allowed IS NOT NULL AND NOT list_contains(allowed, action) "
+                          "AND NOT list_contains(requires, action) AND NOT list_contains(forbidden, action)",
+    "policy.unapproved_action": "list_contains(requires, action) AND approved_by IS NULL",
+    "policy.bulk_limit": "max_records IS NOT NULL AND records_affected > max_records",
+}
+CHECKS = tuple(CONDITIONS)
+
+
+def _violations(data: EvalData, since: datetime, statuses: list[str]) -> pl.DataFrame:
+    """Every event since `since` that breaks a policy, with one boolean column per check (sorted by ts)."""
+    if not data.config.agents:
+        return _empty_violations()
+    rows = _policy_rows(data.config)
+    flags = ", ".join(f"coalesce({condition}, false) AS {quote_identifier(name)}"
+                      for name, condition in CONDITIONS.items())
+    return data.frame(
+        f"WITH policy AS ({_policy_sql(len(rows))}), "
+        f"action_policy AS ("
+        f"  SELECT a.event_id, a.ts, a.agent_id, a.action, a.records_affected, a.approved_by, "
+        f"  coalesce(a.external, false) AS external, "
+        f"  CASE WHEN p.agent_id IS NULL THEN d.allowed ELSE p.allowed END AS allowed, "
+        f"  CASE WHEN p.agent_id IS NULL THEN d.forbidden ELSE p.forbidden END AS forbidden, "
+        f"  CASE WHEN p.agent_id IS NULL THEN d.requires ELSE p.requires END AS requires, "
+        f"  CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records "
+        f"  FROM actions a LEFT JOIN policy p ON p.agent_id = a.agent_id "
+        f"  CROSS JOIN (SELECT * FROM policy WHERE agent_id IS NULL) d "
+        f"  WHERE {data.time_filter(since=since)} AND list_contains(?::VARCHAR[], a.status)) "
+        f"SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, {flags} "
+        f"FROM action_policy) WHERE {' OR '.join(quote_identifier(name) for name in CONDITIONS)} ORDER BY ts",
+        [*(value for row in rows for value in row), statuses],
+    )
+
+
+def _policy_rows(config: Config) -> list[tuple]:
+    """One row per named agent (its effective policy) and one with agent_id NULL: the ``"*"`` policy."""
+    rows = []
+    for name in [None, *sorted(a for a in config.agents if a != "*")]:
+        policy = config.policy_for(name) if name else config.agents.get("*", AgentPolicy())
+        rows.append((name, policy.allowed_actions, policy.forbidden_actions, policy.requires_approval,
+                     policy.max_records_per_action))
+    return rows
+
+
+def _policy_sql(count: int) -> str:
+    values = ", ".join(["(?::VARCHAR, ?::VARCHAR[], ?::VARCHAR[], ?::VARCHAR[], ?::BIGINT)"] * count)
+    return f"SELECT * FROM (VALUES {values}) AS p(agent_id, allowed, forbidden, requires, max_records)"
+
+
+def _empty_violations() -> pl.DataFrame:
+    return pl.DataFrame(schema={
+        "event_id": pl.String, "ts": pl.Datetime("us", "UTC"), "agent_id": pl.String, "action": pl.String,
+        "records_affected": pl.Int64, "external": pl.Boolean, **dict.fromkeys(CHECKS, pl.Boolean),
+    })
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (the unit of the frames' timestamps)."""
+    return (at - EPOCH) // MICROSECOND

@@ -1,0 +1,485 @@
+"""Workflow checks: state changes the configured state machine forbids, leads left waiting past their SLA,
+and outreach whose CRM write never landed.
+
+``prepare`` runs one DuckDB query per check over the range and keeps the result as arrays sorted by event
+time; ``evaluate`` only slices them. The two rate checks (SLA, partial failure) judge *cases* that become
+known at a deadline (a lead's SLA deadline, an email's follow-up allowance): a case counts at a step only
+once its deadline has passed, and its verdict depends only on events up to that deadline, so no step
+ever looks ahead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import WorkflowConfig
+from checks.data import EvalData
+from checks.stats import bernoulli_llr, cusum_end
+
+SAMPLE_IDS = 20
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+DAY_US = timedelta(days=1) // MICROSECOND
+PRIOR_CASES = 10  # pseudo-cases that pull a thin baseline towards the broader (or floor) share
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (the unit of the frames' timestamps)."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def _at(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=int(micros))
+
+
+def _state_path(field: str) -> str:
+    """A JSONPath naming one top-level key, quoted so dots and spaces stay inside it."""
+    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- workflow.invalid_transition -------------------------------------------------------------------------
+
+
+class TransitionOptions(CheckOptions):
+    resolve_after_minutes: float = Field(
+        360, gt=0,
+        description="Resolve once no violation has been seen this long. Six hours, not the usual hour: a violation "
+                    "that recurs within a working morning is the same problem, not a new page each time.",
+    )
+    window_minutes: float = Field(
+        60, gt=0,
+        description="Report invalid transitions with event time in this last stretch before each evaluation, "
+                    "counted per agent x action. One hour keeps a single bad write visible for a few evaluations "
+                    "and groups a burst into one finding.",
+    )
+    statuses: list[str] = Field(
+        ["ok", "error"],
+        description="Action statuses whose before/after count. `error` is included because the agent still tried "
+                    "the move, which is the bug to report even when the CRM refused it.",
+    )
+
+
+@register
+class InvalidTransition(Check):
+    """An agent moved a record to a state the configured state machine forbids.
+
+    Reads ``workflow.state_field`` from ``before`` and ``after`` of actions on ``workflow.object``
+    (compared case-insensitively). A move between two different states is invalid when its from-state
+    is a key of ``workflow.transitions`` and its to-state is not listed under it. A from-state the
+    config does not name (a terminal state, or one the team did not model) is not judged: the config
+    says nothing about where it may go. Does nothing without a ``workflow:`` section.
+    """
+
+    name: ClassVar[str] = "workflow.invalid_transition"
+    family: ClassVar[str] = "workflow"
+    Options: ClassVar[type[CheckOptions]] = TransitionOptions
+    history: ClassVar[timedelta] = timedelta(hours=1)
+
+    def prepare(self, data: EvalData) -> None:
+        options: TransitionOptions = self.options  # type: ignore[assignment]
+        self.window = timedelta(minutes=options.window_minutes)
+        self.moves = pl.DataFrame(schema={"event_id": pl.String, "ts": pl.Datetime("us", "UTC"), "agent_id": pl.String,
+                                          "action": pl.String, "from_state": pl.String, "to_state": pl.String})
+        workflow = self.config.workflow
+        if workflow is not None and workflow.transitions:
+            pairs = [(src.lower(), dst.lower()) for src, dsts in workflow.transitions.items() for dst in dsts]
+            path = _state_path(workflow.state_field)
+            found = data.frame(
+                f"WITH moves AS (SELECT event_id, ts, agent_id, action, "
+                f"  lower(json_extract_string(before, ?)) AS from_state, "
+                f"  lower(json_extract_string(after, ?)) AS to_state "
+                f"  FROM actions WHERE {data.time_filter(since=data.first - self.window)} "
+                f"  AND lower(resource_type) = lower(?) AND list_contains(?::VARCHAR[], status) "
+                f"  AND before IS NOT NULL AND after IS NOT NULL), "
+                f"allowed AS (SELECT unnest(?::VARCHAR[]) AS from_state, unnest(?::VARCHAR[]) AS to_state) "
+                f"SELECT m.* FROM moves m ANTI JOIN allowed a "
+                f"  ON a.from_state = m.from_state AND a.to_state = m.to_state "
+                f"WHERE m.to_state IS NOT NULL AND m.from_state <> m.to_state "
+                f"  AND list_contains(?::VARCHAR[], m.from_state) ORDER BY m.ts",
+                [path, path, workflow.object, options.statuses, [p[0] for p in pairs], [p[1] for p in pairs],
+                 sorted({src.lower() for src in workflow.transitions})],
+            )
+            if found.height:
+                self.moves = found
+        self.ts = self.moves["ts"].dt.epoch("us").to_numpy()
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        at = _micros(step.at)
+        lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
+        if hi <= lo:
+            return []
+        recent = self.moves.slice(int(lo), int(hi - lo)).with_columns(
+            (pl.col("from_state") + " -> " + pl.col("to_state")).alias("transition"))
+        pairs = recent.group_by("agent_id", "action", "transition").len().sort("len", "transition", descending=True)
+        groups = recent.group_by("agent_id", "action").agg(
+            pl.len().alias("events"), pl.col("ts").min().alias("started_at"),
+            pl.col("event_id").head(SAMPLE_IDS).alias("sample"),
+        ).sort("agent_id", "action")
+        object_name = self.config.workflow.object  # type: ignore[union-attr]
+        minutes = round(self.window.total_seconds() / 60)
+        findings = []
+        for row in groups.iter_rows(named=True):
+            mine = pairs.filter((pl.col("agent_id") == row["agent_id"]) & (pl.col("action") == row["action"]))
+            transitions = dict(zip(mine["transition"].to_list(), mine["len"].to_list(), strict=True))
+            listed = ", ".join(f"{t} ({n})" for t, n in list(transitions.items())[:3])
+            findings.append(Finding(
+                check=self.name, subject={"agent_id": row["agent_id"], "action": row["action"]},
+                severity=Severity.warning,
+                summary=f"{row['agent_id']} made {row['events']} {object_name} state change(s) through "
+                        f"{row['action']} in the last {minutes} minutes that the workflow forbids: {listed}.",
+                started_at=row["started_at"], affected=row["events"], sample_event_ids=list(row["sample"]),
+                evidence={"transitions": transitions, "events": row["events"], "window_minutes": minutes,
+                          "object": object_name, "agents": [row["agent_id"]]},
+            ))
+        return findings
+
+
+# --- the machinery of the two rate checks -------------------------------------------------------------
+
+
+class RiseOptions(CheckOptions):
+    window_minutes: float = Field(
+        120, gt=0,
+        description="Cases whose deadline fell in this last stretch are tested for a rise. Two hours hold enough "
+                    "cases at a few per hour, and the CUSUM inside it finds where the rise began.",
+    )
+    baseline_days: float = Field(
+        7, gt=0, description="The usual failure share is measured over this many days before the window: a week "
+                             "covers every weekday once.",
+    )
+    min_share: float = Field(
+        0.3, gt=0, lt=1,
+        description="The failure share the test looks for, at least: a rise to under 30% of cases is slowness "
+                    "people live with, not a broken step.",
+    )
+    ratio: float = Field(
+        3, gt=1, description="The share tested for is also at least this multiple of the usual share, so a step that "
+                             "is always somewhat slow only fires when it gets clearly worse.",
+    )
+    baseline_floor: float = Field(
+        0.05, gt=0, lt=1,
+        description="The usual share is taken as at least this, so a spotless history does not make a few "
+                    "failures look like a rise.",
+    )
+    threshold: float = Field(
+        6, gt=0,
+        description="CUSUM log-likelihood ratio to fire. 6 takes four failures in a row against a clean baseline "
+                    "(each weighs log(0.3/0.05) = 1.8), more when successes sit between them; simulated at a 5% "
+                    "usual share and 150 cases a day, it fires by chance about once in 20 weeks (5 did every 1-2).",
+    )
+    min_failed: int = Field(
+        3, ge=1, description="Fire only with at least this many failed cases in the rise: one or two slow cases are "
+                             "normal.",
+    )
+
+
+@dataclass(frozen=True)
+class Cases:
+    """Cases sorted by deadline: each one known at its deadline, failed or not."""
+
+    due: np.ndarray  # microseconds since the epoch
+    began: np.ndarray  # when each case began (lead created, email sent), microseconds
+    failed: np.ndarray  # bool
+    failed_upto: np.ndarray  # failed_upto[i] = failed cases among the first i (length n + 1)
+    ids: list[str]  # the event that began each case
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> Cases:
+        """From a frame with columns due, began, failed, event_id (sorted by due here)."""
+        frame = frame.sort("due")
+        failed = frame["failed"].to_numpy().astype(bool)
+        return cls(due=frame["due"].dt.epoch("us").to_numpy(), began=frame["began"].dt.epoch("us").to_numpy(),
+                   failed=failed, failed_upto=np.concatenate([[0], np.cumsum(failed)]),
+                   ids=frame["event_id"].to_list())
+
+    def counts(self, lows: np.ndarray, highs: np.ndarray) -> tuple[int, int]:
+        """Cases and failed cases with deadline in any of the windows (low, high] (windows must not overlap)."""
+        lo = np.searchsorted(self.due, lows, side="right")
+        hi = np.searchsorted(self.due, np.maximum(highs, lows), side="right")
+        return int((hi - lo).sum()), int((self.failed_upto[hi] - self.failed_upto[lo]).sum())
+
+
+@dataclass(frozen=True)
+class Rise:
+    """A rise in the failure share at the end of the window, from the case where it most likely began."""
+
+    first: int  # index of the run's first case
+    last: int  # index after the run's last case
+    failed: int
+    cases: int
+    statistic: float
+    usual: float
+    tested: float
+
+
+def find_rise(cases: Cases, at: int, usual: float, options: RiseOptions) -> Rise | None:
+    """The CUSUM over the window's cases of "failure share is `tested`" against "it is `usual`"."""
+    tested = min(0.95, max(options.min_share, options.ratio * usual))
+    if tested <= usual:
+        return None
+    window = timedelta(minutes=options.window_minutes) // MICROSECOND
+    lo, hi = np.searchsorted(cases.due, [at - window, at], side="right")
+    failed = cases.failed[lo:hi]
+    if int(failed.sum()) < options.min_failed:
+        return None
+    statistic, _ = cusum_end(bernoulli_llr(failed.astype(float), np.ones(failed.size), usual, tested))
+    if statistic < options.threshold:
+        return None
+    first = int(lo) + _change_point(failed, usual)
+    run_failed = int(cases.failed[first:hi].sum())
+    if run_failed < options.min_failed:
+        return None
+    return Rise(first=first, last=int(hi), failed=run_failed, cases=int(hi) - first, statistic=statistic,
+                usual=usual, tested=tested)
+
+
+def _change_point(failed: np.ndarray, usual: float) -> int:
+    """Where the rise most likely began: the first failure of the suffix whose own failure share, against
+    the usual one, is the likeliest change (a GLR; the CUSUM's fixed tested share would let earlier
+    scattered failures drag the start back)."""
+    n = np.arange(failed.size, 0, -1, dtype=float)  # suffix lengths
+    hits = np.cumsum(failed[::-1])[::-1].astype(float)  # failures in each suffix
+    share = np.clip(hits / n, 1e-9, 1 - 1e-9)
+    llr = hits * np.log(share / usual) + (n - hits) * np.log((1 - share) / (1 - usual))
+    llr[(share <= usual) | ~failed] = -np.inf  # a rise, starting with a failure
+    return int(np.argmax(llr))
+
+
+def smoothed_share(failed: int, cases: int, prior: float, floor: float) -> float:
+    """A failure share that a thin sample moves only partly away from `prior`, never under `floor`."""
+    return max(floor, (failed + PRIOR_CASES * prior) / (cases + PRIOR_CASES))
+
+
+def _frozen_end(step: Step, check: str, subject: dict[str, str], at: int) -> int:
+    """The baseline's end: now, or when the open incident on this subject began (its baseline stays clean)."""
+    started = step.started(check, subject)
+    return min(at, _micros(started)) if started is not None else at
+
+
+# --- workflow.sla_breach --------------------------------------------------------------------------------
+
+
+class SlaOptions(RiseOptions):
+    creation_actions: list[str] = Field(
+        ["lead.create", "lead.created", "record.create"],
+        description="Actions that create a record. When the data holds any of them, a record is created at its "
+                    "first such action and only such records count; otherwise see `creation_share`.",
+    )
+    creation_share: float = Field(
+        0.8, gt=0, le=1,
+        description="Without creation actions, a record counts as new at its first event when that event's action "
+                    "is the first event on at least this share of the records it touches (an intake step such as "
+                    "lead.dedupe is; an email.send to records that existed before the data is not). 80% leaves "
+                    "room for retries and records created just before the data begins.",
+    )
+
+
+@register
+class SlaBreach(Check):
+    """A rising share of new leads waits past the SLA for a first action by another agent.
+
+    A lead is created at its creation action, or at its first event when that is an intake step (see
+    ``creation_actions`` and ``creation_share``: older records first seen through outreach are not new);
+    its SLA is met when another agent acts on it successfully within ``workflow.sla_first_action_minutes``.
+    At each step the check looks at the leads whose deadline passed in the window and runs a Bernoulli
+    CUSUM of "breached" against the usual share: the share over the same hours of the day on the previous
+    ``baseline_days`` days (so leads that always wait overnight are not news), blended with the share over
+    all those days when the matching hours hold few leads. The baseline is frozen while an incident is
+    open. Does nothing without ``workflow.object`` and ``workflow.sla_first_action_minutes``.
+    """
+
+    name: ClassVar[str] = "workflow.sla_breach"
+    family: ClassVar[str] = "workflow"
+    Options: ClassVar[type[CheckOptions]] = SlaOptions
+    history: ClassVar[timedelta] = timedelta(days=7)
+
+    def prepare(self, data: EvalData) -> None:
+        options: SlaOptions = self.options  # type: ignore[assignment]
+        workflow = self.config.workflow
+        self.cases: Cases | None = None
+        if workflow is None or workflow.sla_first_action_minutes is None:
+            return
+        self.sla = timedelta(minutes=workflow.sla_first_action_minutes)
+        self.object = workflow.object
+        window = timedelta(minutes=options.window_minutes)
+        since = data.first - timedelta(days=options.baseline_days) - window - self.sla
+        events = (f"SELECT resource_id, ts, agent_id, action, status, event_id FROM actions "
+                  f"WHERE {data.time_filter(since=since)} AND lower(resource_type) = lower(?)")
+        frame = data.frame(
+            f"WITH ev AS ({events}), "
+            f"firsts AS (SELECT resource_id, min(ts) AS first_ts, arg_min(agent_id, ts) AS first_agent, "
+            f"  arg_min(event_id, ts) AS first_event, arg_min(action, ts) AS first_action, "
+            f"  min(ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_ts, "
+            f"  arg_min(agent_id, ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_agent, "
+            f"  arg_min(event_id, ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_event "
+            f"  FROM ev GROUP BY resource_id), "
+            f"intake AS (SELECT t.action FROM (SELECT action, count(DISTINCT resource_id) AS touched FROM ev "
+            f"  GROUP BY action) t JOIN (SELECT first_action AS action, count(*) AS started FROM firsts GROUP BY 1) s "
+            f"  ON s.action = t.action WHERE s.started >= ? * t.touched), "
+            f"mode AS (SELECT count(created_ts) > 0 AS by_action FROM firsts), "
+            f"leads AS (SELECT resource_id, "
+            f"  CASE WHEN by_action THEN created_ts ELSE first_ts END AS began, "
+            f"  CASE WHEN by_action THEN created_agent ELSE first_agent END AS creator, "
+            f"  CASE WHEN by_action THEN created_event ELSE first_event END AS event_id "
+            f"  FROM firsts, mode WHERE CASE WHEN by_action THEN created_ts IS NOT NULL "
+            f"  ELSE first_action IN (SELECT action FROM intake) END), "
+            f"handled AS (SELECT l.began, l.creator, l.event_id, min(e.ts) AS first_action "
+            f"  FROM leads l LEFT JOIN ev e ON e.resource_id = l.resource_id AND e.ts > l.began "
+            f"  AND e.agent_id <> l.creator AND e.status = 'ok' "
+            f"  GROUP BY l.resource_id, l.began, l.creator, l.event_id) "
+            f"SELECT began, began + ? AS due, creator, event_id, coalesce(first_action > began + ?, true) AS failed "
+            f"FROM handled",
+            [self.object, *[options.creation_actions] * 3, options.creation_share, self.sla, self.sla],
+        )
+        self.cases = Cases.of(frame)
+        self.creators = frame.sort("due")["creator"].to_list()
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        if self.cases is None or not self.cases.due.size:
+            return []
+        options: SlaOptions = self.options  # type: ignore[assignment]
+        subject = {"object": self.object}
+        at = _micros(step.at)
+        end = _frozen_end(step, self.name, subject, at)
+        window = timedelta(minutes=options.window_minutes) // MICROSECOND
+        days = int(np.ceil(options.baseline_days))
+        all_cases, all_failed = self.cases.counts(np.array([end - days * DAY_US]), np.array([end - window]))
+        # The same hours of the day on each previous day (capped at the baseline's end).
+        back = np.arange(1, days + 1) * DAY_US
+        hour_cases, hour_failed = self.cases.counts(at - back - window, np.minimum(at - back, end))
+        overall = smoothed_share(all_failed, all_cases, options.baseline_floor, options.baseline_floor)
+        usual = smoothed_share(hour_failed, hour_cases, overall, options.baseline_floor)
+        rise = find_rise(self.cases, at, usual, options)
+        if rise is None:
+            return []
+        minutes = round(self.sla.total_seconds() / 60)
+        began = _at(self.cases.began[rise.first])
+        breached = [i for i in range(rise.first, rise.last) if self.cases.failed[i]]
+        return [Finding(
+            check=self.name, subject=subject, severity=Severity.warning,
+            summary=f"{rise.failed} of {rise.cases} new {self.object}s created since {began:%Y-%m-%d %H:%M} UTC got "
+                    f"no first action from another agent within the {minutes}-minute SLA (usually "
+                    f"{usual:.0%} of {self.object}s miss it).",
+            started_at=began, affected=rise.failed,
+            sample_event_ids=[self.cases.ids[i] for i in breached[:SAMPLE_IDS]],
+            evidence={
+                "sla_minutes": minutes, "breached": rise.failed, "cases": rise.cases,
+                "current_share": round(rise.failed / rise.cases, 4), "baseline_share": round(usual, 4),
+                "baseline_cases_same_hours": hour_cases, "baseline_cases": all_cases,
+                "tested_share": round(rise.tested, 4), "cusum": round(rise.statistic, 2),
+                "threshold": options.threshold, "object": self.object,
+                "agents": sorted({self.creators[i] for i in breached}),
+            },
+        )]
+
+
+# --- workflow.partial_failure ---------------------------------------------------------------------------
+
+
+class PartialOptions(RiseOptions):
+    follow_up_minutes: float = Field(
+        10, gt=0,
+        description="How long after an external action its follow-up write may land on the same record. Ten "
+                    "minutes leaves room for queues and one retry; later than that, people act on a CRM that "
+                    "does not show the email.",
+    )
+
+
+@register
+class PartialFailure(Check):
+    """An external action (e.g. ``email.send``) succeeded but the CRM write that must follow it did not.
+
+    ``workflow.follow_ups`` (defaults apply without a ``workflow:`` section) maps each external action to
+    the writes that must follow it on the same record. A case is an external action with status ``ok``; it
+    failed when no listed write succeeded on the same record, by any agent, within ``follow_up_minutes``
+    (whether the write errored or never came; one that errored and was retried in time is fine). Per
+    agent x action, a Bernoulli CUSUM over the window's cases tests the failure share against its usual
+    share over ``baseline_days`` (frozen while an incident is open). Critical: the prospect got the email
+    while the CRM does not show it, so people double up or drop the thread.
+    """
+
+    name: ClassVar[str] = "workflow.partial_failure"
+    family: ClassVar[str] = "workflow"
+    Options: ClassVar[type[CheckOptions]] = PartialOptions
+    history: ClassVar[timedelta] = timedelta(days=7)
+
+    def prepare(self, data: EvalData) -> None:
+        options: PartialOptions = self.options  # type: ignore[assignment]
+        follow_ups = (self.config.workflow or WorkflowConfig(object="lead")).follow_ups
+        self.allowance = timedelta(minutes=options.follow_up_minutes)
+        self.subjects: dict[tuple[str, str], tuple[Cases, pl.DataFrame]] = {}
+        pairs = [(ext, write) for ext, writes in follow_ups.items() for write in writes]
+        if not pairs:
+            return
+        window = timedelta(minutes=options.window_minutes)
+        since = data.first - timedelta(days=options.baseline_days) - window - self.allowance
+        where = data.time_filter(since=since)
+        frame = data.frame(
+            f"WITH pairs AS (SELECT unnest(?::VARCHAR[]) AS ext_action, unnest(?::VARCHAR[]) AS write_action), "
+            f"ext AS (SELECT event_id, ts, agent_id, action, resource_type, resource_id FROM actions "
+            f"  WHERE {where} AND status = 'ok' AND list_contains(?::VARCHAR[], action)), "
+            f"writes AS (SELECT ts, agent_id, action, resource_type, resource_id, status FROM actions "
+            f"  WHERE {where} AND status IN ('ok', 'error') AND list_contains(?::VARCHAR[], action)), "
+            f"cases AS (SELECT *, ts + ? AS due FROM ext) "
+            f"SELECT e.event_id, e.ts AS began, e.due, e.agent_id, e.action, "
+            f"  count(w.ts) FILTER (WHERE w.status = 'ok') = 0 AS failed, "
+            f"  count(w.ts) FILTER (WHERE w.status = 'error') AS write_errors, "
+            f"  list(DISTINCT w.agent_id) FILTER (WHERE w.status = 'error') AS error_agents "
+            f"FROM cases e JOIN pairs p ON p.ext_action = e.action "
+            f"LEFT JOIN writes w ON w.resource_id = e.resource_id AND w.resource_type = e.resource_type "
+            f"  AND w.action = p.write_action AND w.ts >= e.ts AND w.ts <= e.due "
+            f"GROUP BY e.event_id, e.ts, e.due, e.agent_id, e.action",
+            [[p[0] for p in pairs], [p[1] for p in pairs], sorted(follow_ups), sorted({p[1] for p in pairs}),
+             self.allowance],
+        )
+        for (agent_id, action), part in frame.partition_by("agent_id", "action", as_dict=True).items():
+            part = part.sort("due")
+            self.subjects[(agent_id, action)] = (Cases.of(part), part.select("failed", "write_errors", "error_agents"))
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        options: PartialOptions = self.options  # type: ignore[assignment]
+        at = _micros(step.at)
+        window = timedelta(minutes=options.window_minutes) // MICROSECOND
+        baseline = int(timedelta(days=options.baseline_days) // MICROSECOND)
+        findings = []
+        for (agent_id, action), (cases, details) in sorted(self.subjects.items()):
+            subject = {"agent_id": agent_id, "action": action}
+            end = _frozen_end(step, self.name, subject, at)
+            base_cases, base_failed = cases.counts(np.array([end - baseline]), np.array([end - window]))
+            usual = smoothed_share(base_failed, base_cases, options.baseline_floor, options.baseline_floor)
+            rise = find_rise(cases, at, usual, options)
+            if rise is not None:
+                findings.append(self._finding(subject, cases, details, rise, base_cases))
+        return findings
+
+    def _finding(self, subject: dict[str, str], cases: Cases, details: pl.DataFrame, rise: Rise,
+                 base_cases: int) -> Finding:
+        failed = [i for i in range(rise.first, rise.last) if cases.failed[i]]
+        errored = details.slice(rise.first, rise.last - rise.first).filter(
+            pl.col("failed") & (pl.col("write_errors") > 0))
+        error_agents = sorted({a for agents in errored["error_agents"].to_list() for a in agents or []})
+        minutes = round(self.allowance.total_seconds() / 60)
+        began = _at(cases.began[rise.first])
+        agent_id, action = subject["agent_id"], subject["action"]
+        return Finding(
+            check=self.name, subject=subject, severity=Severity.critical,
+            summary=f"{rise.failed} of {rise.cases} {action} by {agent_id} since {began:%Y-%m-%d %H:%M} UTC "
+                    f"succeeded but no CRM write followed on the same record within {minutes} minutes "
+                    f"({errored.height} with the write failing; usually {rise.usual:.0%} miss it).",
+            started_at=began, affected=rise.failed, sample_event_ids=[cases.ids[i] for i in failed[:SAMPLE_IDS]],
+            evidence={
+                "follow_up_minutes": minutes, "failed": rise.failed, "cases": rise.cases,
+                "write_errored": errored.height, "write_missing": rise.failed - errored.height,
+                "current_share": round(rise.failed / rise.cases, 4), "baseline_share": round(rise.usual, 4),
+                "baseline_cases": base_cases, "tested_share": round(rise.tested, 4),
+                "cusum": round(rise.statistic, 2), "threshold": self.options.threshold,  # type: ignore[attr-defined]
+                "agents": sorted({agent_id, *error_agents}),
+            },
+        )
