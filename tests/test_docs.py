@@ -29,6 +29,7 @@ from schemas import (
     SchemaField,
     SchemaSnapshot,
 )
+from schemas.incidents import Incident
 from schemas.jsonschema import FORMATS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ FORMATS_DOC = DOCS / "formats.md"
 
 # Options typer adds to every application; they document themselves in --help.
 TYPER_OPTIONS = frozenset({"--help", "--install-completion", "--show-completion"})
-KEY_TABLES = {"action_event.v1": ActionEvent, "outcome_event.v1": OutcomeEvent, "schema_snapshot.v1": SchemaSnapshot}
-FORMAT_MODELS = {ActionEvent, OutcomeEvent, SchemaSnapshot, SchemaField, Resource, Approval, ActionError}
+KEY_TABLES = {"action_event.v1": ActionEvent, "outcome_event.v1": OutcomeEvent, "schema_snapshot.v1": SchemaSnapshot,
+              "incident.v1": Incident}
+FORMAT_MODELS = {ActionEvent, OutcomeEvent, SchemaSnapshot, SchemaField, Resource, Approval, ActionError, Incident}
 
 
 # -- reading the docs ----------------------------------------------------------------------------
