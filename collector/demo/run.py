@@ -74,8 +74,8 @@ agents:
 workflow:
   object: lead
   state_field: status
-  transitions: {new: [enriched, disqualified], enriched: [qualified, disqualified, enriched],
-                qualified: [routed, escalated], routed: [nurturing, routed]}
+  transitions: {new: [enriched, qualified, disqualified], enriched: [qualified, disqualified],
+                qualified: [routed, escalated], disqualified: [nurturing, routed]}
   sla_first_action_minutes: 15
 fields:
   region: Lead.Region__c
