@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from checks.engine import RunReport, backtest_steps, config_for, evaluate, incident_store
@@ -68,7 +69,7 @@ def _when(at: datetime | None) -> str:
 
 def _print_failures(report: RunReport) -> None:
     for name, problem in report.failures.items():
-        err.print(f"[red]check {name} failed:[/] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]check {name} failed:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 def check(
@@ -84,7 +85,7 @@ def check(
     _print_failures(report)
     for _, incident in report.opened:
         out.print(f"opened {incident.id} [{incident.severity}] {incident.check} {_subject(incident)}: "
-                  f"{incident.summary}", highlight=False, soft_wrap=True)
+                  f"{incident.summary}", highlight=False, soft_wrap=True, markup=False)
     still = [i for i in report.incidents if i.status != "resolved"]
     closed = [i for i in report.incidents if i.status == "resolved"]
     out.print(f"checked up to {_when(at)} UTC in {report.seconds:.1f} s: {len(report.opened)} opened, "
@@ -128,7 +129,7 @@ def print_backtest(report: RunReport, console: Console = out) -> None:
         incident = final.get(opened.id, opened)
         delay = at - incident.started_at
         table.add_row(_when(at), _when(incident.started_at), _duration(delay), incident.id, incident.severity,
-                      incident.check, _subject(incident))
+                      incident.check, escape(_subject(incident)))
     console.print(table)
     per_check: dict[str, int] = {}
     for _, incident in report.opened:
@@ -157,8 +158,8 @@ def incidents(
     table = Table("id", "status", "severity", "check", "subject", "opened (UTC)", "links", "summary")
     for incident in found:
         links = " ".join([*(f"<-{i}" for i in incident.caused_by), *(f"->{i}" for i in incident.effects)])
-        table.add_row(incident.id, incident.status, incident.severity, incident.check, _subject(incident),
-                      _when(incident.opened_at), links, incident.summary)
+        table.add_row(incident.id, incident.status, incident.severity, incident.check, escape(_subject(incident)),
+                      _when(incident.opened_at), links, escape(incident.summary))
     out.print(table)
 
 
@@ -184,7 +185,7 @@ def incident_show(incident_id: Annotated[str, typer.Argument(help="The id, e.g. 
     """Show one incident with its evidence, its causes and its effects."""
     store = incident_store(Home.resolve(home))
     incident = store.get(incident_id)
-    out.print(describe(incident, store), highlight=False, soft_wrap=True)
+    out.print(describe(incident, store), highlight=False, soft_wrap=True, markup=False)  # summaries hold [...]
 
 
 def describe(incident: Incident, store: IncidentStore) -> str:

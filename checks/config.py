@@ -8,14 +8,24 @@ An agent's entry extends the ``"*"`` entry: lists are joined, single values over
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from collector.errors import ConfigError
 
 CONFIG_NAME = "agentwatch.yaml"
+
+
+def _object_and_field(target: str) -> str:
+    """A ``fields:`` value names one field of one object; checked per entry so an error names its line."""
+    if target.count(".") != 1 or not all(target.split(".")):
+        raise ValueError(f"{target!r} should be Object.Field, e.g. Account.Region__c")
+    return target
+
+
+CrmField = Annotated[str, AfterValidator(_object_and_field)]
 
 
 class AgentPolicy(BaseModel):
@@ -62,19 +72,11 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agents: dict[str, AgentPolicy] = Field(default_factory=dict)
     workflow: WorkflowConfig | None = None
-    fields: dict[str, str] = Field(default_factory=dict, description="input key -> Object.Field in the CRM.")
+    fields: dict[str, CrmField] = Field(default_factory=dict, description="input key -> Object.Field in the CRM.")
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="check name -> its options.")
     expectations: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="dataset (actions | outcomes) -> Great Expectations expectations."
     )
-
-    @field_validator("fields")
-    @classmethod
-    def _fields_name_object_and_field(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, target in value.items():
-            if target.count(".") != 1 or not all(target.split(".")):
-                raise ValueError(f"fields.{key}: {target!r} should be Object.Field, e.g. Account.Region__c")
-        return value
 
     def policy_for(self, agent_id: str) -> AgentPolicy:
         """The effective policy of an agent: ``"*"`` extended by its own entry."""

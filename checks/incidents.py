@@ -113,13 +113,14 @@ class IncidentStore:
             number = self.next_number(con)
             renamed: dict[str, str] = {}
             batch = list(incidents)
-            for incident in batch:
-                exists = con.execute("SELECT 1 FROM incidents WHERE id = ?", [incident.id]).fetchone()
-                if not exists and int(incident.id.split("-")[1]) < number and number > first_number:
+            # The run numbered its new incidents from `first_number`; ids below it are incidents it loaded.
+            new = sorted((i for i in batch if _number(i.id) >= first_number), key=lambda i: _number(i.id))
+            if number > first_number:  # another run took numbers meanwhile: the ids may be taken, renumber
+                for incident in new:
                     renamed[incident.id] = f"INC-{number}"
                     number += 1
-                elif not exists:
-                    number = max(number, int(incident.id.split("-")[1]) + 1)
+            elif new:
+                number = max(number, _number(new[-1].id) + 1)
             for incident in batch:
                 incident = _renumber(incident, renamed)
                 row = con.execute("SELECT status, body FROM incidents WHERE id = ?", [incident.id]).fetchone()
@@ -147,6 +148,10 @@ class IncidentStore:
             rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' ORDER BY seq").fetchall()
             number = self.next_number(con)
         return [Incident.model_validate_json(body) for (body,) in rows], number
+
+
+def _number(incident_id: str) -> int:
+    return int(incident_id.split("-")[1])
 
 
 def _renumber(incident: Incident, renamed: dict[str, str]) -> Incident:

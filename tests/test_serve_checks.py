@@ -1,0 +1,141 @@
+"""`agentwatch serve --check-every 1s`: a real server runs the checks on its schedule and keeps answering."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from checks.base import REGISTRY
+from checks.catalog import load_all
+from checks.engine import incident_store
+from collector.home import Home
+from schemas.incidents import Incident
+from tests.checks_support import iso, store_events
+
+CHECKS = ("schema.field_renamed", "quality.null_spike")
+START_TIMEOUT_S = 30.0  # generous: the machine is shared; a normal start takes a few seconds
+INCIDENT_TIMEOUT_S = 15.0
+BASE_FIELDS = [{"name": "Id", "type": "id", "nullable": False, "label": "Lead ID"},
+               {"name": "email", "type": "email", "label": "Email"}]
+STAGES = ["open", "negotiation", "won"]
+
+
+def stage_field(name: str, label: str) -> dict:
+    return {"name": name, "type": "picklist", "label": label, "picklist_values": STAGES}
+
+
+def store_recent_rename(home: Home, now: datetime) -> datetime:
+    """Three days of lead-router reads of deal_stage up to `now`, renamed two hours ago; returns the rename time."""
+    renamed_at = now - timedelta(hours=2)
+    snapshots = [
+        {"taken_at": iso(now - timedelta(days=1)), "source": "custom", "object": "Lead",
+         "fields": [*BASE_FIELDS, stage_field("deal_stage", "Deal Stage")]},
+        {"taken_at": iso(renamed_at), "source": "custom", "object": "Lead",
+         "fields": [*BASE_FIELDS, stage_field("opportunity_stage", "Opportunity Stage")]},
+    ]
+    actions, at, n = [], now - timedelta(days=3), 0
+    while at < now:
+        stage = None if at >= renamed_at else STAGES[n % len(STAGES)]
+        actions.append({"event_id": f"a-{n:05d}", "ts": iso(at), "agent_id": "lead-router", "action": "lead.route",
+                        "resource": {"type": "lead", "id": f"L-{n}"}, "status": "ok",
+                        "inputs": {"deal_stage": stage, "email": f"lead{n}@example.com"}})
+        at, n = at + timedelta(minutes=3), n + 1
+    store_events(home, actions=actions, snapshots=snapshots)
+    return renamed_at
+
+
+def only_these_checks(home: Home) -> None:
+    """An agentwatch.yaml that turns every other check off, so each scheduled run takes well under a second."""
+    load_all()
+    lines = ["checks:"] + [f"  {name}: {{enabled: false}}" for name in sorted(REGISTRY) if name not in CHECKS]
+    (home.root / "agentwatch.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until(condition: object, what: str, timeout: float, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited with {server.returncode} waiting for {what}:\n{log.read_text()}")
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server_log(tmp_path: Path) -> Path:
+    return tmp_path / "server.log"
+
+
+@pytest.fixture
+def serving(tmp_path: Path, server_log: Path) -> Iterator[tuple[Home, int, subprocess.Popen, datetime]]:
+    """The rename data in a fresh home, served by the real command with the checks every second."""
+    home = Home.resolve(tmp_path / "home")
+    renamed_at = store_recent_rename(home, datetime.now(UTC))
+    only_these_checks(home)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
+    script = Path(sys.executable).parent / "agentwatch"
+    with open(server_log, "wb") as log:
+        server = subprocess.Popen([str(script), "serve", "--home", str(home.root), "--port", str(port),
+                                   "--check-every", "1s"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until(lambda: healthy(port), "answer on /healthz", START_TIMEOUT_S, server, server_log)
+        yield home, port, server, renamed_at
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=10)
+
+
+def test_serve_runs_the_checks_and_opens_the_incidents_the_data_implies(
+        serving: tuple[Home, int, subprocess.Popen, datetime], server_log: Path) -> None:
+    """Within seconds the home's store holds the rename and the linked null spike; the server still answers."""
+    home, port, server, renamed_at = serving
+    store = incident_store(home)
+
+    def both_open() -> bool:
+        return {i.check for i in store.list(["open"])} >= set(CHECKS)
+
+    wait_until(both_open, "open rename and null spike incidents", INCIDENT_TIMEOUT_S, server, server_log)
+    found: dict[str, Incident] = {i.check: i for i in store.list()}
+    rename, nulls = found["schema.field_renamed"], found["quality.null_spike"]
+    assert rename.subject == {"object": "Lead", "field": "deal_stage -> opportunity_stage"}
+    assert rename.severity == "critical" and nulls.subject == {"field": "deal_stage"}
+    assert abs(rename.started_at - renamed_at) <= timedelta(minutes=5)
+    assert nulls.caused_by == [rename.id]
+    assert len(store.list()) == 2  # later scheduled runs update these two, they do not open more
+
+    runs_seen = store.get(rename.id).last_fired_at
+    wait_until(lambda: store.get(rename.id).last_fired_at > runs_seen, "later scheduled run", INCIDENT_TIMEOUT_S,
+               server, server_log)
+    assert len(store.list()) == 2
+    assert healthy(port)
+    assert "incident INC-" in server_log.read_text()  # the scheduler logs what it opened
+
+    server.send_signal(signal.SIGINT)
+    assert server.wait(timeout=15) == 0, server_log.read_text()
+    assert "Traceback" not in server_log.read_text()
