@@ -73,7 +73,9 @@ class Config(BaseModel):
     agents: dict[str, AgentPolicy] = Field(default_factory=dict)
     workflow: WorkflowConfig | None = None
     fields: dict[str, CrmField] = Field(default_factory=dict, description="input key -> Object.Field in the CRM.")
-    checks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="check name -> its options.")
+    checks: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="check name -> its options (empty: the defaults)."
+    )
     expectations: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="dataset (actions | outcomes) -> Great Expectations expectations."
     )

@@ -22,10 +22,12 @@ from checks.linking import link_incidents
 from checks.options import options_for
 from collector.errors import ConfigError
 from collector.home import Home
+from collector.store.lock import WriteLock
 from collector.store.reader import open_reader
 from schemas.incidents import Incident
 
 INCIDENTS_FILE = "incidents.sqlite3"
+RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up
 
 
 @dataclass
@@ -72,6 +74,17 @@ def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentS
     if not steps:
         return report
     history = max((c.history for c in checks), default=timedelta(days=1))
+    # One run at a time per incident store (serve's scheduler and a manual `check` may overlap): two runs
+    # would both open an incident for the same new finding.
+    run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
+    with run_lock:
+        _evaluate_locked(home, config, steps, store, checks, history, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: IncidentStore, checks: list[Check],
+                     history: timedelta, report: RunReport) -> None:
     con = open_reader(home)
     try:
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=steps[0] - history)
@@ -103,8 +116,6 @@ def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentS
         report.incidents = [book.by_id[i] for i in sorted(book.touched, key=_number)]
     finally:
         con.close()
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _number(incident_id: str) -> int:

@@ -14,7 +14,7 @@ from collector.errors import ConfigError
 
 def options_for(config: Config, check_name: str) -> CheckOptions:
     """The options of one check: its defaults overridden by the config."""
-    return REGISTRY[check_name].Options.model_validate(config.checks.get(check_name, {}))
+    return REGISTRY[check_name].Options.model_validate(config.checks.get(check_name) or {})
 
 
 def validate_check_options(config: Config, path: Path, line_of: Callable[[tuple], int]) -> None:

@@ -108,7 +108,9 @@ class SchemaChangeCheck(Check):
             age = step.at - change.taken_at
             keys = [k for k in self.reads.read_keys() if key_reads_field(k, change.object, change.field, self.config)]
             read_from = change.previous_at - timedelta(days=options.read_window_days)
-            readers = sorted({a for k in keys for a in self.reads.agents(k, read_from, change.previous_at)})
+            # Reads up to the snapshot that shows the change: an agent still sending the key after the change
+            # (reading nulls) read the field as much as one that read values before it.
+            readers = sorted({a for k in keys for a in self.reads.agents(k, read_from, change.taken_at)})
             recent = step.at - timedelta(hours=options.still_read_hours)
             still_read = sorted({a for k in keys for a in self.reads.agents(k, recent, step.at)})
             if age > timedelta(hours=options.report_hours) and not (self.breaks_readers and still_read):

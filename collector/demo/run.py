@@ -59,10 +59,19 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
                   highlight=False)
     roots = [i for i in reversed(found) if not i.caused_by and i.severity != "info"]
     for incident in roots:
-        console.print(describe(incident, store).split("\n  evidence")[0].split("\n  source:")[0], highlight=False,
-                      soft_wrap=True)
+        console.print(_headline(describe(incident, store)), highlight=False, markup=False, soft_wrap=True)
     console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
                   highlight=False)
+
+
+def _headline(description: str) -> str:
+    """An incident's description without its evidence lines: the summary and its causes and effects."""
+    keep = []
+    for line in description.splitlines():
+        if line.startswith("  ") and not line.startswith(("  caused by", "  effects", "  began")) and keep[1:]:
+            break
+        keep.append(line)
+    return "\n".join(keep)
 
 
 DEMO_CONFIG = """\
