@@ -1,0 +1,408 @@
+"""``volume.action_spike`` and ``volume.action_drop``: an agent x action's event rate against its seasonal baseline.
+
+Both compare the recent 5-minute counts of each agent x action with what the seasonal baseline
+(:mod:`checks.seasonal`) expects at this hour of this kind of day, scaled by a level factor that
+follows steady growth, and accumulate the evidence with a Poisson CUSUM: a big stream fires within
+minutes, a small one once enough events (or missing events) show the change. The drop check also
+follows the other agents' traffic, so a holiday (everyone quieter) is not an agent that stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from checks.base import Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from checks.data import EvalData
+from checks.seasonal import (
+    SLOTS_PER_DAY,
+    ActionSeries,
+    action_series,
+    local_weekdays,
+    prefix_sums,
+    seasonal_expectation,
+    suffix_max,
+)
+from checks.stats import cusum_end, poisson_llr
+from collector.store import duck
+
+SPIKE = "volume.action_spike"
+DROP = "volume.action_drop"
+# The level factor: median of the last 7 daily observed / expected ratios. It follows steady growth and
+# ignores one odd day (a holiday, an outage). Each check applies it only where it makes it quieter: a spike
+# against max(level, 1), a drop against min(level, 1), so a bad level can never raise an alarm.
+LEVEL_DAYS = 7
+LEVEL_BOUNDS = (0.67, 1.5)
+MIN_LEVEL_DAY_EVENTS = 20.0  # a day with fewer expected events says nothing about the level
+QUIET_FLOOR_SHARE = 0.1  # spikes: expect at least 10% of the week's mean rate, so a batch job that runs
+#                           20 minutes late at night does not look like a 100x spike
+RECENT_BUCKETS = 6  # a run still goes on while its last 30 minutes favour the change
+MIN_PEER_EXPECTED = 15.0  # peers' traffic ratio needs this many expected events to mean anything
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class VolumeOptions(CheckOptions):
+    """Options both volume checks share (the baseline and the window)."""
+
+    window_hours: float = Field(
+        6, gt=0, le=24,
+        description="How far back the CUSUM looks for the start of a change. 6 h lets a small stream (a few "
+                    "events an hour) build enough evidence, and keeps each step a cheap slice.",
+    )
+    history_days: int = Field(
+        14, ge=1, le=14,
+        description="Days of history the seasonal baseline averages (the same 5-minute slot on each). 14 days "
+                    "give two of each weekday, so a regular Monday-morning burst is expected, not flagged.",
+    )
+    same_weekday_weight: float = Field(
+        3.0, ge=1,
+        description="Weight of the same weekday in the baseline; other days of the same kind (weekday or "
+                    "weekend) weigh 1 and the other kind 0. 3 makes weekly patterns (Monday mornings) dominate "
+                    "while the other weekdays still steady small streams.",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="The team's time zone: decides which buckets are a weekend. UTC unless your agents follow "
+                    "another working week.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}, e.g. Europe/Paris") from None
+        return value
+
+
+class SpikeOptions(VolumeOptions):
+    threshold: float = Field(
+        10, gt=0,
+        description="CUSUM statistic (log-likelihood ratio) needed to fire. 10 means the counts are e^10 times "
+                    "likelier under a spike than under the baseline: about one Poisson false alarm per series "
+                    "per two months.",
+    )
+    spike_ratio: float = Field(
+        5, gt=1,
+        description="The rate the CUSUM tests for, as a multiple of the expected rate. Evidence only builds "
+                    "above about half of it (2.5x for 5), so a busy morning at twice the usual rate, on top of "
+                    "steady growth, stays quiet while a loop (10x) fires within minutes.",
+    )
+    min_excess_events: float = Field(
+        20, ge=0,
+        description="Events above the expectation the spike must add before it fires: a dozen extra emails is "
+                    "not worth a page.",
+    )
+    critical_ratio: float = Field(
+        10, gt=1, description="A spike this many times the expected rate is critical (a loop), else a warning.",
+    )
+
+
+class DropOptions(VolumeOptions):
+    threshold: float = Field(
+        10, gt=0,
+        description="CUSUM statistic needed to fire. 10 makes a silence fire once about 11 events were expected "
+                    "(P(0 | 11 expected) is 1 in 60,000): 80 clean streams over two weeks gave no false drop, and "
+                    "a stream of 40 an hour is caught within 20 minutes.",
+    )
+    drop_ratio: float = Field(
+        0.1, gt=0, lt=1,
+        description="The rate the CUSUM tests for, as a share of the expected rate. 0.1 stays quiet on a slow "
+                    "afternoon at half the usual rate and fires on an agent that (nearly) stopped.",
+    )
+    min_missing_events: float = Field(
+        12, ge=0,
+        description="Expected events that must be missing before it fires, so a quiet Sunday or night (little "
+                    "expected) never pages.",
+    )
+    working_share: float = Field(
+        0.5, ge=0,
+        description="A drop fires only when the usual rate over it is at least this share of the stream's mean "
+                    "rate over the last week: that is what working hours mean for this agent x action. 0.5 keeps "
+                    "nights and quiet weekend hours out, while a weekday morning (or a busy Sunday) counts.",
+    )
+    peer_floor: float = Field(
+        0.3, gt=0, le=1,
+        description="The expectation follows the traffic of the other agents (a holiday lowers everyone's), but "
+                    "never below this share, so a whole-platform outage still fires.",
+    )
+
+
+@dataclass
+class VolumeModel:
+    """The seasonal expectation of every agent x action over the run, shared by both checks."""
+
+    series: ActionSeries
+    weekdays: np.ndarray
+    expected: np.ndarray  # NaN where there is no baseline yet
+    seen_prefix: np.ndarray  # prefix sums of events where the baseline is known
+    expected_prefix: np.ndarray  # prefix sums of the expectation (0 where unknown)
+    known_prefix: np.ndarray  # prefix counts of buckets with an expectation
+    agent_index: np.ndarray  # row -> agent number, to sum per agent
+
+
+def volume_model(data: EvalData, options: VolumeOptions) -> VolumeModel:
+    def build() -> VolumeModel:
+        series = action_series(data)
+        weekdays = local_weekdays(series.origin, series.events.shape[1], options.timezone)
+        expected = seasonal_expectation(series.events, weekdays, options.history_days, options.same_weekday_weight)
+        known = ~np.isnan(expected)
+        _, agent_index = np.unique(np.array(series.agents, dtype=object), return_inverse=True)
+        return VolumeModel(series, weekdays, expected, prefix_sums(np.where(known, series.events, 0.0)),
+                           prefix_sums(np.where(known, expected, 0.0)), prefix_sums(known.astype(float)),
+                           agent_index.astype(np.int64))
+
+    key = f"volume_model:{options.history_days}:{options.same_weekday_weight}:{options.timezone}"
+    return data.shared(key, build)
+
+
+@dataclass
+class Window:
+    """The recent complete buckets of every row at one step."""
+
+    start: int
+    end: int  # one past the last complete bucket
+    observed: np.ndarray  # rows x buckets, 0 where there is no baseline
+    baseline: np.ndarray  # seasonal expectation, NaN where there is none yet
+    level: np.ndarray  # per row
+    week_mean: np.ndarray  # per row: mean expectation per bucket over the week before the window
+
+
+class VolumeCheck(Check):
+    """Shared machinery of the spike and drop checks (not registered itself)."""
+
+    family: ClassVar[str] = "volume"
+    history: ClassVar[timedelta] = timedelta(days=15)  # 14 baseline days + the window and the level factor
+    options: VolumeOptions
+
+    def prepare(self, data: EvalData) -> None:
+        self.con = data.con
+        self.model = volume_model(data, self.options)
+        series = self.model.series
+        self.subjects = [{"agent_id": a, "action": b} for a, b in zip(series.agents, series.actions, strict=True)]
+        # An open incident of either check freezes the level factor at its start.
+        self.freeze_keys = [[subject_key(name, s) for name in (SPIKE, DROP)] for s in self.subjects]
+        self.levels: dict[int, np.ndarray] = {}
+
+    def window(self, step: Step) -> Window | None:
+        model = self.model
+        series = model.series
+        end = series.column_of(step.at)
+        start = max(0, end - int(self.options.window_hours * 60 / 5))
+        if series.size == 0 or end <= start:
+            return None
+        # The level factor moves slowly: compute it at the hour, once, and apart for rows whose incident froze it.
+        hour = start - start % 12
+        if hour not in self.levels:
+            self.levels = {hour: self.level_at(np.arange(series.size), np.full(series.size, hour))}
+        level = self.levels[hour].copy()
+        for row, keys in enumerate(self.freeze_keys if step.open_since else ()):
+            since = [step.open_since[k] for k in keys if k in step.open_since]
+            if since:
+                frozen = min(start, max(0, series.column_of(min(since))))
+                level[row] = self.level_at(np.array([row]), np.array([frozen]))[0]
+        baseline = model.expected[:, start:end]
+        observed = np.where(np.isnan(baseline), 0.0, series.events[:, start:end])
+        week_start = max(0, start - 7 * SLOTS_PER_DAY)
+        week_known = np.maximum(model.known_prefix[:, start] - model.known_prefix[:, week_start], 1.0)
+        week_mean = (model.expected_prefix[:, start] - model.expected_prefix[:, week_start]) / week_known
+        return Window(start, end, observed, baseline, level, week_mean)
+
+    def level_at(self, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Per row: the median observed / expected ratio of the LEVEL_DAYS days before its end column."""
+        model = self.model
+        bounds = np.maximum(0, ends[:, None] - np.arange(LEVEL_DAYS + 1)[None, :] * SLOTS_PER_DAY)
+        at = rows[:, None]
+        seen = model.seen_prefix[at, bounds[:, :-1]] - model.seen_prefix[at, bounds[:, 1:]]
+        usual = model.expected_prefix[at, bounds[:, :-1]] - model.expected_prefix[at, bounds[:, 1:]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = np.where(usual >= MIN_LEVEL_DAY_EVENTS, seen / usual, np.nan)
+        level = np.ones(len(rows))
+        informed = ~np.isnan(ratios).all(axis=1)
+        if informed.any():
+            level[informed] = np.nanmedian(ratios[informed], axis=1)
+        return level.clip(*LEVEL_BOUNDS)
+
+    def runs(self, llr: np.ndarray) -> list[tuple[int, float, int]]:
+        """(row, CUSUM statistic, first bucket of the run) of every row whose CUSUM reaches the threshold
+        while the change still goes on: its last 30 minutes still favour it (a CUSUM that climbed high
+        takes hours to fall back, and the incident should resolve soon after the loop or outage ends)."""
+        threshold = self.options.threshold  # type: ignore[attr-defined]
+        found = []
+        for row in np.flatnonzero(suffix_max(llr) >= threshold):  # all rows at once, then the shared helper
+            stat, start = cusum_end(llr[row])
+            if stat >= threshold and llr[row, max(start, llr.shape[1] - RECENT_BUCKETS):].sum() >= 0:
+                found.append((int(row), stat, start))
+        return found
+
+    def describe_time(self, window: Window, offset: int) -> tuple[datetime, str, str]:
+        """The start of a run, its length in words and the local weekday name of the window's end."""
+        column = window.start + offset
+        started = self.model.series.time_of(column)
+        minutes = (window.end - column) * 5
+        length = f"{minutes} minutes" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
+        return started, length, DAY_NAMES[int(self.model.weekdays[window.end - 1]) - 1]
+
+    def sample_ids(self, row: int, since: datetime, until: datetime, newest_first: bool) -> list[str]:
+        """Up to 20 event ids of one agent x action in (since, until] (one small query, on opening only)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = duck.run(
+            self.con,
+            f"SELECT event_id FROM actions WHERE agent_id = ? AND action = ? AND ts > ? AND ts <= ? "
+            f"ORDER BY ts {order} LIMIT 20",
+            [self.model.series.agents[row], self.model.series.actions[row], since, until],
+        )
+        return [r[0] for r in rows]
+
+
+@register
+class ActionSpike(VolumeCheck):
+    """An agent x action runs far more often than usual for this hour and day (e.g. an agent stuck in a loop).
+
+    A Poisson CUSUM tests the recent 5-minute counts against `spike_ratio` times the seasonal
+    expectation (same slot on previous days, same weekday weighted most, scaled by a level factor that
+    follows steady growth). It fires when the evidence reaches `threshold` and the spike has added at
+    least `min_excess_events`; `started_at` is the start of the CUSUM run.
+    """
+
+    name: ClassVar[str] = SPIKE
+    Options: ClassVar[type[CheckOptions]] = SpikeOptions
+    options: SpikeOptions
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        window = self.window(step)
+        if window is None:
+            return []
+        opts = self.options
+        lift = np.maximum(window.level, 1.0)[:, None]
+        floor = QUIET_FLOOR_SHARE * window.week_mean[:, None] * lift
+        expected = np.maximum(window.baseline * lift, floor)  # NaN (no baseline) stays NaN
+        known = ~np.isnan(expected)
+        expected = np.where(known, expected, 0.0)
+        llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0)
+        findings = []
+        for row, stat, offset in self.runs(llr):
+            seen = float(window.observed[row, offset:].sum())
+            usual = float(expected[row, offset:].sum())
+            if seen - usual < opts.min_excess_events:
+                continue
+            ratio = seen / max(usual, 0.1)
+            started, length, day = self.describe_time(window, offset)
+            subject = self.subjects[row]
+            opening = step.started(self.name, subject) is None
+            findings.append(Finding(
+                check=self.name, subject=subject,
+                severity=Severity.critical if ratio >= opts.critical_ratio else Severity.warning,
+                summary=(f"{subject['agent_id']} ran {subject['action']} {seen:.0f} times in the {length} since "
+                         f"{started:%H:%M} UTC, {ratio:.1f}x the {usual:.0f} expected on a {day} at this hour."),
+                started_at=started, affected=round(seen - usual),
+                evidence={
+                    "agents": [subject["agent_id"]], "observed": int(seen), "expected": round(usual, 1),
+                    "ratio": round(ratio, 2), "run_started_at": started.isoformat(), "cusum": round(stat, 2),
+                    "threshold": opts.threshold, "spike_ratio": opts.spike_ratio,
+                    "min_excess_events": opts.min_excess_events, "level_factor": round(float(lift[row, 0]), 3),
+                    "baseline": _baseline_text(opts),
+                },
+                sample_event_ids=self.sample_ids(row, started, step.at, newest_first=False) if opening else [],
+            ))
+        return findings
+
+
+@register
+class ActionDrop(VolumeCheck):
+    """An agent x action runs far less than usual for this hour and day, down to silence (the agent stopped).
+
+    A Poisson CUSUM tests the recent 5-minute counts against `drop_ratio` times the seasonal
+    expectation. The expectation follows the other agents' traffic in the same window (a holiday lowers
+    everyone's; floored at `peer_floor` so a platform-wide outage still fires), and at least
+    `min_missing_events` must be missing, so a quiet Sunday or night (little expected) stays quiet.
+    A stop (the rate at `drop_ratio` or below, or no event, where twice `min_missing_events` were
+    expected) is critical; a partial drop is a warning.
+    """
+
+    name: ClassVar[str] = DROP
+    Options: ClassVar[type[CheckOptions]] = DropOptions
+    options: DropOptions
+
+    def peer_ratio(self, window: Window) -> np.ndarray:
+        """Per row: observed / expected traffic of the other agents in the window, in [peer_floor, 1]."""
+        agents = self.model.agent_index
+        seen = window.observed.sum(axis=1)
+        usual = np.nan_to_num(window.baseline).sum(axis=1)
+        seen_by_agent = np.bincount(agents, weights=seen, minlength=agents.max() + 1)
+        usual_by_agent = np.bincount(agents, weights=usual, minlength=agents.max() + 1)
+        other_seen = seen_by_agent.sum() - seen_by_agent[agents]
+        other_usual = usual_by_agent.sum() - usual_by_agent[agents]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(other_usual >= MIN_PEER_EXPECTED, other_seen / other_usual, 1.0)
+        return ratio.clip(self.options.peer_floor, 1.0)
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        window = self.window(step)
+        if window is None:
+            return []
+        opts = self.options
+        peers = self.peer_ratio(window)
+        expected = window.baseline * (np.minimum(window.level, 1.0) * peers)[:, None]
+        known = ~np.isnan(expected)
+        expected = np.where(known, expected, 0.0)
+        llr = np.where(known, poisson_llr(window.observed, expected, opts.drop_ratio), 0.0)
+        findings = []
+        for row, stat, offset in self.runs(llr):
+            seen = float(window.observed[row, offset:].sum())
+            usual = float(expected[row, offset:].sum())
+            if usual - seen < opts.min_missing_events:
+                continue
+            working_rate = float(np.nan_to_num(window.baseline[row, offset:]).mean())
+            if working_rate < opts.working_share * window.week_mean[row]:
+                continue  # a night or a quiet weekend for this stream
+            started, length, day = self.describe_time(window, offset)
+            subject = self.subjects[row]
+            # Stopped: not one event (or at most drop_ratio of them) where twice min_missing_events were expected,
+            # which a stream at a third of its rate rarely shows (e^-6). A partial drop is a warning.
+            active = np.flatnonzero(window.observed[row, offset:] > 0)
+            quiet_from = offset + (int(active[-1]) + 1 if active.size else 0)
+            quiet_expected = float(expected[row, quiet_from:].sum())
+            silent = quiet_expected >= 2 * opts.min_missing_events
+            stopped = silent or (seen <= opts.drop_ratio * usual and usual >= 2 * opts.min_missing_events)
+            who = f"{subject['agent_id']}'s {subject['action']}"
+            if silent:
+                since, quiet_length, _ = self.describe_time(window, quiet_from)
+                summary = (f"{who} went silent at {since:%H:%M} UTC: no event in {quiet_length} where about "
+                           f"{quiet_expected:.0f} were expected on a {day} at this hour.")
+            else:
+                summary = (f"{who} {'nearly stopped: it ' if stopped else ''}fell to {seen:.0f} events in the "
+                           f"{length} since {started:%H:%M} UTC, "
+                           f"{seen / usual:.0%} of the {usual:.0f} expected on a {day} at this hour.")
+            active = np.flatnonzero(self.model.series.events[row, :window.end] > 0)
+            last_bucket = self.model.series.time_of(int(active[-1])).isoformat() if active.size else None
+            opening = step.started(self.name, subject) is None
+            findings.append(Finding(
+                check=self.name, subject=subject, severity=Severity.critical if stopped else Severity.warning,
+                summary=summary, started_at=started, affected=round(usual - seen),
+                evidence={
+                    "agents": [subject["agent_id"]], "observed": int(seen), "expected": round(usual, 1),
+                    "ratio": round(seen / usual, 3), "run_started_at": started.isoformat(), "cusum": round(stat, 2),
+                    "threshold": opts.threshold, "drop_ratio": opts.drop_ratio,
+                    "min_missing_events": opts.min_missing_events,
+                    "level_factor": round(min(float(window.level[row]), 1.0), 3),
+                    "peer_ratio": round(float(peers[row]), 3), "last_active_bucket": last_bucket,
+                    "baseline": _baseline_text(opts),
+                },
+                # The last events before (or during) the drop: where to look for what stopped it.
+                sample_event_ids=self.sample_ids(row, step.at - timedelta(days=1), step.at, newest_first=True)
+                if opening else [],
+            ))
+        return findings
+
+
+def _baseline_text(opts: VolumeOptions) -> str:
+    return (f"same 5-minute slot (+-10 min) over the previous {opts.history_days} days, same weekday weighted "
+            f"{opts.same_weekday_weight:g}x, other days of the same kind (weekday or weekend) 1x, "
+            f"times the level factor")
