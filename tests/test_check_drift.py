@@ -1,0 +1,104 @@
+"""drift.distribution: decision outputs drifting after a model change fire; volume changes and harmless version
+bumps stay quiet."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from checks.drift import Column, Score, _evidently, _statistic
+from collector.home import Home
+from tests.checks_support import T0, iso, opened, run, store_events
+
+CHECK = "drift.distribution"
+AGENT, ACTION = "qualifier-agent", "lead.qualify"
+SEGMENTS, SEGMENT_P = ["smb", "mid", "ent"], [0.6, 0.3, 0.1]
+REGIONS, REGION_P = ["NA", "EMEA", "APAC", "LATAM"], [0.5, 0.3, 0.15, 0.05]
+HOURLY = np.array([1, 1, 1, 1, 1, 2, 3, 5, 8, 10, 10, 10, 9, 10, 10, 9, 8, 6, 4, 3, 2, 2, 1, 1], dtype=float)
+# Small windows keep the tests fast: a 3-day reference, 1,000-row samples.
+OPTIONS = {"checks": {CHECK: {"reference_days": 3, "max_rows": 1000}}}
+
+
+def _traffic(days: int, per_day: float, seed: int, shift_at: datetime | None = None, shift: float = 0.0,
+             bump_at: datetime | None = None, growth: float = 0.0) -> list[dict]:
+    """Qualifier decisions from T0 for `days` days: hour-of-day and weekday rhythm, volume growing by `growth`
+    per day; scores move up by `shift` from `shift_at`; the agent version goes 2.3.0 -> 2.4.0 at `bump_at`."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for hour in range(days * 24):
+        start = T0 + timedelta(hours=hour)
+        weekend = start.weekday() >= 5
+        rate = per_day * HOURLY[start.hour] / HOURLY.sum() * (0.3 if weekend else 1.0) * (1 + growth) ** (hour / 24)
+        for _ in range(rng.poisson(rate)):
+            at = start + timedelta(seconds=float(rng.uniform(0, 3600)))
+            score = float(np.clip(rng.normal(0.5, 0.15), 0, 1))
+            if shift_at is not None and at >= shift_at:
+                score = float(np.clip(score + shift, 0, 1))
+            version = "2.4.0" if bump_at is not None and at >= bump_at else "2.3.0"
+            lead = f"L-{len(events):06d}"
+            events.append({
+                "event_id": f"q-{seed}-{len(events):06d}", "ts": iso(at), "agent_id": AGENT, "agent_version": version,
+                "action": ACTION, "resource": {"type": "lead", "id": lead}, "status": "ok",
+                "inputs": {"lead_id": lead, "email": f"{lead.lower()}@example.com",
+                           "segment": str(rng.choice(SEGMENTS, p=SEGMENT_P)),
+                           "region": str(rng.choice(REGIONS, p=REGION_P)),
+                           "employees": int(rng.lognormal(4, 1))},
+                "decision": {"qualified": score >= 0.55, "score": round(score, 3),
+                             "intent": "high" if score >= 0.72 else "medium" if score >= 0.5 else "low"},
+                "confidence": round(float(np.clip(0.55 + 0.9 * abs(score - 0.55) + rng.normal(0, 0.03), 0.5, 0.99)),
+                                    3),
+            })
+    return events
+
+
+def test_fires_on_score_shift(home: Home) -> None:
+    """Scores 0.3 higher after a version bump open one incident within 24 h of it, critical, naming decision.score."""
+    shift_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_traffic(6, 800, seed=1, shift_at=shift_at, shift=0.3, bump_at=shift_at))
+    report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=5, hours=12), config=OPTIONS, only=[CHECK])
+    assert not report.failures
+    fired = opened(report, CHECK)
+    assert len(fired) == 1
+    at, first = fired[0]
+    assert first.subject == {"agent_id": AGENT, "action": ACTION}
+    assert at - shift_at <= timedelta(hours=24)
+    assert abs(first.started_at - shift_at) <= timedelta(hours=2)
+    incident = next(i for i in report.incidents if i.id == first.id)  # its state at the end of the run
+    assert incident.severity == "critical" and incident.status == "open"
+    assert "decision.score" in incident.evidence["drifted_columns"]
+    assert incident.evidence["agents"] == [AGENT]
+    assert incident.evidence["versions"] == {"reference": ["2.3.0"], "current": ["2.4.0"]}
+    score = incident.evidence["columns"]["decision.score"]
+    assert score["method"] == "Wasserstein distance (normed)" and score["score"] > 0.5
+    reported = {m["column"]: m for m in incident.evidence["report"] if m["column"]}
+    assert reported["decision.score"]["method"] == "wasserstein" and reported["decision.score"]["value"] > 0.5
+    assert incident.evidence["report_at"] is not None
+    assert "inputs.email" not in incident.evidence["scores"]  # free text and ids are never compared
+    assert "inputs.lead_id" not in incident.evidence["scores"]
+    assert "decision.score" in incident.summary and len(incident.sample_event_ids) == 20
+
+
+def test_quiet_on_growth_seasonality_and_harmless_version_bump(home: Home) -> None:
+    """Volume growing 15 % a day through a weekend, and a version bump that changes no output, open nothing."""
+    bump_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_traffic(7, 600, seed=2, bump_at=bump_at, growth=0.15))
+    report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=7), config=OPTIONS, only=[CHECK])
+    assert not report.failures
+    assert opened(report, CHECK) == []
+
+
+def test_numpy_screen_matches_evidently() -> None:
+    """The numpy statistics the check screens with equal Evidently's own values on the same samples."""
+    rng = np.random.default_rng(3)
+    numbers = np.concatenate([rng.normal(0.5, 0.15, 1500), rng.normal(0.6, 0.15, 800)])
+    codes = np.concatenate([rng.choice(3, 1500, p=[0.6, 0.3, 0.1]), rng.choice(3, 800, p=[0.4, 0.4, 0.2])])
+    scores = [
+        Score(Column("decision.score", "decision", True, numbers), 0.0, 0.0, numbers[:1500], numbers[1500:], 0.1, 3.0),
+        Score(Column("decision.intent", "decision", False, codes, ["high", "low", "medium"]), 0.0, 0.0,
+              codes[:1500], codes[1500:], 0.1, 3.0),
+    ]
+    values, report = _evidently(scores, 0.1)
+    for score in scores:
+        assert abs(values[score.column.name] - _statistic(score.column.numeric, score.reference, score.current)) < 1e-9
+    assert {m["method"] for m in report if m["column"]} == {"wasserstein", "jensenshannon"}
