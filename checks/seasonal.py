@@ -22,6 +22,9 @@ from checks.data import BUCKET, EvalData, floor_to_bucket
 
 SLOTS_PER_DAY = int(timedelta(days=1) / BUCKET)
 SMOOTH_SLOTS = 2  # pool +-2 neighbouring slots (+-10 min): stable for small streams, keeps 9:00 edges sharp
+DISPERSION_MIN_EXPECTED = 1.0  # buckets expecting fewer events say little about the spread
+DISPERSION_MIN_BUCKETS = 100  # below this many such buckets a row is taken as plain Poisson
+DISPERSION_BOUNDS = (1.0, 10.0)
 MIN_BASELINE_DAYS = 3  # comparable days (same kind) a bucket needs before it has an expectation: fewer is noise
 
 
@@ -123,3 +126,21 @@ def _centered_sum(matrix: np.ndarray, half: int) -> np.ndarray:
     padded = prefix_sums(np.pad(matrix, ((0, 0), (half, half))))
     width = 2 * half + 1
     return padded[:, width:] - padded[:, :-width]
+
+
+def dispersion(counts: np.ndarray, expected: np.ndarray, upto: int) -> np.ndarray:
+    """Per row: how much more counts spread around the expectation than Poisson (variance / mean), over
+    columns before `upto`. Events that come in clusters (three field writes per lead) or a baseline that
+    misses part of the pattern spread more; the checks divide their Poisson evidence by this factor.
+    The top 1% of residuals is left out, so an incident in the history does not inflate it."""
+    observed, usual = counts[:, :upto], expected[:, :upto]
+    valid = usual >= DISPERSION_MIN_EXPECTED  # NaN compares False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residuals = np.where(valid, (observed - usual) ** 2 / usual, np.nan)
+    factor = np.ones(counts.shape[0])
+    enough = valid.sum(axis=1) >= DISPERSION_MIN_BUCKETS
+    if enough.any():
+        rows = residuals[enough]
+        cap = np.nanpercentile(rows, 99, axis=1)[:, None]
+        factor[enough] = np.nanmean(np.where(rows <= cap, rows, np.nan), axis=1)
+    return factor.clip(*DISPERSION_BOUNDS)

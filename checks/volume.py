@@ -23,6 +23,7 @@ from checks.seasonal import (
     SLOTS_PER_DAY,
     ActionSeries,
     action_series,
+    dispersion,
     local_weekdays,
     prefix_sums,
     seasonal_expectation,
@@ -42,7 +43,9 @@ MIN_LEVEL_DAY_EVENTS = 20.0  # a day with fewer expected events says nothing abo
 QUIET_FLOOR_SHARE = 0.1  # spikes: expect at least 10% of the week's mean rate, so a batch job that runs
 #                           20 minutes late at night does not look like a 100x spike
 RECENT_BUCKETS = 6  # a run still goes on while its last 30 minutes favour the change
-MIN_PEER_EXPECTED = 15.0  # peers' traffic ratio needs this many expected events to mean anything
+PEER_BUCKETS = 12  # the other agents' traffic ratio is taken over the trailing hour of each bucket
+MIN_PEER_EXPECTED = 15.0  # ... and needs this many expected events in that hour to mean anything
+PEERS_SILENT = 0.05  # peers below 5% of their usual traffic are down, not on holiday
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -129,8 +132,9 @@ class DropOptions(VolumeOptions):
     )
     peer_floor: float = Field(
         0.3, gt=0, le=1,
-        description="The expectation follows the traffic of the other agents (a holiday lowers everyone's), but "
-                    "never below this share, so a whole-platform outage still fires.",
+        description="The expectation follows the other agents' traffic over the trailing hour (a holiday lowers "
+                    "everyone's), but never below this share, so an agent that stopped on a quiet day still fires. "
+                    "Peers below 5% of their usual traffic count as an outage, not a holiday, and are ignored.",
     )
 
 
@@ -145,6 +149,7 @@ class VolumeModel:
     expected_prefix: np.ndarray  # prefix sums of the expectation (0 where unknown)
     known_prefix: np.ndarray  # prefix counts of buckets with an expectation
     agent_index: np.ndarray  # row -> agent number, to sum per agent
+    dispersion: np.ndarray  # per row: variance / mean of counts around the expectation, before the run
 
 
 def volume_model(data: EvalData, options: VolumeOptions) -> VolumeModel:
@@ -154,9 +159,10 @@ def volume_model(data: EvalData, options: VolumeOptions) -> VolumeModel:
         expected = seasonal_expectation(series.events, weekdays, options.history_days, options.same_weekday_weight)
         known = ~np.isnan(expected)
         _, agent_index = np.unique(np.array(series.agents, dtype=object), return_inverse=True)
+        spread = dispersion(series.events, expected, series.column_of(data.first))
         return VolumeModel(series, weekdays, expected, prefix_sums(np.where(known, series.events, 0.0)),
                            prefix_sums(np.where(known, expected, 0.0)), prefix_sums(known.astype(float)),
-                           agent_index.astype(np.int64))
+                           agent_index.astype(np.int64), spread)
 
     key = f"volume_model:{options.history_days}:{options.same_weekday_weight}:{options.timezone}"
     return data.shared(key, build)
@@ -189,6 +195,7 @@ class VolumeCheck(Check):
         # An open incident of either check freezes the level factor at its start.
         self.freeze_keys = [[subject_key(name, s) for name in (SPIKE, DROP)] for s in self.subjects]
         self.levels: dict[int, np.ndarray] = {}
+        self.spread = self.model.dispersion[:, None]  # quasi-Poisson: clustered events weigh less
 
     def window(self, step: Step) -> Window | None:
         model = self.model
@@ -285,7 +292,7 @@ class ActionSpike(VolumeCheck):
         expected = np.maximum(window.baseline * lift, floor)  # NaN (no baseline) stays NaN
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
-        llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0)
+        llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0) / self.spread
         findings = []
         for row, stat, offset in self.runs(llr):
             seen = float(window.observed[row, offset:].sum())
@@ -307,6 +314,7 @@ class ActionSpike(VolumeCheck):
                     "ratio": round(ratio, 2), "run_started_at": started.isoformat(), "cusum": round(stat, 2),
                     "threshold": opts.threshold, "spike_ratio": opts.spike_ratio,
                     "min_excess_events": opts.min_excess_events, "level_factor": round(float(lift[row, 0]), 3),
+                    "dispersion": round(float(self.spread[row, 0]), 2),
                     "baseline": _baseline_text(opts),
                 },
                 sample_event_ids=self.sample_ids(row, started, step.at, newest_first=False) if opening else [],
@@ -330,18 +338,28 @@ class ActionDrop(VolumeCheck):
     Options: ClassVar[type[CheckOptions]] = DropOptions
     options: DropOptions
 
-    def peer_ratio(self, window: Window) -> np.ndarray:
-        """Per row: observed / expected traffic of the other agents in the window, in [peer_floor, 1]."""
+    def prepare(self, data: EvalData) -> None:
+        super().prepare(data)
         agents = self.model.agent_index
-        seen = window.observed.sum(axis=1)
-        usual = np.nan_to_num(window.baseline).sum(axis=1)
-        seen_by_agent = np.bincount(agents, weights=seen, minlength=agents.max() + 1)
-        usual_by_agent = np.bincount(agents, weights=usual, minlength=agents.max() + 1)
-        other_seen = seen_by_agent.sum() - seen_by_agent[agents]
-        other_usual = usual_by_agent.sum() - usual_by_agent[agents]
+        self.by_agent = np.zeros((agents.max() + 1 if agents.size else 0, agents.size))
+        self.by_agent[agents, np.arange(agents.size)] = 1.0  # agents x rows: sums rows per agent
+
+    def peer_ratio(self, window: Window) -> np.ndarray:
+        """Per row and bucket: observed / expected traffic of the other agents over the trailing hour, in
+        [peer_floor, 1]. Per bucket, so a holiday that begins mid-window (at midnight somewhere) is followed."""
+        model, agents = self.model, self.model.agent_index
+        first = max(0, window.start - PEER_BUCKETS + 1)
+        baseline = model.expected[:, first:window.end]
+        usual = self.by_agent @ np.nan_to_num(baseline)
+        seen = self.by_agent @ np.where(np.isnan(baseline), 0.0, model.series.events[:, first:window.end])
+        other_usual = _trailing_sum(usual.sum(axis=0)[None, :] - usual[agents], PEER_BUCKETS)
+        other_seen = _trailing_sum(seen.sum(axis=0)[None, :] - seen[agents], PEER_BUCKETS)
+        skip = window.start - first  # the buckets before the window only fed the trailing sums
+        other_usual, other_seen = other_usual[:, skip:], other_seen[:, skip:]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(other_usual >= MIN_PEER_EXPECTED, other_seen / other_usual, 1.0)
-        return ratio.clip(self.options.peer_floor, 1.0)
+        # A holiday makes everyone quieter, never silent: silent peers mean an outage, which explains nothing.
+        return np.where(ratio < PEERS_SILENT, 1.0, ratio.clip(self.options.peer_floor, 1.0))
 
     def evaluate(self, step: Step) -> list[Finding]:
         window = self.window(step)
@@ -349,10 +367,10 @@ class ActionDrop(VolumeCheck):
             return []
         opts = self.options
         peers = self.peer_ratio(window)
-        expected = window.baseline * (np.minimum(window.level, 1.0) * peers)[:, None]
+        expected = window.baseline * np.minimum(window.level, 1.0)[:, None] * peers
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
-        llr = np.where(known, poisson_llr(window.observed, expected, opts.drop_ratio), 0.0)
+        llr = np.where(known, poisson_llr(window.observed, expected, opts.drop_ratio), 0.0) / self.spread
         findings = []
         for row, stat, offset in self.runs(llr):
             seen = float(window.observed[row, offset:].sum())
@@ -392,7 +410,8 @@ class ActionDrop(VolumeCheck):
                     "threshold": opts.threshold, "drop_ratio": opts.drop_ratio,
                     "min_missing_events": opts.min_missing_events,
                     "level_factor": round(min(float(window.level[row]), 1.0), 3),
-                    "peer_ratio": round(float(peers[row]), 3), "last_active_bucket": last_bucket,
+                    "peer_ratio": round(float(peers[row, offset:].mean()), 3), "last_active_bucket": last_bucket,
+                    "dispersion": round(float(self.spread[row, 0]), 2),
                     "baseline": _baseline_text(opts),
                 },
                 # The last events before (or during) the drop: where to look for what stopped it.
@@ -400,6 +419,13 @@ class ActionDrop(VolumeCheck):
                 if opening else [],
             ))
         return findings
+
+
+def _trailing_sum(matrix: np.ndarray, width: int) -> np.ndarray:
+    """Row-wise sum of each column and the width - 1 before it (fewer at the start)."""
+    sums = prefix_sums(matrix)
+    columns = np.arange(1, matrix.shape[1] + 1)
+    return sums[:, columns] - sums[:, np.maximum(0, columns - width)]
 
 
 def _baseline_text(opts: VolumeOptions) -> str:
