@@ -7,6 +7,7 @@ match and C began no later than E was opened. A rule is a plain function ``(caus
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from checks.book import IncidentBook
 from schemas.incidents import Incident
@@ -32,8 +33,15 @@ def schema_explains_nulls(cause: Incident, effect: Incident) -> bool:
 
 
 def same_agent(cause: Incident, effect: Incident) -> bool:
-    """Both incidents concern at least one common agent."""
-    return bool(_agents(cause) & _agents(effect))
+    """Both incidents concern at least one common agent, and the effect began within a day of the cause."""
+    began_after = effect.started_at - cause.started_at
+    return bool(_agents(cause) & _agents(effect)) and timedelta(hours=-1) <= began_after <= timedelta(days=1)
+
+
+def same_agent_soon(cause: Incident, effect: Incident) -> bool:
+    """Errors explain a drop or a half-done workflow of the same agent that began within two hours."""
+    began_after = effect.started_at - cause.started_at
+    return bool(_agents(cause) & _agents(effect)) and timedelta(hours=-1) <= began_after <= timedelta(hours=2)
 
 
 Rule = tuple[tuple[str, ...], tuple[str, ...], Callable[[Incident, Incident], bool]]
@@ -41,7 +49,7 @@ RULES: list[Rule] = [
     (SCHEMA_BREAKS, ("quality.null_spike",), schema_explains_nulls),
     (("quality.null_spike",), ("drift.distribution", *OUTCOMES), same_agent),
     (("drift.distribution",), OUTCOMES, same_agent),
-    (("errors.error_burst",), ("workflow.partial_failure", "volume.action_drop"), same_agent),
+    (("errors.error_burst",), ("workflow.partial_failure", "volume.action_drop"), same_agent_soon),
 ]
 
 
