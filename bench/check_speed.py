@@ -1,0 +1,252 @@
+"""Speed of the checks: one ``check`` over a 10-million-event store, a 14-day backtest over 1 million events.
+
+Run: ``.venv/bin/python bench/check_speed.py [--events 10000000] [--dir PATH] [--skip-build]``.
+
+1. Builds two stores (unless ``--skip-build`` reuses the ones in ``--dir``): action events are generated
+   by DuckDB straight into Parquet files in the flat layout (``range()`` with hash-derived columns: four
+   agents, eight actions, inputs with nulls, decisions, errors, approvals), plus owner_changed outcomes and
+   daily CRM snapshots, then ingested with ``ingest_files`` like any export. The big store spreads
+   ``--events`` over ``--days`` days (default 14, so the checks' baselines read nearly all of it); the
+   backtest store spreads ``--backtest-events`` over the checks' warm-up plus 14 days.
+2. Times, each in a fresh child process that reports its own peak RSS: the engine evaluating every
+   check once at the end of the big store's data (what ``agentwatch check --as-of`` does; target < 10 s),
+   and a 14-day backtest at 15-minute steps over the small store (target < 5 min).
+
+The benchmark's config (``bench/scenarios/config.py``) is used, so policy, workflow and expectation
+checks have something to check. Ingest time is reported separately: it is not part of either target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from scenarios.config import bench_config
+from scenarios.crm_schema import lead_fields
+
+from checks.engine import backtest_steps, enabled_checks, evaluate
+from checks.incidents import IncidentStore
+from collector.datasets import ACTIONS, OUTCOMES
+from collector.home import Home
+from collector.ingest.pipeline import ingest_files
+from collector.ingest.snapshots import ingest_snapshot_items
+from collector.store import duck
+
+END = datetime(2026, 10, 19, tzinfo=UTC)  # a Monday, 00:00 UTC: the last event time of both stores
+FILE_ROWS = 1_000_000
+BACKTEST_DAYS = 14
+CHECK_TARGET_S, BACKTEST_TARGET_S = 10.0, 300.0
+
+# Action mix (percent ranges of a hash) and the agent that takes each action.
+_MIX = (("enrichment-agent", "lead.enrich", 10), ("enrichment-agent", "crm.update_field", 40),
+        ("qualifier-agent", "lead.qualify", 50), ("lead-router", "lead.route", 60),
+        ("lead-router", "lead.assign_owner", 70), ("lead-router", "sequence.enroll", 80),
+        ("followup-agent", "email.send", 90), ("followup-agent", "crm.log_activity", 100))
+
+
+def _case(column: int) -> str:
+    """SQL choosing agent (column 0) or action (column 1) from the hash bucket `a`."""
+    whens = " ".join(f"WHEN a < {row[2]} THEN '{row[column]}'" for row in _MIX)
+    return f"CASE {whens} END"
+
+
+def _u(i: str, salt: int) -> str:
+    """A uniform number in [0, 1) from a hash of the row number and a salt."""
+    return f"(hash({i} * 64 + {salt}) % 1000000) / 1000000.0"
+
+
+def actions_sql(first: int, last: int, total: int, start: datetime, span: timedelta) -> str:
+    """Action events first..last-1 in the flat Parquet layout; times spread over `span` with a working-day peak."""
+    leads = max(total // 8, 1)
+    return f"""
+    WITH base AS (
+        SELECT i, CAST(hash(i * 64 + 1) % 100 AS INTEGER) AS a,
+               floor({_u('i', 2)} * {span.days}) AS day,
+               ({_u('i', 3)} + {_u('i', 4)} + {_u('i', 5)}) / 3.0 AS in_day,  -- peaks mid-day
+               'L' || CAST(hash(i * 64 + 6) % {leads} AS VARCHAR) AS lead
+        FROM range({first}, {last}) t(i))
+    SELECT 'e' || i AS event_id,
+           TIMESTAMPTZ '{start.isoformat()}' + to_microseconds(CAST((day + in_day) * 86400e6 AS BIGINT)) AS ts,
+           {_case(0)} AS agent_id, {_case(1)} AS action, '1.0.' || CAST(a % 3 AS VARCHAR) AS agent_version,
+           'lead' AS resource_type, lead AS resource_id,
+           CASE WHEN hash(i * 64 + 7) % 1000 < 5 THEN 'error' ELSE 'ok' END AS status,
+           CASE WHEN hash(i * 64 + 7) % 1000 < 5 THEN 'timeout' END AS error_code,
+           {{'region': CASE WHEN hash(i * 64 + 8) % 100 < 2 THEN NULL
+                            ELSE ['NA', 'EMEA', 'APAC'][1 + CAST(hash(i * 64 + 9) % 3 AS INTEGER)] END,
+             'segment': ['smb', 'mid-market', 'enterprise'][1 + CAST(hash(i * 64 + 10) % 3 AS INTEGER)],
+             'employees': CAST(hash(i * 64 + 11) % 5000 AS BIGINT),
+             'deal_stage': CASE WHEN hash(i * 64 + 12) % 10 = 0 THEN 'proposal' END}} AS inputs,
+           CASE WHEN a >= 40 AND a < 50 THEN {{'status': 'enriched'}}
+                WHEN a >= 60 AND a < 70 THEN {{'status': 'qualified'}} END AS before,
+           CASE WHEN a >= 40 AND a < 50 THEN {{'status': 'qualified'}}
+                WHEN a >= 60 AND a < 70 THEN {{'status': 'routed'}} END AS after,
+           CASE WHEN a >= 40 AND a < 60 THEN
+                {{'route_to': 'sdr:' || ['na', 'emea', 'apac'][1 + CAST(hash(i * 64 + 9) % 3 AS INTEGER)] || '-smb',
+                  'score': round({_u('i', 13)}, 3)}} END AS decision,
+           CASE WHEN a >= 40 AND a < 60 THEN round(0.5 + {_u('i', 14)} / 2, 3) END AS confidence,
+           CASE WHEN a >= 80 AND a < 90 THEN true END AS external,
+           CASE WHEN a >= 80 AND a < 90 THEN 'sdr-' || CAST(hash(i * 64 + 15) % 40 AS VARCHAR) END AS approved_by,
+           CASE WHEN a >= 80 AND a < 90 THEN strftime(TIMESTAMPTZ '{start.isoformat()}'
+                + to_microseconds(CAST((day + in_day) * 86400e6 AS BIGINT) - 60000000), '%Y-%m-%dT%H:%M:%SZ')
+                END AS approved_at,
+           round(100 + {_u('i', 16)} * 900, 1) AS latency_ms,
+           't' || lead AS trace_id
+    FROM base"""
+
+
+def outcomes_sql(total: int, start: datetime, span: timedelta) -> str:
+    """owner_changed outcomes for 3% of lead.assign_owner events, 1-25 hours after them."""
+    return f"""
+    WITH base AS (
+        SELECT i, CAST(hash(i * 64 + 1) % 100 AS INTEGER) AS a,
+               floor({_u('i', 2)} * {span.days}) AS day,
+               ({_u('i', 3)} + {_u('i', 4)} + {_u('i', 5)}) / 3.0 AS in_day,
+               'L' || CAST(hash(i * 64 + 6) % {max(total // 8, 1)} AS VARCHAR) AS lead
+        FROM range(0, {total}) t(i))
+    SELECT 'o' || i AS event_id,
+           TIMESTAMPTZ '{start.isoformat()}' + to_microseconds(CAST((day + in_day) * 86400e6 AS BIGINT)
+                + CAST((1 + 24 * {_u('i', 17)}) * 3600e6 AS BIGINT)) AS ts,
+           'owner_changed' AS kind, 'lead' AS resource_type, lead AS resource_id, 'rep-1' AS actor,
+           'OwnerId' AS field, 'e' || i AS corrects_event_id
+    FROM base WHERE a >= 60 AND a < 70 AND hash(i * 64 + 18) % 100 < 3"""
+
+
+def build(root: Path, events: int, days: int) -> float:
+    """A home at `root` with `events` actions over `days` days ending at END; returns the ingest seconds."""
+    start, span = END - timedelta(days=days), timedelta(days=days)
+    home = Home.resolve(root)
+    parquet = root.parent / f"{root.name}-input"
+    parquet.mkdir(parents=True, exist_ok=True)
+    con = duck.connect(memory_limit="2GB")
+    t0 = time.perf_counter()
+    files = []
+    for n, first in enumerate(range(0, events, FILE_ROWS)):
+        path = parquet / f"actions-{n:03d}.parquet"
+        duck.run(con, f"COPY ({actions_sql(first, min(first + FILE_ROWS, events), events, start, span)}) "
+                      f"TO '{path}' (FORMAT parquet)")
+        files.append(path)
+    out_path = parquet / "outcomes.parquet"
+    duck.run(con, f"COPY ({outcomes_sql(events, start, span)} AND ts <= TIMESTAMPTZ '{END.isoformat()}') "
+                  f"TO '{out_path}' (FORMAT parquet)")
+    con.close()
+    print(f"  generated {events:,} actions as Parquet in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    t0 = time.perf_counter()
+    report = ingest_files(home, ACTIONS, files, "parquet")
+    outcomes = ingest_files(home, OUTCOMES, [out_path], "parquet")
+    snapshots = [{"taken_at": (start + timedelta(days=d, minutes=5)).isoformat(), "source": "salesforce",
+                  "object": "Lead", "fields": lead_fields(False, False)} for d in range(days)]
+    ingest_snapshot_items(home, snapshots, source="bench")
+    seconds = time.perf_counter() - t0
+    if report.rejected or outcomes.rejected:
+        raise RuntimeError(f"rejected: {[r.describe() for r in (report.sample + outcomes.sample)[:3]]}")
+    print(f"  ingested {report.accepted:,} actions and {outcomes.accepted:,} outcomes in {seconds:.1f} s "
+          f"({report.accepted / seconds:,.0f} events/s)", file=sys.stderr)
+    return seconds
+
+
+def measure(home_dir: Path, steps: list[datetime]) -> dict:
+    """Evaluate every check at `steps` into a throwaway incident store (runs in a child process)."""
+    config = bench_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        report = evaluate(Home.resolve(home_dir), config, steps, IncidentStore(Path(tmp) / "incidents.sqlite3"))
+        seconds = time.perf_counter() - started
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+    return {"seconds": round(seconds, 2), "steps": len(steps), "incidents": len(report.incidents),
+            "failures": report.failures, "peak_rss_mb": peak_mb}
+
+
+def per_check(home_dir: Path) -> dict:
+    """Seconds of each check alone at the last step (shared aggregates are rebuilt for each, so the
+    figures overlap: they show which checks are heavy, not a breakdown of the total)."""
+    config, home, seconds = bench_config(), Home.resolve(home_dir), {}
+    for check in enabled_checks(config):
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            evaluate(home, config, [END], IncidentStore(Path(tmp) / "incidents.sqlite3"), only=[check.name])
+            seconds[check.name] = round(time.perf_counter() - started, 2)
+    return seconds
+
+
+def in_child(mode: str, home_dir: Path) -> dict:
+    """Run one measurement in a fresh process, so its time and peak RSS are its own."""
+    command = [sys.executable, __file__, "--child", mode, "--dir", str(home_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{mode} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def warmup(config_days: float) -> int:
+    return max(7, math.ceil(config_days) + 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="actions in the big store")
+    parser.add_argument("--days", type=int, default=14, help="days the big store's events span")
+    parser.add_argument("--backtest-events", type=int, default=1_000_000, help="actions in the backtest store")
+    parser.add_argument("--dir", type=Path, help="where the stores are built (default: a temporary folder)")
+    parser.add_argument("--skip-build", action="store_true", help="reuse the stores already in --dir")
+    parser.add_argument("--per-check", action="store_true", help="also time each check alone on the big store")
+    parser.add_argument("--child", choices=("check", "backtest", "per-check"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child == "check":
+        print(json.dumps(measure(args.dir, [END])))
+        return 0
+    if args.child == "per-check":
+        print(json.dumps(per_check(args.dir)))
+        return 0
+    if args.child == "backtest":
+        print(json.dumps(measure(args.dir, backtest_steps(END - timedelta(days=BACKTEST_DAYS), END,
+                                                           timedelta(minutes=15)))))
+        return 0
+    if args.skip_build and not args.dir:
+        parser.error("--skip-build needs --dir")
+    history = max((c.history for c in enabled_checks(bench_config())), default=timedelta(days=1))
+    warmup_days = warmup(history / timedelta(days=1))
+    with tempfile.TemporaryDirectory(prefix="agentwatch-speed-") as tmp:
+        work = args.dir or Path(tmp)
+        big, small = work / "store-big", work / "store-backtest"
+        ingest_s = {}
+        if not args.skip_build:
+            print(f"building {args.events:,} actions over {args.days} days", file=sys.stderr)
+            ingest_s["big"] = build(big, args.events, args.days)
+            print(f"building {args.backtest_events:,} actions over {warmup_days + BACKTEST_DAYS} days",
+                  file=sys.stderr)
+            ingest_s["backtest"] = build(small, args.backtest_events, warmup_days + BACKTEST_DAYS)
+        check = in_child("check", big)
+        backtest = in_child("backtest", small)
+        alone = in_child("per-check", big) if args.per_check else {}
+    print(f"\nOne check over {args.events:,} action events ({args.days} days; checks read back "
+          f"{history / timedelta(days=1):.1f} days of history):")
+    print(f"  {check['seconds']:.1f} s, peak RSS {check['peak_rss_mb']:,} MB, {check['incidents']} incidents "
+          f"(target < {CHECK_TARGET_S:.0f} s: {'met' if check['seconds'] < CHECK_TARGET_S else 'NOT met'})")
+    print(f"{BACKTEST_DAYS}-day backtest at 15-minute steps over {args.backtest_events:,} action events "
+          f"({backtest['steps']} steps):")
+    print(f"  {backtest['seconds']:.1f} s, peak RSS {backtest['peak_rss_mb']:,} MB, {backtest['incidents']} incidents "
+          f"(target < {BACKTEST_TARGET_S:.0f} s: {'met' if backtest['seconds'] < BACKTEST_TARGET_S else 'NOT met'})")
+    for name, result in (("check", check), ("backtest", backtest)):
+        for check_name, error in result["failures"].items():
+            print(f"  {name}: check {check_name} failed: {error}")
+    if alone:
+        print(f"Each check alone over the {args.events:,}-event store (overlapping: shared aggregates are rebuilt):")
+        for name, seconds in sorted(alone.items(), key=lambda item: -item[1]):
+            print(f"  {name:32s} {seconds:6.1f} s")
+    for name, seconds in ingest_s.items():
+        print(f"ingest of the {name} store (not part of the targets): {seconds:.1f} s")
+    ok = check["seconds"] < CHECK_TARGET_S and backtest["seconds"] < BACKTEST_TARGET_S
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
