@@ -30,8 +30,6 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 from pydantic import Field
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import wasserstein_distance
 
 from checks.aggregates import action_counts
 from checks.base import Check, CheckOptions, Finding, Severity, Step, register
@@ -180,6 +178,14 @@ class Memory:
     report: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Windows:
+    current_start: datetime
+    current_end: datetime
+    reference_start: datetime
+    reference_end: datetime
+
+
 @register
 class DriftDistribution(Check):
     """An agent x action's decision outputs (score, route_to, intent, confidence...) or inputs drift.
@@ -214,7 +220,6 @@ class DriftDistribution(Check):
                 findings.append(memory.finding)
         return findings
 
-
     def _assess(self, stream: Stream, step: Step, memory: Memory, o: DriftOptions) -> Finding | None:
         subject = {"agent_id": stream.agent_id, "action": stream.action}
         current_start = step.at - self.current
@@ -233,7 +238,9 @@ class DriftDistribution(Check):
         if not _fires(scores, o):
             memory.report_at, memory.report = None, []
             return None
-        if memory.report_at is None or step.at - memory.report_at >= timedelta(minutes=o.report_every_minutes):
+        reported = {m["column"] for m in memory.report}
+        stale = memory.report_at is None or step.at - memory.report_at >= timedelta(minutes=o.report_every_minutes)
+        if stale or any(s.drifted and s.column.name not in reported for s in scores):
             values, memory.report = _evidently([s for s in scores if s.drifted], o.threshold)
             memory.report_at = step.at
             for score in scores:  # Evidently's values are the verdict (numpy computes the same formulas)
@@ -244,7 +251,9 @@ class DriftDistribution(Check):
 
     def _finding(self, stream: Stream, step: Step, scores: list[Score], windows: Windows, current: np.ndarray,
                  reference: np.ndarray, memory: Memory, o: DriftOptions) -> Finding:
-        drifted = sorted((s for s in scores if s.drifted), key=lambda s: s.margin * s.noise - s.score)
+        # Decision outputs first (they set the severity), then inputs; each by how far past its bar it is.
+        drifted = sorted((s for s in scores if s.drifted),
+                         key=lambda s: (s.column.role != "decision", s.margin * s.noise - s.score))
         outputs = [s for s in drifted if s.column.role == "decision"]
         if outputs:
             critical = any(s.score >= o.critical_score for s in outputs)
@@ -272,14 +281,6 @@ class DriftDistribution(Check):
             summary=_summary(stream, drifted, len(scores), o), started_at=started_at, affected=affected,
             evidence=evidence, sample_event_ids=sample,
         )
-
-
-@dataclass(frozen=True)
-class Windows:
-    current_start: datetime
-    current_end: datetime
-    reference_start: datetime
-    reference_end: datetime
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -421,11 +422,27 @@ def _scores(stream: Stream, reference: np.ndarray, current: np.ndarray, o: Drift
 
 
 def _statistic(numeric: bool, ref: np.ndarray, cur: np.ndarray) -> float:
-    """Evidently's statistic: Wasserstein distance normed by the reference's std, or Jensen-Shannon distance."""
+    """Evidently's statistic: Wasserstein distance normed by the reference's std, or Jensen-Shannon distance
+    (natural log). The formulas of scipy's ``wasserstein_distance`` and ``jensenshannon``, which Evidently calls."""
     if numeric:
-        return float(wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001))
+        return _wasserstein(ref, cur) / max(float(np.std(ref)), 0.001)
     size = int(max(ref.max(), cur.max())) + 1
-    return float(jensenshannon(np.bincount(ref, minlength=size), np.bincount(cur, minlength=size)))
+    p = np.bincount(ref, minlength=size) / ref.size
+    q = np.bincount(cur, minlength=size) / cur.size
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        divergence = np.where(p > 0, p * np.log(p / m), 0.0).sum() + np.where(q > 0, q * np.log(q / m), 0.0).sum()
+    return float(np.sqrt(max(divergence / 2, 0.0)))
+
+
+def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+    """The first Wasserstein distance of two samples: the area between their empirical distribution functions."""
+    a, b = np.sort(a), np.sort(b)
+    points = np.sort(np.concatenate([a, b]))
+    widths = np.diff(points)
+    cdf_a = np.searchsorted(a, points[:-1], side="right") / a.size
+    cdf_b = np.searchsorted(b, points[:-1], side="right") / b.size
+    return float(np.sum(np.abs(cdf_a - cdf_b) * widths))
 
 
 def _noise(numeric: bool, ref: np.ndarray, current_rows: int) -> float:

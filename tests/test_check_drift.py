@@ -21,9 +21,10 @@ OPTIONS = {"checks": {CHECK: {"reference_days": 3, "max_rows": 1000}}}
 
 
 def _traffic(days: int, per_day: float, seed: int, shift_at: datetime | None = None, shift: float = 0.0,
-             bump_at: datetime | None = None, growth: float = 0.0) -> list[dict]:
+             bump_at: datetime | None = None, growth: float = 0.0, mix_at: datetime | None = None) -> list[dict]:
     """Qualifier decisions from T0 for `days` days: hour-of-day and weekday rhythm, volume growing by `growth`
-    per day; scores move up by `shift` from `shift_at`; the agent version goes 2.3.0 -> 2.4.0 at `bump_at`."""
+    per day; scores move up by `shift` from `shift_at`; the agent version goes 2.3.0 -> 2.4.0 at `bump_at`;
+    from `mix_at` the leads' segment and region mix turns around (inputs only: scores do not change)."""
     rng = np.random.default_rng(seed)
     events = []
     for hour in range(days * 24):
@@ -37,12 +38,14 @@ def _traffic(days: int, per_day: float, seed: int, shift_at: datetime | None = N
                 score = float(np.clip(score + shift, 0, 1))
             version = "2.4.0" if bump_at is not None and at >= bump_at else "2.3.0"
             lead = f"L-{len(events):06d}"
+            mixed = mix_at is not None and at >= mix_at
+            segment_p, region_p = (SEGMENT_P[::-1], REGION_P[::-1]) if mixed else (SEGMENT_P, REGION_P)
             events.append({
                 "event_id": f"q-{seed}-{len(events):06d}", "ts": iso(at), "agent_id": AGENT, "agent_version": version,
                 "action": ACTION, "resource": {"type": "lead", "id": lead}, "status": "ok",
                 "inputs": {"lead_id": lead, "email": f"{lead.lower()}@example.com",
-                           "segment": str(rng.choice(SEGMENTS, p=SEGMENT_P)),
-                           "region": str(rng.choice(REGIONS, p=REGION_P)),
+                           "segment": str(rng.choice(SEGMENTS, p=segment_p)),
+                           "region": str(rng.choice(REGIONS, p=region_p)),
                            "employees": int(rng.lognormal(4, 1))},
                 "decision": {"qualified": score >= 0.55, "score": round(score, 3),
                              "intent": "high" if score >= 0.72 else "medium" if score >= 0.5 else "low"},
@@ -86,6 +89,20 @@ def test_quiet_on_growth_seasonality_and_harmless_version_bump(home: Home) -> No
     report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=7), config=OPTIONS, only=[CHECK])
     assert not report.failures
     assert opened(report, CHECK) == []
+
+
+def test_input_mix_change_alone_is_info(home: Home) -> None:
+    """Leads' segment and region mix turning around while decisions stay put opens an info incident, not a page."""
+    mix_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_traffic(6, 800, seed=4, mix_at=mix_at))
+    report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=5), config=OPTIONS, only=[CHECK])
+    assert not report.failures
+    fired = opened(report, CHECK)
+    assert len(fired) == 1
+    incident = fired[0][1]
+    assert incident.severity == "info"
+    assert {"inputs.segment", "inputs.region"} <= set(incident.evidence["drifted_columns"])
+    assert not any(name.startswith("decision.") for name in incident.evidence["drifted_columns"])
 
 
 def test_numpy_screen_matches_evidently() -> None:
