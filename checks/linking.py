@@ -44,11 +44,23 @@ def same_agent_soon(cause: Incident, effect: Incident) -> bool:
     return bool(_agents(cause) & _agents(effect)) and timedelta(hours=-1) <= began_after <= timedelta(hours=2)
 
 
+def output_feeds_input(cause: Incident, effect: Incident) -> bool:
+    """One agent's drifted decision output is another's drifted input (``decision.qualified`` ->
+    ``inputs.qualified``): the drift downstream is the upstream drift travelling, not a second problem."""
+    if cause.subject.get("agent_id") == effect.subject.get("agent_id"):
+        return False
+    outputs = {c.split(".", 1)[1] for c in cause.evidence.get("drifted_columns", []) if c.startswith("decision.")}
+    inputs = {c.split(".", 1)[1] for c in effect.evidence.get("drifted_columns", []) if c.startswith("inputs.")}
+    began_after = effect.started_at - cause.started_at
+    return bool(outputs & inputs) and timedelta(hours=-2) <= began_after <= timedelta(days=1)
+
+
 Rule = tuple[tuple[str, ...], tuple[str, ...], Callable[[Incident, Incident], bool]]
 RULES: list[Rule] = [
     (SCHEMA_BREAKS, ("quality.null_spike",), schema_explains_nulls),
     (("quality.null_spike",), ("drift.distribution", *OUTCOMES), same_agent),
     (("drift.distribution",), OUTCOMES, same_agent),
+    (("drift.distribution",), ("drift.distribution",), output_feeds_input),
     (("errors.error_burst",), ("workflow.partial_failure", "volume.action_drop"), same_agent_soon),
 ]
 
