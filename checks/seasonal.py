@@ -25,6 +25,7 @@ SMOOTH_SLOTS = 2  # pool +-2 neighbouring slots (+-10 min): stable for small str
 DISPERSION_MIN_EXPECTED = 1.0  # buckets expecting fewer events say little about the spread
 DISPERSION_MIN_BUCKETS = 100  # below this many such buckets a row is taken as plain Poisson
 DISPERSION_BOUNDS = (1.0, 10.0)
+DISPERSION_CAP = 25.0  # one bucket adds at most a 5-sigma residual: incidents in the history weigh little
 MIN_BASELINE_DAYS = 3  # comparable days (same kind) a bucket needs before it has an expectation: fewer is noise
 
 
@@ -121,6 +122,27 @@ def seasonal_expectation(counts: np.ndarray, weekdays: np.ndarray, days: int, sa
     return np.where(days_seen >= MIN_BASELINE_DAYS, expected, np.nan)
 
 
+def weekly_expectation(counts: np.ndarray, days: int) -> np.ndarray:
+    """Expected count per row x bucket from the same slot of the same weekday in earlier weeks only (NaN
+    where there is none). A weekly pattern (the Wednesday webinar import) is explained by one precedent,
+    where the day-type average would still dilute it among the other weekdays."""
+    rows, columns = counts.shape
+    observed_from = np.where(counts.any(axis=1), np.argmax(counts > 0, axis=1), columns)
+    total = np.zeros((rows, columns))
+    weight = np.zeros((rows, columns))
+    for week in range(1, days // 7 + 1):
+        lag = week * 7 * SLOTS_PER_DAY
+        if lag >= columns:
+            break
+        source = np.arange(columns - lag)
+        w = (source[None, :] >= observed_from[:, None]).astype(float)
+        total[:, lag:] += w * counts[:, :columns - lag]
+        weight[:, lag:] += w
+    pooled = _centered_sum(weight, SMOOTH_SLOTS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pooled > 0, _centered_sum(total, SMOOTH_SLOTS) / pooled, np.nan)
+
+
 def _centered_sum(matrix: np.ndarray, half: int) -> np.ndarray:
     """Row-wise sum over columns [j - half, j + half], clipped at the edges."""
     padded = prefix_sums(np.pad(matrix, ((0, 0), (half, half))))
@@ -128,19 +150,23 @@ def _centered_sum(matrix: np.ndarray, half: int) -> np.ndarray:
     return padded[:, width:] - padded[:, :-width]
 
 
-def dispersion(counts: np.ndarray, expected: np.ndarray, upto: int) -> np.ndarray:
-    """Per row: how much more counts spread around the expectation than Poisson (variance / mean), over
-    columns before `upto`. Events that come in clusters (three field writes per lead) or a baseline that
-    misses part of the pattern spread more; the checks divide their Poisson evidence by this factor.
-    The top 1% of residuals is left out, so an incident in the history does not inflate it."""
-    observed, usual = counts[:, :upto], expected[:, :upto]
-    valid = usual >= DISPERSION_MIN_EXPECTED  # NaN compares False
-    with np.errstate(invalid="ignore", divide="ignore"):
-        residuals = np.where(valid, (observed - usual) ** 2 / usual, np.nan)
-    factor = np.ones(counts.shape[0])
-    enough = valid.sum(axis=1) >= DISPERSION_MIN_BUCKETS
-    if enough.any():
-        rows = residuals[enough]
-        cap = np.nanpercentile(rows, 99, axis=1)[:, None]
-        factor[enough] = np.nanmean(np.where(rows <= cap, rows, np.nan), axis=1)
-    return factor.clip(*DISPERSION_BOUNDS)
+class Dispersion:
+    """Per row, how much more counts spread around the expectation than Poisson (variance / mean), from
+    the buckets before a given column. Events that come in clusters (several field writes per lead) or a
+    baseline that misses part of the pattern spread more; the checks divide their Poisson evidence, and
+    the events they count, by this factor. Each bucket's share is capped, so an incident in the history
+    does not inflate it; it is learnt as the data comes (no look-ahead)."""
+
+    def __init__(self, counts: np.ndarray, expected: np.ndarray) -> None:
+        valid = expected >= DISPERSION_MIN_EXPECTED  # NaN compares False
+        with np.errstate(invalid="ignore", divide="ignore"):
+            residuals = np.where(valid, np.minimum((counts - expected) ** 2 / expected, DISPERSION_CAP), 0.0)
+        self.residual_prefix = prefix_sums(residuals)
+        self.valid_prefix = prefix_sums(valid.astype(float))
+
+    def before(self, column: int) -> np.ndarray:
+        """The factor of every row from the buckets before `column` (1 where there are too few)."""
+        buckets = self.valid_prefix[:, column]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(buckets >= DISPERSION_MIN_BUCKETS, self.residual_prefix[:, column] / buckets, 1.0)
+        return factor.clip(*DISPERSION_BOUNDS)

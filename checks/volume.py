@@ -22,12 +22,13 @@ from checks.data import EvalData
 from checks.seasonal import (
     SLOTS_PER_DAY,
     ActionSeries,
+    Dispersion,
     action_series,
-    dispersion,
     local_weekdays,
     prefix_sums,
     seasonal_expectation,
     suffix_max,
+    weekly_expectation,
 )
 from checks.stats import cusum_end, poisson_llr
 from collector.store import duck
@@ -145,11 +146,12 @@ class VolumeModel:
     series: ActionSeries
     weekdays: np.ndarray
     expected: np.ndarray  # NaN where there is no baseline yet
+    weekly: np.ndarray  # the same weekday's slot in earlier weeks only (NaN where none)
     seen_prefix: np.ndarray  # prefix sums of events where the baseline is known
     expected_prefix: np.ndarray  # prefix sums of the expectation (0 where unknown)
     known_prefix: np.ndarray  # prefix counts of buckets with an expectation
     agent_index: np.ndarray  # row -> agent number, to sum per agent
-    dispersion: np.ndarray  # per row: variance / mean of counts around the expectation, before the run
+    dispersion: Dispersion  # per row: variance / mean of counts around the expectation, learnt as time goes
 
 
 def volume_model(data: EvalData, options: VolumeOptions) -> VolumeModel:
@@ -159,8 +161,9 @@ def volume_model(data: EvalData, options: VolumeOptions) -> VolumeModel:
         expected = seasonal_expectation(series.events, weekdays, options.history_days, options.same_weekday_weight)
         known = ~np.isnan(expected)
         _, agent_index = np.unique(np.array(series.agents, dtype=object), return_inverse=True)
-        spread = dispersion(series.events, expected, series.column_of(data.first))
-        return VolumeModel(series, weekdays, expected, prefix_sums(np.where(known, series.events, 0.0)),
+        spread = Dispersion(series.events, expected)
+        weekly = weekly_expectation(series.events, options.history_days)
+        return VolumeModel(series, weekdays, expected, weekly, prefix_sums(np.where(known, series.events, 0.0)),
                            prefix_sums(np.where(known, expected, 0.0)), prefix_sums(known.astype(float)),
                            agent_index.astype(np.int64), spread)
 
@@ -178,6 +181,7 @@ class Window:
     baseline: np.ndarray  # seasonal expectation, NaN where there is none yet
     level: np.ndarray  # per row
     week_mean: np.ndarray  # per row: mean expectation per bucket over the week before the window
+    weekly: np.ndarray  # the same weekday's slot in earlier weeks, NaN where none
 
 
 class VolumeCheck(Check):
@@ -195,7 +199,6 @@ class VolumeCheck(Check):
         # An open incident of either check freezes the level factor at its start.
         self.freeze_keys = [[subject_key(name, s) for name in (SPIKE, DROP)] for s in self.subjects]
         self.levels: dict[int, np.ndarray] = {}
-        self.spread = self.model.dispersion[:, None]  # quasi-Poisson: clustered events weigh less
 
     def window(self, step: Step) -> Window | None:
         model = self.model
@@ -219,7 +222,9 @@ class VolumeCheck(Check):
         week_start = max(0, start - 7 * SLOTS_PER_DAY)
         week_known = np.maximum(model.known_prefix[:, start] - model.known_prefix[:, week_start], 1.0)
         week_mean = (model.expected_prefix[:, start] - model.expected_prefix[:, week_start]) / week_known
-        return Window(start, end, observed, baseline, level, week_mean)
+        # Quasi-Poisson: clustered events weigh less. Learnt from the buckets before the window.
+        self.spread = model.dispersion.before(start)[:, None]
+        return Window(start, end, observed, baseline, level, week_mean, model.weekly[:, start:end])
 
     def level_at(self, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Per row: the median observed / expected ratio of the LEVEL_DAYS days before its end column."""
@@ -289,7 +294,9 @@ class ActionSpike(VolumeCheck):
         opts = self.options
         lift = np.maximum(window.level, 1.0)[:, None]
         floor = QUIET_FLOOR_SHARE * window.week_mean[:, None] * lift
-        expected = np.maximum(window.baseline * lift, floor)  # NaN (no baseline) stays NaN
+        # A rise the same weekday already showed in an earlier week is a weekly pattern, not a spike.
+        usual = np.where(np.isnan(window.baseline), np.nan, np.fmax(window.baseline, window.weekly))
+        expected = np.maximum(usual * lift, floor)  # NaN (no baseline) stays NaN
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
         llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0) / self.spread
@@ -297,9 +304,11 @@ class ActionSpike(VolumeCheck):
         for row, stat, offset in self.runs(llr):
             seen = float(window.observed[row, offset:].sum())
             usual = float(expected[row, offset:].sum())
-            if seen - usual < opts.min_excess_events:
-                continue
+            # Counted in independent units: events that come in clusters (several writes per lead) are
+            # worth less than their number; and the rise itself must be large, not just long.
             ratio = seen / max(usual, 0.1)
+            if (seen - usual) / self.spread[row, 0] < opts.min_excess_events or ratio < (1 + opts.spike_ratio) / 2:
+                continue
             started, length, day = self.describe_time(window, offset)
             subject = self.subjects[row]
             opening = step.started(self.name, subject) is None
@@ -375,8 +384,8 @@ class ActionDrop(VolumeCheck):
         for row, stat, offset in self.runs(llr):
             seen = float(window.observed[row, offset:].sum())
             usual = float(expected[row, offset:].sum())
-            if usual - seen < opts.min_missing_events:
-                continue
+            if (usual - seen) / self.spread[row, 0] < opts.min_missing_events:
+                continue  # counted in independent units, as for spikes
             working_rate = float(np.nan_to_num(window.baseline[row, offset:]).mean())
             if working_rate < opts.working_share * window.week_mean[row]:
                 continue  # a night or a quiet weekend for this stream
