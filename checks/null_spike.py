@@ -57,6 +57,11 @@ class NullSpikeOptions(CheckOptions):
         "fires after ~10 null reads, a field filled 20% of the time needs ~50, so a quiet night of ordinary nulls "
         "does not page."
     )
+    max_value_share: float = Field(
+        0.25, gt=0, lt=1, description="Open only when values appear at no more than this fraction of their usual "
+        "count since the change began: a field null 90% of the time that reads null 96% for a day is a mix shift, "
+        "a rename drops values to none."
+    )
     min_null_reads: int = Field(10, ge=1, description="Never fire on fewer null reads than this in the run.")
     min_baseline_reads: int = Field(100, ge=1, description="Judge a key only with this many baseline reads.")
     min_baseline_value_share: float = Field(
@@ -181,7 +186,9 @@ class NullSpike(Check):
                 usual = sum(c[1] for c in contributions) / len(contributions)
                 if not run_reads or run_values >= 0.5 * usual * run_reads:
                     continue
-            elif run_reads - run_values < options.min_null_reads or missing < options.min_missing_values:
+            elif run_reads - run_values < options.min_null_reads or missing < options.min_missing_values \
+                    or run_values > options.max_value_share * sum(
+                        (c[3][c[2] >= begin] * c[5][c[2] >= begin]).sum() for c in contributions):
                 continue
             started = datetime.fromtimestamp(float(slots[begin]), tz=step.at.tzinfo)
             if frozen:
