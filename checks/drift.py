@@ -288,6 +288,8 @@ class DriftDistribution(Check):
 def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stream]:
     """Sample the range once (about max_rows per current window per agent x action) and extract the columns."""
     per_hour = max(1, int(np.ceil(o.max_rows / o.current_hours)))
+    # Only the windows this check compares: the run's range may reach further back for other checks.
+    since = max(data.load_from, data.first - timedelta(days=o.reference_days, hours=o.current_hours))
     table = f"drift_sample_{id(data)}"
     duck.run(data.con, f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
@@ -295,7 +297,7 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
             SELECT event_id, ts, agent_id, action, agent_version, confidence, decision, inputs,
                    hash(event_id) % {HASH_RANGE} AS h, count(*) OVER (PARTITION BY agent_id, action,
                    time_bucket(INTERVAL '1 hour', ts)) AS hour_events
-            FROM actions WHERE {data.time_filter()} AND status = 'ok')
+            FROM actions WHERE {data.time_filter(since=since)} AND status = 'ok')
         SELECT * EXCLUDE (hour_events) FROM rows WHERE h < {HASH_RANGE} * {per_hour} / hour_events""")
     try:
         columns = _discover(data, table, o)

@@ -37,6 +37,7 @@ class RunReport:
     steps: int
     opened: list[tuple[datetime, Incident]] = field(default_factory=list)  # (step time, incident as opened)
     failures: dict[str, str] = field(default_factory=dict)  # check name -> error
+    prepare_seconds: dict[str, float] = field(default_factory=dict)  # check name -> time spent in prepare
     seconds: float = 0.0
     incidents: list[Incident] = field(default_factory=list)  # every incident the run touched, final state
 
@@ -90,11 +91,13 @@ def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: I
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=steps[0] - history)
         ready = []
         for check in checks:
+            began = time.perf_counter()
             try:
                 check.prepare(data)
                 ready.append(check)
             except Exception as exc:  # a broken check must not silence the others
                 report.failures[check.name] = f"{type(exc).__name__}: {exc}"
+            report.prepare_seconds[check.name] = time.perf_counter() - began
         unresolved, number = store.load_book()
         book = IncidentBook(unresolved, number)
         resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}

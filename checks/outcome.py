@@ -37,19 +37,21 @@ CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
 
 
-def _all_mappings(config: Config) -> tuple[dict[str, list[str]], float]:
-    """The union of the outcome checks' kind -> actions mappings, and their longest recent window (hours)."""
+def _all_mappings(config: Config) -> tuple[dict[str, list[str]], float, float]:
+    """The union of the outcome checks' kind -> actions mappings, their longest recent window and their
+    longest reach back (baseline + recent window), both in hours."""
     from checks.options import options_for
 
     union: dict[str, set[str]] = {}
-    recent = 0.0
+    recent = reach = 0.0
     for name in OUTCOME_CHECKS:
         check = REGISTRY[name]
         options = options_for(config, name)
         for kind, actions in check.mapping_of(options).items():  # type: ignore[attr-defined]
             union.setdefault(kind, set()).update(actions)
         recent = max(recent, options.recent_hours)  # type: ignore[attr-defined]
-    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent
+        reach = max(reach, options.baseline_days * 24 + options.recent_hours)  # type: ignore[attr-defined]
+    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, reach
 
 
 def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
@@ -58,7 +60,9 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
     to the first outcome of that kind correcting it (null if none). Built once for the three checks."""
 
     def build() -> tuple[pl.DataFrame, list[str]]:
-        mapping, recent_hours = _all_mappings(data.config)
+        mapping, recent_hours, reach_hours = _all_mappings(data.config)
+        # Only what the outcome checks read, not the whole range other checks need.
+        where = data.time_filter(since=max(data.load_from, data.first - timedelta(hours=reach_hours)))
         kinds = list(mapping)
         pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
         actions = ", ".join(sql_string(a) for a in sorted({a for _, a in pairs}))
@@ -69,11 +73,11 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
         frame = data.frame(f"""
             WITH acts AS (
                 SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM actions
-                WHERE {data.time_filter()} AND status = 'ok' AND action IN ({actions})),
+                WHERE {where} AND status = 'ok' AND action IN ({actions})),
             kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
             outs AS (
                 SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM outcomes
-                WHERE {data.time_filter()} AND kind IN (SELECT kind FROM kind_actions)),
+                WHERE {where} AND kind IN (SELECT kind FROM kind_actions)),
             named AS (
                 SELECT a.event_id, o.kind, o.ts FROM outs o
                 JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts

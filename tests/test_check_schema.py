@@ -89,7 +89,8 @@ class TestChecks:
         """Removing a field nobody reads is info; removing one the router reads is critical."""
         removed_at = T0 + timedelta(days=2, hours=9)
         after = [f for f in lead_fields() if f["name"] not in ("Fax", "deal_stage")]
-        store_events(home, actions=router_reads(3), snapshots=[snapshot(T0, lead_fields()), snapshot(removed_at, after)])
+        store_events(home, actions=router_reads(3),
+                     snapshots=[snapshot(T0, lead_fields()), snapshot(removed_at, after)])
         report = run(home, T0 + timedelta(days=2), T0 + timedelta(days=2, hours=12))
         severities = {i.subject["field"]: i.severity for _, i in opened(report, "schema.field_removed")}
         assert severities == {"Fax": "info", "deal_stage": "critical"}
