@@ -92,6 +92,11 @@ class Check:
         self.options = options
         self.config = config
 
+    def warm_imports(self) -> tuple[str, ...]:
+        """Slow modules this check will import; the engine imports them in a background thread while the
+        other checks scan the store, and prepares this check last."""
+        return ()
+
     def prepare(self, data: EvalData) -> None:
         """Compute what `evaluate` needs over the whole range of `data` (once per run)."""
 

@@ -293,12 +293,18 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
     table = f"drift_sample_{id(data)}"
     duck.run(data.con, f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
-        WITH rows AS (
-            SELECT event_id, ts, agent_id, action, agent_version, confidence, decision, inputs,
-                   hash(event_id) % {HASH_RANGE} AS h, count(*) OVER (PARTITION BY agent_id, action,
-                   time_bucket(INTERVAL '1 hour', ts)) AS hour_events
-            FROM actions WHERE {data.time_filter(since=since)} AND status = 'ok')
-        SELECT * EXCLUDE (hour_events) FROM rows WHERE h < {HASH_RANGE} * {per_hour} / hour_events""")
+        WITH hours AS (
+            SELECT agent_id, action, time_bucket(INTERVAL '1 hour', ts) AS hour, count(*) AS hour_events
+            FROM actions WHERE {data.time_filter(since=since)} AND status = 'ok' GROUP BY ALL),
+        picked AS (  -- pick the rows first, by hash: the JSON columns are read for the sample only
+            SELECT a.event_id, hash(a.event_id) % {HASH_RANGE} AS h
+            FROM actions a JOIN hours USING (agent_id, action)
+            WHERE {data.time_filter(column="a.ts", since=since)} AND a.status = 'ok'
+              AND hours.hour = time_bucket(INTERVAL '1 hour', a.ts)
+              AND hash(a.event_id) % {HASH_RANGE} < {HASH_RANGE} * {per_hour} / hours.hour_events)
+        SELECT event_id, ts, agent_id, action, agent_version, confidence, decision, inputs, picked.h
+        FROM actions JOIN picked USING (event_id)
+        WHERE {data.time_filter(since=since)} AND status = 'ok'""")
     try:
         columns = _discover(data, table, o)
         frame = _extract(data, table, columns)

@@ -332,11 +332,11 @@ class SlaBreach(Check):
             f"  ELSE first_action IN (SELECT action FROM intake) END), "
             f"handled AS (SELECT l.began, l.creator, l.event_id, min(e.ts) AS first_action "
             f"  FROM leads l LEFT JOIN ev e ON e.resource_id = l.resource_id AND e.ts > l.began "
-            f"  AND e.agent_id <> l.creator AND e.status = 'ok' "
+            f"  AND e.ts <= l.began + ? AND e.agent_id <> l.creator AND e.status = 'ok' "
             f"  GROUP BY l.resource_id, l.began, l.creator, l.event_id) "
             f"SELECT began, began + ? AS due, creator, event_id, coalesce(first_action > began + ?, true) AS failed "
             f"FROM handled",
-            [self.object, *[options.creation_actions] * 3, options.creation_share, self.sla, self.sla],
+            [self.object, *[options.creation_actions] * 3, options.creation_share, self.sla, self.sla, self.sla],
         )
         self.cases = Cases.of(frame)
         self.creators = frame.sort("due")["creator"].to_list()
