@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class IncidentStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            with self._connect() as con:
+            with self._reading() as con:
                 con.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the incident store {path}: {exc}") from None
@@ -54,18 +55,42 @@ class IncidentStore:
         con.execute("PRAGMA busy_timeout=30000")
         return con
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection, closed afterwards (sqlite3's own context manager leaves it open)."""
+        con = self._connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE): committed on success, else rolled back."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
     def list(self, statuses: Iterable[str] | None = None) -> list[Incident]:
         """Incidents, newest first, optionally only those with the given statuses."""
         wanted = list(statuses or [])
         sql = "SELECT body FROM incidents"
         if wanted:
             sql += f" WHERE status IN ({', '.join('?' for _ in wanted)})"
-        with self._connect() as con:
+        with self._reading() as con:
             rows = con.execute(sql + " ORDER BY seq DESC", wanted).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
     def get(self, incident_id: str) -> Incident:
-        with self._connect() as con:
+        with self._reading() as con:
             row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
         if row is None:
             raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
@@ -74,9 +99,7 @@ class IncidentStore:
     def set_status(self, incident_id: str, status: str, at: datetime | None = None) -> Incident:
         """A human acknowledges or resolves an incident."""
         at = at or datetime.now(UTC)
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._writing() as con:
             row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
             if row is None:
                 raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
@@ -88,14 +111,7 @@ class IncidentStore:
             incident = incident.model_copy(update=update)
             con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
                         [status, incident.model_dump_json(), incident_id])
-            con.execute("COMMIT")
-            return incident
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        return incident
 
     def next_number(self, con: sqlite3.Connection) -> int:
         row = con.execute("SELECT value FROM meta WHERE name = 'next_incident'").fetchone()
@@ -107,9 +123,7 @@ class IncidentStore:
         Returns the next free incident number. `first_number` is what the run used for its new ids;
         if another run took numbers meanwhile, the new incidents are renumbered.
         """
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._writing() as con:
             number = self.next_number(con)
             renamed: dict[str, str] = {}
             batch = list(incidents)
@@ -133,18 +147,11 @@ class IncidentStore:
                 con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
                             [incident.status, incident.model_dump_json(), incident.id])
             con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next_incident', ?)", [str(number)])
-            con.execute("COMMIT")
-            return number
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        return number
 
     def load_book(self) -> tuple[list[Incident], int]:
         """The incidents not resolved, and the next free number, to start a run from."""
-        with self._connect() as con:
+        with self._reading() as con:
             rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' ORDER BY seq").fetchall()
             number = self.next_number(con)
         return [Incident.model_validate_json(body) for (body,) in rows], number
