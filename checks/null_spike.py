@@ -167,8 +167,14 @@ class NullSpike(Check):
                 index = ((s.t[lo:hi] - recent_start) // BUCKET_S).astype(int)
                 trials = s.events[lo:hi] if always_sent else s.present[lo:hi]
                 usual = s.hourly_share(baseline_start, baseline_end, always_sent, q0)[s.hour[lo:hi]]
-                np.add.at(llr, index, bernoulli_llr(s.nonnull[lo:hi], trials, usual, usual * options.value_share_drop))
+                own = np.zeros(slots.size)
+                np.add.at(own, index, bernoulli_llr(s.nonnull[lo:hi], trials, usual, usual * options.value_share_drop))
+                if cusum_end(own)[0] <= 0:
+                    continue  # this agent still reads values as usual: its reads are no evidence either way
+                llr += own
                 contributions.append((s, q0, index, trials, s.nonnull[lo:hi], usual))
+            # Pooled over the agents that lost values (two agents reading the renamed field count together), and
+            # not diluted by an agent that still reads values (one agent's own bug is still found).
             statistic, begin = cusum_end(llr)
             if statistic <= 0 or (statistic < options.threshold and not frozen):
                 continue

@@ -86,3 +86,22 @@ def test_rename_explains_the_null_spike_and_impact_is_counted(home):
     with_deal = spike.evidence["should_have_value"]
     assert 0 < with_deal < spike.evidence["null_reads"]
     assert spike.evidence["decisions"][0] == {"decision": "sequence=nurture", "count": with_deal}
+
+
+def test_one_agents_own_bug_is_found_while_another_agent_reads_values(home):
+    """The router reads region as null (its bug) while the qualifier still reads values: the qualifier's healthy
+    reads do not hide the router's nulls, and only the router is named."""
+    fault = T0 + timedelta(days=8, hours=10, minutes=7)
+
+    def router_inputs(rng, at):
+        return {"region": None if at >= fault else "EMEA"}
+
+    def qualifier_inputs(rng, at):
+        return {"region": "EMEA"}
+
+    store_events(home, actions=traffic(8.7, router_inputs, every_min=2)
+                 + traffic(8.7, qualifier_inputs, agent="qualifier-agent", action="lead.qualify", every_min=1))
+    report = run(home, T0 + timedelta(days=8), T0 + timedelta(days=8, hours=14), only=ONLY)
+    (at, incident), = opened(report, "quality.null_spike")
+    assert incident.evidence["agents"] == ["lead-router"]
+    assert at - fault <= timedelta(minutes=30)
