@@ -30,6 +30,8 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/ingest_http.py
+	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/check_speed.py
 
 clean:
 	rm -rf $(VENV) .agentwatch

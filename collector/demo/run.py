@@ -55,9 +55,12 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
     for name, problem in report.failures.items():
         console.print(f"  check {name} failed: {problem}", highlight=False)
     found = store.list()
-    console.print(f"  {len(found)} incidents in {report.seconds:.0f} s; root incidents of warning or worse:",
-                  highlight=False)
-    roots = [i for i in reversed(found) if not i.caused_by and i.severity != "info"]
+    console.print(f"  {len(found)} incidents in {report.seconds:.0f} s; root incidents of warning or worse, "
+                  "open and critical first:", highlight=False)
+    # Open and critical first: what a RevOps person reads at the end of the replay is what still hurts.
+    rank = {"critical": 0, "warning": 1}
+    roots = sorted((i for i in found if not i.caused_by and i.severity != "info"),
+                   key=lambda i: (i.status == "resolved", rank[i.severity], i.opened_at))
     for incident in roots:
         console.print(_headline(describe(incident, store)), highlight=False, markup=False, soft_wrap=True)
     console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
