@@ -207,20 +207,20 @@ class NullSpike(Check):
                  statistic: float, readers: list[tuple[_Series, float]], run_reads: int, run_values: int) -> Finding:
         options: NullSpikeOptions = self.options  # type: ignore[assignment]
         start_s = started.timestamp()
+        # `readers` are the agent x actions whose own reads lost values (the others were left out of the evidence).
         per_agent = []
-        baseline_share = []
         for s, q0 in readers:
-            events, _, values = s.sums(start_s, step.at.timestamp())
-            if events and values / events < q0 * 0.5:
-                per_agent.append({"agent_id": s.agent_id, "action": s.action, "reads": events,
-                                  "null_share": round(1 - values / events, 4), "baseline_null_share": round(1 - q0, 4)})
-                baseline_share.append(q0)
+            events, present, values = s.sums(start_s, step.at.timestamp())
+            reads = events if present >= 0.9 * events else present
+            per_agent.append({"agent_id": s.agent_id, "action": s.action, "reads": reads,
+                              "null_share": round(1 - values / reads, 4) if reads else None,
+                              "baseline_null_share": round(1 - q0, 4)})
         agents = sorted({row["agent_id"] for row in per_agent})
         current_null = 1 - run_values / run_reads
-        baseline_null = 1 - (sum(baseline_share) / len(baseline_share)) if baseline_share else None
+        baseline_null = 1 - sum(q0 for _, q0 in readers) / len(readers)
         crm = self._crm_fields(key)
         impact = self._impact(step, subject, scope, key, started, per_agent)
-        usual_value_share = 1 - baseline_null if baseline_null is not None else 1.0
+        usual_value_share = 1 - baseline_null
         # Nine in ten of the usual values gone: agents are effectively reading nothing.
         severity = Severity.critical if run_values <= 0.1 * usual_value_share * run_reads else Severity.warning
         where = "" if scope == "inputs" else f" (in {scope})"
