@@ -19,7 +19,7 @@ from checks.book import IncidentBook
 from checks.catalog import load_all
 from checks.config import CONFIG_NAME, Config, load_config
 from checks.data import EvalData
-from checks.incidents import IncidentStore
+from checks.incidents import IncidentStore, incident_number
 from checks.linking import link_incidents
 from checks.options import options_for
 from collector.errors import ConfigError
@@ -118,8 +118,8 @@ def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: I
             for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures)):
                 report.opened.append((at, incident))
             link_incidents(book)
-        store.save([book.by_id[i] for i in sorted(book.touched, key=_number)], book.first_number)
-        report.incidents = [book.by_id[i] for i in sorted(book.touched, key=_number)]
+        store.save([book.by_id[i] for i in sorted(book.touched, key=incident_number)], book.first_number)
+        report.incidents = [book.by_id[i] for i in sorted(book.touched, key=incident_number)]
     finally:
         con.close()
 
@@ -131,10 +131,6 @@ def _warm_imports(checks: list[Check]) -> None:
     if modules:
         threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True,
                          name="agentwatch-warm-imports").start()
-
-
-def _number(incident_id: str) -> int:
-    return int(incident_id.split("-")[1])
 
 
 def backtest_steps(start: datetime, end: datetime, every: timedelta) -> list[datetime]:

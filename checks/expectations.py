@@ -256,7 +256,7 @@ class ExpectationFailed(Check):
         started = times.min() if times is not None and len(times) else start
         if unexpected is not None:
             share = result.get("unexpected_percent") or 0.0
-            what = f"{unexpected:,} of {result.get('element_count', rows):,} {dataset} ({share:.1f}%)"
+            what = f"{unexpected:,} of {result.get('element_count') or rows:,} {dataset} ({share:.1f}%)"
         else:
             what = f"The {rows:,} {dataset} (observed {_json_safe(result.get('observed_value'))})"
         detail = f" ({spec.expectation} on {spec.column})" if spec.name and spec.column else ""

@@ -106,6 +106,8 @@ class IncidentStore:
             incident = Incident.model_validate_json(row[0])
             if incident.status == "resolved" and status == "acknowledged":
                 raise ConfigError(f"{incident_id} is already resolved")
+            if incident.status == status:
+                return incident  # already so: keep the time it first became so
             update = {"status": status}
             update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
             incident = incident.model_copy(update=update)
@@ -128,13 +130,14 @@ class IncidentStore:
             renamed: dict[str, str] = {}
             batch = list(incidents)
             # The run numbered its new incidents from `first_number`; ids below it are incidents it loaded.
-            new = sorted((i for i in batch if _number(i.id) >= first_number), key=lambda i: _number(i.id))
+            new = sorted((i for i in batch if incident_number(i.id) >= first_number),
+                         key=lambda i: incident_number(i.id))
             if number > first_number:  # another run took numbers meanwhile: the ids may be taken, renumber
                 for incident in new:
                     renamed[incident.id] = f"INC-{number}"
                     number += 1
             elif new:
-                number = max(number, _number(new[-1].id) + 1)
+                number = max(number, incident_number(new[-1].id) + 1)
             for incident in batch:
                 incident = _renumber(incident, renamed)
                 row = con.execute("SELECT status, body FROM incidents WHERE id = ?", [incident.id]).fetchone()
@@ -157,7 +160,8 @@ class IncidentStore:
         return [Incident.model_validate_json(body) for (body,) in rows], number
 
 
-def _number(incident_id: str) -> int:
+def incident_number(incident_id: str) -> int:
+    """The number of an id: INC-12 -> 12."""
     return int(incident_id.split("-")[1])
 
 

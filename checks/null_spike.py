@@ -88,14 +88,14 @@ class _Series:
     def __post_init__(self) -> None:
         self.cum = np.cumsum(np.stack([self.events, self.present, self.nonnull]), axis=1)
         self.hour = ((self.t // 3600) % 24).astype(int)
-        self._hourly_key: tuple[int, bool] | None = None
+        self._hourly_key: tuple[int, bool, float] | None = None
         self._hourly = np.zeros(24)
 
     def hourly_share(self, start: float, end: float, always_sent: bool, overall: float) -> np.ndarray:
         """The baseline value share per hour of day (UTC), shrunk toward the overall share where an hour has
         few reads: nights and mornings may differ in their mix of records. Cached per 6 hours of baseline end:
         a week's hourly shares barely move in that time, and backtests ask at every step."""
-        cache_key = (int(end // 21600), always_sent)
+        cache_key = (int(end // 21600), always_sent, overall)
         if self._hourly_key == cache_key:
             return self._hourly
         lo, hi = np.searchsorted(self.t, [start, end], side="left")
@@ -141,13 +141,13 @@ class NullSpike(Check):
         at = step.at.timestamp()
         end = at - at % BUCKET_S  # only whole buckets: [end - 5 min, end) is the last one
         findings = []
+        recent_start = end - options.recent_hours * 3600
+        slots = np.arange(recent_start, end, BUCKET_S)
         for (scope, key), series in self.series.items():
             subject = {"field": key if scope == "inputs" else f"{scope}.{key}"}
             frozen = step.started(self.name, subject)
-            recent_start = end - options.recent_hours * 3600
             baseline_end = min(frozen.timestamp(), recent_start) if frozen else recent_start
             baseline_start = baseline_end - options.baseline_days * 86400
-            slots = np.arange(recent_start, end, BUCKET_S)
             llr = np.zeros(slots.size)
             contributions = []
             for s in series:
@@ -211,7 +211,7 @@ class NullSpike(Check):
         per_agent = []
         for s, q0 in readers:
             events, present, values = s.sums(start_s, step.at.timestamp())
-            reads = events if present >= 0.9 * events else present
+            reads = events if present >= options.always_sent_share * events else present
             per_agent.append({"agent_id": s.agent_id, "action": s.action, "reads": reads,
                               "null_share": round(1 - values / reads, 4) if reads else None,
                               "baseline_null_share": round(1 - q0, 4)})

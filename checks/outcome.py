@@ -65,6 +65,10 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
         where = data.time_filter(since=max(data.load_from, data.first - timedelta(hours=reach_hours)))
         kinds = list(mapping)
         pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
+        if not pairs:  # every outcome check configured to watch nothing
+            empty = {"agent_id": pl.String, "action": pl.String, "t": pl.Float64, "confidence": pl.Float64,
+                     "event_id": pl.String}
+            return pl.DataFrame(schema=empty), []
         actions = ", ".join(sql_string(a) for a in sorted({a for _, a in pairs}))
         values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
         lags = ", ".join(f"epoch(f.c{i}) - epoch(a.ts) AS lag_{i}" for i in range(len(kinds)))

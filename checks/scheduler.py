@@ -28,7 +28,7 @@ class CheckScheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 120) -> None:
         self._stop.set()
         self._thread.join(timeout)
 
@@ -39,6 +39,9 @@ class CheckScheduler:
             report = evaluate(self.home, config, [datetime.now(UTC)], incident_store(self.home))
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
+            return
+        except Exception:  # the store or the incident file failed: log it, the next run tries again
+            log.exception("checks did not run")
             return
         self.runs += 1
         for _, incident in report.opened:

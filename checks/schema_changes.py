@@ -96,21 +96,26 @@ class SchemaChangeCheck(Check):
 
     def prepare(self, data: EvalData) -> None:
         options: SchemaOptions = self.options  # type: ignore[assignment]
-        self.changes = [c for c in schema_changes(data, options.rename_min_similarity) if c.kind == self.kind]
         self.reads = data.shared("schema_reads", lambda: _Reads(key_counts(data)))
+        # Per change, once: the input keys naming the field, and the agents that read them up to the snapshot
+        # showing the change (an agent still sending the key after the change, reading nulls, read the field
+        # as much as one that read values before it).
+        self.changes = []
+        for change in schema_changes(data, options.rename_min_similarity):
+            if change.kind != self.kind:
+                continue
+            keys = [k for k in self.reads.read_keys() if key_reads_field(k, change.object, change.field, self.config)]
+            read_from = change.previous_at - timedelta(days=options.read_window_days)
+            readers = sorted({a for k in keys for a in self.reads.agents(k, read_from, change.taken_at)})
+            self.changes.append((change, keys, readers))
 
     def evaluate(self, step: Step) -> list[Finding]:
         options: SchemaOptions = self.options  # type: ignore[assignment]
         findings = []
-        for change in self.changes:
+        for change, keys, readers in self.changes:
             if change.taken_at > step.at:
                 continue
             age = step.at - change.taken_at
-            keys = [k for k in self.reads.read_keys() if key_reads_field(k, change.object, change.field, self.config)]
-            read_from = change.previous_at - timedelta(days=options.read_window_days)
-            # Reads up to the snapshot that shows the change: an agent still sending the key after the change
-            # (reading nulls) read the field as much as one that read values before it.
-            readers = sorted({a for k in keys for a in self.reads.agents(k, read_from, change.taken_at)})
             recent = step.at - timedelta(hours=options.still_read_hours)
             still_read = sorted({a for k in keys for a in self.reads.agents(k, recent, step.at)})
             if age > timedelta(hours=options.report_hours) and not (self.breaks_readers and still_read):

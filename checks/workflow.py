@@ -180,6 +180,11 @@ class RiseOptions(CheckOptions):
     )
 
 
+def by_due(frame: pl.DataFrame) -> pl.DataFrame:
+    """Cases in deadline order, ties broken by event id: one order for the arrays built from the frame."""
+    return frame.sort("due", "event_id")
+
+
 @dataclass(frozen=True)
 class Cases:
     """Cases sorted by deadline: each one known at its deadline, failed or not."""
@@ -192,8 +197,7 @@ class Cases:
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> Cases:
-        """From a frame with columns due, began, failed, event_id (sorted by due here)."""
-        frame = frame.sort("due")
+        """From a frame with columns due, began, failed, event_id, sorted by due (see `by_due`)."""
         failed = frame["failed"].to_numpy().astype(bool)
         return cls(due=frame["due"].dt.epoch("us").to_numpy(), began=frame["began"].dt.epoch("us").to_numpy(),
                    failed=failed, failed_upto=np.concatenate([[0], np.cumsum(failed)]),
@@ -338,8 +342,9 @@ class SlaBreach(Check):
             f"FROM handled",
             [self.object, *[options.creation_actions] * 3, options.creation_share, self.sla, self.sla, self.sla],
         )
+        frame = by_due(frame)
         self.cases = Cases.of(frame)
-        self.creators = frame.sort("due")["creator"].to_list()
+        self.creators = frame["creator"].to_list()
 
     def evaluate(self, step: Step) -> list[Finding]:
         if self.cases is None or not self.cases.due.size:
@@ -440,7 +445,7 @@ class PartialFailure(Check):
              self.allowance],
         )
         for (agent_id, action), part in frame.partition_by("agent_id", "action", as_dict=True).items():
-            part = part.sort("due")
+            part = by_due(part)
             self.subjects[(agent_id, action)] = (Cases.of(part), part.select("failed", "write_errors", "error_agents"))
 
     def evaluate(self, step: Step) -> list[Finding]:
