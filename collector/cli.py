@@ -257,8 +257,11 @@ def demo(
     if not no_serve:
         out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
                   "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"
-                  "status: .venv/bin/agentwatch status    stop: Ctrl-C", highlight=False)
-        serve(host="127.0.0.1", port=port, home=resolved.root)
+                  "status: .venv/bin/agentwatch status    stop: Ctrl-C\n"
+                  "the scheduled checks are off here: the demo month is in the past, so checks at the current time "
+                  "would find it quiet and resolve its incidents (`agentwatch serve` runs them every minute)",
+                  highlight=False)
+        serve(host="127.0.0.1", port=port, home=resolved.root, check_every="0")
 
 
 def main() -> None:
