@@ -139,3 +139,17 @@ def test_serve_runs_the_checks_and_opens_the_incidents_the_data_implies(
     server.send_signal(signal.SIGINT)
     assert server.wait(timeout=15) == 0, server_log.read_text()
     assert "Traceback" not in server_log.read_text()
+
+
+def test_scheduler_survives_a_run_that_fails(home: Home, caplog: pytest.LogCaptureFixture) -> None:
+    """A run that fails (here the incident file is a folder) is logged and raises nothing, so the scheduler's
+    thread lives on and its next run tries again."""
+    from checks.scheduler import CheckScheduler
+
+    (home.root / "incidents.sqlite3").mkdir()
+    scheduler = CheckScheduler(home, every_s=3600)
+    with caplog.at_level("ERROR", logger="collector.checks"):
+        scheduler.run_once()
+        scheduler.run_once()
+    assert scheduler.runs == 0
+    assert len([r for r in caplog.records if "checks did not run" in r.getMessage()]) == 2
