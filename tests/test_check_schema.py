@@ -123,3 +123,19 @@ class TestChecks:
         report = run(home, T0 + timedelta(days=2), T0 + timedelta(days=2, hours=12))
         assert [i.severity for _, i in opened(report, "schema.picklist_changed")] == ["warning"]
         assert [i.severity for _, i in opened(report, "schema.type_changed")] == ["critical"]
+
+    def test_benign_look_alikes_never_page(self, home):
+        """An unrelated removal and addition in one snapshot is no rename, and changes to fields no agent reads
+        (Fax removed, a type and a picklist changed on unread fields) stay info: nothing warns or pages."""
+        extra_before = [{"name": "Rating", "type": "picklist", "label": "Rating", "picklist_values": ["Hot", "Cold"]},
+                        {"name": "Score", "type": "number", "label": "Score"}]
+        extra_after = [{"name": "Rating", "type": "picklist", "label": "Rating", "picklist_values": ["Hot", "Warm"]},
+                       {"name": "Score", "type": "string", "label": "Score"},
+                       {"name": "Twitter_Handle__c", "type": "string", "label": "Twitter Handle"}]
+        after = [f for f in lead_fields(extra=extra_after) if f["name"] != "Fax"]
+        store_events(home, actions=router_reads(3), snapshots=[
+            snapshot(T0, lead_fields(extra=extra_before)), snapshot(T0 + timedelta(days=2, hours=9), after)])
+        report = run(home, T0 + timedelta(days=2), T0 + timedelta(days=2, hours=12))
+        found = sorted((i.check, i.subject["field"], i.severity) for _, i in report.opened)
+        assert found == [("schema.field_added", "Twitter_Handle__c", "info"), ("schema.field_removed", "Fax", "info"),
+                         ("schema.picklist_changed", "Rating", "info"), ("schema.type_changed", "Score", "info")]
