@@ -118,8 +118,8 @@ def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: I
             for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures)):
                 report.opened.append((at, incident))
             link_incidents(book)
-        store.save([book.by_id[i] for i in sorted(book.touched, key=incident_number)], book.first_number)
         report.incidents = [book.by_id[i] for i in sorted(book.touched, key=incident_number)]
+        store.save(report.incidents, book.first_number)
     finally:
         con.close()
 
