@@ -33,6 +33,7 @@ from pydantic import Field
 
 from checks.aggregates import action_counts
 from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import Config
 from checks.data import EvalData
 from checks.stats import cusum_end
 from collector.ingest.sql import sql_string
@@ -200,11 +201,15 @@ class DriftDistribution(Check):
     Options: ClassVar[type[CheckOptions]] = DriftOptions
     history: ClassVar[timedelta] = timedelta(days=8)
 
+    def __init__(self, options: CheckOptions, config: Config) -> None:
+        super().__init__(options, config)
+        # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
+        self.memory: dict[tuple[str, str], Memory] = {}
+
     def prepare(self, data: EvalData) -> None:
         o: DriftOptions = self.options  # type: ignore[assignment]
         self.current = timedelta(hours=o.current_hours)
         self.reference = timedelta(days=o.reference_days)
-        self.memory: dict[tuple[str, str], Memory] = {}
         self.streams = _load_streams(data, o)
 
     def evaluate(self, step: Step) -> list[Finding]:

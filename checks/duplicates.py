@@ -68,6 +68,7 @@ class Duplicate(Check):
         self.volume: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # bucket times, cumulative ok events
 
     def prepare(self, data: EvalData) -> None:
+        self.pairs, self.pair_times, self.volume = {}, {}, {}  # afresh: the scheduler may reuse this object
         frame = data.frame(f"""
             WITH ok AS (
                 SELECT agent_id, action, resource_type, resource_id, event_id, ts, coalesce(external, false) AS external

@@ -69,10 +69,14 @@ def enabled_checks(config: Config, only: list[str] | None = None) -> list[Check]
 
 
 def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentStore,
-             only: list[str] | None = None) -> RunReport:
-    """Evaluate every enabled check at each step and save the incidents into `store`."""
+             only: list[str] | None = None, checks: list[Check] | None = None) -> RunReport:
+    """Evaluate every enabled check at each step and save the incidents into `store`.
+
+    `checks` are check objects built by an earlier call of :func:`enabled_checks` with the same config, kept
+    by a caller that evaluates again and again (the scheduler), so what a check remembers between steps
+    (when it last ran Evidently or a suite) holds across runs."""
     started = time.perf_counter()
-    checks = enabled_checks(config, only)
+    checks = checks if checks is not None else enabled_checks(config, only)
     report = RunReport(steps=len(steps))
     if not steps:
         return report

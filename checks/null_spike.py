@@ -23,6 +23,7 @@ from pydantic import Field
 
 from checks.aggregates import _json_path_key, key_counts
 from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.config import Config
 from checks.data import BUCKET, EvalData
 from checks.schema_diff import fields_by_object
 from checks.stats import bernoulli_llr, cusum_end
@@ -124,6 +125,11 @@ class NullSpike(Check):
     Options = NullSpikeOptions
     history = timedelta(days=8)
 
+    def __init__(self, options: CheckOptions, config: Config) -> None:
+        super().__init__(options, config)
+        # Kept across runs when the scheduler reuses this object: the impact is recounted hourly in `serve` too.
+        self.impacts: dict[str, tuple[datetime, dict[str, Any]]] = {}
+
     def prepare(self, data: EvalData) -> None:
         self.data = data
         counts = key_counts(data).with_columns(pl.col("bucket").dt.epoch("s").alias("t"))
@@ -134,7 +140,6 @@ class NullSpike(Check):
                 agent, action, group["t"].to_numpy(), group["events"].to_numpy(), group["present"].to_numpy(),
                 group["nonnull"].to_numpy()))
         self.objects = fields_by_object(data)
-        self.impacts: dict[str, tuple[datetime, dict[str, Any]]] = {}
 
     def evaluate(self, step: Step) -> list[Finding]:
         options: NullSpikeOptions = self.options  # type: ignore[assignment]

@@ -281,6 +281,7 @@ class CorrectionRateCheck(Check):
         return self.mapping_of(self.options)
 
     def prepare(self, data: EvalData) -> None:
+        self.subjects = {}  # afresh: the object may be reused by the scheduler for the next run
         frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
         max_lag = self.options.max_lag_hours * HOUR
         for (agent, action), group in frame.group_by("agent_id", "action", maintain_order=True):
@@ -428,6 +429,7 @@ class Calibration(CorrectionRateCheck):
         return {kind: list(actions) for kind, actions in options.proven_wrong_by.items()}  # type: ignore[attr-defined]
 
     def prepare(self, data: EvalData) -> None:
+        self.subjects, self.everything = {}, {}  # afresh: the object may be reused by the scheduler
         frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
         frame = frame.filter(pl.col("confidence").is_not_null())
         max_lag = self.options.max_lag_hours * HOUR

@@ -7,7 +7,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from checks.engine import config_for, evaluate, incident_store
+from checks.base import Check
+from checks.config import Config
+from checks.engine import config_for, enabled_checks, evaluate, incident_store
 from collector.errors import AgentwatchError
 from collector.home import Home
 
@@ -22,6 +24,7 @@ class CheckScheduler:
         self.every_s = every_s
         self.config_path = config_path
         self.runs = 0
+        self._checks: tuple[str, list[Check]] | None = None  # (the config they were built from, the checks)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentwatch-checks", daemon=True)
 
@@ -36,7 +39,8 @@ class CheckScheduler:
         """One evaluation at the current time; a failure is logged and the next run tries again."""
         try:
             config = config_for(self.home, self.config_path)  # re-read: an edited config applies next run
-            report = evaluate(self.home, config, [datetime.now(UTC)], incident_store(self.home))
+            report = evaluate(self.home, config, [datetime.now(UTC)], incident_store(self.home),
+                              checks=self._checks_for(config))
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
             return
@@ -49,6 +53,14 @@ class CheckScheduler:
                         incident.summary)
         for name, problem in report.failures.items():
             log.error("check %s failed: %s", name, problem)
+
+    def _checks_for(self, config: Config) -> list[Check]:
+        """The same check objects run after run while the config stays the same (their throttles then hold
+        between runs); new ones when it changed."""
+        fingerprint = config.model_dump_json()
+        if self._checks is None or self._checks[0] != fingerprint:
+            self._checks = (fingerprint, enabled_checks(config))
+        return self._checks[1]
 
     def _loop(self) -> None:
         while not self._stop.is_set():

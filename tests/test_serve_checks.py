@@ -153,3 +153,20 @@ def test_scheduler_survives_a_run_that_fails(home: Home, caplog: pytest.LogCaptu
         scheduler.run_once()
     assert scheduler.runs == 0
     assert len([r for r in caplog.records if "checks did not run" in r.getMessage()]) == 2
+
+
+def test_scheduler_keeps_its_checks_while_the_config_stays_the_same(home: Home) -> None:
+    """Run after run the scheduler hands the engine the same check objects (so their throttles hold), and new
+    ones once agentwatch.yaml changes."""
+    from checks.scheduler import CheckScheduler
+
+    scheduler = CheckScheduler(home, every_s=3600)
+    scheduler.run_once()
+    first = scheduler._checks
+    scheduler.run_once()
+    assert scheduler._checks is first and scheduler.runs == 2
+    (home.root / "agentwatch.yaml").write_text("checks:\n  quality.null_spike: {threshold: 12}\n")
+    scheduler.run_once()
+    assert scheduler._checks is not first
+    (null_spike,) = [c for c in scheduler._checks[1] if c.name == "quality.null_spike"]
+    assert null_spike.options.threshold == 12
