@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from checks.base import REGISTRY, CheckOptions
@@ -43,6 +44,15 @@ def _default(field_info: object) -> str:
     return f"`{json.dumps(value)}`"
 
 
+def _duration(delta: timedelta) -> str:
+    """A timedelta in words: 8 days, 1 h, 1 day 2 h."""
+    days, hours = delta.days, delta.seconds // 3600
+    minutes = delta.seconds % 3600 // 60
+    parts = [f"{days} day{'s' if days != 1 else ''}" if days else "", f"{hours} h" if hours else "",
+             f"{minutes} min" if minutes else ""]
+    return " ".join(p for p in parts if p) or "none"
+
+
 def _options_table(options: type[CheckOptions]) -> list[str]:
     rows = ["| option | default | what it does, and why this default |", "| --- | --- | --- |"]
     for name, info in options.model_fields.items():
@@ -65,7 +75,7 @@ def render() -> str:
             doc = inspect.cleandoc(check.__doc__ or "")
             lines.append(f"### `{name}`\n")
             lines.append(doc + "\n")
-            lines.append(f"History read before the first evaluation: {check.history}.\n")
+            lines.append(f"History read before the first evaluation (by default): {_duration(check.history)}.\n")
             lines.extend(_options_table(check.Options))
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
