@@ -233,7 +233,8 @@ class NullSpike(Check):
         summary = (f"{', '.join(agents)} read {key}{where} as null {null_reads:,} times since "
                    f"{started:%Y-%m-%d %H:%M} UTC ({current_null:.0%} of recent reads, usually {baseline_null:.0%})")
         if impact.get("should_have_value"):
-            summary += f"; {impact['should_have_value']:,} were on records with a {impact['companion']}, so had a value"
+            summary += (f"; {impact['should_have_value']:,} were on records with {impact['companion']} set, "
+                        "so had a value")
         if impact.get("decisions"):
             top = ", ".join(f"{d['decision']} {d['count']:,}" for d in impact["decisions"][:4])
             summary += f"; decisions on those: {top}"
