@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from checks.data import EvalData
 
 
+SAMPLE_IDS = 20  # event ids an incident keeps as examples
+
+
 class Severity(StrEnum):
     info = "info"
     warning = "warning"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from checks.base import Finding, Severity, subject_key
+from checks.base import SAMPLE_IDS, Finding, Severity, subject_key
 from schemas.incidents import Incident
 
 
@@ -51,7 +51,7 @@ class IncidentBook:
         incident = Incident(
             id=f"INC-{self.next_number}", check=finding.check, severity=finding.severity.value, status="open",
             opened_at=at, started_at=min(finding.started_at, at), last_fired_at=at, subject=finding.subject,
-            summary=finding.summary, evidence=finding.evidence, sample_event_ids=finding.sample_event_ids[:20],
+            summary=finding.summary, evidence=finding.evidence, sample_event_ids=finding.sample_event_ids[:SAMPLE_IDS],
             affected=finding.affected,
         )
         self.next_number += 1
@@ -64,7 +64,7 @@ class IncidentBook:
         self._put(incident.model_copy(update={
             "severity": severity.value, "last_fired_at": at, "summary": finding.summary,
             "evidence": finding.evidence or incident.evidence, "affected": max(incident.affected, finding.affected),
-            "sample_event_ids": finding.sample_event_ids[:20] or incident.sample_event_ids,
+            "sample_event_ids": finding.sample_event_ids[:SAMPLE_IDS] or incident.sample_event_ids,
             "started_at": min(incident.started_at, finding.started_at),
         }))
 

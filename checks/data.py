@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from checks.config import Config
@@ -20,6 +21,8 @@ from collector.store import duck
 
 T = TypeVar("T")
 BUCKET = timedelta(minutes=5)  # the grain of every time series the checks keep
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -47,6 +50,16 @@ class EvalData:
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's result as a Polars frame."""
         return pl.from_arrow(duck.run_arrow(self.con, sql, params))  # type: ignore[return-value]
+
+
+def to_micros(at: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (the unit of Polars' and DuckDB's timestamps)."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def from_micros(micros: int | np.integer) -> datetime:
+    """The UTC time `micros` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=int(micros))
 
 
 def floor_to_bucket(at: datetime) -> datetime:

@@ -23,7 +23,7 @@ evaluations the last verdict is re-reported, so an incident does not flap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 
@@ -32,21 +32,19 @@ import polars as pl
 from pydantic import Field
 
 from checks.aggregates import action_counts
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import Config
-from checks.data import EvalData
+from checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
 from checks.stats import cusum_end
 from collector.ingest.sql import sql_string
 from collector.store import duck
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROS = timedelta(microseconds=1)
+BUCKET_US = BUCKET // MICROSECOND
 HASH_RANGE = 1_000_000  # event-id hashes are reduced to [0, HASH_RANGE) to sample reproducibly
 NONE = "(none)"  # a decision output left empty is a category of its own: "no route" is a decision too
 NOISE_SPLITS = 5  # reference-against-itself comparisons averaged into the noise level
 NUMERIC_METHOD = "Wasserstein distance (normed)"  # Evidently's display names of the two methods
 CATEGORICAL_METHOD = "Jensen-Shannon distance"
-SAMPLE_IDS = 20
 DISCOVERY_ROWS = 3000  # sampled rows per agent x action that decide which keys are numbers, categories or ids
 KEEP_VERDICT_WHEN_THIN = timedelta(days=3)  # too few rows to judge (a weekend, a holiday): the last verdict stands
 
@@ -266,8 +264,8 @@ class DriftDistribution(Check):
         else:
             severity = Severity.info
         started_at, sample = _change_start((outputs or drifted)[0], stream, current)
-        since = stream.bucket_us > _micros(started_at) - 300_000_000  # the 5-minute bucket holding the start
-        affected = int(stream.bucket_events[since & (stream.bucket_us <= _micros(step.at))].sum())
+        since = stream.bucket_us > to_micros(started_at) - BUCKET_US  # the 5-minute bucket holding the start
+        affected = int(stream.bucket_events[since & (stream.bucket_us <= to_micros(step.at))].sum())
         names = {s.column.name for s in drifted}
         report = [m for m in memory.report if m["column"] in names]
         evidence = {
@@ -410,8 +408,8 @@ def _column(rows: pl.DataFrame, name: str, alias: str, role: str, numeric: bool)
 
 def _window(stream: Stream, start: datetime, end: datetime, max_rows: int) -> np.ndarray:
     """Row indices in (start, end], at most max_rows of them (the smallest hashes), in time order."""
-    lo = int(np.searchsorted(stream.ts, _micros(start), side="right"))
-    hi = int(np.searchsorted(stream.ts, _micros(end), side="right"))
+    lo = int(np.searchsorted(stream.ts, to_micros(start), side="right"))
+    hi = int(np.searchsorted(stream.ts, to_micros(end), side="right"))
     rows = np.arange(lo, hi)
     if rows.size > max_rows:
         rows = np.sort(rows[np.argpartition(stream.u[lo:hi], max_rows)[:max_rows]])
@@ -548,7 +546,7 @@ def _change_start(score: Score, stream: Stream, current: np.ndarray) -> tuple[da
     start = max(start, 0)
     after = np.arange(start, rows.size)
     strongest = after[np.argsort(-llr[after], kind="stable")[:SAMPLE_IDS]]
-    return _time(stream.ts[rows[start]]), [str(stream.event_ids[rows[i]]) for i in sorted(strongest)]
+    return from_micros(stream.ts[rows[start]]), [str(stream.event_ids[rows[i]]) for i in sorted(strongest)]
 
 
 # --- evidence and summary ------------------------------------------------------------------------------------
@@ -580,7 +578,7 @@ def _share_changes(score: Score) -> list[dict[str, Any]]:
 
 
 def _window_evidence(stream: Stream, rows: np.ndarray, start: datetime, end: datetime) -> dict[str, Any]:
-    inside = (stream.bucket_us > _micros(start) - 300_000_000) & (stream.bucket_us <= _micros(end))
+    inside = (stream.bucket_us > to_micros(start) - BUCKET_US) & (stream.bucket_us <= to_micros(end))
     return {"start": start.isoformat(), "end": end.isoformat(), "sampled_rows": int(rows.size),
             "events": int(stream.bucket_events[inside].sum())}
 
@@ -602,9 +600,3 @@ def _summary(stream: Stream, drifted: list[Score], compared: int, o: DriftOption
             f"threshold {o.threshold:g}){others}.")
 
 
-def _micros(at: datetime) -> int:
-    return (at - EPOCH) // MICROS
-
-
-def _time(micros: int | np.integer) -> datetime:
-    return EPOCH + timedelta(microseconds=int(micros))

@@ -11,7 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from checks.aggregates import action_counts
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import Config
 from checks.data import BUCKET, EvalData
 
@@ -153,7 +153,7 @@ class Duplicate(Check):
                 "window_minutes": opts.window_minutes, "recent_minutes": opts.recent_minutes,
                 "min_count": opts.min_count, "external": external,
             },
-            sample_event_ids=sample[:20],
+            sample_event_ids=sample[:SAMPLE_IDS],
         )
 
 

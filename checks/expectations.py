@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import Config
 from checks.data import EvalData
 from collector.errors import ConfigError
@@ -273,7 +273,8 @@ class ExpectationFailed(Check):
         return Finding(
             check=self.name, subject={"dataset": dataset, "expectation": spec.label}, severity=Severity(spec.severity),
             summary=summary, started_at=started if isinstance(started, datetime) else start,
-            affected=int(unexpected if unexpected is not None else rows), evidence=evidence, sample_event_ids=ids[:20],
+            affected=int(unexpected if unexpected is not None else rows), evidence=evidence,
+            sample_event_ids=ids[:SAMPLE_IDS],
         )
 
 

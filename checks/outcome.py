@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from checks.base import REGISTRY, Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import Config
 from checks.data import EvalData
 from checks.stats import bernoulli_llr, cusum_end
@@ -345,7 +345,7 @@ class CorrectionRateCheck(Check):
                 "max_lag_hours": opts.max_lag_hours, "cusum": round(test.statistic, 2),
                 "threshold": opts.threshold, "outcome_kinds": sorted(self.kinds_to_actions()),
             },
-            sample_event_ids=[str(i) for i in corrected_ids if i is not None][:20],
+            sample_event_ids=[str(i) for i in corrected_ids if i is not None][:SAMPLE_IDS],
         )
 
 
@@ -493,7 +493,7 @@ class Calibration(CorrectionRateCheck):
                 "confidence_bins": self._bins(agent, action, at, all_curve),
                 "proven_wrong_by": self.kinds_to_actions(),
             },
-            sample_event_ids=[str(i) for i in ids if i is not None][:20],
+            sample_event_ids=[str(i) for i in ids if i is not None][:SAMPLE_IDS],
         )
 
     def _bins(self, agent: str, action: str, at: float, curve: np.ndarray) -> list[dict]:

@@ -11,21 +11,17 @@ holding back or asking a human, which is what a policy wants.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import AgentPolicy, Config
-from checks.data import EvalData
+from checks.data import MICROSECOND, EvalData, to_micros
 from collector.ingest.sql import quote_identifier
-
-SAMPLE_IDS = 20
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 
 
 class PolicyOptions(CheckOptions):
@@ -67,7 +63,7 @@ class PolicyCheck(Check):
         self.ts = self.violations["ts"].dt.epoch("us").to_numpy()
 
     def evaluate(self, step: Step) -> list[Finding]:
-        at = _micros(step.at)
+        at = to_micros(step.at)
         lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
         if hi <= lo:
             return []
@@ -230,7 +226,3 @@ def _empty_violations() -> pl.DataFrame:
         "records_affected": pl.Int64, "external": pl.Boolean, **dict.fromkeys(CHECKS, pl.Boolean),
     })
 
-
-def _micros(at: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (the unit of the frames' timestamps)."""
-    return (at - EPOCH) // MICROSECOND

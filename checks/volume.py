@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from pydantic import Field, field_validator
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register, subject_key
 from checks.data import EvalData
 from checks.seasonal import (
     SLOTS_PER_DAY,
@@ -267,7 +267,7 @@ class VolumeCheck(Check):
         rows = duck.run(
             self.con,
             f"SELECT event_id FROM actions WHERE agent_id = ? AND action = ? AND ts > ? AND ts <= ? "
-            f"ORDER BY ts {order} LIMIT 20",
+            f"ORDER BY ts {order} LIMIT {SAMPLE_IDS}",
             [self.model.series.agents[row], self.model.series.actions[row], since, until],
         )
         return [r[0] for r in rows]

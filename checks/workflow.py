@@ -11,32 +11,22 @@ ever looks ahead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import ClassVar
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import WorkflowConfig
-from checks.data import EvalData
+from checks.data import MICROSECOND, EvalData, from_micros, to_micros
 from checks.stats import bernoulli_llr, cusum_end
 
-SAMPLE_IDS = 20
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 DAY_US = timedelta(days=1) // MICROSECOND
 PRIOR_CASES = 10  # pseudo-cases that pull a thin baseline towards the broader (or floor) share
 
 
-def _micros(at: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (the unit of the frames' timestamps)."""
-    return (at - EPOCH) // MICROSECOND
-
-
-def _at(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=int(micros))
 
 
 def _state_path(field: str) -> str:
@@ -111,7 +101,7 @@ class InvalidTransition(Check):
         self.ts = self.moves["ts"].dt.epoch("us").to_numpy()
 
     def evaluate(self, step: Step) -> list[Finding]:
-        at = _micros(step.at)
+        at = to_micros(step.at)
         lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
         if hi <= lo:
             return []
@@ -264,7 +254,7 @@ def smoothed_share(failed: int, cases: int, prior: float, floor: float) -> float
 def _frozen_end(step: Step, check: str, subject: dict[str, str], at: int) -> int:
     """The baseline's end: now, or when the open incident on this subject began (its baseline stays clean)."""
     started = step.started(check, subject)
-    return min(at, _micros(started)) if started is not None else at
+    return min(at, to_micros(started)) if started is not None else at
 
 
 # --- workflow.sla_breach --------------------------------------------------------------------------------
@@ -351,7 +341,7 @@ class SlaBreach(Check):
             return []
         options: SlaOptions = self.options  # type: ignore[assignment]
         subject = {"object": self.object}
-        at = _micros(step.at)
+        at = to_micros(step.at)
         end = _frozen_end(step, self.name, subject, at)
         window = timedelta(minutes=options.window_minutes) // MICROSECOND
         days = int(np.ceil(options.baseline_days))
@@ -365,7 +355,7 @@ class SlaBreach(Check):
         if rise is None:
             return []
         minutes = round(self.sla.total_seconds() / 60)
-        began = _at(self.cases.began[rise.first])
+        began = from_micros(self.cases.began[rise.first])
         breached = [i for i in range(rise.first, rise.last) if self.cases.failed[i]]
         return [Finding(
             check=self.name, subject=subject, severity=Severity.warning,
@@ -450,7 +440,7 @@ class PartialFailure(Check):
 
     def evaluate(self, step: Step) -> list[Finding]:
         options: PartialOptions = self.options  # type: ignore[assignment]
-        at = _micros(step.at)
+        at = to_micros(step.at)
         window = timedelta(minutes=options.window_minutes) // MICROSECOND
         baseline = int(timedelta(days=options.baseline_days) // MICROSECOND)
         findings = []
@@ -471,7 +461,7 @@ class PartialFailure(Check):
             pl.col("failed") & (pl.col("write_errors") > 0))
         error_agents = sorted({a for agents in errored["error_agents"].to_list() for a in agents or []})
         minutes = round(self.allowance.total_seconds() / 60)
-        began = _at(cases.began[rise.first])
+        began = from_micros(cases.began[rise.first])
         agent_id, action = subject["agent_id"], subject["action"]
         return Finding(
             check=self.name, subject=subject, severity=Severity.critical,
