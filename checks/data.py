@@ -62,6 +62,13 @@ def from_micros(micros: int | np.integer) -> datetime:
     return EPOCH + timedelta(microseconds=int(micros))
 
 
+def rows_in_window(frame: pl.DataFrame, ts_us: np.ndarray, window: timedelta, at: datetime) -> pl.DataFrame:
+    """The rows of a time-sorted frame (`ts_us`: its times in microseconds) with time in (at - window, at]."""
+    end = to_micros(at)
+    lo, hi = np.searchsorted(ts_us, [end - window // MICROSECOND, end], side="right")
+    return frame.slice(int(lo), max(int(hi - lo), 0))
+
+
 def floor_to_bucket(at: datetime) -> datetime:
     """The start of the bucket holding `at` (buckets are aligned to the Unix epoch)."""
     seconds = BUCKET.total_seconds()

@@ -14,13 +14,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-import numpy as np
 import polars as pl
 from pydantic import Field
 
 from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import AgentPolicy, Config
-from checks.data import MICROSECOND, EvalData, to_micros
+from checks.data import EvalData, rows_in_window
 from collector.ingest.sql import quote_identifier
 
 
@@ -63,11 +62,9 @@ class PolicyCheck(Check):
         self.ts = self.violations["ts"].dt.epoch("us").to_numpy()
 
     def evaluate(self, step: Step) -> list[Finding]:
-        at = to_micros(step.at)
-        lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
-        if hi <= lo:
+        recent = rows_in_window(self.violations, self.ts, self.window, step.at)
+        if recent.is_empty():
             return []
-        recent = self.violations.slice(int(lo), int(hi - lo))
         groups = recent.group_by("agent_id", "action").agg(
             pl.len().alias("events"),
             pl.col("ts").min().alias("started_at"),

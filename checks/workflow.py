@@ -20,7 +20,7 @@ from pydantic import Field
 
 from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import WorkflowConfig
-from checks.data import MICROSECOND, EvalData, from_micros, to_micros
+from checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
 from checks.stats import bernoulli_llr, cusum_end
 
 DAY_US = timedelta(days=1) // MICROSECOND
@@ -101,12 +101,10 @@ class InvalidTransition(Check):
         self.ts = self.moves["ts"].dt.epoch("us").to_numpy()
 
     def evaluate(self, step: Step) -> list[Finding]:
-        at = to_micros(step.at)
-        lo, hi = np.searchsorted(self.ts, [at - self.window // MICROSECOND, at], side="right")
-        if hi <= lo:
+        recent = rows_in_window(self.moves, self.ts, self.window, step.at)
+        if recent.is_empty():
             return []
-        recent = self.moves.slice(int(lo), int(hi - lo)).with_columns(
-            (pl.col("from_state") + " -> " + pl.col("to_state")).alias("transition"))
+        recent = recent.with_columns((pl.col("from_state") + " -> " + pl.col("to_state")).alias("transition"))
         pairs = recent.group_by("agent_id", "action", "transition").len().sort("len", "transition", descending=True)
         groups = recent.group_by("agent_id", "action").agg(
             pl.len().alias("events"), pl.col("ts").min().alias("started_at"),
