@@ -23,12 +23,17 @@ from checks.data import EvalData, rows_in_window
 from collector.ingest.sql import quote_identifier
 
 
-class PolicyOptions(CheckOptions):
+class ViolationOptions(CheckOptions):
+    """What the checks that report individual violations (policy, invalid transitions) share."""
+
     resolve_after_minutes: float = Field(
         360, gt=0,
         description="Resolve once no violation has been seen this long. Six hours, not the usual hour: a violation "
                     "that recurs within a working morning is the same problem, not a new page each time.",
     )
+
+
+class PolicyOptions(ViolationOptions):
     window_minutes: float = Field(
         60, gt=0,
         description="Report violations with event time in this last stretch before each evaluation, counted per "

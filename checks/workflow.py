@@ -21,6 +21,7 @@ from pydantic import Field
 from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
 from checks.config import WorkflowConfig
 from checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
+from checks.policy import ViolationOptions
 from checks.stats import bernoulli_llr, cusum_end
 
 DAY_US = timedelta(days=1) // MICROSECOND
@@ -37,12 +38,7 @@ def _state_path(field: str) -> str:
 # --- workflow.invalid_transition -------------------------------------------------------------------------
 
 
-class TransitionOptions(CheckOptions):
-    resolve_after_minutes: float = Field(
-        360, gt=0,
-        description="Resolve once no violation has been seen this long. Six hours, not the usual hour: a violation "
-                    "that recurs within a working morning is the same problem, not a new page each time.",
-    )
+class TransitionOptions(ViolationOptions):
     window_minutes: float = Field(
         60, gt=0,
         description="Report invalid transitions with event time in this last stretch before each evaluation, "
