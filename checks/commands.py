@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from checks.engine import RunReport, backtest_steps, config_for, evaluate, incident_store
 from checks.incidents import IncidentStore, dumps
+from collector.durations import parse_duration_text
 from collector.errors import ConfigError
 from collector.home import Home
 from schemas import parse_rfc3339
@@ -34,7 +34,6 @@ ConfigOption = Annotated[
 OnlyOption = Annotated[
     list[str] | None, typer.Option("--only", help="Run only this check (repeatable), e.g. --only quality.null_spike.")
 ]
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 
 
 class Status(StrEnum):
@@ -45,11 +44,10 @@ class Status(StrEnum):
 
 def parse_duration(text: str, option: str) -> timedelta:
     """``15m``, ``1h``, ``30s``, ``2d`` as a timedelta."""
-    match = DURATION.match(text.strip())
-    if not match:
-        raise ConfigError(f"{option} {text!r}: give a duration such as 30s, 15m, 1h or 1d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-    return timedelta(**{unit: float(match.group(1))})
+    try:
+        return parse_duration_text(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: give a duration such as 30s, 15m, 1h or 1d") from None
 
 
 def _time(value: str, option: str) -> datetime:

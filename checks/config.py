@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from alerts.config import AlertsConfig, GuardConfig, validate_alerts
 from collector.errors import ConfigError
 
 CONFIG_NAME = "agentwatch.yaml"
@@ -79,6 +80,8 @@ class Config(BaseModel):
     expectations: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="dataset (actions | outcomes) -> Great Expectations expectations."
     )
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Destinations, routes and timing.")
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="Which incidents pause agents.")
 
     def policy_for(self, agent_id: str) -> AgentPolicy:
         """The effective policy of an agent: ``"*"`` extended by its own entry."""
@@ -102,7 +105,8 @@ def load_config(path: Path | None) -> Config:
     lines: dict[tuple, int] = {}
     data = _to_python(node, (), lines) if node is not None else {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} line 1: the config should be a mapping of keys (agents, workflow, fields, checks)")
+        raise ConfigError(f"{path} line 1: the config should be a mapping of keys (agents, workflow, fields, checks, "
+                          "alerts, guard)")
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -113,6 +117,10 @@ def load_config(path: Path | None) -> Config:
     from checks.options import validate_check_options
 
     validate_check_options(config, path, lambda loc: _line_of(loc, lines))
+    from checks.base import REGISTRY
+
+    validate_alerts(config.alerts, config.guard, list(REGISTRY),
+                    lambda loc: f"{path} line {_line_of(loc, lines)} ({'.'.join(str(p) for p in loc)})")
     return config
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.errors import ConfigError, StoreError
+from collector.errors import ConfigError
+from collector.sqlite import SqliteFile
 from schemas.incidents import Incident
 
 SCHEMA = """
@@ -43,41 +43,9 @@ class IncidentStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            with self._reading() as con:
-                con.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the incident store {path}: {exc}") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA busy_timeout=30000")
-        return con
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection, closed afterwards (sqlite3's own context manager leaves it open)."""
-        con = self._connect()
-        try:
-            yield con
-        finally:
-            con.close()
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (BEGIN IMMEDIATE): committed on success, else rolled back."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        self._file = SqliteFile(path, SCHEMA, "incident store")
+        self._reading = self._file.reading
+        self._writing = self._file.writing
 
     def list(self, statuses: Iterable[str] | None = None) -> list[Incident]:
         """Incidents, newest first, optionally only those with the given statuses."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from checks.book import IncidentBook
-from schemas.incidents import Incident
+from schemas.incidents import Incident, agents_named
 
 SCHEMA_BREAKS = ("schema.field_renamed", "schema.field_removed", "schema.type_changed", "schema.picklist_changed")
 BEHAVIOUR = ("quality.null_spike", "drift.distribution")
@@ -18,10 +18,7 @@ OUTCOMES = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "o
 
 
 def _agents(incident: Incident) -> set[str]:
-    agents = set(incident.evidence.get("agents", []))
-    if "agent_id" in incident.subject:
-        agents.add(incident.subject["agent_id"])
-    return agents
+    return set(agents_named(incident))
 
 
 def schema_explains_nulls(cause: Incident, effect: Incident) -> bool:

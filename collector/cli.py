@@ -18,6 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from alerts.agent_commands import agent_app
+from alerts.commands import alerts_app
+from alerts.silence_commands import silence_app
 from checks import commands as check_commands
 from collector.datasets import ACTIONS, OUTCOMES
 from collector.errors import AgentwatchError, ConfigError
@@ -38,6 +41,9 @@ app.command()(check_commands.check)
 app.command()(check_commands.backtest)
 app.command()(check_commands.incidents)
 app.add_typer(check_commands.incident_app, name="incident")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(silence_app, name="silence")
+app.add_typer(agent_app, name="agent")
 
 out = Console()
 err = Console(stderr=True)

@@ -31,3 +31,12 @@ class Incident(BaseModel):
     affected: int = Field(description="How many events or records.")
     caused_by: list[str] = Field(default_factory=list, description="Ids of incidents that explain this one.")
     effects: list[str] = Field(default_factory=list, description="Ids of incidents this one explains.")
+
+
+def agents_named(incident: Incident) -> list[str]:
+    """The agents an incident is about: its subject's agent, then those its evidence names (e.g. the agents
+    reading a renamed field)."""
+    agents = [a for a in incident.evidence.get("agents", []) if isinstance(a, str)]
+    if "agent_id" in incident.subject:
+        agents.insert(0, incident.subject["agent_id"])
+    return list(dict.fromkeys(agents))

@@ -115,3 +115,13 @@ def query(home: Home) -> Query:
             con.close()
 
     return run
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1 (tests/receiver.py), stopped after the test."""
+    from tests.receiver import Receiver
+
+    started = Receiver().start()
+    yield started
+    started.stop()

@@ -1,0 +1,86 @@
+"""The alerting state of one home, in ``alerts.sqlite3``: outbox, what was sent per group, silences, pauses.
+
+One file so that deciding a notification and queueing it commit together: a crash between the two can
+neither lose the notification nor send it twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from collector.home import Home
+from collector.sqlite import SqliteFile
+
+ALERTS_FILE = "alerts.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- One row per notification to one destination; id is its idempotency key. Times are epoch seconds.
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,                       -- pending | delivered | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,       -- a sender holds the row until then
+    last_error TEXT,
+    last_status INTEGER,
+    created_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+-- What each destination was last told about each group of incidents.
+CREATE TABLE IF NOT EXISTS sent_groups (
+    destination TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    members TEXT NOT NULL,                     -- JSON list of incident ids
+    first_sent_at REAL NOT NULL,
+    last_sent_at REAL NOT NULL,
+    PRIMARY KEY (destination, group_key)
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,                    -- JSON list of [key, pattern]
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expired_at REAL
+);
+-- Every pause and resume of an agent, by an operator or by agentwatch itself.
+CREATE TABLE IF NOT EXISTS agent_controls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id TEXT NOT NULL,
+    action TEXT NOT NULL,                      -- pause | resume
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    incident_id TEXT
+);
+CREATE INDEX IF NOT EXISTS agent_controls_agent ON agent_controls (agent_id, seq);
+"""
+
+
+def alerts_db(home: Home) -> SqliteFile:
+    return open_alerts_db(home.root / ALERTS_FILE)
+
+
+def open_alerts_db(path: Path) -> SqliteFile:
+    return SqliteFile(path, SCHEMA, "alerting state")
+
+
+def install_id(db: SqliteFile) -> str:
+    """A random id of this installation, made once: it keeps PagerDuty dedup keys of two installs apart."""
+    with db.writing() as con:
+        row = con.execute("SELECT value FROM meta WHERE name = 'install_id'").fetchone()
+        if row:
+            return row[0]
+        value = secrets.token_hex(4)
+        con.execute("INSERT INTO meta (name, value) VALUES ('install_id', ?)", [value])
+        return value
