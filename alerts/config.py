@@ -155,6 +155,8 @@ class AlertsConfig(BaseModel):
         "warning", description="Incidents below it are recorded, never sent.")
     group_wait: Duration = Field(timedelta(minutes=2), description="Wait after a group's first incident opens, so "
                                  "incidents with one cause go out in one notification.")
+    group_interval: Duration = Field(timedelta(minutes=30), description="Wait at least this long after a group's "
+                                     "last notification before telling of incidents that joined it since.")
     repeat_interval: Duration = Field(timedelta(hours=4), description="Resend a group still open this often.")
     dashboard_url: str = Field("http://127.0.0.1:8501", description="Links in notifications point here.")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)

@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS sent_groups (
     last_sent_at REAL NOT NULL,
     PRIMARY KEY (destination, group_key)
 );
+-- Which group each incident belongs to, decided when it is first seen (so a group keeps its members).
+CREATE TABLE IF NOT EXISTS incident_groups (
+    incident_id TEXT PRIMARY KEY,
+    group_key TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY,
     matchers TEXT NOT NULL,                    -- JSON list of [key, pattern]

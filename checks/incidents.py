@@ -64,6 +64,15 @@ class IncidentStore:
             raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
         return Incident.model_validate_json(row[0])
 
+    def get_many(self, incident_ids: list[str]) -> list[Incident]:
+        """The incidents with these ids (those that exist)."""
+        if not incident_ids:
+            return []
+        with self._reading() as con:
+            rows = con.execute(f"SELECT body FROM incidents WHERE id IN ({', '.join('?' for _ in incident_ids)})",
+                               incident_ids).fetchall()
+        return [Incident.model_validate_json(body) for (body,) in rows]
+
     def set_status(self, incident_id: str, status: str, at: datetime | None = None) -> Incident:
         """A human acknowledges or resolves an incident."""
         at = at or datetime.now(UTC)

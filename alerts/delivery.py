@@ -1,0 +1,84 @@
+"""Send what the outbox holds: one attempt per due notification, then deliver, retry later or give up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from alerts.config import AlertsConfig, DeliveryConfig
+from alerts.destinations import send
+from alerts.outbox import Outbox, OutboxRow
+
+log = logging.getLogger("collector.alerts")
+
+LEASE_S = 120.0  # longer than any destination timeout: a sender that died lets go after this
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did, by notification id."""
+
+    delivered: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def backoff(attempts: int, delivery: DeliveryConfig, retry_after_s: float | None) -> timedelta:
+    """The wait before the next attempt after `attempts` failed ones: the destination's Retry-After when it
+    gave one (capped), else ``first_retry`` doubling up to ``max_retry``."""
+    if retry_after_s is not None:
+        return min(timedelta(seconds=max(retry_after_s, 0.0)), delivery.max_retry_after)
+    return min(delivery.first_retry * (2 ** max(attempts - 1, 0)), delivery.max_retry)
+
+
+def deliver_due(outbox: Outbox, alerts: AlertsConfig, now: datetime | None = None,
+                client: httpx.Client | None = None, limit: int = 50) -> DeliveryReport:
+    """One attempt at every notification due at `now`."""
+    now = now or datetime.now(UTC)
+    report = DeliveryReport()
+    rows = outbox.claim_due(now, LEASE_S, limit)
+    if not rows:
+        return report
+    own_client = client is None
+    client = client or httpx.Client(follow_redirects=False)
+    try:
+        for row in rows:
+            _deliver(row, outbox, alerts, client, report)
+    finally:
+        if own_client:
+            client.close()
+    return report
+
+
+def _deliver(row: OutboxRow, outbox: Outbox, alerts: AlertsConfig, client: httpx.Client,
+             report: DeliveryReport) -> None:
+    destination = alerts.destinations.get(row.destination)
+    if destination is None:
+        error = f"destination {row.destination!r} is no longer in the config; add it back and run " \
+                f"`agentwatch alerts retry {row.id}`"
+        outbox.failed(row.id, error, None)
+        report.failed.append(row.id)
+        log.error("notification %s failed: %s", row.id, error)
+        return
+    outcome = send(client, row.destination, destination, row.notification())
+    done = datetime.now(UTC)
+    attempts = row.attempts + 1
+    if outcome.delivered:
+        outbox.delivered(row.id, outcome.status, done)
+        report.delivered.append(row.id)
+        return
+    error = outcome.error or f"HTTP {outcome.status}"
+    if outcome.retryable and attempts < alerts.delivery.max_attempts:
+        wait = backoff(attempts, alerts.delivery, outcome.retry_after_s)
+        outbox.retry_later(row.id, error, outcome.status, done + wait)
+        report.retrying.append(row.id)
+        log.warning("notification %s to %s: attempt %d failed (%s); next in %.0f s", row.id, row.destination,
+                    attempts, error, wait.total_seconds())
+        return
+    outbox.failed(row.id, error, outcome.status)
+    report.failed.append(row.id)
+    log.error("notification %s to %s failed after %d attempt(s): %s; `agentwatch alerts retry %s` sends it again",
+              row.id, row.destination, attempts, error, row.id)
