@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -28,6 +29,7 @@ from collector.api.errors import (
     error_response,
     install_error_handlers,
 )
+from collector.api.guard import router as guard_router
 from collector.api.wal import WriteAheadLog
 from collector.datasets import ACTIONS, OUTCOMES, Dataset
 from collector.home import Home
@@ -44,6 +46,8 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     flush_interval_s: float = Field(1.0, gt=0, description="How often the WAL is flushed into the store.")
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="A WAL segment this large is flushed at once.")
+    config_path: Path | None = Field(None, description="The agentwatch.yaml the agent guard reads (default: the one "
+                                                       "in the home).")
 
 
 class IngestResult(BaseModel):
@@ -263,6 +267,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.wal = wal
     install_error_handlers(app)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
+    app.include_router(guard_router)
 
     @app.post(
         "/v1/actions",
