@@ -88,6 +88,7 @@ def check(
     closed = [i for i in report.incidents if i.status == "resolved"]
     out.print(f"checked up to {_when(at)} UTC in {report.seconds:.1f} s: {len(report.opened)} opened, "
               f"{len(still)} open, {len(closed)} resolved", highlight=False)
+    _notify(resolved, config)
     if report.failures:
         raise typer.Exit(1)
 
@@ -165,16 +166,28 @@ def incidents(
 def incident_ack(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
                  home: HomeOption = None) -> None:
     """Acknowledge an incident: someone is on it."""
-    incident = incident_store(Home.resolve(home)).set_status(incident_id, "acknowledged")
+    resolved = Home.resolve(home)
+    incident = incident_store(resolved).set_status(incident_id, "acknowledged")
     out.print(f"{incident.id} acknowledged", highlight=False)
+    _notify(resolved, None)
 
 
 @incident_app.command("resolve")
 def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
                      home: HomeOption = None) -> None:
     """Resolve an incident by hand (a check that still fires opens a new one)."""
-    incident = incident_store(Home.resolve(home)).set_status(incident_id, "resolved")
+    resolved = Home.resolve(home)
+    incident = incident_store(resolved).set_status(incident_id, "resolved")
     out.print(f"{incident.id} resolved", highlight=False)
+    _notify(resolved, None)
+
+
+def _notify(home: Home, config: Path | None) -> None:
+    """Tell the destinations at once (a running server would within a second; this covers a home without one)."""
+    from alerts.commands import print_pass
+    from alerts.service import alert_pass
+
+    print_pass(alert_pass(home, config), out)
 
 
 @incident_app.command("show")

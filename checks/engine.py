@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,13 +69,18 @@ def enabled_checks(config: Config, only: list[str] | None = None) -> list[Check]
     return checks
 
 
+StepHook = Callable[[datetime, list[Incident]], None]
+
+
 def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentStore,
-             only: list[str] | None = None, checks: list[Check] | None = None) -> RunReport:
+             only: list[str] | None = None, checks: list[Check] | None = None,
+             on_step: StepHook | None = None) -> RunReport:
     """Evaluate every enabled check at each step and save the incidents into `store`.
 
     `checks` are check objects built by an earlier call of :func:`enabled_checks` with the same config, kept
     by a caller that evaluates again and again (the scheduler), so what a check remembers between steps
-    (when it last ran Evidently or a suite) holds across runs."""
+    (when it last ran Evidently or a suite) holds across runs. `on_step(at, incidents)` is called after each
+    step with every incident the run knows (a replay of notifications plans at each step with it)."""
     started = time.perf_counter()
     checks = checks if checks is not None else enabled_checks(config, only)
     report = RunReport(steps=len(steps))
@@ -85,13 +91,13 @@ def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentS
     # would both open an incident for the same new finding.
     run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
     with run_lock:
-        _evaluate_locked(home, config, steps, store, checks, history, report)
+        _evaluate_locked(home, config, steps, store, checks, history, report, on_step)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: IncidentStore, checks: list[Check],
-                     history: timedelta, report: RunReport) -> None:
+                     history: timedelta, report: RunReport, on_step: StepHook | None) -> None:
     con = open_reader(home)
     try:
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=steps[0] - history)
@@ -122,6 +128,8 @@ def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: I
             for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures)):
                 report.opened.append((at, incident))
             link_incidents(book)
+            if on_step:
+                on_step(at, list(book.by_id.values()))
         report.incidents = [book.by_id[i] for i in sorted(book.touched, key=incident_number)]
         store.save(report.incidents, book.first_number)
     finally:

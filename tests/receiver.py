@@ -80,6 +80,11 @@ class Receiver:
         with self._lock:
             self._script.extend(Answer(status, dict(headers or {})) for _ in range(times))
 
+    def recover(self) -> None:
+        """Forget the failures still scripted: answer 2xx from now on."""
+        with self._lock:
+            self._script.clear()
+
     def delivered(self, path: str | None = None) -> list[Received]:
         """The requests answered with a 2xx, optionally only those to `path`."""
         with self._lock:

@@ -299,7 +299,8 @@ def test_healthz_needs_no_key(client: TestClient) -> None:
     """GET /healthz answers without a key, with the WAL backlog and the last flush error."""
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "wal_pending": 0, "last_flush_error": None}
+    assert response.json() == {"status": "ok", "wal_pending": 0, "last_flush_error": None, "alerts_pending": 0,
+                               "alerts_failed": 0, "last_alert_error": None}
 
 
 # -- limits and malformed bodies ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from alerts.health import delivery_health
 from collector.api.auth import require_ingest, require_read
 from collector.api.errors import (
     ERROR_RESPONSES,
@@ -58,11 +59,17 @@ class IngestResult(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness and WAL state."""
+    """Liveness, WAL state and notification delivery."""
 
-    status: Literal["ok", "failing"]
+    status: Literal["ok", "degraded", "failing"] = Field(
+        description="failing (503): the WAL cannot be flushed; degraded: some notification could not be delivered.")
     wal_pending: int = Field(description="Events acknowledged and not yet flushed into the store.")
     last_flush_error: str | None = Field(description="Why the last flush failed; null once a flush succeeds.")
+    alerts_pending: int = Field(description="Notifications queued and not yet delivered (retries included).")
+    alerts_failed: int = Field(description="Notifications given up on after their last retry "
+                                           "(`agentwatch alerts outbox --state failed`).")
+    last_alert_error: str | None = Field(description="The latest delivery error of a failed or retrying "
+                                                     "notification.")
 
 
 # -- request bodies ------------------------------------------------------------------------------
@@ -259,6 +266,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
             {"name": "events", "description": "Action and outcome events from agents."},
             {"name": "schema", "description": "CRM schema snapshots."},
             {"name": "status", "description": "What the store holds; liveness."},
+            {"name": "agents", "description": "Whether an agent may act now (the agent guard), and its pauses."},
         ],
     )
     app.state.home = home
@@ -355,13 +363,16 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         tags=["status"],
         summary="Liveness",
         description="No authentication. `wal_pending` counts acknowledged events not yet in the store; "
-                    "`last_flush_error` says why the last flush failed (it is retried every flush interval).",
+                    "`last_flush_error` says why the last flush failed (it is retried every flush interval). "
+                    "`alerts_failed` counts notifications that failed after their last retry (status degraded).",
         response_model=Health,
     )
     async def healthz() -> JSONResponse:
         failing = wal.failure is not None
-        body = {"status": "failing" if failing else "ok", "wal_pending": wal.pending(),
-                "last_flush_error": wal.failure or wal.last_flush_error}
+        delivery = await run_in_threadpool(delivery_health, home)
+        status = "failing" if failing else "degraded" if delivery["alerts_failed"] else "ok"
+        body = {"status": status, "wal_pending": wal.pending(), "last_flush_error": wal.failure or wal.last_flush_error,
+                **delivery}
         return JSONResponse(body, status_code=503 if failing else 200)
 
     async def _post_events(request: Request, dataset: Dataset) -> JSONResponse:

@@ -87,6 +87,10 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
             scheduler = CheckScheduler(home, check_every_s, config_path)
             scheduler.start()
             log.info("checks run every %g s", check_every_s)
+        from alerts.service import AlertLoop
+
+        alert_loop = AlertLoop(home, config_path)  # also delivers what an earlier process left in the outbox
+        alert_loop.start()
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[sock])
@@ -97,6 +101,7 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
         finally:
             if scheduler:
                 scheduler.stop()
+            alert_loop.stop()
             sock.close()
     finally:
         release_serve_lock(home)
