@@ -8,7 +8,8 @@ pass sees the difference. Per destination and group it sends, in the Alertmanage
 - ``trigger`` once the group's first incident has been open for ``group_wait``;
 - ``update`` when its severity rose (at once) or incidents joined it (after ``group_interval``);
 - ``acknowledge`` when every open incident of the group was acknowledged;
-- ``repeat`` when it is still open ``repeat_interval`` after the last message;
+- ``repeat`` when it is still open ``repeat_interval`` after the last message (not to PagerDuty, which
+  re-notifies by its own escalation policy);
 - ``resolve`` when every incident of the group resolved.
 
 Incidents below ``min_severity`` and silenced incidents are left out (still recorded; a silenced incident
@@ -94,7 +95,9 @@ def plan(incidents: Iterable[Incident], state: PlanState, config: AlertsConfig, 
         view = _view(slot[1], wanted.get(slot, []), sent, known)
         if view is None:
             continue
-        event = _due(view, sent, now, config, repeat_every.get(slot, config.repeat_interval))
+        # PagerDuty keeps its own incident open and re-notifies by its escalation policy: no repeats there.
+        pages = getattr(config.destinations.get(slot[0]), "type", None) == "pagerduty"
+        event = _due(view, sent, now, config, None if pages else repeat_every.get(slot, config.repeat_interval))
         if event:
             notifications.append(_notify(slot, view, event, sent, now, config, install_id))
             state.sent[slot] = SentGroup(
@@ -127,7 +130,7 @@ def _view(key: str, wanted: list[Incident], sent: SentGroup | None, known: dict[
 
 
 def _due(view: _View, sent: SentGroup | None, now: datetime, config: AlertsConfig,
-         repeat_every: timedelta) -> NotificationEvent | None:
+         repeat_every: timedelta | None) -> NotificationEvent | None:
     if sent is None or sent.status == "resolved":
         if view.status == "resolved":
             return None
@@ -143,7 +146,7 @@ def _due(view: _View, sent: SentGroup | None, now: datetime, config: AlertsConfi
         return "update"
     if view.status == "acknowledged" and sent.status == "open":
         return "acknowledge"
-    if since_last >= repeat_every:
+    if repeat_every is not None and since_last >= repeat_every:
         return "repeat"
     return None
 

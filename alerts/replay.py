@@ -1,25 +1,46 @@
-"""What the routes would have sent over a past period: plan at every step of a backtest, in memory."""
+"""What the routes would have sent over a past period: plan at every step of a backtest, in memory.
+
+``agentwatch backtest --alerts print`` lists the notifications; ``--alerts send`` also delivers each one, at its
+step, through the home's outbox to the configured destinations (to try routes and grouping on real history
+against a test channel).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from alerts.config import AlertsConfig
+from alerts.db import alerts_db
+from alerts.delivery import DeliveryReport, deliver_due
 from alerts.notification import Notification
+from alerts.outbox import Outbox, enqueue
 from alerts.planner import PlanState, plan
+from collector.home import Home
 from schemas.incidents import Incident
 
 
 class NotificationReplay:
-    """An ``on_step`` hook for :func:`checks.engine.evaluate` collecting the notifications each step calls for.
+    """An ``on_step`` hook for :func:`checks.engine.evaluate` collecting the notifications each step calls for,
+    and with `send_to` delivering them as it goes.
 
     Silences are not applied: they belong to the present, not to the period replayed."""
 
-    def __init__(self, alerts: AlertsConfig, install_id: str = "replay") -> None:
+    def __init__(self, alerts: AlertsConfig, send_to: Home | None = None, install_id: str = "replay") -> None:
         self.alerts = alerts
         self.install_id = install_id
         self.state = PlanState()
         self.notifications: list[Notification] = []
+        self.delivery = DeliveryReport()
+        self._db = alerts_db(send_to) if send_to else None
 
     def __call__(self, at: datetime, incidents: list[Incident]) -> None:
-        self.notifications += plan(incidents, self.state, self.alerts, [], at, self.install_id)
+        due = plan(incidents, self.state, self.alerts, [], at, self.install_id)
+        self.notifications += due
+        if self._db is None or not due:
+            return
+        with self._db.writing() as con:
+            enqueue(con, due, at)
+        report = deliver_due(Outbox(self._db), self.alerts)
+        self.delivery.delivered += report.delivered
+        self.delivery.retrying += report.retrying
+        self.delivery.failed += report.failed

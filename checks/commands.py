@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alerts.replay import NotificationReplay
 from checks.engine import RunReport, backtest_steps, config_for, evaluate, incident_store
 from checks.incidents import IncidentStore, dumps
 from collector.durations import parse_duration_text
@@ -34,6 +35,11 @@ ConfigOption = Annotated[
 OnlyOption = Annotated[
     list[str] | None, typer.Option("--only", help="Run only this check (repeatable), e.g. --only quality.null_spike.")
 ]
+
+
+class AlertsReplay(StrEnum):
+    print = "print"
+    send = "send"
 
 
 class Status(StrEnum):
@@ -99,6 +105,9 @@ def backtest(
     every: Annotated[str, typer.Option(help="Time between evaluations, e.g. 15m or 1h.")] = "15m",
     record: Annotated[bool, typer.Option("--record", help="Keep the incidents in the home's incident store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the incidents as JSON.")] = False,
+    alerts: Annotated[AlertsReplay, typer.Option(
+        "--alerts", help="print: also list the notifications the config's routes would have sent; send: deliver "
+                         "them too, each at its step.")] = None,
     only: OnlyOption = None,
     config: ConfigOption = None,
     home: HomeOption = None,
@@ -107,16 +116,36 @@ def backtest(
     resolved = Home.resolve(home)
     steps = backtest_steps(_time(start, "--start"), _time(end, "--end"), parse_duration(every, "--every"))
     settings = config_for(resolved, config)
+    if alerts and not settings.alerts.destinations:
+        raise ConfigError("--alerts needs destinations under alerts.destinations in the config")
+    replay = NotificationReplay(settings.alerts, resolved if alerts is AlertsReplay.send else None) if alerts \
+        else None
     if record:
-        report = evaluate(resolved, settings, steps, incident_store(resolved), only)
+        report = evaluate(resolved, settings, steps, incident_store(resolved), only, on_step=replay)
     else:
         with tempfile.TemporaryDirectory(prefix="agentwatch-backtest-") as scratch:
-            report = evaluate(resolved, settings, steps, IncidentStore(Path(scratch) / "incidents.sqlite3"), only)
+            report = evaluate(resolved, settings, steps, IncidentStore(Path(scratch) / "incidents.sqlite3"), only,
+                              on_step=replay)
     _print_failures(report)
     if as_json:
         out.print_json(dumps(report.incidents))
         return
     print_backtest(report)
+    if replay:
+        print_notifications(replay, len(report.opened))
+
+
+def print_notifications(replay: NotificationReplay, incidents: int) -> None:
+    """The notifications of a replay in time order, and how many there were for how many incidents."""
+    table = Table("at (UTC)", "destination", "event", "group", "incidents", "title", title="notifications")
+    for note in replay.notifications:
+        table.add_row(_when(note.created_at), note.destination, note.event, note.group_key,
+                      " ".join(i.id for i in note.incidents), escape(note.title))
+    out.print(table)
+    out.print(f"{len(replay.notifications)} notifications for {incidents} incidents", highlight=False)
+    if replay.delivery.delivered or replay.delivery.failed or replay.delivery.retrying:
+        out.print(f"sent: {len(replay.delivery.delivered)} delivered, {len(replay.delivery.retrying)} to retry, "
+                  f"{len(replay.delivery.failed)} failed", highlight=False)
 
 
 def print_backtest(report: RunReport, console: Console = out) -> None:

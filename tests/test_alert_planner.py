@@ -71,14 +71,18 @@ def test_repeated_passes_send_nothing_twice() -> None:
 
 
 def test_repeat_after_the_repeat_interval_and_a_route_may_shorten_it() -> None:
-    """A group still open is sent again after repeat_interval; a route's own repeat_interval wins for it."""
-    planner = Planner(config(routes=[{"match": {"check": "volume.*"}, "destinations": ["pd"],
-                                      "repeat_interval": "1h"}]))
+    """A group still open is sent again after repeat_interval; a route's own repeat_interval wins for it;
+    PagerDuty gets no repeats (it re-notifies by its own escalation policy)."""
+    planner = Planner(config(
+        destinations={"slack": {"type": "slack", "url": "http://127.0.0.1:9/s"},
+                      "ops": {"type": "webhook", "url": "http://127.0.0.1:9/w"},
+                      "pd": {"type": "pagerduty", "routing_key": "k"}},
+        routes=[{"match": {"check": "volume.*"}, "destinations": ["ops", "pd"], "repeat_interval": "1h"}]))
     spike, burst = incident(2), incident(3, "volume.action_spike", agent_id="lead-router", action="email.send")
     planner.at(AT + WAIT, spike, burst)
-    assert planner.at(AT + WAIT + timedelta(hours=1), spike, burst) == [("pd", "repeat", "INC-3", ["INC-3"])]
+    assert planner.at(AT + WAIT + timedelta(hours=1), spike, burst) == [("ops", "repeat", "INC-3", ["INC-3"])]
     assert planner.at(AT + WAIT + timedelta(hours=4), spike, burst) == [
-        ("pd", "repeat", "INC-3", ["INC-3"]), ("slack", "repeat", "INC-2", ["INC-2"])]
+        ("ops", "repeat", "INC-3", ["INC-3"]), ("slack", "repeat", "INC-2", ["INC-2"])]
 
 
 def test_a_cause_and_its_effects_opened_together_go_out_as_one_notification() -> None:

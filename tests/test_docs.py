@@ -239,3 +239,22 @@ def test_section_reader_ignores_headings_in_code() -> None:
     """A `#` comment inside a fenced shell block does not start a new section."""
     sample = "## One\n```shell\n# a comment\nagentwatch status --json\n```\n## Two\n"
     assert [title for title, _ in sections(sample, "x.md")] == ["x.md (top)", "x.md: One", "x.md: Two"]
+
+
+def test_every_alerts_setting_is_documented() -> None:
+    """Every key of the alerts: and guard: config sections is in docs/alerts.md's key table, and every destination
+    key is named in its Destinations section."""
+    from alerts.config import AlertsConfig, DeliveryConfig, GuardConfig, Route
+    from alerts.destinations import AnyDestination
+
+    text = (DOCS / "alerts.md").read_text(encoding="utf-8")
+    rows = {row[0] for row in table_rows(text)}
+    expected = [f"`alerts.{name}`" for name in AlertsConfig.model_fields]
+    expected += [f"`alerts.routes[].{info.alias or name}`" for name, info in Route.model_fields.items()]
+    expected += [f"`alerts.delivery.{name}`" for name in DeliveryConfig.model_fields]
+    expected += [f"`guard.{name}`" for name in GuardConfig.model_fields]
+    missing = [key for key in expected if key not in rows]
+    destinations = dict(sections(text, "alerts.md"))["alerts.md: Destinations"]
+    missing += [f"destination key {name}" for model in typing.get_args(AnyDestination)
+                for name in model.model_fields if not mentions(destinations, name)]
+    assert not missing, "docs/alerts.md does not document: " + ", ".join(missing)
