@@ -25,9 +25,9 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
-from alerts.notification import Notification
 from collector.errors import ConfigError
 from schemas.incidents import Incident, agents_named
+from schemas.notifications import Notification
 
 AnyDestination = SlackDestination | PagerDutyDestination | WebhookDestination
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from alerts.config import AlertsConfig
 from alerts.db import alerts_db, install_id
-from alerts.notification import Notification
 from alerts.outbox import enqueue
 from alerts.planner import PlanState, SentGroup, plan
 from alerts.silences import Silences
 from checks.engine import incident_store
 from collector.home import Home
+from schemas.notifications import Notification
 
 
 def plan_pass(home: Home, alerts: AlertsConfig, now: datetime | None = None) -> list[Notification]:

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from alerts.notification import Notification
 from collector.errors import ConfigError
 from collector.sqlite import SqliteFile
+from schemas.notifications import Notification
 
 STATES = ("pending", "delivered", "failed")
 

@@ -25,10 +25,10 @@ from typing import Protocol
 
 from alerts.config import SEVERITY_RANK, AlertsConfig
 from alerts.grouping import assign_groups
-from alerts.notification import Notification, NotificationEvent
 from alerts.properties import incident_properties
 from checks.incidents import incident_number
 from schemas.incidents import Incident
+from schemas.notifications import Notification, NotificationEvent
 
 
 class Silencer(Protocol):

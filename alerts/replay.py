@@ -12,11 +12,11 @@ from datetime import datetime
 from alerts.config import AlertsConfig
 from alerts.db import alerts_db
 from alerts.delivery import DeliveryReport, deliver_due
-from alerts.notification import Notification
 from alerts.outbox import Outbox, enqueue
 from alerts.planner import PlanState, plan
 from collector.home import Home
 from schemas.incidents import Incident
+from schemas.notifications import Notification
 
 
 class NotificationReplay:

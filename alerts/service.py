@@ -11,12 +11,12 @@ from pathlib import Path
 from alerts.db import alerts_db
 from alerts.delivery import DeliveryReport, deliver_due
 from alerts.guard import record_automatic_changes
-from alerts.notification import Notification
 from alerts.notify import plan_pass
 from alerts.outbox import Outbox
 from checks.engine import config_for, incident_store
 from collector.errors import AgentwatchError
 from collector.home import Home
+from schemas.notifications import Notification
 
 log = logging.getLogger("collector.alerts")
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from schemas.actions import ActionEvent
 from schemas.incidents import Incident
+from schemas.notifications import Notification
 from schemas.outcomes import OutcomeEvent
 from schemas.snapshots import SchemaSnapshot
 
@@ -18,6 +19,7 @@ FORMATS: dict[str, type[BaseModel]] = {
     "action_event.v1": ActionEvent,
     "outcome_event.v1": OutcomeEvent,
     "incident.v1": Incident,
+    "notification.v1": Notification,
     "schema_snapshot.v1": SchemaSnapshot,
 }
 

@@ -20,8 +20,8 @@ import pytest
 import alerts.destinations as destinations
 from alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
 from alerts.destinations import SendOutcome, render, retry_after_seconds, send, send_test, sign, verify_signature
-from alerts.notification import Notification
 from schemas.incidents import Incident
+from schemas.notifications import Notification
 from tests.receiver import Receiver
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)

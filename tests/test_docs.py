@@ -31,6 +31,7 @@ from schemas import (
 )
 from schemas.incidents import Incident
 from schemas.jsonschema import FORMATS
+from schemas.notifications import Notification
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -40,8 +41,9 @@ FORMATS_DOC = DOCS / "formats.md"
 # Options typer adds to every application; they document themselves in --help.
 TYPER_OPTIONS = frozenset({"--help", "--install-completion", "--show-completion"})
 KEY_TABLES = {"action_event.v1": ActionEvent, "outcome_event.v1": OutcomeEvent, "schema_snapshot.v1": SchemaSnapshot,
-              "incident.v1": Incident}
-FORMAT_MODELS = {ActionEvent, OutcomeEvent, SchemaSnapshot, SchemaField, Resource, Approval, ActionError, Incident}
+              "incident.v1": Incident, "notification.v1": Notification}
+FORMAT_MODELS = {ActionEvent, OutcomeEvent, SchemaSnapshot, SchemaField, Resource, Approval, ActionError, Incident,
+                 Notification}
 
 
 # -- reading the docs ----------------------------------------------------------------------------

@@ -95,13 +95,14 @@ def texts(example: Example, tmp_path: Path) -> list[str]:
 
 
 def used_keys(item: Any, prefix: str = "") -> set[str]:
-    """The key paths an example uses, written as in the docs' key tables: `resource.id`, `fields[].name`."""
+    """The key paths an example uses, written as in the docs' key tables: `resource.id`, `fields[].name`,
+    `incidents[].id`."""
     keys: set[str] = set()
     for key, value in item.items():
         keys.add(prefix + key)
         if isinstance(value, dict) and key in ("resource", "approval", "error"):
             keys |= used_keys(value, f"{prefix}{key}.")
-        elif isinstance(value, list) and key == "fields":
+        elif isinstance(value, list) and key in ("fields", "incidents"):
             for element in value:
                 keys |= used_keys(element, f"{prefix}{key}[].")
     return keys
