@@ -38,9 +38,9 @@ def alert_pass(home: Home, config_path: Path | None = None, now: datetime | None
     config = config_for(home, config_path)
     result = AlertPass(queued=plan_pass(home, config.alerts, now))
     db = alerts_db(home)
-    if config.guard.pause_on:
-        unresolved = incident_store(home).list(["open", "acknowledged"])
-        result.guard_changes = len(record_automatic_changes(db, unresolved, config.guard, now))
+    # Always, not only with guard.pause_on set: emptying it must record the resumes it causes.
+    unresolved = incident_store(home).list(["open", "acknowledged"])
+    result.guard_changes = len(record_automatic_changes(db, unresolved, config.guard, now))
     if deliver:
         result.delivery = deliver_due(Outbox(db), config.alerts)
     return result

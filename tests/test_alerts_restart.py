@@ -62,3 +62,48 @@ def test_notifications_pending_when_the_server_is_killed_are_delivered_after_res
         if second.poll() is None:
             second.kill()
             second.wait(timeout=10)
+
+
+def test_a_running_servers_guard_flips_on_a_critical_incident_and_back_on_resolve(tmp_path, receiver) -> None:
+    """`agentwatch serve`: the guard refuses lead-router while a critical null spike naming it is open, records
+    agentwatch's pause and resume, and allows the agent again once the incident resolves."""
+    import httpx
+
+    from alerts.guard import AgentControls
+    from checks.engine import incident_store
+    from collector.keys import KeyStore
+
+    home = Home.resolve(tmp_path / "home")
+    write_config(home, receiver, extra="guard: {pause_on: [quality.null_spike]}")
+    token = KeyStore(home).create("ingest", name="lead-router")[1]
+    log, port = tmp_path / "server.log", free_port()
+    server = start_server(home, port, log)
+    url = f"http://127.0.0.1:{port}/v1/agents/lead-router/guard"
+
+    def guard() -> dict:
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
+
+    try:
+        wait_until(lambda: healthy(port), "answer on /healthz", START_TIMEOUT_S, server, log)
+        assert guard() == {"allowed": True, "reason": None, "incident_id": None}
+        spike = incident(1, agent_id="lead-router")
+        spike = spike.model_copy(update={"subject": {"field": "deal_stage"},
+                                         "evidence": {"agents": ["lead-router", "enrichment-agent"]}})
+        save(home, spike)
+        refused = guard()
+        assert refused["allowed"] is False and refused["incident_id"] == "INC-1"
+        assert "quality.null_spike" in refused["reason"]
+        controls = AgentControls(alerts_db(home))
+        wait_until(lambda: [c.action for c in controls.history("lead-router")] == ["pause"], "the automatic pause",
+                   START_TIMEOUT_S, server, log)
+        incident_store(home).set_status("INC-1", "resolved")
+        assert guard()["allowed"] is True
+        wait_until(lambda: [c.action for c in controls.history("lead-router")] == ["resume", "pause"],
+                   "the automatic resume", START_TIMEOUT_S, server, log)
+        assert {c.by for c in controls.history("lead-router")} == {"agentwatch"}
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)

@@ -357,3 +357,18 @@ def test_demo_shows_the_rename_as_root_incident_with_the_null_spike_as_its_effec
     assert {"decision": "sequence=cold-nurture", "count": open_deal_nurture} in spike.evidence["decisions"]
     printed = " ".join(demo_runs.first.stdout.split())
     assert "deal_stage -> opportunity_stage" in printed and spike.id in printed
+
+
+def test_demo_guard_pauses_the_agents_reading_the_renamed_field(demo_runs):
+    """The demo config guards on the rename: the demo says lead-router is paused by the open rename incident, and
+    agentwatch's own pause of it is recorded."""
+    from alerts.db import alerts_db
+    from alerts.guard import AgentControls
+    from checks.engine import incident_store
+
+    home = Home.resolve(demo_runs.home)
+    (rename,) = [i for i in incident_store(home).list() if i.check == "schema.field_renamed"]
+    printed = " ".join(demo_runs.first.stdout.split())
+    assert f"agent guard: lead-router is paused by {rename.id} schema.field_renamed" in printed
+    (pause,) = AgentControls(alerts_db(home)).history("lead-router")
+    assert (pause.action, pause.by, pause.incident_id) == ("pause", "agentwatch", rename.id)

@@ -65,6 +65,22 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
         console.print(_headline(describe(incident, store)), highlight=False, markup=False, soft_wrap=True)
     console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
                   highlight=False)
+    _print_guard(home, console)
+
+
+def _print_guard(home: Home, console: Console) -> None:
+    """Which agents the agent guard now refuses, and why (recording agentwatch's automatic pauses)."""
+    from alerts.guard import pausing_incidents
+    from alerts.service import alert_pass
+    from checks.engine import config_for, incident_store
+
+    alert_pass(home, deliver=False)
+    config = config_for(home)
+    paused = pausing_incidents(incident_store(home).list(["open", "acknowledged"]), config.guard)
+    for agent_id, incidents in sorted(paused.items()):
+        console.print(f"agent guard: {agent_id} is paused by {incidents[0].id} {incidents[0].check}; its "
+                      f"GET /v1/agents/{agent_id}/guard answers allowed: false until that resolves "
+                      f"(or `agentwatch agent resume {agent_id} --reason ...`)", highlight=False, soft_wrap=True)
 
 
 def _headline(description: str) -> str:
@@ -94,6 +110,11 @@ fields:
   segment: Lead.Segment__c
   employees: Lead.NumberOfEmployees
 checks: {}
+guard:            # critical incidents of these checks pause the agents they name (GET /v1/agents/ID/guard)
+  pause_on: [schema.field_renamed, schema.field_removed, quality.null_spike]
+# alerts:         # where notifications go: see docs/alerts.md
+#   destinations: {revops-slack: {type: slack, url_env: SLACK_WEBHOOK_URL}}
+#   default: [revops-slack]
 """
 
 
