@@ -10,6 +10,7 @@ CHECK_MODULES = (
     "checks.volume",
     "checks.error_burst",
     "checks.policy",
+    "checks.human_threshold",
     "checks.workflow",
     "checks.outcome",
     "checks.duplicates",
