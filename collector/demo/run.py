@@ -39,6 +39,7 @@ def run_demo(home: Home, days: int = 30, seed: int = 7, console: Console | None 
 def replay_checks(home: Home, start: datetime, end: datetime, console: Console) -> None:
     """Backtest every check over the month at 15-minute steps into a fresh incident store, then show the
     root incidents (those nothing else explains) with what they caused."""
+    from alerts.db import ALERTS_FILE
     from checks.commands import describe
     from checks.config import CONFIG_NAME
     from checks.engine import INCIDENTS_FILE, backtest_steps, config_for, evaluate, incident_store
@@ -46,8 +47,8 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
     config_path = home.root / CONFIG_NAME
     if not config_path.exists():
         config_path.write_text(DEMO_CONFIG)
-    for stale in home.root.glob(INCIDENTS_FILE + "*"):
-        stale.unlink()  # the demo's incidents are the replay's own: a re-run starts them afresh
+    for stale in [*home.root.glob(INCIDENTS_FILE + "*"), *home.root.glob(ALERTS_FILE + "*")]:
+        stale.unlink()  # the demo's incidents (and the alert state about them) are the replay's own: start afresh
     steps = backtest_steps(start, end, timedelta(minutes=15))
     console.print(f"replaying the checks over {len(steps):,} 15-minute steps ...", highlight=False)
     store = incident_store(home)
