@@ -57,6 +57,13 @@ class IncidentStore:
             rows = con.execute(sql + " ORDER BY seq DESC", wanted).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
+    def unresolved_critical(self) -> list[Incident]:
+        """The open and acknowledged critical incidents, filtered in SQLite (the agent guard asks per request)."""
+        with self._reading() as con:
+            rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' "
+                               "AND json_extract(body, '$.severity') = 'critical' ORDER BY seq DESC").fetchall()
+        return [Incident.model_validate_json(body) for (body,) in rows]
+
     def get(self, incident_id: str) -> Incident:
         with self._reading() as con:
             row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()

@@ -273,3 +273,14 @@ def test_a_rename_that_began_after_the_nulls_opened_explains_nothing() -> None:
     step(book, AT + timedelta(hours=2), rename_finding(started=AT + timedelta(hours=1)))
     link_incidents(book)
     assert book.by_id["INC-1"].caused_by == [] and book.by_id["INC-2"].effects == []
+
+
+def test_unresolved_critical_leaves_out_warnings_and_resolved_incidents(store: IncidentStore) -> None:
+    """unresolved_critical (what the agent guard reads) returns open and acknowledged critical incidents only."""
+    book = new_book(store)
+    step(book, AT, finding("a", Severity.critical), finding("b", Severity.warning), finding("c", Severity.critical),
+         finding("d", Severity.critical))
+    save(store, book)
+    store.set_status("INC-3", "resolved")
+    store.set_status("INC-4", "acknowledged")
+    assert sorted(i.id for i in store.unresolved_critical()) == ["INC-1", "INC-4"]

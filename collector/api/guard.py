@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from alerts.config import GuardConfig
 from alerts.db import alerts_db
-from alerts.guard import UNRESOLVED, AgentControl, AgentControls, GuardDecision, decide
+from alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from collector.api.auth import bearer_scheme, require_ingest, require_read
 from collector.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from collector.errors import ConfigError
@@ -168,7 +168,8 @@ def get_guard(
     state: Annotated[GuardState, Depends(guard_state)],
 ) -> GuardDecision:
     guard = state.guard()
-    return decide(agent_id, state.incidents.list(UNRESOLVED), state.controls, guard)
+    # Only critical incidents can pause an agent: read just those.
+    return decide(agent_id, state.incidents.unresolved_critical(), state.controls, guard)
 
 
 @router.get(
