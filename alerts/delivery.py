@@ -13,6 +13,10 @@ from alerts.destinations import send
 from alerts.outbox import Outbox, OutboxRow
 
 log = logging.getLogger("collector.alerts")
+# httpx logs every request with its full URL at INFO, and a Slack webhook URL is a secret: keep the HTTP
+# client's own loggers to warnings, whatever level the host application sets for the root logger.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 LEASE_S = 120.0  # longer than any destination timeout: a sender that died lets go after this
 

@@ -225,3 +225,27 @@ def test_alerts_test_sends_one_test_message(home, receiver) -> None:
     unknown = run_cli("alerts", "test", "nope", "--home", home.root, cwd=home.root)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "error: no destination is named 'nope'; defined: hook, pd"
+
+
+def test_no_secret_reaches_the_logs_even_at_debug_level(home, receiver, caplog) -> None:
+    """With every logger at DEBUG, a failing and then succeeding delivery logs neither the webhook URL's token
+    nor the routing key."""
+    import logging
+
+    token = "T0KEN-in-the-path"
+    (home.root / "agentwatch.yaml").write_text(f"""
+alerts:
+  destinations:
+    hook: {{type: webhook, url: "{receiver.url('/hook/' + token)}"}}
+    pd: {{type: pagerduty, routing_key: R0UTINGKEY, url: "{receiver.url('/v2/enqueue')}"}}
+  default: [hook, pd]
+  group_wait: 0s
+  {FAST_RETRIES}
+""")
+    save(home, incident(1, severity="warning"))
+    receiver.fail_next(2, 503)
+    caplog.set_level(logging.DEBUG)
+    pass_until(home, lambda: len(receiver.delivered()) == 2)
+    assert len(receiver.delivered()) == 2
+    assert "503" in caplog.text  # the retries were logged
+    assert token not in caplog.text and "R0UTINGKEY" not in caplog.text
