@@ -12,7 +12,7 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
 from collector.durations import parse_duration_text
 from collector.errors import ConfigError
@@ -33,7 +33,10 @@ class _Secrets(BaseModel):
     """A value given inline or through an environment variable, resolved only when it is used."""
 
     model_config = ConfigDict(extra="forbid")
-    timeout: Duration = Field(timedelta(seconds=10), description="How long one HTTP request may take.")
+    # At most 30 s: a delivery holds its outbox row for two minutes, and httpx applies the timeout to the
+    # connect, write and read phases one after the other.
+    timeout: Duration = Field(timedelta(seconds=10), gt=timedelta(0), le=timedelta(seconds=30),
+                              description="How long one HTTP request may take (at most 30s).")
 
     def _resolve(self, name: str, destination: str, inline: SecretStr | None, env: str | None) -> str:
         if inline is not None:
@@ -123,7 +126,8 @@ class Route(BaseModel):
         default_factory=dict, description="Incident property -> pattern(s); agent_id matches any agent named.")
     destinations: list[str] = Field(description="Names under alerts.destinations.")
     continue_: bool = Field(False, alias="continue", description="Also try the routes after this one.")
-    repeat_interval: Duration | None = Field(None, description="Overrides alerts.repeat_interval for this route.")
+    repeat_interval: Duration | None = Field(None, ge=timedelta(minutes=1),
+                                             description="Overrides alerts.repeat_interval for this route.")
 
     def matches(self, properties: dict[str, list[str]]) -> bool:
         """True when every key's pattern matches one of the incident's values for it."""
@@ -138,26 +142,36 @@ class DeliveryConfig(BaseModel):
     """How hard the outbox tries before it marks a notification failed."""
 
     model_config = ConfigDict(extra="forbid")
-    max_attempts: int = Field(12, ge=1, description="Attempts before a notification is marked failed.")
-    first_retry: Duration = Field(timedelta(seconds=10), description="Wait before the 2nd attempt; doubles after.")
-    max_retry: Duration = Field(timedelta(minutes=10), description="The longest wait between attempts.")
-    max_retry_after: Duration = Field(timedelta(hours=1), description="Cap on a destination's Retry-After.")
+    max_attempts: int = Field(12, ge=1, le=1000, description="Attempts before a notification is marked failed.")
+    first_retry: Duration = Field(timedelta(seconds=10), gt=timedelta(0),
+                                  description="Wait before the 2nd attempt; doubles after.")
+    max_retry: Duration = Field(timedelta(minutes=10), gt=timedelta(0),
+                                description="The longest wait between attempts.")
+    max_retry_after: Duration = Field(timedelta(hours=1), gt=timedelta(0),
+                                      description="Cap on a destination's Retry-After.")
+
+
+DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 class AlertsConfig(BaseModel):
     """Where incidents are sent, and when."""
 
     model_config = ConfigDict(extra="forbid")
-    destinations: dict[str, Destination] = Field(default_factory=dict)
+    destinations: dict[DestinationName, Destination] = Field(
+        default_factory=dict, description="name (letters, digits, `_.-`) -> destination.")
     routes: list[Route] = Field(default_factory=list, description="Tried in order.")
     default: list[str] = Field(default_factory=list, description="Destinations of incidents no route matches.")
     min_severity: Literal["info", "warning", "critical"] = Field(
         "warning", description="Incidents below it are recorded, never sent.")
-    group_wait: Duration = Field(timedelta(minutes=2), description="Wait after a group's first incident opens, so "
-                                 "incidents with one cause go out in one notification.")
-    group_interval: Duration = Field(timedelta(minutes=30), description="Wait at least this long after a group's "
-                                     "last notification before telling of incidents that joined it since.")
-    repeat_interval: Duration = Field(timedelta(hours=4), description="Resend a group still open this often.")
+    group_wait: Duration = Field(timedelta(minutes=2), ge=timedelta(0),
+                                 description="Wait after a group's first incident opens, so incidents with one cause "
+                                             "go out in one notification.")
+    group_interval: Duration = Field(timedelta(minutes=30), gt=timedelta(0),
+                                     description="Wait at least this long after a group's last notification before "
+                                                 "telling of incidents that joined it since.")
+    repeat_interval: Duration = Field(timedelta(hours=4), ge=timedelta(minutes=1),
+                                      description="Resend a group still open this often (at least 1m).")
     dashboard_url: str = Field("http://127.0.0.1:8501", description="Links in notifications point here.")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,8 @@ log = logging.getLogger("collector.alerts")
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-LEASE_S = 120.0  # longer than any destination timeout: a sender that died lets go after this
+LEASE_S = 120.0  # longer than one attempt can take (3 x the 30 s timeout cap): a sender that died lets go after this
+MISSING_DESTINATION_RETRY = timedelta(minutes=1)
 
 
 @dataclass
@@ -33,24 +35,30 @@ class DeliveryReport:
 def backoff(attempts: int, delivery: DeliveryConfig, retry_after_s: float | None) -> timedelta:
     """The wait before the next attempt after `attempts` failed ones: the destination's Retry-After when it
     gave one (capped), else ``first_retry`` doubling up to ``max_retry``."""
-    if retry_after_s is not None:
-        return min(timedelta(seconds=max(retry_after_s, 0.0)), delivery.max_retry_after)
-    return min(delivery.first_retry * (2 ** max(attempts - 1, 0)), delivery.max_retry)
+    if retry_after_s is not None and math.isfinite(retry_after_s):
+        return timedelta(seconds=min(max(retry_after_s, 0.0), delivery.max_retry_after.total_seconds()))
+    return min(delivery.first_retry * (2 ** min(max(attempts - 1, 0), 30)), delivery.max_retry)
 
 
 def deliver_due(outbox: Outbox, alerts: AlertsConfig, now: datetime | None = None,
                 client: httpx.Client | None = None, limit: int = 50) -> DeliveryReport:
-    """One attempt at every notification due at `now`."""
-    now = now or datetime.now(UTC)
+    """One attempt at each notification due at `now` (at most `limit`), leasing one row at a time so that a
+    slow destination cannot outlast the lease of rows still waiting behind it."""
     report = DeliveryReport()
-    rows = outbox.claim_due(now, LEASE_S, limit)
-    if not rows:
-        return report
     own_client = client is None
     client = client or httpx.Client(follow_redirects=False)
     try:
-        for row in rows:
-            _deliver(row, outbox, alerts, client, report)
+        for _ in range(limit):
+            rows = outbox.claim_due(now or datetime.now(UTC), LEASE_S, 1)
+            if not rows:
+                break
+            try:
+                _deliver(rows[0], outbox, alerts, client, report)
+            except Exception as exc:  # never let one row stop the queue: record it as failed, visibly
+                error = f"could not send: {type(exc).__name__}: {exc}"
+                outbox.failed(rows[0].id, error, None)
+                report.failed.append(rows[0].id)
+                log.exception("notification %s to %s failed", rows[0].id, rows[0].destination)
     finally:
         if own_client:
             client.close()
@@ -61,11 +69,11 @@ def _deliver(row: OutboxRow, outbox: Outbox, alerts: AlertsConfig, client: httpx
              report: DeliveryReport) -> None:
     destination = alerts.destinations.get(row.destination)
     if destination is None:
-        error = f"destination {row.destination!r} is no longer in the config; add it back and run " \
-                f"`agentwatch alerts retry {row.id}`"
-        outbox.failed(row.id, error, None)
-        report.failed.append(row.id)
-        log.error("notification %s failed: %s", row.id, error)
+        # Maybe this process read another config than the one that queued it: leave it to a process that can.
+        error = (f"destination {row.destination!r} is not in the config this process read; it stays queued "
+                 f"for a process whose config has it (`agentwatch alerts deliver --config PATH`)")
+        outbox.postpone(row.id, error, datetime.now(UTC) + MISSING_DESTINATION_RETRY)
+        report.retrying.append(row.id)
         return
     outcome = send(client, row.destination, destination, row.notification())
     done = datetime.now(UTC)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
 from collector.errors import ConfigError
@@ -136,6 +137,11 @@ def send(client: httpx.Client, name: str, destination: AnyDestination, notificat
         request = render(notification, name, destination)
     except ConfigError as error:
         return SendOutcome(False, False, None, None, str(error), time.monotonic() - started)
+    except (ValueError, UnicodeError) as error:  # a URL that cannot be parsed, a header that is not ASCII
+        message = (f"{label}: the URL is not valid or the request cannot be built ({type(error).__name__}: "
+                   f"{error}); {FIX_HINTS[destination.type]}")
+        return SendOutcome(False, False, None, None, scrub(message, _inline_secrets(destination)),
+                           time.monotonic() - started)
     try:
         response = client.post(request.url, content=request.body, headers=request.headers,
                                timeout=destination.timeout.total_seconds())
@@ -153,7 +159,22 @@ def send(client: httpx.Client, name: str, destination: AnyDestination, notificat
     except httpx.RequestError as error:  # e.g. an unreadable (badly compressed) answer
         message = f"{label}: the request failed: {type(error).__name__}: {error}; the send can be retried"
         return SendOutcome(False, True, None, None, request.scrub(message), time.monotonic() - started)
+    except (ValueError, UnicodeError) as error:  # a URL httpx cannot even parse (`http://[::1/`, `a..b`)
+        return SendOutcome(False, False, None, None, request.scrub(
+            f"{label}: the URL is not valid ({type(error).__name__}: {error}); {FIX_HINTS[destination.type]}"),
+            time.monotonic() - started)
     return _outcome(response, label, destination.type, request, time.monotonic() - started)
+
+
+def _inline_secrets(destination: AnyDestination) -> tuple[str, ...]:
+    """The secrets written in the config itself, and the parts of those that are URLs (when they parse)."""
+    values = [getattr(destination, key).get_secret_value() for key in ("url", "routing_key", "secret")
+              if isinstance(getattr(destination, key, None), SecretStr)]
+    found = list(values)
+    for value in values:
+        with contextlib.suppress(ValueError):
+            found += url_secrets(value)
+    return tuple(v for v in found if v)
 
 
 def send_test(client: httpx.Client, name: str, destination: AnyDestination, dashboard_url: str,

@@ -1,11 +1,13 @@
 """The durable outbox: notifications wait here until a destination took them, across restarts.
 
 A notification is queued in the same transaction that records it as sent (see ``alerts.notify``), then
-delivered by whichever process gets to it first: a sender takes a lease on a row before sending, so two
-processes never send one row at once. A row is marked delivered after the destination answered 2xx; a crash
-between the answer and the mark resends it once the lease ends, with the same id (``X-Agentwatch-Delivery``,
-PagerDuty's ``dedup_key``), so receivers see one notification. After ``max_attempts`` it is marked failed,
-and stays visible (``agentwatch alerts outbox``, ``/healthz``) until retried.
+delivered by whichever process gets to it first: a sender leases one row at a time before sending it, so two
+processes never send one row at once, and a row is only marked while it is still pending (a sender that lost
+its lease cannot overwrite another's result). A row is marked delivered after the destination answered 2xx;
+a crash between the answer and the mark resends it once the lease ends, with the same id
+(``X-Agentwatch-Delivery``, PagerDuty's ``dedup_key``), so receivers can drop the copy. After
+``max_attempts`` it is marked failed, and stays visible (``agentwatch alerts outbox``, ``/healthz``) until
+retried.
 """
 
 from __future__ import annotations
@@ -87,19 +89,25 @@ class Outbox:
     def delivered(self, row_id: str, status: int | None, now: datetime) -> None:
         with self.db.writing() as con:
             con.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?, "
-                        "last_error = NULL, delivered_at = ?, lease_until = 0 WHERE id = ?",
+                        "last_error = NULL, delivered_at = ?, lease_until = 0 WHERE id = ? AND state = 'pending'",
                         [status, _epoch(now), row_id])
 
     def retry_later(self, row_id: str, error: str, status: int | None, next_attempt_at: datetime) -> None:
         with self.db.writing() as con:
             con.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_status = ?, "
-                        "next_attempt_at = ?, lease_until = 0 WHERE id = ?",
+                        "next_attempt_at = ?, lease_until = 0 WHERE id = ? AND state = 'pending'",
                         [error, status, _epoch(next_attempt_at), row_id])
 
     def failed(self, row_id: str, error: str, status: int | None) -> None:
         with self.db.writing() as con:
             con.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "
-                        "last_status = ?, lease_until = 0 WHERE id = ?", [error, status, row_id])
+                        "last_status = ?, lease_until = 0 WHERE id = ? AND state = 'pending'", [error, status, row_id])
+
+    def postpone(self, row_id: str, error: str, next_attempt_at: datetime) -> None:
+        """Try again later without counting an attempt (nothing was sent: this process cannot send it)."""
+        with self.db.writing() as con:
+            con.execute("UPDATE outbox SET last_error = ?, next_attempt_at = ?, lease_until = 0 "
+                        "WHERE id = ? AND state = 'pending'", [error, _epoch(next_attempt_at), row_id])
 
     def rows(self, states: Iterable[str] = STATES, limit: int = 100) -> list[OutboxRow]:
         """Rows in the given states, newest first."""

@@ -13,7 +13,8 @@ pass sees the difference. Per destination and group it sends, in the Alertmanage
 - ``resolve`` when every incident of the group resolved.
 
 Incidents below ``min_severity`` and silenced incidents are left out (still recorded; a silenced incident
-still open when its silence ends is sent then).
+still open when its silence ends is sent then). A group already sent whose open incidents are all silenced
+gets no update, acknowledge or repeat, but still its resolve, so no destination keeps a stale open alert.
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ def plan(incidents: Iterable[Incident], state: PlanState, config: AlertsConfig, 
     state.changed_sent = set()
     wanted: dict[tuple[str, str], list[Incident]] = {}
     repeat_every: dict[tuple[str, str], timedelta] = {}
+    silenced: set[str] = set()
     for incident in known.values():
         if SEVERITY_RANK[incident.severity] < SEVERITY_RANK[config.min_severity]:
             continue
         properties = incident_properties(incident)
         if any(s.matches(properties) for s in silences):
+            silenced.add(incident.id)
             continue
         group = state.groups[incident.id]
         for destination, route in config.routes_for(properties):
@@ -97,7 +100,8 @@ def plan(incidents: Iterable[Incident], state: PlanState, config: AlertsConfig, 
             continue
         # PagerDuty keeps its own incident open and re-notifies by its escalation policy: no repeats there.
         pages = getattr(config.destinations.get(slot[0]), "type", None) == "pagerduty"
-        event = _due(view, sent, now, config, None if pages else repeat_every.get(slot, config.repeat_interval))
+        event = _due(view, sent, now, config, None if pages else repeat_every.get(slot, config.repeat_interval),
+                     silenced)
         if event:
             notifications.append(_notify(slot, view, event, sent, now, config, install_id))
             state.sent[slot] = SentGroup(
@@ -130,7 +134,9 @@ def _view(key: str, wanted: list[Incident], sent: SentGroup | None, known: dict[
 
 
 def _due(view: _View, sent: SentGroup | None, now: datetime, config: AlertsConfig,
-         repeat_every: timedelta | None) -> NotificationEvent | None:
+         repeat_every: timedelta | None, silenced: set[str]) -> NotificationEvent | None:
+    if view.status != "resolved" and all(m.id in silenced for m in view.members if m.status != "resolved"):
+        return None  # everything still open in the group is silenced; a resolve still goes out
     if sent is None or sent.status == "resolved":
         if view.status == "resolved":
             return None

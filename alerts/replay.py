@@ -7,6 +7,7 @@ against a test channel).
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from alerts.config import AlertsConfig
@@ -25,9 +26,11 @@ class NotificationReplay:
 
     Silences are not applied: they belong to the present, not to the period replayed."""
 
-    def __init__(self, alerts: AlertsConfig, send_to: Home | None = None, install_id: str = "replay") -> None:
+    def __init__(self, alerts: AlertsConfig, send_to: Home | None = None, install_id: str | None = None) -> None:
         self.alerts = alerts
-        self.install_id = install_id
+        # A fresh id per replay: a second replay of the same period numbers its incidents alike, and must not
+        # collide with the first one's outbox rows or PagerDuty dedup keys.
+        self.install_id = install_id or f"replay-{secrets.token_hex(3)}"
         self.state = PlanState()
         self.notifications: list[Notification] = []
         self.delivery = DeliveryReport()

@@ -193,30 +193,33 @@ def incidents(
 
 @incident_app.command("ack")
 def incident_ack(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
-                 home: HomeOption = None) -> None:
+                 config: ConfigOption = None, home: HomeOption = None) -> None:
     """Acknowledge an incident: someone is on it."""
     resolved = Home.resolve(home)
     incident = incident_store(resolved).set_status(incident_id, "acknowledged")
     out.print(f"{incident.id} acknowledged", highlight=False)
-    _notify(resolved, None)
+    _notify(resolved, config)
 
 
 @incident_app.command("resolve")
 def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
-                     home: HomeOption = None) -> None:
+                     config: ConfigOption = None, home: HomeOption = None) -> None:
     """Resolve an incident by hand (a check that still fires opens a new one)."""
     resolved = Home.resolve(home)
     incident = incident_store(resolved).set_status(incident_id, "resolved")
     out.print(f"{incident.id} resolved", highlight=False)
-    _notify(resolved, None)
+    _notify(resolved, config)
 
 
 def _notify(home: Home, config: Path | None) -> None:
-    """Tell the destinations at once (a running server would within a second; this covers a home without one)."""
+    """Tell the destinations at once when no server runs for the home; a running server does it within a
+    second, with the config it was started with (which may not be the one this command read)."""
     from alerts.commands import print_pass
     from alerts.service import alert_pass
+    from collector.api.wal import is_served
 
-    print_pass(alert_pass(home, config), out)
+    if not is_served(home):
+        print_pass(alert_pass(home, config), out)
 
 
 @incident_app.command("show")

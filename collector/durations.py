@@ -7,6 +7,7 @@ from datetime import timedelta
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
 UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+LONGEST = timedelta(days=3650)
 
 
 def parse_duration_text(text: str) -> timedelta:
@@ -14,7 +15,10 @@ def parse_duration_text(text: str) -> timedelta:
     match = DURATION.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a duration; give one such as 30s, 15m, 1h or 1d")
-    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    amount, unit = float(match.group(1)), UNITS[match.group(2)]
+    if amount > LONGEST / timedelta(**{unit: 1}):  # checked before timedelta() can overflow
+        raise ValueError(f"{text!r} is longer than ten years")
+    return timedelta(**{unit: amount})
 
 
 def format_duration(value: timedelta) -> str:

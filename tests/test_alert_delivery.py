@@ -249,3 +249,49 @@ alerts:
     assert len(receiver.delivered()) == 2
     assert "503" in caplog.text  # the retries were logged
     assert token not in caplog.text and "R0UTINGKEY" not in caplog.text
+
+
+def test_a_destination_that_cannot_be_sent_to_does_not_block_the_others(home, receiver) -> None:
+    """An unparseable URL fails its own notification at once (visible, not retried); the next one is delivered;
+    a Retry-After of `inf` is capped rather than crashing the pass."""
+    (home.root / "agentwatch.yaml").write_text(f"""
+alerts:
+  destinations:
+    broken: {{type: webhook, url: "http://[::1/x"}}
+    hook: {{type: webhook, url: "{receiver.url('/hook')}"}}
+  default: [broken, hook]
+  group_wait: 0s
+""")
+    save(home, incident(1, severity="warning"))
+    receiver.fail_next(1, 503, {"Retry-After": "inf"})
+    alert_pass(home)
+    rows = {r.destination: r for r in Outbox(alerts_db(home)).rows()}
+    assert rows["broken"].state == "failed" and "not valid" in rows["broken"].last_error
+    assert rows["hook"].state == "pending" and rows["hook"].last_status == 503
+    assert rows["hook"].next_attempt_at - rows["hook"].created_at <= timedelta(hours=1, seconds=5)
+
+
+def test_a_notification_for_a_destination_this_config_lacks_stays_queued(home, receiver) -> None:
+    """A process whose config lacks a queued notification's destination leaves it pending (no attempt
+    counted) with an error saying why, for a process that has it."""
+    write_config(home, receiver)
+    save(home, incident(1, severity="warning"))
+    alert_pass(home, deliver=False)
+    (home.root / "agentwatch.yaml").write_text("alerts: {destinations: {other: {type: slack, url: x}}}\n")
+    alert_pass(home)
+    (row,) = Outbox(alerts_db(home)).rows()
+    assert (row.state, row.attempts) == ("pending", 0)
+    assert "not in the config this process read" in row.last_error
+
+
+def test_is_served_sees_the_serve_lock(home) -> None:
+    """is_served (which makes CLI commands leave notifications to a running server) follows the serve lock."""
+    from collector.api.wal import acquire_serve_lock, is_served, release_serve_lock
+
+    assert not is_served(home)
+    acquire_serve_lock(home)
+    try:
+        assert is_served(home)
+    finally:
+        release_serve_lock(home)
+    assert not is_served(home)

@@ -229,3 +229,15 @@ def test_an_incident_linked_after_first_seen_moves_to_its_cause_only_if_never_se
     sent_keys = set() if late_link else {"INC-2"}
     assign_groups({"INC-1": rename(1), "INC-2": linked}, groups, sent_keys, WAIT)
     assert groups["INC-2"] == ("INC-1" if late_link else "INC-2")
+
+
+def test_a_silence_added_after_a_group_was_sent_stops_its_repeats_but_not_its_resolve() -> None:
+    """Silencing an incident already sent stops its repeats; when it resolves the resolve is still sent."""
+    planner = Planner()
+    spike = incident(2, field="deal_stage")
+    planner.at(AT + WAIT, spike)
+    for hours in (4, 8, 12):
+        assert planner.at(AT + WAIT + timedelta(hours=hours), spike, silences=(FieldSilence(),)) == []
+    resolved = spike.model_copy(update={"status": "resolved"})
+    assert planner.at(AT + timedelta(hours=13), resolved, silences=(FieldSilence(),)) == [
+        ("slack", "resolve", "INC-2", ["INC-2"])]

@@ -106,6 +106,21 @@ def acquire_serve_lock(home: Home) -> None:
         _serve_locks[path] = [fd, 1]
 
 
+def is_served(home: Home) -> bool:
+    """Whether an ``agentwatch serve`` process holds the home's serve lock now."""
+    path = home.locks / "serve.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock we may have taken
+    return False
+
+
 def release_serve_lock(home: Home) -> None:
     """Give back one hold of the serve lock; the last one unlocks it."""
     path = home.locks / "serve.lock"
