@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from alerts.config import AlertsConfig, GuardConfig, validate_alerts
 from collector.errors import ConfigError
+from dashboards.settings import DashboardConfig
 
 CONFIG_NAME = "agentwatch.yaml"
 
@@ -82,6 +83,7 @@ class Config(BaseModel):
     )
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Destinations, routes and timing.")
     guard: GuardConfig = Field(default_factory=GuardConfig, description="Which incidents pause agents.")
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="Who may open the dashboard.")
 
     def policy_for(self, agent_id: str) -> AgentPolicy:
         """The effective policy of an agent: ``"*"`` extended by its own entry."""
@@ -106,7 +108,7 @@ def load_config(path: Path | None) -> Config:
     data = _to_python(node, (), lines) if node is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} line 1: the config should be a mapping of keys (agents, workflow, fields, checks, "
-                          "alerts, guard)")
+                          "alerts, guard, dashboard)")
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

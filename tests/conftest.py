@@ -125,3 +125,18 @@ def receiver():
     started = Receiver().start()
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """The 7-day demo, ingested and with its checks replayed, shared by the dashboard tests (read it, do not
+    change it; copy it with `shutil.copytree` to change it)."""
+    import io
+
+    from rich.console import Console
+
+    from collector.demo.run import run_demo
+
+    home = Home.resolve(tmp_path_factory.mktemp("dashboard-demo") / "home")
+    run_demo(home, days=7, console=Console(file=io.StringIO()))
+    return home

@@ -1,0 +1,36 @@
+"""The agentwatch dashboard: ``agentwatch dashboard`` runs ``streamlit run`` on this file.
+
+This entrypoint is the frame around every page: the access check, then the navigation. Each page is a
+script in ``dashboards/pages``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboards.access import require_access
+from dashboards.context import home
+
+PAGES = Path(__file__).parent / "pages"
+
+st.set_page_config(page_title="agentwatch", page_icon=":material/monitoring:", layout="wide")
+require_access()
+st.sidebar.caption(f"home: `{home().root}`")
+navigation = st.navigation({
+    "Watch": [
+        st.Page(PAGES / "incidents.py", title="Incidents", icon=":material/notifications_active:", default=True),
+        st.Page(PAGES / "agents.py", title="Agents", icon=":material/smart_toy:"),
+        st.Page(PAGES / "schema.py", title="Schema", icon=":material/schema:"),
+    ],
+    "Outcomes": [
+        st.Page(PAGES / "routing.py", title="Routing accuracy", icon=":material/alt_route:"),
+        st.Page(PAGES / "outcomes.py", title="Outcome feedback", icon=":material/rate_review:"),
+        st.Page(PAGES / "pipeline.py", title="Pipeline quality", icon=":material/trending_up:"),
+    ],
+    "Audit": [
+        st.Page(PAGES / "audit.py", title="Audit trail", icon=":material/history:"),
+    ],
+})
+navigation.run()

@@ -1,0 +1,117 @@
+"""What every page shares: the home, cached DuckDB queries, the incident and alert stores, the viewer's timezone.
+
+Queries run in DuckDB over the store's Parquet views (never the whole event table into pandas) and return
+Polars frames. Results are cached by Streamlit, keyed by the SQL, its parameters and a cheap fingerprint of
+the store (the modification times of its partition folders), so a page reloads from cache until new data lands.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+import polars as pl
+import streamlit as st
+
+from alerts.db import alerts_db
+from checks.config import Config
+from checks.engine import config_for, incident_store
+from checks.incidents import IncidentStore
+from collector.errors import AgentwatchError
+from collector.home import Home
+from collector.sqlite import SqliteFile
+from collector.store.reader import open_reader
+
+HOME_ENV = "AGENTWATCH_HOME"
+CONFIG_ENV = "AGENTWATCH_CONFIG"
+CACHE_TTL_S = 300  # a safety net: the fingerprint already changes when new parts land
+
+
+def home() -> Home:
+    """The home the dashboard was started on (``agentwatch dashboard --home``, else $AGENTWATCH_HOME)."""
+    return Home.resolve(Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
+
+
+def config() -> Config:
+    """The home's config (or the one ``agentwatch dashboard --config`` named); a broken one is shown, not raised."""
+    override = os.environ.get(CONFIG_ENV)
+    try:
+        return config_for(home(), Path(override) if override else None)
+    except AgentwatchError as exc:
+        st.error(f"agentwatch.yaml cannot be read, so the defaults apply: {exc}")
+        return Config()
+
+
+@st.cache_resource(show_spinner=False)
+def _connection(root: str) -> duckdb.DuckDBPyConnection:
+    return open_reader(Home.resolve(Path(root)))
+
+
+def store_fingerprint(root: Path) -> tuple:
+    """Changes whenever a part lands: each dataset folder's partitions and their modification times."""
+    store = root / "store"
+    marks: list[tuple[str, int]] = []
+    if store.is_dir():
+        for dataset in sorted(os.scandir(store), key=lambda e: e.name):
+            if dataset.is_dir():
+                marks.append((dataset.name, dataset.stat().st_mtime_ns))
+                marks += [(d.name, d.stat().st_mtime_ns) for d in os.scandir(dataset.path) if d.is_dir()]
+    return tuple(marks)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=500)
+def _cached_query(root: str, fingerprint: tuple, sql: str, params: tuple) -> pl.DataFrame:
+    cursor = _connection(root).cursor()  # one cursor per query: sessions run on different threads
+    try:
+        return pl.from_arrow(cursor.sql(sql, params=list(params) if params else None).to_arrow_table())
+    finally:
+        cursor.close()
+
+
+def query(sql: str, *params: Any) -> pl.DataFrame:
+    """Run SQL over the views ``actions``, ``outcomes`` and ``schema_snapshots``; cached until the store changes."""
+    root = home().root
+    return _cached_query(str(root), store_fingerprint(root), sql, tuple(params))
+
+
+def incidents() -> IncidentStore:
+    return incident_store(home())
+
+
+def alerts() -> SqliteFile:
+    return alerts_db(home())
+
+
+def viewer_timezone() -> tzinfo:
+    """The browser's timezone (Streamlit reports it), else UTC."""
+    name = getattr(st.context, "timezone", None)
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local(at: datetime | None) -> str:
+    """A time as the viewer reads it: ``2026-10-05 12:45 CEST``."""
+    if at is None:
+        return "-"
+    return at.astimezone(viewer_timezone()).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def to_viewer(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """Timestamp columns converted to the viewer's timezone (charts and tables then show local time)."""
+    zone = str(viewer_timezone())
+    return frame.with_columns([pl.col(c).dt.convert_time_zone(zone) for c in columns if c in frame.columns])
+
+
+def empty_state(message: str) -> None:
+    """What to do next when a page has nothing to show."""
+    st.info(message, icon=":material/lightbulb:")
+
+
+def has_rows(view: str) -> bool:
+    return query(f"SELECT EXISTS (SELECT 1 FROM {view}) AS present")["present"][0]

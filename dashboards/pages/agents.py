@@ -1,0 +1,5 @@
+"""The agents page (being built)."""
+
+import streamlit as st
+
+st.title("agents")

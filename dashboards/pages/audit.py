@@ -1,0 +1,5 @@
+"""The audit page (being built)."""
+
+import streamlit as st
+
+st.title("audit")

@@ -1,0 +1,5 @@
+"""The incidents page (being built)."""
+
+import streamlit as st
+
+st.title("incidents")

@@ -1,0 +1,5 @@
+"""The outcomes page (being built)."""
+
+import streamlit as st
+
+st.title("outcomes")

@@ -1,0 +1,5 @@
+"""The pipeline page (being built)."""
+
+import streamlit as st
+
+st.title("pipeline")

@@ -1,0 +1,5 @@
+"""The routing page (being built)."""
+
+import streamlit as st
+
+st.title("routing")

@@ -1,0 +1,5 @@
+"""The schema page (being built)."""
+
+import streamlit as st
+
+st.title("schema")
