@@ -210,6 +210,26 @@ def serve(
                check_every_s=every.total_seconds() if every else None, config_path=config)
 
 
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the "
+                                                                 "home).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail)."""
+    from dashboards.launch import start_dashboard
+
+    process = start_dashboard(Home.resolve(home), host, port, config)
+    out.print(f"dashboard: http://{host}:{port}    stop: Ctrl-C", highlight=False)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @keys_app.command("create")
 def keys_create(
     scope: Annotated[Scope, typer.Option(help="What the key may do: ingest, read, or admin (both and more).")],
@@ -253,21 +273,38 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 7,
     no_checks: Annotated[bool, typer.Option("--no-checks", help="Skip replaying the checks over the month.")] = False,
     port: Annotated[int, typer.Option(help="Port of the collector API.")] = 8000,
+    dashboard_port: Annotated[int, typer.Option(help="Port of the dashboard (0: no dashboard).")] = 8501,
     home: HomeOption = None,
 ) -> None:
-    """Simulate a month of inbound-lead agent traffic with the deal_stage rename, ingest it, and serve it."""
+    """Simulate a month of inbound-lead agent traffic with the deal_stage rename, ingest it, and serve it with the
+    dashboard."""
     from collector.demo.run import run_demo
+    from dashboards.launch import start_dashboard
 
     resolved = Home.resolve(home)
     run_demo(resolved, days=days, seed=seed, console=out, checks=not no_checks)
     if not no_serve:
-        out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
-                  "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"
-                  "status: .venv/bin/agentwatch status    stop: Ctrl-C\n"
-                  "the scheduled checks are off here: the demo month is in the past, so checks at the current time "
-                  "would find it quiet and resolve its incidents (`agentwatch serve` runs them every minute)",
-                  highlight=False)
-        serve(host="127.0.0.1", port=port, home=resolved.root, check_every="0")
+        board = start_dashboard(resolved, port=dashboard_port, quiet=True) if dashboard_port else None
+        if board:
+            out.print(f"dashboard: http://127.0.0.1:{dashboard_port}  (the rename: open the incident "
+                      "schema.field_renamed)", highlight=False)
+        try:
+            _serve_demo(resolved, port)
+        finally:
+            if board:
+                board.terminate()
+                board.wait(timeout=30)
+
+
+def _serve_demo(resolved: Home, port: int) -> None:
+    """The demo's API server, without the scheduled checks."""
+    out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
+              "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"
+              "status: .venv/bin/agentwatch status    stop: Ctrl-C\n"
+              "the scheduled checks are off here: the demo month is in the past, so checks at the current time "
+              "would find it quiet and resolve its incidents (`agentwatch serve` runs them every minute)",
+              highlight=False)
+    serve(host="127.0.0.1", port=port, home=resolved.root, check_every="0")
 
 
 def main() -> None:

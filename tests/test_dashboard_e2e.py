@@ -1,0 +1,102 @@
+"""End to end: the real dashboard on loopback, driven by Debian's headless Chromium, opens the demo's
+deal_stage incident, acknowledges it, and saves a screenshot.
+
+Set AGENTWATCH_SCREENSHOTS=docs/screenshots to also write the screenshot the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+
+from checks.engine import incident_store
+from collector.home import Home
+from dashboards.launch import start_dashboard
+from tests.test_serve_checks import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+START_TIMEOUT_S = 60.0
+PAGE_TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
+    """The real dashboard (`streamlit run` through agentwatch) on a copy of the demo home."""
+    home = Home.resolve(tmp_path / "home")
+    shutil.copytree(demo_home.root, home.root)
+    port = free_port()
+    process = start_dashboard(home, port=port, quiet=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the dashboard process exited"
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"the dashboard did not answer on {url} within {START_TIMEOUT_S} s")
+        yield home, url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
+        "Debian's chromium and chromium-driver are needed: `make test` installs them (scripts/install-browser)"
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000",
+                     "--force-device-scale-factor=1", "--disable-gpu", "--lang=en-US"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, browser, tmp_path) -> None:
+    """The notification link `/?incident=<id>` opens the rename incident with its summary and effects;
+    clicking Acknowledge stores the acknowledgement and the page shows it; the screenshot is saved."""
+    home, url = dashboard
+    store = incident_store(home)
+    (rename,) = [i for i in store.list() if i.check == "schema.field_renamed"]
+    assert rename.status == "open"
+    browser.get(f"{url}/?incident={rename.id}")
+    wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
+    ack = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-ack_button button")))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert rename.id in body and "opportunity_stage" in body and rename.effects[0] in body
+    ack.click()
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while store.get(rename.id).status != "acknowledged" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.get(rename.id).status == "acknowledged"
+    wait.until(lambda driver: "acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
+    time.sleep(1.5)  # let the charts finish drawing before the picture
+    shot = tmp_path / "incident.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    if os.environ.get("AGENTWATCH_SCREENSHOTS"):
+        target = Path(os.environ["AGENTWATCH_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / "incident.png")
