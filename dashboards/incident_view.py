@@ -1,0 +1,402 @@
+"""One incident in full: header, summary and times, the buttons that act on it, the signal around its start, its
+linked incidents, the drift report (drift incidents), the evidence and the sample events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import altair as alt
+import duckdb
+import polars as pl
+import streamlit as st
+import streamlit.components.v1 as components
+
+from alerts.properties import incident_properties
+from alerts.silences import Silences, operator_name
+from collector.durations import parse_duration_text
+from collector.errors import AgentwatchError
+from collector.ingest.sql import sql_string
+from collector.store.keys import event_key
+from dashboards import context, signals
+from schemas.incidents import Incident
+
+SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+STATUS_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green"}
+SILENCE_DURATIONS = ["1h", "2h", "8h", "24h"]
+MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~$:&")
+MESSAGE_KEY = "incident_message"  # what the last button did, shown once on the next run
+ACTUAL_COLOR, BAND_COLOR, EXPECTED_COLOR, START_COLOR = "#1f77b4", "#9ecae9", "#6b6b6b", "#d62728"
+
+
+def subject_text(incident: Incident) -> str:
+    """The subject as people say it: ``lead-router lead.route``, ``Lead.deal_stage -> opportunity_stage``."""
+    subject = dict(incident.subject)
+    if "object" in subject and "field" in subject:
+        return f"{subject.pop('object')}.{subject.pop('field')}" + "".join(f" {k}={v}" for k, v in subject.items())
+    if "agent_id" in subject and "action" in subject:
+        return f"{subject.pop('agent_id')} {subject.pop('action')}" + "".join(f" {k}={v}" for k, v in subject.items())
+    return " ".join(f"{k}={v}" for k, v in subject.items()) or "-"
+
+
+def markdown_text(text: str) -> str:
+    """Text shown as written in markdown: every ASCII punctuation mark escaped (``deal_stage ... opportunity_id``
+    would otherwise turn italic, ``:red[...]`` coloured)."""
+    return "".join(f"\\{c}" if c in MARKDOWN_PUNCTUATION else c for c in text)
+
+
+def show(incident: Incident, switch: Callable[[str], None]) -> None:
+    """The whole detail view; `switch` opens another incident (a linked one)."""
+    title, buttons = st.columns([1, 1], vertical_alignment="center")
+    with title:
+        _title(incident)
+    with buttons:
+        _buttons(incident)
+    _message()
+    _facts(incident)
+    _guarded("The signal", _signal, incident)
+    _links(incident, switch)
+    if incident.check == "drift.distribution":
+        _drift_report(incident)
+    _evidence(incident)
+    _guarded("The sample events", _samples, incident)
+
+
+def _guarded(what: str, part: Callable[[Incident], None], incident: Incident) -> None:
+    """A part that reads the store: a store that cannot be read is said on the page, the rest still shows."""
+    try:
+        part(incident)
+    except (duckdb.Error, AgentwatchError) as exc:
+        st.warning(f"{what} could not be read from the store: {exc}")
+
+
+# --- header --------------------------------------------------------------------------------------------------
+
+def _title(incident: Incident) -> None:
+    severity = f":{SEVERITY_COLORS[incident.severity]}-badge[{incident.severity}]"
+    status = f":{STATUS_COLORS[incident.status]}-badge[{incident.status}]"
+    st.subheader(f"{incident.id} · {incident.check}", anchor=False)
+    st.markdown(f"{severity} {status} &nbsp; **{markdown_text(subject_text(incident))}**")
+
+
+def _facts(incident: Incident) -> None:
+    st.markdown(markdown_text(incident.summary))
+    times = [f"**Began** {context.local(incident.started_at)}", f"**Opened** {context.local(incident.opened_at)}",
+             f"**Last fired** {context.local(incident.last_fired_at)}"]
+    if incident.acknowledged_at:
+        times.append(f"**Acknowledged** {context.local(incident.acknowledged_at)}")
+    if incident.resolved_at:
+        times.append(f"**Resolved** {context.local(incident.resolved_at)}")
+    times.append(f"**Affected** {incident.affected:,}")
+    st.markdown(" · ".join(times))
+    _silenced_by(incident)
+
+
+# --- acknowledge, resolve, silence ---------------------------------------------------------------------------
+
+def _message() -> None:
+    """What the last button did (set by its callback), shown once."""
+    message = st.session_state.pop(MESSAGE_KEY, None)
+    if message:
+        (st.success if message[0] == "success" else st.error)(message[1])
+
+
+def _buttons(incident: Incident) -> None:
+    ack, resolve, silence = st.columns([4, 3, 3])
+    ack.button("Acknowledge", key="ack_button", icon=":material/check:", disabled=incident.status != "open",
+               on_click=_set_status, args=(incident.id, "acknowledged"), width="stretch",
+               help="Someone is on it: the alert stops reminding (only an open incident can be acknowledged).")
+    resolve.button("Resolve", key="resolve_button", icon=":material/done_all:", disabled=incident.status == "resolved",
+                   on_click=_set_status, args=(incident.id, "resolved"), width="stretch",
+                   help="Fixed: closes the incident (the check opens a new one if it fires again).")
+    with silence.popover("Silence", icon=":material/notifications_off:", width="stretch"):
+        _silence_form(incident)
+
+
+def _set_status(incident_id: str, status: str) -> None:
+    try:
+        updated = context.incidents().set_status(incident_id, status)
+    except AgentwatchError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        return
+    st.session_state[MESSAGE_KEY] = ("success", f"{incident_id} is now {updated.status}.")
+
+
+def silence_matchers(incident: Incident) -> list[tuple[str, str]]:
+    """The check, and the subject's agent or else its field (glob characters escaped so they match literally)."""
+    matchers = [("check", _literal(incident.check))]
+    if "agent_id" in incident.subject:
+        matchers.append(("agent_id", _literal(incident.subject["agent_id"])))
+    elif "field" in incident.subject:
+        matchers.append(("field", _literal(incident.subject["field"])))
+    return matchers
+
+
+def _literal(value: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
+
+
+def _silence_form(incident: Incident) -> None:
+    matchers = silence_matchers(incident)
+    st.caption("Holds back notifications of incidents matching " + " ".join(f"`{k}={v}`" for k, v in matchers)
+               + " (they are still recorded and shown here).")
+    with st.form("silence_form", border=False):
+        st.selectbox("For", SILENCE_DURATIONS, index=1, key="silence_for")
+        st.text_input("Why", key="silence_comment", placeholder="e.g. fix deploying, expect noise until 15:00")
+        st.form_submit_button("Silence", key="silence_button", icon=":material/notifications_off:",
+                              on_click=_silence, args=(incident,))
+
+
+def _silence(incident: Incident) -> None:
+    duration = parse_duration_text(st.session_state.get("silence_for") or SILENCE_DURATIONS[1])
+    try:
+        silence = Silences(context.alerts()).add(silence_matchers(incident), duration,
+                                                 st.session_state.get("silence_comment") or "", operator_name())
+    except AgentwatchError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", f"not silenced: {exc}")
+        return
+    st.session_state[MESSAGE_KEY] = (
+        "success", f"Silenced as {silence.id} until {context.local(silence.ends_at)} ({silence.describe()}).")
+
+
+def _silenced_by(incident: Incident) -> None:
+    try:
+        silence = Silences(context.alerts()).silenced_by(incident_properties(incident))
+    except AgentwatchError as exc:
+        st.caption(f"silences cannot be read: {exc}")
+        return
+    if silence is not None:
+        st.caption(f":material/notifications_off: Notifications held back by {silence.id} until "
+                   f"{context.local(silence.ends_at)} ({silence.describe()}; {silence.created_by}: {silence.comment})")
+
+
+# --- the signal ----------------------------------------------------------------------------------------------
+
+def _signal(incident: Incident) -> None:
+    st.markdown("#### Signal around the start")
+    signal = signals.signal_for(incident)
+    if signal is None:
+        st.caption("This incident's subject has no event signal to chart (no agent reads it, or it is about "
+                   "outcomes or snapshots); the evidence below has the numbers.")
+        return
+    if signal.frame.is_empty():
+        context.empty_state(f"No events of {signal.title.split(':')[0]} between "
+                            f"{context.local(signals.window(incident)[0])} and now to chart.")
+        return
+    st.altair_chart(signal_chart(signal), width="stretch", key="signal_chart")
+    st.caption(f"{signal.title}, {signal.measure}. Line: what happened; shaded band and dashed line: the usual "
+               f"range and level ({signal.band}); red rule: when the incident began. Times in "
+               f"{context.viewer_timezone()}.")
+
+
+def signal_chart(signal: signals.Signal) -> alt.LayerChart:
+    """Actual as a line over the usual band (an area) and its median (dashed), a rule at the start."""
+    frame = context.to_viewer(signal.frame, "bucket")
+    number = ".0%" if signal.share else ",.0f"
+    legend = alt.Scale(domain=["actual", "usual range (10th-90th pct)", "usual (median)"],
+                       range=[ACTUAL_COLOR, BAND_COLOR, EXPECTED_COLOR])
+    series = alt.Color("series:N", scale=legend, title=None)
+    x = alt.X("bucket:T", title=None, axis=alt.Axis(format="%b %d %H:%M", labelAngle=0))
+    y_title = signal.measure
+    base = alt.Chart(frame)
+    band = base.mark_area(opacity=0.45).encode(
+        x=x, y=alt.Y("low:Q", title=y_title, axis=alt.Axis(format=number), scale=alt.Scale(zero=not signal.share)),
+        y2="high:Q", color=series).transform_calculate(series="'usual range (10th-90th pct)'")
+    expected = base.mark_line(strokeDash=[4, 3], strokeWidth=1.2).encode(
+        x=x, y="expected:Q", color=series).transform_calculate(series="'usual (median)'")
+    tooltip = [alt.Tooltip("bucket:T", title="from", format="%Y-%m-%d %H:%M"),
+               alt.Tooltip("actual:Q", format=number), alt.Tooltip("expected:Q", title="usual", format=number),
+               alt.Tooltip("low:Q", format=number), alt.Tooltip("high:Q", format=number)]
+    if "reads" in frame.columns:
+        tooltip.append(alt.Tooltip("reads:Q", format=","))
+    actual = base.mark_line(strokeWidth=1.6, interpolate="step-after").encode(
+        x=x, y="actual:Q", color=series, tooltip=tooltip).transform_calculate(series="'actual'")
+    start = context.to_viewer(pl.DataFrame({"started_at": [signal.started_at]}), "started_at")
+    rule = alt.Chart(start).mark_rule(color=START_COLOR, strokeDash=[6, 3], strokeWidth=1.5).encode(x="started_at:T")
+    label = alt.Chart(start).mark_text(color=START_COLOR, align="left", dx=4, dy=-4, baseline="top").encode(
+        x="started_at:T", y=alt.value(0), text=alt.value("began"))
+    return alt.layer(band, expected, actual, rule, label).properties(height=300).configure_legend(
+        orient="top", title=None)
+
+
+# --- linked incidents ----------------------------------------------------------------------------------------
+
+def _links(incident: Incident, switch: Callable[[str], None]) -> None:
+    if not incident.caused_by and not incident.effects:
+        return
+    st.markdown("#### Linked incidents")
+    linked = {i.id: i for i in context.incidents().get_many([*incident.caused_by, *incident.effects])}
+    for title, ids in (("Caused by", incident.caused_by), ("Effects (this incident explains them)", incident.effects)):
+        if not ids:
+            continue
+        st.markdown(f"**{title}**")
+        for linked_id in ids:
+            other = linked.get(linked_id)
+            if other is None:
+                st.markdown(f"- {linked_id} (no longer stored)")
+                continue
+            st.button(f"{other.id} · {other.severity} · {other.status} · {other.check} · {subject_text(other)}",
+                      key=f"link_{other.id}", on_click=switch, args=(other.id,), type="tertiary",
+                      icon=":material/link:", help=other.summary)
+
+
+# --- drift report --------------------------------------------------------------------------------------------
+
+def _drift_report(incident: Incident) -> None:
+    evidence = incident.evidence
+    st.markdown("#### Drift report (Evidently)")
+    html = evidence.get("report_html")
+    if isinstance(html, str) and html.strip():
+        with st.expander("Evidently report", expanded=True):
+            components.html(html, height=700, scrolling=True)
+        return
+    scores = drift_scores(incident)
+    if scores.is_empty():
+        st.caption("This drift incident keeps no per-column scores.")
+        return
+    windows = [evidence.get(k) or {} for k in ("reference_window", "current_window")]
+    st.caption(" · ".join(
+        f"**{name}** {_when(w.get('start'))} to {_when(w.get('end'))} ({w.get('events', '?'):,} events, "
+        f"{w.get('sampled_rows', '?'):,} sampled)" for name, w in zip(("Reference", "Current"), windows, strict=True)
+        if w) + ". Score: normed Wasserstein distance (numbers) or Jensen-Shannon distance (categories); a column "
+        "drifted when it reaches the threshold plus its noise margin.")
+    chart = alt.Chart(scores).mark_bar().encode(
+        x=alt.X("score:Q", title="drift score"), y=alt.Y("column:N", sort="-x", title=None),
+        color=alt.Color("drifted:N", scale=alt.Scale(domain=[True, False], range=[START_COLOR, BAND_COLOR]),
+                        legend=alt.Legend(title="drifted", orient="top")),
+        tooltip=["column", "role", alt.Tooltip("score:Q", format=".3f"), "threshold", "drifted"])
+    threshold = alt.Chart(scores.head(1)).mark_rule(strokeDash=[4, 3], color=EXPECTED_COLOR).encode(x="threshold:Q")
+    st.altair_chart(alt.layer(chart, threshold).properties(height=alt.Step(22)), width="stretch", key="drift_chart")
+    st.dataframe(scores, hide_index=True, key="drift_table", column_config={
+        "score": st.column_config.NumberColumn(format="%.4f")})
+    for name, described in (evidence.get("columns") or {}).items():
+        _drifted_column(name, described)
+    report = [m for m in evidence.get("report", []) if isinstance(m, dict)]
+    if report:
+        st.caption(f"Evidently ValueDrift results ({_when(evidence.get('report_at'))})")
+        st.dataframe(pl.DataFrame([{"column": str(m.get("column")), "method": str(m.get("method")),
+                                    "threshold": _number(m.get("threshold")), "value": _number(m.get("value"))}
+                                   for m in report]), hide_index=True, key="evidently_table")
+
+
+def drift_scores(incident: Incident) -> pl.DataFrame:
+    """column, role, score, threshold, drifted: every compared column of a drift incident, highest score first."""
+    evidence = incident.evidence
+    described = evidence.get("columns") or {}
+    drifted = set(evidence.get("drifted_columns") or [])
+    thresholds = [d.get("threshold") for d in described.values() if isinstance(d, dict) and d.get("threshold")]
+    threshold = float(thresholds[0]) if thresholds else 0.1
+    rows = [{"column": str(name), "role": _role(str(name), described.get(name)), "score": _number(score),
+             "threshold": threshold, "drifted": name in drifted}
+            for name, score in (evidence.get("scores") or {}).items()]
+    schema = {"column": pl.String, "role": pl.String, "score": pl.Float64, "threshold": pl.Float64,
+              "drifted": pl.Boolean}
+    return pl.DataFrame(rows, schema=schema).sort("score", descending=True, nulls_last=True)
+
+
+def _role(name: str, described: Any) -> str:
+    if isinstance(described, dict) and described.get("role"):
+        return str(described["role"])
+    return "input" if name.startswith("inputs.") else "decision"
+
+
+def _drifted_column(name: str, described: Any) -> None:
+    if not isinstance(described, dict):
+        return
+    if described.get("shares"):
+        shares = pl.DataFrame(described["shares"]).select(
+            pl.col("value").cast(pl.String), pl.col("reference").cast(pl.Float64), pl.col("current").cast(pl.Float64))
+        long = shares.unpivot(["reference", "current"], index="value", variable_name="window", value_name="share")
+        chart = alt.Chart(long).mark_bar().encode(
+            x=alt.X("share:Q", axis=alt.Axis(format=".0%")), y=alt.Y("value:N", title=None),
+            yOffset="window:N", color=alt.Color("window:N", scale=alt.Scale(
+                domain=["reference", "current"], range=[BAND_COLOR, ACTUAL_COLOR]), legend=alt.Legend(orient="top")),
+            tooltip=["value", "window", alt.Tooltip("share:Q", format=".1%")])
+        st.markdown(f"**{name}**: share of events per value, reference vs current")
+        st.altair_chart(chart.properties(height=alt.Step(16)), width="stretch", key=f"drift_shares_{name}")
+    elif isinstance(described.get("reference"), dict) and isinstance(described.get("current"), dict):
+        stats = pl.DataFrame([{"window": w, **{k: _number(v) for k, v in described[w].items()}}
+                              for w in ("reference", "current")])
+        st.markdown(f"**{name}**: reference vs current")
+        st.dataframe(stats, hide_index=True, key=f"drift_stats_{name}")
+
+
+# --- evidence and samples ------------------------------------------------------------------------------------
+
+def evidence_rows(evidence: dict[str, Any]) -> pl.DataFrame:
+    """key, value: scalars as text, lists of scalars joined, nested values as compact JSON."""
+    rows = []
+    for key, value in evidence.items():
+        if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+            text = ", ".join("null" if v is None else str(v) for v in value) or "(none)"
+        elif isinstance(value, dict | list):
+            text = json.dumps(value, separators=(", ", ": "), default=str)
+        elif isinstance(value, float):
+            text = f"{value:.4g}"
+        else:
+            text = "null" if value is None else str(value)
+        rows.append({"key": str(key), "value": text})
+    return pl.DataFrame(rows, schema={"key": pl.String, "value": pl.String})
+
+
+def _evidence(incident: Incident) -> None:
+    st.markdown("#### Evidence")
+    if not incident.evidence:
+        st.caption("This incident keeps no evidence.")
+        return
+    rows = evidence_rows(incident.evidence)
+    st.dataframe(rows, hide_index=True, key="evidence_table", height=_table_height(rows.height), column_config={
+        "key": st.column_config.TextColumn(width="small"), "value": st.column_config.TextColumn(width="large")})
+
+
+def sample_events(incident: Incident) -> pl.DataFrame:
+    """The incident's sample events from the actions view, oldest first. Checks pick them near the start (the
+    first null reads, the spike's events) or near the last firing (drift's current window), so only the days
+    around those two moments are read (the ``day`` partitions prune the rest)."""
+    ids = list(dict.fromkeys(incident.sample_event_ids))
+    if not ids:
+        return pl.DataFrame()
+    last = incident.last_fired_at
+    moments = (incident.started_at, incident.started_at + timedelta(days=1), last - timedelta(days=1), last)
+    days = ", ".join(sorted({f"DATE '{m.astimezone(UTC).date().isoformat()}'" for m in moments}))
+    keys = ", ".join(str(event_key(i)) for i in ids)
+    names = ", ".join(sql_string(i) for i in ids)
+    return context.query(
+        f"SELECT event_id, ts, agent_id, action, resource_type || '/' || resource_id AS resource, status, "
+        f"CAST(decision AS VARCHAR) AS decision FROM actions WHERE day IN ({days}) "
+        f"AND event_key IN ({keys}) AND event_id IN ({names}) ORDER BY ts, event_id")
+
+
+def _samples(incident: Incident) -> None:
+    st.markdown("#### Sample events")
+    if not incident.sample_event_ids:
+        st.caption("This incident keeps no sample events (schema changes point at snapshots, not events).")
+        return
+    frame = sample_events(incident)
+    if frame.is_empty():
+        st.caption(f"The {len(incident.sample_event_ids)} sample events are not in the store around the incident's "
+                   "start or last firing (removed by retention?).")
+        return
+    st.dataframe(context.to_viewer(frame, "ts"), hide_index=True, key="samples_table", column_config={
+        "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss z"),
+        "decision": st.column_config.TextColumn(width="large")})
+
+
+def _table_height(rows: int) -> int:
+    """Tall enough for every row up to 20, then it scrolls."""
+    return 38 + 35 * min(max(rows, 1), 20)
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, str):
+        return "-"
+    try:
+        return context.local(datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

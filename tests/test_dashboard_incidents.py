@@ -1,0 +1,313 @@
+"""The incidents page and its detail view, run with Streamlit's AppTest over the 7-day demo home."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from alerts.db import alerts_db
+from alerts.properties import incident_properties
+from alerts.silences import Silences
+from checks.engine import INCIDENTS_FILE, incident_store
+from collector.home import Home
+from collector.store.reader import open_reader
+from dashboards.incident_view import evidence_rows, markdown_text
+from schemas.incidents import Incident
+
+ROOT = Path(__file__).resolve().parents[1]
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+LIST_COLUMNS = ["id", "status", "severity", "check", "subject", "age", "opened", "links", "summary"]
+
+
+def app(monkeypatch: pytest.MonkeyPatch, home: Home, incident: str | None = None) -> AppTest:
+    monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
+    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
+    if incident is not None:
+        at.query_params["incident"] = incident
+    at.run()
+    assert not at.exception
+    return at
+
+
+def table(at: AppTest, first_column: str, columns: int) -> pd.DataFrame:
+    """The page's table whose first column and width are these."""
+    found = [d.value for d in at.dataframe if d.value.shape[1] == columns and d.value.columns[0] == first_column]
+    assert found, f"no table starting with {first_column!r}"
+    return found[0]
+
+
+def charts(at: AppTest) -> list[dict[str, pd.DataFrame]]:
+    """Every Altair chart's datasets, as frames by name."""
+    return [{d.name: pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets}
+            for chart in at.get("vega_lite_chart")]
+
+
+def one(home: Home, check: str) -> Incident:
+    (found,) = [i for i in incident_store(home).list() if i.check == check]
+    return found
+
+
+def copy_of(demo_home: Home, tmp_path: Path) -> Home:
+    shutil.copytree(demo_home.root, tmp_path / "home")
+    return Home.resolve(tmp_path / "home")
+
+
+def sql(home: Home, text: str, params: list | None = None) -> list[tuple]:
+    con = open_reader(home)
+    try:
+        return con.execute(text, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_list_orders_unresolved_first_and_metrics_count_the_store(demo_home, tmp_path, monkeypatch) -> None:
+    """Open and acknowledged incidents come first (then critical, warning, info), and the four metrics equal the
+    incident store's counts, including an acknowledgement and a resolution made just now."""
+    home = copy_of(demo_home, tmp_path)
+    store = incident_store(home)
+    drift, spike, rename = (one(home, c) for c in ("drift.distribution", "quality.null_spike", "schema.field_renamed"))
+    store.set_status(drift.id, "resolved")
+    store.set_status(spike.id, "acknowledged")
+    at = app(monkeypatch, home)
+
+    incidents = store.list()
+    now = datetime.now(UTC)
+    expected = {
+        "Open critical": sum(i.status == "open" and i.severity == "critical" for i in incidents),
+        "Open warning": sum(i.status == "open" and i.severity == "warning" for i in incidents),
+        "Acknowledged": sum(i.status == "acknowledged" for i in incidents),
+        "Resolved, last 7 days": sum(i.resolved_at is not None and now - i.resolved_at < timedelta(days=7)
+                                     for i in incidents),
+    }
+    assert expected == {"Open critical": 1, "Open warning": 0, "Acknowledged": 1, "Resolved, last 7 days": 1}
+    assert {m.label: int(m.value) for m in at.metric} == expected
+
+    shown = table(at, "id", len(LIST_COLUMNS))
+    assert list(shown.columns) == LIST_COLUMNS
+    order = sorted(incidents, key=lambda i: (i.status == "resolved", SEVERITY[i.severity], -i.opened_at.timestamp()))
+    assert list(shown["id"]) == [i.id for i in order]
+    assert list(shown["id"][:2]) == [spike.id, rename.id]  # unresolved criticals, the newest first
+    assert set(shown["status"][2:]) == {"resolved"}
+    row = shown[shown["id"] == rename.id].iloc[0]
+    assert row["links"] == f"effects {spike.id}" and row["subject"] == "Lead.deal_stage -> opportunity_stage"
+    assert row["age"] == f"{(now - rename.opened_at).days} d"
+
+
+def test_filters_narrow_the_list(demo_home, monkeypatch) -> None:
+    """Each filter (check, agent named anywhere in the incident, CRM object, status) leaves exactly the incidents
+    that match it."""
+    incidents = incident_store(demo_home).list()
+    at = app(monkeypatch, demo_home)
+
+    def ids(**filters: list[str]) -> set[str]:
+        for key in ("filter_check", "filter_agent", "filter_object", "filter_status"):
+            at.multiselect(key=key).set_value(filters.get(key, []))
+        at.run()
+        assert not at.exception
+        return set(table(at, "id", len(LIST_COLUMNS))["id"])
+
+    assert ids(filter_check=["volume.action_spike"]) == {i.id for i in incidents if i.check == "volume.action_spike"}
+    assert len(ids(filter_check=["volume.action_spike"])) == 7
+    by_router = {i.id for i in incidents
+                 if i.subject.get("agent_id") == "lead-router" or "lead-router" in i.evidence.get("agents", [])}
+    assert ids(filter_agent=["lead-router"]) == by_router
+    rename, spike = one(demo_home, "schema.field_renamed"), one(demo_home, "quality.null_spike")
+    assert {rename.id, spike.id} <= by_router  # named by the evidence only, not by the subject
+    on_lead = {i.id for i in incidents if i.subject.get("object") == "Lead" or "Lead" in i.evidence.get("objects", [])}
+    assert ids(filter_object=["Lead"]) == on_lead
+    assert spike.id in on_lead
+    assert ids(filter_status=["open"]) == {i.id for i in incidents if i.status == "open"} == {
+        rename.id, spike.id, one(demo_home, "drift.distribution").id}
+    assert ids(filter_status=["open"], filter_agent=["enrichment-agent"]) == {rename.id, spike.id}
+
+
+def test_notification_link_opens_the_rename_with_its_effects_and_signal(demo_home, monkeypatch) -> None:
+    """`?incident=<rename id>` opens the rename: header, its effect (the null spike) linked, and a chart whose
+    hourly null share of deal_stage equals an independent DuckDB count (100% after the rename, ~84% before);
+    clicking the link opens the null spike and puts its id in the URL, and so does the picker."""
+    rename, spike = one(demo_home, "schema.field_renamed"), one(demo_home, "quality.null_spike")
+    assert rename.effects == [spike.id]
+    at = app(monkeypatch, demo_home, incident=rename.id)
+    assert at.subheader[0].value == f"{rename.id} · schema.field_renamed"
+    assert at.selectbox(key="incident_pick").value == rename.id
+    assert markdown_text(rename.summary) in [m.value for m in at.markdown]  # shown as written, nothing italic
+    assert at.button(key=f"link_{spike.id}").label.startswith(f"{spike.id} · critical · open · quality.null_spike")
+    evidence = table(at, "key", 2)
+    assert dict(zip(evidence["key"], evidence["value"], strict=True))["input_keys"] == "deal_stage"
+
+    (signal,) = [frame for datasets in charts(at) for frame in datasets.values() if "reads" in frame.columns]
+    signal["bucket"] = pd.to_datetime(signal["bucket"], utc=True)
+    independent = sql(demo_home, """
+        SELECT date_trunc('hour', ts) AS hour, count(*) AS reads,
+               avg(CASE WHEN inputs ->> '$.deal_stage' IS NULL THEN 1.0 ELSE 0.0 END) AS share
+        FROM actions
+        WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+               OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+          AND ts >= ? AND ts < ?
+        GROUP BY ALL ORDER BY hour""", [signal["bucket"].min().to_pydatetime(),
+                                        signal["bucket"].max().to_pydatetime() + timedelta(hours=1)])
+    counted = {hour.astimezone(UTC): (reads, share) for hour, reads, share in independent}
+    charted = {row.bucket.to_pydatetime(): (row.reads, row.actual) for row in signal.itertuples() if row.reads}
+    assert charted.keys() == counted.keys() and len(charted) > 80
+    for hour, (reads, share) in counted.items():
+        assert charted[hour][0] == reads and charted[hour][1] == pytest.approx(float(share))
+    after = [share for hour, (_, share) in charted.items() if hour >= rename.started_at + timedelta(hours=1)]
+    assert after and all(share == 1.0 for share in after)
+    assert 0.75 < float(np.nanmedian(signal["expected"])) < 0.95  # the usual share of null reads, about 84%
+
+    at.button(key=f"link_{spike.id}").click().run()
+    assert not at.exception
+    assert at.subheader[0].value == f"{spike.id} · quality.null_spike"
+    assert at.query_params["incident"] == spike.id
+    assert at.button(key=f"link_{rename.id}")  # its cause links back
+    at.selectbox(key="incident_pick").select(rename.id).run()  # picking puts the id in the URL too
+    assert at.query_params["incident"] == rename.id and at.subheader[0].value.startswith(rename.id)
+
+
+def test_acknowledge_and_resolve_store_the_new_status(demo_home, tmp_path, monkeypatch) -> None:
+    """Acknowledge on a copy of the home stores `acknowledged` and the page says so (the button then disabled);
+    Resolve then stores `resolved`."""
+    home = copy_of(demo_home, tmp_path)
+    rename = one(home, "schema.field_renamed")
+    at = app(monkeypatch, home, incident=rename.id)
+    assert not at.button(key="ack_button").disabled
+    at.button(key="ack_button").click().run()
+    assert not at.exception
+    stored = incident_store(home).get(rename.id)
+    assert stored.status == "acknowledged" and stored.acknowledged_at is not None
+    assert f"{rename.id} is now acknowledged." in [s.value for s in at.success]
+    assert at.button(key="ack_button").disabled and not at.button(key="resolve_button").disabled
+    assert {m.label: int(m.value) for m in at.metric}["Acknowledged"] == 1
+
+    at.button(key="resolve_button").click().run()
+    assert incident_store(home).get(rename.id).status == "resolved"
+    assert at.button(key="resolve_button").disabled
+
+
+def test_silence_form_creates_a_silence_matching_the_incident(demo_home, tmp_path, monkeypatch) -> None:
+    """The silence form stores a silence of the chosen length with the comment, matching the incident's check and
+    field, and names its id; without a comment it refuses with a message."""
+    home = copy_of(demo_home, tmp_path)
+    spike = one(home, "quality.null_spike")
+    at = app(monkeypatch, home, incident=spike.id)
+    at.button(key="silence_button").click().run()
+    assert not at.exception
+    assert any("must say why" in e.value for e in at.error)
+    assert Silences(alerts_db(home)).list() == []
+
+    at.selectbox(key="silence_for").select("8h")
+    at.text_input(key="silence_comment").input("fix deploying")
+    at.button(key="silence_button").click().run()
+    assert not at.exception
+    (silence,) = Silences(alerts_db(home)).list()
+    assert silence.matchers == [("check", "quality.null_spike"), ("field", "deal_stage")]
+    assert silence.ends_at - silence.starts_at == timedelta(hours=8) and silence.comment == "fix deploying"
+    assert silence.matches(incident_properties(spike))
+    assert not silence.matches(incident_properties(one(home, "schema.field_renamed")))
+    assert any(s.value.startswith(f"Silenced as {silence.id} until ") for s in at.success)
+    assert any(silence.id in c.value and "held back" in c.value for c in at.caption)
+
+
+def test_sample_events_come_from_the_store(demo_home, monkeypatch) -> None:
+    """The null spike's sample events table lists exactly its sample ids, with agent, action and decision as
+    stored."""
+    spike = one(demo_home, "quality.null_spike")
+    at = app(monkeypatch, demo_home, incident=spike.id)
+    samples = table(at, "event_id", 7)
+    assert list(samples.columns) == ["event_id", "ts", "agent_id", "action", "resource", "status", "decision"]
+    assert sorted(samples["event_id"]) == sorted(spike.sample_event_ids)
+    stored = sql(demo_home, "SELECT event_id, agent_id, action, resource_type || '/' || resource_id, "
+                 "CAST(decision AS VARCHAR) FROM actions WHERE list_contains(?, event_id)", [spike.sample_event_ids])
+    assert {r[0]: r[1:] for r in stored} == {
+        row.event_id: (row.agent_id, row.action, row.resource, row.decision) for row in samples.itertuples()}
+
+
+def test_drift_incident_shows_its_drift_report(demo_home, monkeypatch) -> None:
+    """The drift incident shows every compared column's score (highest first, the drifted one flagged), a chart of
+    them, the category shares of the drifted column and Evidently's value."""
+    drift = one(demo_home, "drift.distribution")
+    at = app(monkeypatch, demo_home, incident=drift.id)
+    assert "Drift report (Evidently)" in [m.value.strip("# ") for m in at.markdown]
+    scores = table(at, "column", 5)
+    expected = sorted(drift.evidence["scores"].items(), key=lambda kv: -kv[1])
+    assert list(zip(scores["column"], scores["score"], strict=True)) == [(c, pytest.approx(s)) for c, s in expected]
+    assert list(scores.loc[scores["drifted"], "column"]) == drift.evidence["drifted_columns"] == ["decision.sequence"]
+    assert set(scores["role"]) == {"decision", "input"}
+
+    bars = [frame for datasets in charts(at) for frame in datasets.values() if "drifted" in frame.columns]
+    assert bars and dict(zip(bars[0]["column"], bars[0]["score"], strict=True)) == pytest.approx(
+        drift.evidence["scores"])
+    shares = [frame for datasets in charts(at) for frame in datasets.values() if "window" in frame.columns]
+    reported = {s["value"]: s for s in drift.evidence["columns"]["decision.sequence"]["shares"]}
+    assert {(r.value, r.window): r.share for r in shares[0].itertuples()} == pytest.approx(
+        {(v, w): s[w] for v, s in reported.items() for w in ("reference", "current")})
+    evidently = table(at, "column", 4)
+    assert evidently["value"][0] == pytest.approx(drift.evidence["report"][0]["value"])
+
+
+def test_event_count_signal_matches_an_independent_count(demo_home, monkeypatch) -> None:
+    """signals.event_counts gives an agent x action's events per 5 minutes as DuckDB counts them, and its band at
+    the start is the median and 10th-90th percentile of the same hour on the same kind of day before (the demo has
+    under 2 weeks of history), zero-filled, computed here with numpy."""
+    monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
+    from dashboards import signals
+
+    spike = next(i for i in incident_store(demo_home).list() if i.check == "volume.action_spike"
+                 and i.subject == {"agent_id": "enrichment-agent", "action": "crm.update_field"})
+    start, end = signals.window(spike)
+    frame = signals.event_counts(["enrichment-agent"], "crm.update_field", start, end)
+    rows = sql(demo_home, "SELECT time_bucket(INTERVAL '5 minutes', ts) AS b, count(*) FROM actions "
+               "WHERE agent_id = 'enrichment-agent' AND action = 'crm.update_field' AND ts >= ? AND ts < ? "
+               "GROUP BY ALL", [start - timedelta(days=21), end])
+    counts = {b.astimezone(UTC): n for b, n in rows}
+    buckets = [start + i * timedelta(minutes=5) for i in range(int((end - start) / timedelta(minutes=5)))]
+    assert frame["bucket"].to_list() == buckets
+    assert frame["actual"].to_list() == [float(counts.get(b, 0)) for b in buckets]
+
+    at_start = frame.filter(pl.col("bucket") == spike.started_at.replace(minute=spike.started_at.minute // 5 * 5))
+    first = min(counts)
+    history = [first + i * timedelta(minutes=5) for i in range(int((start - first) / timedelta(minutes=5)))]
+    weekend = spike.started_at.weekday() >= 5
+    same = np.array([counts.get(b, 0) for b in history
+                     if b.hour == spike.started_at.hour and (b.weekday() >= 5) == weekend], dtype=float)
+    assert same.size >= 24  # two weekdays or more of 12 five-minute buckets
+    assert at_start["expected"][0] == pytest.approx(np.median(same))
+    assert at_start["low"][0] == pytest.approx(np.quantile(same, 0.1))
+    assert at_start["high"][0] == pytest.approx(np.quantile(same, 0.9))
+    assert at_start["actual"][0] > at_start["high"][0]  # the spike is above the band
+
+
+def test_unknown_incident_in_the_url_is_said_plainly(demo_home, monkeypatch) -> None:
+    """`?incident=INC-999` shows a warning naming it and the list, with no detail and no error."""
+    at = app(monkeypatch, demo_home, incident="INC-999")
+    assert any("INC-999" in w.value for w in at.warning)
+    assert not at.subheader and at.selectbox(key="incident_pick").value is None
+    assert len(table(at, "id", len(LIST_COLUMNS))) == len(incident_store(demo_home).list())
+
+
+def test_empty_home_says_what_to_do(home, monkeypatch) -> None:
+    """A home without incidents shows how to get some, and opening the page creates no incident store."""
+    at = app(monkeypatch, home)
+    assert [i.value for i in at.info] == [
+        "No incidents yet: run `agentwatch check` (or `agentwatch serve`, which runs the checks every minute)"]
+    assert not at.metric and not at.dataframe
+    assert not (home.root / INCIDENTS_FILE).exists()
+
+
+def test_evidence_rows_are_readable() -> None:
+    """Evidence becomes key/value text: scalars as written, lists of scalars joined, nested values as JSON; text
+    for markdown has its punctuation escaped."""
+    rows = evidence_rows({"agents": ["a", "b"], "ratio": 4.4412, "readers": [{"agent_id": "a", "reads": 3}],
+                          "note": None, "cusum": 10})
+    assert dict(rows.iter_rows()) == {"agents": "a, b", "ratio": "4.441", "note": "null", "cusum": "10",
+                                      "readers": json.dumps([{"agent_id": "a", "reads": 3}], separators=(", ", ": "))}
+    assert markdown_text("read deal_stage :red[x] *") == r"read deal\_stage \:red\[x\] \*"
