@@ -147,8 +147,7 @@ def main() -> None:
     if chosen in by_id and chosen not in choices:
         choices.insert(0, chosen)  # the open incident stays pickable whatever the filters hide
     st.selectbox("Incident", choices, index=None, key=PICK, on_change=_picked,
-                 format_func=lambda i: f"{i} · {by_id[i].severity} · {by_id[i].status} · {by_id[i].check} · "
-                                       f"{incident_view.subject_text(by_id[i])}",
+                 format_func=lambda i: f"{i} · {by_id[i].check} · {incident_view.subject_text(by_id[i])}",
                  placeholder="Choose an incident to open it (or open /?incident=INC-n)")
     chosen = st.session_state.get(PICK)
     if chosen in by_id:
