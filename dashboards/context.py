@@ -36,11 +36,16 @@ def home() -> Home:
     return Home.resolve(Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
 
 
+def config_path() -> Path | None:
+    """The config file ``agentwatch dashboard --config`` named, if any (else the home's agentwatch.yaml applies)."""
+    override = os.environ.get(CONFIG_ENV)
+    return Path(override) if override else None
+
+
 def config() -> Config:
     """The home's config (or the one ``agentwatch dashboard --config`` named); a broken one is shown, not raised."""
-    override = os.environ.get(CONFIG_ENV)
     try:
-        return config_for(home(), Path(override) if override else None)
+        return config_for(home(), config_path())
     except AgentwatchError as exc:
         st.error(f"agentwatch.yaml cannot be read, so the defaults apply: {exc}")
         return Config()

@@ -122,6 +122,22 @@ def _set_status(incident_id: str, status: str) -> None:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return
     st.session_state[MESSAGE_KEY] = ("success", f"{incident_id} is now {updated.status}.")
+    _notify()
+
+
+def _notify() -> None:
+    """Tell the destinations now when no server runs for the home (a running server does within a second), as
+    `agentwatch incident ack` does."""
+    from alerts.service import alert_pass
+    from collector.api.wal import is_served
+
+    home = context.home()
+    if is_served(home):
+        return
+    try:
+        alert_pass(home, config_path=context.config_path())
+    except AgentwatchError as exc:
+        st.session_state[MESSAGE_KEY] = ("warning", f"notifications were not sent: {exc}")
 
 
 def silence_matchers(incident: Incident) -> list[tuple[str, str]]:

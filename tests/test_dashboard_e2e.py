@@ -35,8 +35,8 @@ PAGE_TIMEOUT_S = 60.0
 @pytest.fixture
 def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
     """The real dashboard (`streamlit run` through agentwatch) on a copy of the demo home."""
+    shutil.copytree(demo_home.root, tmp_path / "home")
     home = Home.resolve(tmp_path / "home")
-    shutil.copytree(demo_home.root, home.root)
     port = free_port()
     process = start_dashboard(home, port=port, quiet=True)
     url = f"http://127.0.0.1:{port}"
@@ -92,7 +92,8 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
         time.sleep(0.2)
     assert store.get(rename.id).status == "acknowledged"
     wait.until(lambda driver: "acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
-    time.sleep(1.5)  # let the charts finish drawing before the picture
+    browser.set_window_size(1440, 1700)  # tall enough for the signal chart and the linked incidents
+    time.sleep(2.5)  # let the charts finish drawing before the picture
     shot = tmp_path / "incident.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
