@@ -1,7 +1,8 @@
 """The agentwatch dashboard: ``agentwatch dashboard`` runs ``streamlit run`` on this file.
 
 This entrypoint is the frame around every page: the access check, then the navigation. Each page is a
-script in ``dashboards/pages``.
+script in ``dashboards/views`` (not ``pages/``: Streamlit would serve a ``pages/`` folder's scripts on their
+own, skipping this frame and its access check, to a browser whose first request is a page's URL).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 from dashboards.access import require_access
 from dashboards.context import home
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="agentwatch", page_icon=":material/monitoring:", layout="wide")
 require_access()

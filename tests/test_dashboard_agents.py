@@ -31,7 +31,7 @@ def open_agents(monkeypatch: pytest.MonkeyPatch, home: Home, agent: str | None =
     monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
     at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/agents.py").run()
+    at.switch_page("views/agents.py").run()
     if agent is not None:
         at.selectbox(key="agent_pick").select(agent).run()
     if span is not None:
@@ -188,7 +188,7 @@ def test_latest_incidents_name_the_agent(monkeypatch: pytest.MonkeyPatch, demo_h
     rename = shown[shown["id"] == "INC-1"].iloc[0]
     assert rename["check"] == "schema.field_renamed"
     links = {link.proto.query_string: link.proto.page for link in at.get("page_link")}
-    assert links["incident=INC-1"] == "incidents"
+    assert links["incident=INC-1"] == ""  # the app's default page, which is Incidents
     assert len(links) == len(shown)
 
 

@@ -243,7 +243,7 @@ def open_audit(monkeypatch: pytest.MonkeyPatch, home: Home) -> AppTest:
     monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
     at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/audit.py").run()
+    at.switch_page("views/audit.py").run()
     assert not at.exception
     return at
 

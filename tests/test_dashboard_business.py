@@ -23,7 +23,7 @@ def open_page(monkeypatch: pytest.MonkeyPatch, home: Home, page: str, **choices:
     monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
     at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"views/{page}.py").run()
     for key, value in choices.items():
         at.selectbox(key=key).select(value).run()
     assert not at.exception

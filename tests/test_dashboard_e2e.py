@@ -84,14 +84,16 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
     browser.get(f"{url}/?incident={rename.id}")
     wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
     ack = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-ack_button button")))
+    # The page draws top to bottom: the linked effects come after the chart.
+    wait.until(lambda driver: rename.effects[0] in driver.find_element(By.TAG_NAME, "body").text)
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert rename.id in body and "opportunity_stage" in body and rename.effects[0] in body
+    assert rename.id in body and "opportunity_stage" in body
     ack.click()
     deadline = time.monotonic() + PAGE_TIMEOUT_S
     while store.get(rename.id).status != "acknowledged" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert store.get(rename.id).status == "acknowledged"
-    wait.until(lambda driver: "acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
+    wait.until(lambda driver: "is now acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
     browser.set_window_size(1440, 1700)  # tall enough for the signal chart and the linked incidents
     time.sleep(2.5)  # let the charts finish drawing before the picture
     shot = tmp_path / "incident.png"
@@ -101,3 +103,31 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
         target = Path(os.environ["AGENTWATCH_SCREENSHOTS"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target / "incident.png")
+
+
+def test_a_page_url_as_first_request_still_asks_for_the_key(demo_home, tmp_path, browser) -> None:
+    """On a fresh server with require_key, a browser whose first request is `/audit` gets the key prompt, not
+    the audit trail (pages live outside Streamlit's auto-served `pages/` folder)."""
+    shutil.copytree(demo_home.root, tmp_path / "home")
+    home = Home.resolve(tmp_path / "home")
+    config = home.root / "agentwatch.yaml"
+    config.write_text(config.read_text() + "dashboard: {require_key: true}\n")
+    port = free_port()
+    process = start_dashboard(home, port=port, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        browser.get(f"{url}/audit")
+        WebDriverWait(browser, PAGE_TIMEOUT_S).until(
+            lambda driver: "API key" in driver.find_element(By.TAG_NAME, "body").text)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Rollback plan" not in body and "Showing the latest" not in body
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

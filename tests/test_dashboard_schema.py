@@ -24,7 +24,7 @@ def open_schema(monkeypatch: pytest.MonkeyPatch, home: Home, object_name: str | 
     monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
     at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/schema.py").run()
+    at.switch_page("views/schema.py").run()
     if object_name is not None:
         at.selectbox(key="schema_object").select(object_name).run()
     assert not at.exception

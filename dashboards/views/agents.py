@@ -164,7 +164,7 @@ def _incidents(agent_id: str) -> None:
     columns = st.columns(2)
     for i, incident in enumerate(latest):
         with columns[i % 2]:
-            st.page_link("pages/incidents.py", label=f"Open {incident.id}: {incident.check} ({incident.status})",
+            st.page_link("views/incidents.py", label=f"Open {incident.id}: {incident.check} ({incident.status})",
                          query_params={"incident": incident.id}, icon=":material/open_in_new:")
 
 
