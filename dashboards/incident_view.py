@@ -289,12 +289,43 @@ def _drift_report(incident: Incident) -> None:
         "score": st.column_config.NumberColumn(format="%.4f")})
     for name, described in (evidence.get("columns") or {}).items():
         _drifted_column(name, described)
+    _evidently_report(incident)
     report = [m for m in evidence.get("report", []) if isinstance(m, dict)]
     if report:
         st.caption(f"Evidently ValueDrift results ({_when(evidence.get('report_at'))})")
         st.dataframe(pl.DataFrame([{"column": str(m.get("column")), "method": str(m.get("method")),
                                     "threshold": _number(m.get("threshold")), "value": _number(m.get("value"))}
                                    for m in report]), hide_index=True, key="evidently_table")
+
+
+def _evidently_report(incident: Incident) -> None:
+    """Evidently's full data drift report, rebuilt from the store on request (a few seconds)."""
+    if not st.toggle("Show Evidently's full data drift report", key="evidently_toggle",
+                     help="Samples the reference and current windows from the store and runs Evidently's "
+                          "DataDriftPreset on them (a few seconds the first time)."):
+        return
+    with st.spinner("Building Evidently's report ..."):
+        html = _report_html(incident.model_dump_json())
+    if html is None:
+        st.caption("The windows of this incident hold no events any more.")
+    else:
+        components.html(html, height=900, scrolling=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _report_html(incident_json: str) -> str | None:
+    from dashboards.drift_report import drift_report_html, report_columns, sample_sql
+
+    incident = Incident.model_validate_json(incident_json)
+    rows = context.query(*_flatten(sample_sql(incident, report_columns(incident))))
+    if rows.is_empty() or rows["sample"].n_unique() < 2:
+        return None
+    return drift_report_html(incident, rows)
+
+
+def _flatten(sql_and_params: tuple[str, list]) -> list:
+    sql, params = sql_and_params
+    return [sql, *params]
 
 
 def drift_scores(incident: Incident) -> pl.DataFrame:

@@ -311,3 +311,26 @@ def test_evidence_rows_are_readable() -> None:
     assert dict(rows.iter_rows()) == {"agents": "a, b", "ratio": "4.441", "note": "null", "cusum": "10",
                                       "readers": json.dumps([{"agent_id": "a", "reads": 3}], separators=(", ", ": "))}
     assert markdown_text("read deal_stage :red[x] *") == r"read deal\_stage \:red\[x\] \*"
+
+
+def test_a_drift_incident_shows_evidentlys_full_report_on_request(demo_home: Home, monkeypatch) -> None:
+    """Turning on the report toggle renders Evidently's DataDriftPreset HTML for the incident's windows, covering
+    the drifted column; the sample holds both windows of the incident's agent and action."""
+    from dashboards.drift_report import report_columns, sample_sql
+
+    drift = next(i for i in incident_store(demo_home).list() if i.check == "drift.distribution")
+    columns = report_columns(drift)
+    assert columns[0][0] == drift.evidence["drifted_columns"][0]
+    sql, params = sample_sql(drift, columns)
+    con = open_reader(demo_home)
+    try:
+        windows = dict(con.sql(f"SELECT sample, count(*) FROM ({sql}) GROUP BY sample", params=params).fetchall())
+    finally:
+        con.close()
+    assert set(windows) == {"reference", "current"} and min(windows.values()) > 0
+    at = app(monkeypatch, demo_home, drift.id)
+    at.toggle(key="evidently_toggle").set_value(True).run(timeout=120)
+    assert not at.exception
+    (frame,) = at.get("iframe")
+    html = frame.proto.srcdoc
+    assert "<html" in html.lower() and drift.evidence["drifted_columns"][0] in html
