@@ -24,6 +24,7 @@ navigation = st.navigation({
         st.Page(PAGES / "incidents.py", title="Incidents", icon=":material/notifications_active:", default=True),
         st.Page(PAGES / "agents.py", title="Agents", icon=":material/smart_toy:"),
         st.Page(PAGES / "schema.py", title="Schema", icon=":material/schema:"),
+        st.Page(PAGES / "notifications.py", title="Notifications", icon=":material/campaign:"),
     ],
     "Outcomes": [
         st.Page(PAGES / "routing.py", title="Routing accuracy", icon=":material/alt_route:"),
