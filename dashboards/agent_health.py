@@ -9,7 +9,7 @@ to the viewer's timezone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -18,9 +18,9 @@ from alerts.config import GuardConfig
 from alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from checks.incidents import incident_number
 from dashboards.context import query
+from dashboards.ranges import HOUR, UTC_TODAY_SQL, Window, floor_hour
 from schemas.incidents import Incident, agents_named
 
-HOUR = timedelta(hours=1)
 WEEK = timedelta(days=7)
 RANGES: dict[str, timedelta] = {"Last 24 h": timedelta(hours=24), "Last 7 days": timedelta(days=7),
                                 "Last 30 days": timedelta(days=30)}
@@ -29,55 +29,22 @@ BAND_LOW, BAND_HIGH = 0.1, 0.9
 LATEST_INCIDENTS = 10
 
 
-@dataclass(frozen=True)
-class Window:
-    """A time range of whole UTC hours, ``[start, end)``."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def span(self) -> timedelta:
-        return self.end - self.start
-
-    @property
-    def hours(self) -> float:
-        return self.span / HOUR
-
-    def previous(self) -> Window:
-        """The range of the same length just before this one."""
-        return Window(self.start - self.span, self.start)
-
-    def days(self) -> tuple[date, date]:
-        """The UTC days (hive partitions) the range touches."""
-        return self.start.astimezone(UTC).date(), (self.end - timedelta(microseconds=1)).astimezone(UTC).date()
-
-
-def floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def range_ending(latest: datetime, span: timedelta) -> Window:
-    """The `span` ending with the hour that holds `latest` (demo data lies in the past, so not 'now')."""
-    end = floor_hour(latest) + HOUR
-    return Window(end - span, end)
-
-
 def agents_by_volume() -> pl.DataFrame:
     """agent_id, events: every agent of the actions view, busiest first."""
     return query("SELECT agent_id, count(*) AS events FROM actions GROUP BY agent_id ORDER BY events DESC, agent_id")
 
 
 def _edge_event(edge: str) -> datetime | None:
-    """The first (edge='min') or latest ('max') event time, reading only the edge day's partition."""
-    day = query(f"SELECT {edge}(day) AS day FROM actions")["day"][0]
+    """The first (edge='min') or latest ('max') event time, reading only the edge day's partition; never a time
+    in the future (an event sent with a wrong clock must not move every range past the data)."""
+    day = query(f"SELECT {edge}(day) AS day FROM actions WHERE day <= {UTC_TODAY_SQL}")["day"][0]
     if day is None:
         return None
-    return query(f"SELECT {edge}(ts) AS ts FROM actions WHERE day = ?", day)["ts"][0]
+    return query(f"SELECT {edge}(ts) AS ts FROM actions WHERE day = ? AND ts <= now()", day)["ts"][0]
 
 
 def latest_event_at() -> datetime | None:
-    """The time of the latest action event in the store."""
+    """The time of the latest action event in the store (not later than now)."""
     return _edge_event("max")
 
 

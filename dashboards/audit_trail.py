@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dashboards.ranges import UTC_TODAY_SQL
 from schemas.actions import ACTION_STATUSES
 
 RANGES: dict[str, timedelta | None] = {
@@ -147,12 +148,12 @@ def _iso(column: str) -> str:
 
 def latest_day_sql() -> Query:
     """The newest `day` partition holding action events (None when there are none)."""
-    return ("SELECT max(day) AS day FROM actions", [])
+    return (f"SELECT max(day) AS day FROM actions WHERE day <= {UTC_TODAY_SQL}", [])  # none from a wrong clock
 
 
 def latest_sql(day: date) -> Query:
     """The latest event's time, reading only its day's files."""
-    return ("SELECT max(ts) AS latest FROM actions WHERE day = ?", [day])
+    return ("SELECT max(ts) AS latest FROM actions WHERE day = ? AND ts <= now()", [day])
 
 
 def options_sql(selection: Selection) -> Query:

@@ -13,13 +13,13 @@ columns only where the answer needs them, and returns a small frame. Two rules h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
 from collector.ingest.sql import sql_string
 from dashboards.context import query
+from dashboards.ranges import Window, latest_event_sql, range_ending
 
 RANGES: dict[str, int] = {"Last 7 days": 7, "Last 14 days": 14, "Last 28 days": 28, "Last 90 days": 90}
 DEFAULT_RANGE = "Last 14 days"
@@ -32,30 +32,13 @@ ROUTING_GROUPS = {"agent": "Agent", "destination": "Route destination", "segment
 NONE_SENT = "(not sent)"
 SEGMENT = "coalesce(inputs->>'segment', decision->>'segment')"  # what the routing read, else what it decided
 NO_AGENT = "(no agent action)"
-HOUR = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The current range ``[start, end)`` and the previous one ``[previous_start, start)``, in UTC."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def span(self) -> timedelta:
-        return self.end - self.start
-
-    @property
-    def previous_start(self) -> datetime:
-        return self.start - self.span
 
 
 def latest_event() -> datetime | None:
-    """The latest action or outcome time in the store, reading only the last day's partitions."""
+    """The latest action or outcome time in the store (never later than now), reading only the last day's
+    partitions."""
     row = query(
-        "SELECT greatest((SELECT max(ts) FROM actions WHERE day = (SELECT max(day) FROM actions)), "
-        "(SELECT max(ts) FROM outcomes WHERE day = (SELECT max(day) FROM outcomes))) AS latest")
+        f"SELECT greatest({latest_event_sql('actions')}, {latest_event_sql('outcomes')}) AS latest")
     return row["latest"][0]
 
 
@@ -67,8 +50,7 @@ def zone_name(name: str) -> str:
 
 def window_ending(latest: datetime, days: int) -> Window:
     """`days` days ending with the hour that holds `latest`."""
-    end = latest.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + HOUR
-    return Window(end - timedelta(days=days), end)
+    return range_ending(latest, timedelta(days=days))
 
 
 def ts(at: datetime) -> str:
@@ -153,7 +135,7 @@ def routed_leads_sql(w: Window, keep_days: int, group: str | None = None, flows:
                    AS routings
         FROM marked GROUP BY ALL HAVING first_routed IS NOT NULL),
     hits AS (
-        SELECT r.period, r.lead, any_value(c.moved_to) AS moved_to
+        SELECT r.period, r.lead, arg_min(c.moved_to, c.ts) AS moved_to  -- the first move: where the rep put it
         FROM (SELECT period, lead, unnest(routings, recursive := true) FROM leads WHERE len(routings) > 0) r
         JOIN changes c ON c.lead = r.lead AND (c.corrects = r.event_key OR c.corrects IS NULL)
              AND c.ts >= r.routed_at AND c.ts <= r.routed_at + {keep} AND c.ts < {period_end(w, "r.")}

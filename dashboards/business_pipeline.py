@@ -16,7 +16,6 @@ from collector.ingest.sql import sql_string
 from dashboards.business import (
     CORRECTION_KINDS,
     DEFAULT_KEEP_DAYS,
-    Window,
     between,
     lead_of,
     opportunities_sql,
@@ -25,6 +24,7 @@ from dashboards.business import (
     week_of,
 )
 from dashboards.context import query
+from dashboards.ranges import Window
 
 # The weekly sums; the cohort is first counted per quarter hour of first routing, so the viewer's week (every
 # timezone offset is a multiple of 15 minutes) is worked out for a few thousand quarters, not for every lead.

@@ -42,6 +42,15 @@ def config_path() -> Path | None:
     return Path(override) if override else None
 
 
+def config_or_none() -> Config | None:
+    """The config, or None when it cannot be read (the caller decides what that means; the access check locks)."""
+    try:
+        return config_for(home(), config_path())
+    except AgentwatchError as exc:
+        st.error(f"agentwatch.yaml cannot be read: {exc}")
+        return None
+
+
 def config() -> Config:
     """The home's config (or the one ``agentwatch dashboard --config`` named); a broken one is shown, not raised."""
     try:

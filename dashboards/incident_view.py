@@ -274,8 +274,8 @@ def _drift_report(incident: Incident) -> None:
         return
     windows = [evidence.get(k) or {} for k in ("reference_window", "current_window")]
     st.caption(" · ".join(
-        f"**{name}** {_when(w.get('start'))} to {_when(w.get('end'))} ({w.get('events', '?'):,} events, "
-        f"{w.get('sampled_rows', '?'):,} sampled)" for name, w in zip(("Reference", "Current"), windows, strict=True)
+        f"**{name}** {_when(w.get('start'))} to {_when(w.get('end'))} ({_count(w.get('events'))} events, "
+        f"{_count(w.get('sampled_rows'))} sampled)" for name, w in zip(("Reference", "Current"), windows, strict=True)
         if w) + ". Score: normed Wasserstein distance (numbers) or Jensen-Shannon distance (categories); a column "
         "drifted when it reaches the threshold plus its noise margin.")
     chart = alt.Chart(scores).mark_bar().encode(
@@ -326,6 +326,10 @@ def _report_html(incident_json: str) -> str | None:
 def _flatten(sql_and_params: tuple[str, list]) -> list:
     sql, params = sql_and_params
     return [sql, *params]
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 def drift_scores(incident: Incident) -> pl.DataFrame:

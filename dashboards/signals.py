@@ -26,6 +26,7 @@ import polars as pl
 
 from collector.ingest.sql import sql_string
 from dashboards import context
+from dashboards.agent_health import latest_event_at
 from schemas.incidents import Incident, agents_named
 
 BEFORE = timedelta(hours=24)  # shown before started_at
@@ -71,7 +72,10 @@ def window(incident: Incident, now: datetime | None = None) -> tuple[datetime, d
 
 def signal_for(incident: Incident, now: datetime | None = None) -> Signal | None:
     """The signal that shows this incident best, or None when its subject has no event signal (e.g. a schema
-    change no agent reads, an expectation over outcomes)."""
+    change no agent reads, an expectation over outcomes). The window stops at the store's latest action: counts
+    after it would read as a drop to zero where there is only no data yet."""
+    latest = latest_event_at()
+    now = min(now or datetime.now(UTC), latest) if latest else now
     start, end = window(incident, now)
     subject, agents = incident.subject, agents_named(incident)
     step = FIVE_MINUTES if end - start <= FINE_SPAN else HOUR

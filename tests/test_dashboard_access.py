@@ -53,3 +53,23 @@ def test_an_open_dashboard_asks_nothing(demo_home: Home, monkeypatch: pytest.Mon
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.text_input or at.text_input[0].label != "API key"
     assert "Incidents" in [t.value for t in at.title]
+
+
+def test_an_unreadable_config_keeps_the_dashboard_locked(locked_home: Home) -> None:
+    """A config that cannot be read (here: a typo elsewhere) leaves the key prompt up rather than opening up."""
+    config = locked_home.root / "agentwatch.yaml"
+    config.write_text(config.read_text() + "guard: {pause_after: 3}\n")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert [t.label for t in at.text_input] == ["API key"] and not at.metric
+
+
+def test_a_revoked_key_locks_an_open_session_at_its_next_run(locked_home: Home) -> None:
+    """After the key a session entered is revoked, the next run of the page asks for a key again."""
+    keys = KeyStore(locked_home)
+    record, token = keys.create("read", name="revops")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.text_input[0].input(token).run()
+    assert len(at.metric) == 4
+    keys.revoke(record.id)
+    at.run()
+    assert [t.label for t in at.text_input] == ["API key"] and not at.metric

@@ -19,8 +19,8 @@ from checks.engine import config_for, incident_store
 from collector.datasets import ACTIONS
 from collector.home import Home
 from collector.ingest.pipeline import ingest_files
-from collector.store.reader import open_reader
 from schemas.incidents import agents_named
+from tests.dashboard_support import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "lead-router"
@@ -38,14 +38,6 @@ def open_agents(monkeypatch: pytest.MonkeyPatch, home: Home, agent: str | None =
         at.segmented_control(key="agent_range").set_value(span).run()
     assert not at.exception
     return at
-
-
-def sql(home: Home, text: str, *params: Any) -> list[tuple]:
-    con = open_reader(home)
-    try:
-        return con.execute(text, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def window(home: Home, span: timedelta) -> tuple[datetime, datetime]:
@@ -197,3 +189,20 @@ def test_empty_home_says_what_to_do(monkeypatch: pytest.MonkeyPatch, home: Home)
     at = open_agents(monkeypatch, home, agent=None)
     assert at.info[0].value == "No action events yet: `agentwatch ingest actions ...` or POST /v1/actions"
     assert not at.get("vega_lite_chart")
+
+
+def test_an_event_from_the_future_does_not_empty_the_ranges(monkeypatch: pytest.MonkeyPatch, demo_home: Home,
+                                                            tmp_path) -> None:
+    """One event sent with a wrong clock (dated 2099) leaves the page's range ending now at the latest, so the
+    agent's real events still show."""
+    import shutil
+
+    from tests.checks_support import store_events
+
+    shutil.copytree(demo_home.root, tmp_path / "home")
+    home = Home.resolve(tmp_path / "home")
+    store_events(home, actions=[{"event_id": "from-the-future", "ts": "2099-01-01T00:00:00Z", "agent_id": AGENT,
+                                 "action": "lead.route", "resource": {"type": "lead", "id": "L-x"}, "status": "ok"}])
+    at = open_agents(monkeypatch, home, span="Last 30 days")
+    events = next(m.value for m in at.metric if m.label == "Events")
+    assert int(events.replace(",", "")) > 1000

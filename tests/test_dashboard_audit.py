@@ -18,6 +18,7 @@ from collector.home import Home
 from collector.store.reader import open_reader
 from dashboards import audit_trail as trail
 from tests.checks_support import T0, iso, store_events
+from tests.dashboard_support import open_page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "router"
@@ -240,24 +241,11 @@ def deferred(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], Any]]:
 
 
 def open_audit(monkeypatch: pytest.MonkeyPatch, home: Home) -> AppTest:
-    monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
-    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("views/audit.py").run()
-    assert not at.exception
-    return at
+    return open_page(monkeypatch, home, "audit")
 
 
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
-
-
-def sql(home: Home, text: str, *params: Any) -> list[tuple]:
-    con = open_reader(home)
-    try:
-        return con.execute(text, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def test_page_counts_one_agent_48h_on_the_demo(monkeypatch: pytest.MonkeyPatch, demo_home: Home,

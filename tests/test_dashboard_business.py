@@ -10,32 +10,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from collector.home import Home
-from collector.store.reader import open_reader
 from dashboards.business_pipeline import minutes_text
 from tests.checks_support import T0, iso, store_events
+from tests.dashboard_support import open_page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTING = "('lead.route', 'lead.assign_owner')"
-
-
-def open_page(monkeypatch: pytest.MonkeyPatch, home: Home, page: str, **choices: Any) -> AppTest:
-    """The page as a browser would get it, after picking each selectbox key -> value in `choices`."""
-    monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
-    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(f"views/{page}.py").run()
-    for key, value in choices.items():
-        at.selectbox(key=key).select(value).run()
-    assert not at.exception
-    return at
-
-
-def sql(home: Home, text: str, *params: Any) -> list[tuple]:
-    con = open_reader(home)
-    try:
-        return con.execute(text, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def window(home: Home, days: int) -> tuple[datetime, datetime]:

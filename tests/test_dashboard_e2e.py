@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -32,11 +33,9 @@ START_TIMEOUT_S = 60.0
 PAGE_TIMEOUT_S = 60.0
 
 
-@pytest.fixture
-def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
-    """The real dashboard (`streamlit run` through agentwatch) on a copy of the demo home."""
-    shutil.copytree(demo_home.root, tmp_path / "home")
-    home = Home.resolve(tmp_path / "home")
+@contextmanager
+def serving(home: Home) -> Iterator[str]:
+    """The real dashboard (`streamlit run` through agentwatch's launcher) on a free loopback port; its URL."""
     port = free_port()
     process = start_dashboard(home, port=port, quiet=True)
     url = f"http://127.0.0.1:{port}"
@@ -52,10 +51,26 @@ def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
             time.sleep(0.3)
         else:
             raise AssertionError(f"the dashboard did not answer on {url} within {START_TIMEOUT_S} s")
-        yield home, url
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def home_copy(demo_home: Home, tmp_path: Path, config_extra: str = "") -> Home:
+    shutil.copytree(demo_home.root, tmp_path / "home")
+    home = Home.resolve(tmp_path / "home")
+    config = home.root / "agentwatch.yaml"
+    config.write_text(config.read_text() + config_extra)
+    return home
+
+
+@pytest.fixture
+def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
+    """The real dashboard on a copy of the demo home."""
+    home = home_copy(demo_home, tmp_path)
+    with serving(home) as url:
+        yield home, url
 
 
 @pytest.fixture
@@ -108,26 +123,10 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
 def test_a_page_url_as_first_request_still_asks_for_the_key(demo_home, tmp_path, browser) -> None:
     """On a fresh server with require_key, a browser whose first request is `/audit` gets the key prompt, not
     the audit trail (pages live outside Streamlit's auto-served `pages/` folder)."""
-    shutil.copytree(demo_home.root, tmp_path / "home")
-    home = Home.resolve(tmp_path / "home")
-    config = home.root / "agentwatch.yaml"
-    config.write_text(config.read_text() + "dashboard: {require_key: true}\n")
-    port = free_port()
-    process = start_dashboard(home, port=port, quiet=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+    home = home_copy(demo_home, tmp_path, "dashboard: {require_key: true}\n")
+    with serving(home) as url:
         browser.get(f"{url}/audit")
         WebDriverWait(browser, PAGE_TIMEOUT_S).until(
             lambda driver: "API key" in driver.find_element(By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "Rollback plan" not in body and "Showing the latest" not in body
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -12,31 +11,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from collector.home import Home
-from collector.store.reader import open_reader
 from dashboards import schema_history
 from dashboards.context import local
+from tests.dashboard_support import open_page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
 RED = "color: #b00020; font-weight: bold"
 
 
 def open_schema(monkeypatch: pytest.MonkeyPatch, home: Home, object_name: str | None = "Lead") -> AppTest:
-    monkeypatch.setenv("AGENTWATCH_HOME", str(home.root))
-    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("views/schema.py").run()
-    if object_name is not None:
-        at.selectbox(key="schema_object").select(object_name).run()
-    assert not at.exception
-    return at
-
-
-def sql(home: Home, text: str, *params: Any) -> list[tuple]:
-    con = open_reader(home)
-    try:
-        return con.execute(text, list(params)).fetchall()
-    finally:
-        con.close()
+    return open_page(monkeypatch, home, "schema", **({"schema_object": object_name} if object_name else {}))
 
 
 def rename_pair(home: Home) -> tuple[datetime, datetime]:

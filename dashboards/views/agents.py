@@ -12,6 +12,7 @@ from alerts.silences import operator_name
 from collector.errors import AgentwatchError
 from dashboards import agent_health as health
 from dashboards.context import alerts, config, empty_state, incidents, local, to_viewer
+from dashboards.ranges import range_ending
 
 EMPTY = "No action events yet: `agentwatch ingest actions ...` or POST /v1/actions"
 DEFAULT_RANGE = "Last 7 days"
@@ -98,7 +99,7 @@ def error_chart(errors: pl.DataFrame) -> alt.Chart:
 
 def _activity(agent_id: str, span_label: str) -> None:
     latest = health.latest_event_at()
-    window = health.range_ending(latest, health.RANGES[span_label])
+    window = range_ending(latest, health.RANGES[span_label])
     st.caption(f"{local(window.start)} to {local(window.end)}: the range ends with the hour of the latest event "
                f"in the store ({local(latest)}); deltas compare with the same length of time before it.")
     history = health.hourly_history(agent_id, window)

@@ -102,8 +102,11 @@ def _flows(flows: pl.DataFrame) -> None:
 def main() -> None:
     st.title("Routing accuracy")
     latest = biz.latest_event()
-    if latest is None or biz.outcome_kinds().filter(pl.col("kind") == "owner_changed").is_empty():
-        empty_state(NO_CHANGES if biz.has_routing() else NO_ROUTING)
+    if latest is None or not biz.has_routing():
+        empty_state(NO_ROUTING)
+        return
+    if biz.outcome_kinds().filter(pl.col("kind") == "owner_changed").is_empty():
+        empty_state(NO_CHANGES)
         return
     span_days, by, keep = _controls()
     st.caption(
