@@ -22,7 +22,7 @@ from dashboards.context import query
 from dashboards.ranges import Window, latest_event_sql, range_ending
 
 RANGES: dict[str, int] = {"Last 7 days": 7, "Last 14 days": 14, "Last 28 days": 28, "Last 90 days": 90}
-DEFAULT_RANGE = "Last 14 days"
+DEFAULT_RANGE = "Last 7 days"  # a week against the week before; longer ranges are a click away
 KEEP_DAYS = (1, 3, 7, 14)
 DEFAULT_KEEP_DAYS = 7
 ROUTING_ACTIONS = ("lead.route", "lead.assign_owner")
