@@ -5,18 +5,7 @@ threshold when it touched more than ``max_records`` records, reached a person ou
 (``external: true``) with ``customer_facing`` on, or its name matches one of ``actions``. Each
 agent x action that crossed in the last window is one finding, so it opens an incident that routes,
 groups, repeats, is silenced and pages like any other. With no threshold set (the default) the check
-reads nothing and finds nothing. For example:
-
-```yaml
-checks:
-  policy.human_threshold: {max_records: 50, customer_facing: true}
-alerts:
-  destinations:
-    revops-slack: {type: slack, url_env: REVOPS_SLACK_WEBHOOK}
-  routes:
-    - match: {check: policy.human_threshold}
-      destinations: [revops-slack]
-```
+reads nothing and finds nothing. The class's docstring (also in docs/checks.md) shows a config.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -197,8 +198,9 @@ def test_incident_resolves_after_the_quiet_time(home: Home) -> None:
 
 
 def test_the_documented_example_loads_and_routes_the_incident(home: Home, tmp_path: Path) -> None:
-    """The yaml in the module docstring loads, and its route sends the check's incident to revops-slack."""
-    example = re.search(r"```yaml\n(.*?)```", module.__doc__ or "", re.S)
+    """The yaml in the check's docstring (docs/checks.md) loads, and its route sends the check's incident to
+    revops-slack."""
+    example = re.search(r"```yaml\n(.*?)```", inspect.cleandoc(module.HumanThreshold.__doc__ or ""), re.S)
     assert example
     path = tmp_path / "agentwatch.yaml"
     path.write_text(example.group(1), encoding="utf-8")
