@@ -11,12 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from collector import cli
 from collector.home import Home
 from schemas.incidents import Incident
 from tests.checks_support import T0, iso, store_events
+from tests.cli_support import PLAIN_WIDE, main_error
+from tests.cli_support import run_cli as agentwatch
 
 RENAME_AT = T0 + timedelta(days=2, hours=10)  # Wednesday 10:00 UTC: Lead.deal_stage becomes opportunity_stage
 END = RENAME_AT + timedelta(hours=4)
@@ -25,7 +25,6 @@ BASE_FIELDS = [{"name": "Id", "type": "id", "nullable": False, "label": "Lead ID
                {"name": "email", "type": "email", "label": "Email"}]
 STAGES = ["open", "negotiation", "won"]
 CHECKS = ["schema.field_renamed", "quality.null_spike"]
-ENV = {"COLUMNS": "250", "NO_COLOR": "1"}  # wide tables, so cells are not cut
 
 
 def stage_field(name: str, label: str) -> dict:
@@ -64,26 +63,6 @@ def home(built: Path, tmp_path: Path) -> Path:
     root = tmp_path / "home"
     shutil.copytree(built, root)
     return root
-
-
-def agentwatch(*args: object) -> tuple[int, str, str]:
-    """Run the real CLI app in process: (exit code, stdout, stderr); an unexpected exception fails the test."""
-    result = CliRunner().invoke(cli.app, [str(a) for a in args], env=ENV)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def main_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> str:
-    """Run `collector.cli.main` as the installed command does; it must exit 2 with one stderr line."""
-    monkeypatch.setattr(sys, "argv", ["agentwatch", *(str(a) for a in args)])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    assert exited.value.code == 2, captured
-    assert "Traceback" not in captured.err and captured.err.startswith("error: ")
-    assert captured.err.count("\n") == 1, captured.err
-    return captured.err
 
 
 def stored(home: Path, *status: str) -> list[Incident]:
@@ -255,7 +234,7 @@ def test_installed_command_reports_bad_yaml_in_one_line(home: Path) -> None:
     """The installed `agentwatch` script prints one error line naming the config line, exit 2, no traceback."""
     (home / "agentwatch.yaml").write_text("agents:\n  lead-router: {allowed_actions: [lead.route}\n")
     script = Path(sys.executable).parent / "agentwatch"
-    env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"} | ENV
+    env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"} | PLAIN_WIDE
     done = subprocess.run([str(script), "check", "--home", str(home)], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
     assert done.returncode == 2

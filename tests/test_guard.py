@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,18 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from alerts.config import GuardConfig
 from alerts.db import alerts_db
 from alerts.guard import AgentControls, GuardDecision, decide, record_automatic_changes
 from checks.engine import incident_store
-from collector import cli
 from collector.api.app import ApiSettings, create_app
 from collector.errors import ConfigError
 from collector.home import Home
 from collector.keys import KeyStore
 from schemas.incidents import Incident
+from tests.cli_support import PLAIN_WIDE, main_error, run_cli
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
     warnings.simplefilter("ignore")
@@ -38,7 +36,7 @@ AGENT = "lead-router"
 GUARD = GuardConfig(pause_on=[NULLS, "schema.*"])
 ALLOWED = GuardDecision(allowed=True, reason=None, incident_id=None)
 CONFIG = f"guard:\n  pause_on: [{NULLS}]\n"
-ENV = {"COLUMNS": "250", "NO_COLOR": "1", "USER": "tester"}
+ENV = PLAIN_WIDE | {"USER": "tester"}
 
 
 def incident(number: int, check: str = NULLS, severity: str = "critical", status: str = "open",
@@ -351,23 +349,7 @@ def test_endpoint_is_in_the_openapi_document(client: TestClient) -> None:
 
 
 def agentwatch(*args: object) -> tuple[int, str, str]:
-    """Run the real CLI app in process: (exit code, stdout, stderr); an unexpected exception fails the test."""
-    result = CliRunner().invoke(cli.app, [str(a) for a in args], env=ENV)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def main_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> str:
-    """Run `collector.cli.main` as the installed command does; it must exit 2 with one stderr line."""
-    monkeypatch.setattr(sys, "argv", ["agentwatch", *(str(a) for a in args)])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    assert exited.value.code == 2, captured
-    assert "Traceback" not in captured.err and captured.err.startswith("error: ")
-    assert captured.err.count("\n") == 1, captured.err
-    return captured.err
+    return run_cli(*args, env=ENV)
 
 
 def status_json(home: Home, *extra: object) -> dict[str, Any]:

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from alerts.db import alerts_db, open_alerts_db
 from alerts.properties import incident_properties
 from alerts.silences import Silence, Silences, operator_name, parse_matcher
-from collector import cli
 from collector.errors import ConfigError
 from collector.home import Home
 from schemas.incidents import Incident
+from tests.cli_support import main_error
+from tests.cli_support import run_cli as agentwatch
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
-ENV = {"COLUMNS": "250", "NO_COLOR": "1"}
 
 
 def incident(check: str = "volume.action_spike", severity: str = "warning", incident_id: str = "INC-1",
@@ -205,14 +203,6 @@ def test_operator_name_is_user_at_host(monkeypatch: pytest.MonkeyPatch) -> None:
     assert name.startswith("ana@") and len(name) > len("ana@")
 
 
-def agentwatch(*args: object) -> tuple[int, str, str]:
-    """Run the real CLI app in process: (exit code, stdout, stderr); an unexpected exception fails the test."""
-    result = CliRunner().invoke(cli.app, [str(a) for a in args], env=ENV)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
 def listed(home: Path, *flags: str) -> list[dict]:
     code, out, err = agentwatch("silence", "list", "--json", *flags, "--home", home)
     assert code == 0, err
@@ -279,22 +269,13 @@ def test_cli_mistakes_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Captur
                                             monkeypatch: pytest.MonkeyPatch, args: list[str], named: str) -> None:
     """A bad or missing --match, --for or --comment exits 2 with one `error:` line naming it, and stores nothing."""
     home = tmp_path / "home"
-    monkeypatch.setattr(sys, "argv", ["agentwatch", "silence", "add", *args, "--home", str(home)])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    assert exited.value.code == 2, captured
-    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
-    assert named in captured.err and "Traceback" not in captured.err
+    error = main_error(capsys, monkeypatch, "silence", "add", *args, "--home", home)
+    assert named in error
     assert listed(home, "--all") == []
 
 
 def test_cli_expire_of_an_unknown_id_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`silence expire SIL-9` when there is no such silence exits 2 with one line naming the id."""
-    monkeypatch.setattr(sys, "argv", ["agentwatch", "silence", "expire", "SIL-9", "--home", str(tmp_path / "home")])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    assert exited.value.code == 2 and captured.err.count("\n") == 1
-    assert "'SIL-9'" in captured.err
+    error = main_error(capsys, monkeypatch, "silence", "expire", "SIL-9", "--home", tmp_path / "home")
+    assert "'SIL-9'" in error
