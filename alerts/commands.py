@@ -6,7 +6,6 @@ import json
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -19,6 +18,7 @@ from alerts.db import alerts_db
 from alerts.destinations import send_test
 from alerts.outbox import STATES, Outbox, OutboxRow
 from alerts.service import AlertPass, alert_pass
+from checks.commands import ConfigOption, HomeOption
 from checks.engine import config_for
 from collector.durations import parse_duration_text
 from collector.errors import ConfigError
@@ -28,14 +28,6 @@ out = Console()
 err = Console(stderr=True)
 alerts_app = typer.Typer(help="Send test notifications; inspect and flush the notification outbox.",
                          no_args_is_help=True)
-
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the home).")
-]
-
 
 class State(StrEnum):
     pending = "pending"
