@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 schemas: $(STAMP)
-	$(BIN)/python -m schemas.jsonschema
+	$(BIN)/python -m agentwatch.schemas.jsonschema
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_file.py

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
-from collector.durations import parse_duration_text
-from collector.errors import ConfigError
+from agentwatch.core.durations import parse_duration_text
+from agentwatch.core.errors import ConfigError
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from collector.home import Home
-from collector.sqlite import SqliteFile
+from agentwatch.core.home import Home
+from agentwatch.core.sqlite import SqliteFile
 
 ALERTS_FILE = "alerts.sqlite3"
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from alerts.config import AlertsConfig, DeliveryConfig
-from alerts.destinations import send
-from alerts.outbox import Outbox, OutboxRow
+from agentwatch.alerts.config import AlertsConfig, DeliveryConfig
+from agentwatch.alerts.destinations import send
+from agentwatch.alerts.outbox import Outbox, OutboxRow
 
-log = logging.getLogger("collector.alerts")
+log = logging.getLogger(__name__)
 # httpx logs every request with its full URL at INFO, and a Slack webhook URL is a secret: keep the HTTP
 # client's own loggers to warnings, whatever level the host application sets for the root logger.
 for _name in ("httpx", "httpcore"):

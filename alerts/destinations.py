@@ -25,10 +25,10 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from pydantic import SecretStr
 
-from alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
-from collector.errors import ConfigError
-from schemas.incidents import Incident, agents_named
-from schemas.notifications import Notification
+from agentwatch.alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
+from agentwatch.core.errors import ConfigError
+from agentwatch.schemas.incidents import Incident, agents_named
+from agentwatch.schemas.notifications import Notification
 
 AnyDestination = SlackDestination | PagerDutyDestination | WebhookDestination
 

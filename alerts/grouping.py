@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from checks.incidents import incident_number
-from schemas.incidents import Incident
+from agentwatch.checks.incidents import incident_number
+from agentwatch.schemas.incidents import Incident
 
 
 def assign_groups(incidents: dict[str, Incident], assigned: dict[str, str], sent_keys: set[str],

@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from alerts.config import GuardConfig
-from collector.errors import ConfigError
-from collector.sqlite import SqliteFile
-from schemas.incidents import Incident, agents_named
+from agentwatch.alerts.config import GuardConfig
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.sqlite import SqliteFile
+from agentwatch.schemas.incidents import Incident, agents_named
 
 AUTOMATIC_BY = "agentwatch"  # who the automatic pauses and resumes are by; reserved, operators cannot use it
 UNRESOLVED = ("open", "acknowledged")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.db import alerts_db
-from collector.home import Home
+from agentwatch.alerts.db import alerts_db
+from agentwatch.core.home import Home
 
 
 def delivery_health(home: Home) -> dict[str, Any]:

@@ -6,14 +6,14 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
-from alerts.config import AlertsConfig
-from alerts.db import alerts_db, install_id
-from alerts.outbox import enqueue
-from alerts.planner import PlanState, SentGroup, plan
-from alerts.silences import Silences
-from checks.engine import incident_store
-from collector.home import Home
-from schemas.notifications import Notification
+from agentwatch.alerts.config import AlertsConfig
+from agentwatch.alerts.db import alerts_db, install_id
+from agentwatch.alerts.outbox import enqueue
+from agentwatch.alerts.planner import PlanState, SentGroup, plan
+from agentwatch.alerts.silences import Silences
+from agentwatch.checks.engine import incident_store
+from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
 
 def plan_pass(home: Home, alerts: AlertsConfig, now: datetime | None = None) -> list[Notification]:

@@ -1,6 +1,6 @@
 """The durable outbox: notifications wait here until a destination took them, across restarts.
 
-A notification is queued in the same transaction that records it as sent (see ``alerts.notify``), then
+A notification is queued in the same transaction that records it as sent (see ``agentwatch.alerts.notify``), then
 delivered by whichever process gets to it first: a sender leases one row at a time before sending it, so two
 processes never send one row at once, and a row is only marked while it is still pending (a sender that lost
 its lease cannot overwrite another's result). A row is marked delivered after the destination answered 2xx;
@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from collector.errors import ConfigError
-from collector.sqlite import SqliteFile
-from schemas.notifications import Notification
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.sqlite import SqliteFile
+from agentwatch.schemas.notifications import Notification
 
 STATES = ("pending", "delivered", "failed")
 

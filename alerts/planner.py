@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from alerts.config import SEVERITY_RANK, AlertsConfig
-from alerts.grouping import assign_groups
-from alerts.properties import incident_properties
-from checks.incidents import incident_number
-from schemas.incidents import Incident
-from schemas.notifications import Notification, NotificationEvent
+from agentwatch.alerts.config import SEVERITY_RANK, AlertsConfig
+from agentwatch.alerts.grouping import assign_groups
+from agentwatch.alerts.properties import incident_properties
+from agentwatch.checks.incidents import incident_number
+from agentwatch.schemas.incidents import Incident
+from agentwatch.schemas.notifications import Notification, NotificationEvent
 
 
 class Silencer(Protocol):

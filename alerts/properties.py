@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.incidents import Incident, agents_named
+from agentwatch.schemas.incidents import Incident, agents_named
 
 
 def incident_properties(incident: Incident) -> dict[str, list[str]]:

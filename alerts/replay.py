@@ -10,18 +10,18 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from alerts.config import AlertsConfig
-from alerts.db import alerts_db
-from alerts.delivery import DeliveryReport, deliver_due
-from alerts.outbox import Outbox, enqueue
-from alerts.planner import PlanState, plan
-from collector.home import Home
-from schemas.incidents import Incident
-from schemas.notifications import Notification
+from agentwatch.alerts.config import AlertsConfig
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.delivery import DeliveryReport, deliver_due
+from agentwatch.alerts.outbox import Outbox, enqueue
+from agentwatch.alerts.planner import PlanState, plan
+from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
+from agentwatch.schemas.notifications import Notification
 
 
 class NotificationReplay:
-    """An ``on_step`` hook for :func:`checks.engine.evaluate` collecting the notifications each step calls for,
+    """An ``on_step`` hook for :func:`agentwatch.checks.engine.evaluate` collecting the notifications each step calls for,
     and with `send_to` delivering them as it goes.
 
     Silences are not applied: they belong to the present, not to the period replayed."""

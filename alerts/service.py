@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alerts.db import alerts_db
-from alerts.delivery import DeliveryReport, deliver_due
-from alerts.guard import record_automatic_changes
-from alerts.notify import plan_pass
-from alerts.outbox import Outbox
-from checks.engine import config_for, incident_store
-from collector.errors import AgentwatchError
-from collector.home import Home
-from schemas.notifications import Notification
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.delivery import DeliveryReport, deliver_due
+from agentwatch.alerts.guard import record_automatic_changes
+from agentwatch.alerts.notify import plan_pass
+from agentwatch.alerts.outbox import Outbox
+from agentwatch.checks.engine import config_for, incident_store
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
-log = logging.getLogger("collector.alerts")
+log = logging.getLogger(__name__)
 
 
 @dataclass

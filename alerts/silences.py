@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from alerts.config import MATCH_KEYS
-from collector.durations import format_duration
-from collector.errors import ConfigError
-from collector.sqlite import SqliteFile
+from agentwatch.alerts.config import MATCH_KEYS
+from agentwatch.core.durations import format_duration
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.sqlite import SqliteFile
 
 SILENCE_KEYS = (*MATCH_KEYS, "id")
 SilenceState = Literal["active", "pending", "expired"]

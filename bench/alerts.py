@@ -28,15 +28,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.config import AlertsConfig
-from alerts.db import alerts_db
-from alerts.delivery import deliver_due
-from alerts.notify import plan_pass
-from alerts.outbox import Outbox, enqueue
-from checks.engine import incident_store
-from collector.home import Home
-from collector.keys import KeyStore
-from schemas.incidents import Incident
+from agentwatch.alerts.config import AlertsConfig
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.delivery import deliver_due
+from agentwatch.alerts.notify import plan_pass
+from agentwatch.alerts.outbox import Outbox, enqueue
+from agentwatch.checks.engine import incident_store
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.schemas.incidents import Incident
 from tests.receiver import Receiver
 from tests.test_serve_checks import free_port
 
@@ -85,7 +85,7 @@ def main() -> None:
         (home.root / "agentwatch.yaml").write_text(config_text(receiver))
         now = datetime.now(UTC)
         incident_store(home).save(make_incidents(args.incidents, now), 1)
-        from checks.engine import config_for
+        from agentwatch.checks.engine import config_for
 
         alerts: AlertsConfig = config_for(home).alerts
         began = time.perf_counter()

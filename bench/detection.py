@@ -38,10 +38,10 @@ from scenarios.config import bench_config
 from scenarios.faults import SCENARIOS, Scenario
 from scenarios.timeline import Timeline
 
-from checks.config import Config
-from checks.engine import RunReport, backtest_steps, enabled_checks, evaluate, incident_store
-from collector.home import Home
-from schemas.incidents import Incident
+from agentwatch.checks.config import Config
+from agentwatch.checks.engine import RunReport, backtest_steps, enabled_checks, evaluate, incident_store
+from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 
 STEP = timedelta(minutes=15)
 MIN_WARMUP_DAYS = 7

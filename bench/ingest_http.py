@@ -29,9 +29,9 @@ from pathlib import Path
 import duckdb
 import httpx
 
-from collector.home import Home
-from collector.keys import KeyStore
-from collector.store.reader import open_reader
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.store.reader import open_reader
 
 ACTIONS = ["lead.enrich", "lead.qualify", "lead.route", "lead.assign_owner", "crm.update_field", "email.send"]
 
@@ -77,8 +77,8 @@ def free_port() -> int:
 
 def start_server(home: Home, port: int, flush_interval_s: float, log: Path) -> subprocess.Popen:
     code = (
-        "from collector.api.app import ApiSettings; from collector.api.server import serve; "
-        "from collector.home import Home; "
+        "from agentwatch.app.api.app import ApiSettings; from agentwatch.app.api.server import serve; "
+        "from agentwatch.core.home import Home; "
         f"serve(Home.resolve({str(home.root)!r}), port={port}, "
         f"settings=ApiSettings(flush_interval_s={flush_interval_s}))"
     )

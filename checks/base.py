@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from checks.config import Config
-    from checks.data import EvalData
+    from agentwatch.checks.config import Config
+    from agentwatch.checks.data import EvalData
 
 
 SAMPLE_IDS = 20  # event ids an incident keeps as examples

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from checks.base import SAMPLE_IDS, Finding, Severity, subject_key
-from schemas.incidents import Incident
+from agentwatch.checks.base import SAMPLE_IDS, Finding, Severity, subject_key
+from agentwatch.schemas.incidents import Incident
 
 
 class IncidentBook:

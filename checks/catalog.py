@@ -5,17 +5,17 @@ from __future__ import annotations
 import importlib
 
 CHECK_MODULES = (
-    "checks.schema_changes",
-    "checks.null_spike",
-    "checks.volume",
-    "checks.error_burst",
-    "checks.policy",
-    "checks.human_threshold",
-    "checks.workflow",
-    "checks.outcome",
-    "checks.duplicates",
-    "checks.expectations",
-    "checks.drift",
+    "agentwatch.checks.schema_changes",
+    "agentwatch.checks.null_spike",
+    "agentwatch.checks.volume",
+    "agentwatch.checks.error_burst",
+    "agentwatch.checks.policy",
+    "agentwatch.checks.human_threshold",
+    "agentwatch.checks.workflow",
+    "agentwatch.checks.outcome",
+    "agentwatch.checks.duplicates",
+    "agentwatch.checks.expectations",
+    "agentwatch.checks.drift",
 )
 
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.config import AlertsConfig, GuardConfig, validate_alerts
-from collector.errors import ConfigError
-from dashboards.settings import DashboardConfig
+from agentwatch.alerts.config import AlertsConfig, GuardConfig, validate_alerts
+from agentwatch.core.errors import ConfigError
+from agentwatch.app.settings import DashboardConfig
 
 CONFIG_NAME = "agentwatch.yaml"
 
@@ -116,10 +116,10 @@ def load_config(path: Path | None) -> Config:
         loc = tuple(first["loc"])
         where = ".".join(str(p) for p in loc) or "top level"
         raise ConfigError(f"{path} line {_line_of(loc, lines)} ({where}): {first['msg']}") from None
-    from checks.options import validate_check_options
+    from agentwatch.checks.options import validate_check_options
 
     validate_check_options(config, path, lambda loc: _line_of(loc, lines))
-    from checks.base import REGISTRY
+    from agentwatch.checks.base import REGISTRY
 
     validate_alerts(config.alerts, config.guard, list(REGISTRY),
                     lambda loc: f"{path} line {_line_of(loc, lines)} ({'.'.join(str(p) for p in loc)})")

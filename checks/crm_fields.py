@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.config import Config
+from agentwatch.checks.config import Config
 
 
 def key_reads_field(key: str, object_name: str, field_name: str, config: Config) -> bool:

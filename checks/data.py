@@ -16,8 +16,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from checks.config import Config
-from collector.store import duck
+from agentwatch.checks.config import Config
+from agentwatch.store import duck
 
 T = TypeVar("T")
 BUCKET = timedelta(minutes=5)  # the grain of every time series the checks keep

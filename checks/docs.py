@@ -1,6 +1,6 @@
 """Render docs/checks.md from the checks themselves: every check, every option, its default and its reason.
 
-``python -m checks.docs`` rewrites the file; a test fails when it is stale.
+``python -m agentwatch.checks.docs`` rewrites the file; a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from checks.base import REGISTRY, CheckOptions
-from checks.catalog import load_all
+from agentwatch.checks.base import REGISTRY, CheckOptions
+from agentwatch.checks.catalog import load_all
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 
 INTRO = """\
 # Checks
 
-Generated from the code by `python -m checks.docs`; do not edit by hand (a test fails when it is stale).
+Generated from the code by `python -m agentwatch.checks.docs`; do not edit by hand (a test fails when it is stale).
 
 Every check is a small object with options, `prepare(data)` once per run and `evaluate(step)` per
 evaluation time (see `checks/base.py`). `agentwatch check` evaluates once; `agentwatch backtest`

@@ -31,13 +31,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.aggregates import action_counts
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import Config
-from checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
-from checks.stats import cusum_end
-from collector.ingest.sql import sql_string
-from collector.store import duck
+from agentwatch.checks.aggregates import action_counts
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import Config
+from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
+from agentwatch.checks.stats import cusum_end
+from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.store import duck
 
 BUCKET_US = BUCKET // MICROSECOND
 HASH_RANGE = 1_000_000  # event-id hashes are reduced to [0, HASH_RANGE) to sample reproducibly

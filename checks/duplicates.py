@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.aggregates import action_counts
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import Config
-from checks.data import BUCKET, EvalData
+from agentwatch.checks.aggregates import action_counts
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import Config
+from agentwatch.checks.data import BUCKET, EvalData
 
 
 class DuplicateOptions(CheckOptions):

@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from checks.base import REGISTRY, Check, Finding, Step
-from checks.book import IncidentBook
-from checks.catalog import load_all
-from checks.config import CONFIG_NAME, Config, load_config
-from checks.data import EvalData
-from checks.incidents import IncidentStore, incident_number
-from checks.linking import link_incidents
-from checks.options import options_for
-from collector.errors import ConfigError
-from collector.home import Home
-from collector.store.lock import WriteLock
-from collector.store.reader import open_reader
-from schemas.incidents import Incident
+from agentwatch.checks.base import REGISTRY, Check, Finding, Step
+from agentwatch.checks.book import IncidentBook
+from agentwatch.checks.catalog import load_all
+from agentwatch.checks.config import CONFIG_NAME, Config, load_config
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.incidents import IncidentStore, incident_number
+from agentwatch.checks.linking import link_incidents
+from agentwatch.checks.options import options_for
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.core.locks import WriteLock
+from agentwatch.store.reader import open_reader
+from agentwatch.schemas.incidents import Incident
 
 INCIDENTS_FILE = "incidents.sqlite3"
 RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up

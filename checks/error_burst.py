@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register, subject_key
-from checks.data import BUCKET, EvalData, floor_to_bucket
-from checks.seasonal import SLOTS_PER_DAY, action_series, prefix_sums, suffix_max
-from checks.stats import bernoulli_llr, cusum_end
+from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
+from agentwatch.checks.seasonal import SLOTS_PER_DAY, action_series, prefix_sums, suffix_max
+from agentwatch.checks.stats import bernoulli_llr, cusum_end
 
 PRIOR_EVENTS = 50.0  # the baseline share starts from 2% over 50 pretend events, so a new action's first
 PRIOR_SHARE = 0.02  # error is not "infinitely" surprising and a long clean history still wins

@@ -31,11 +31,11 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import Config
-from checks.data import EvalData
-from collector.errors import ConfigError
-from collector.ingest.sql import quote_identifier, sql_string
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import Config
+from agentwatch.checks.data import EvalData
+from agentwatch.core.errors import ConfigError
+from agentwatch.collector.ingest.sql import quote_identifier, sql_string
 
 DATASETS = ("actions", "outcomes")
 JSON_COLUMNS = {"actions": ("inputs", "before", "after", "decision", "extra"), "outcomes": ("from_value", "to_value",

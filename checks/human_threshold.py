@@ -17,9 +17,9 @@ from typing import Annotated, ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.data import EvalData, rows_in_window
-from checks.policy import PolicyOptions
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.data import EvalData, rows_in_window
+from agentwatch.checks.policy import PolicyOptions
 
 Pattern = Annotated[str, Field(min_length=1)]
 

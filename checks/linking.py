@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from checks.book import IncidentBook
-from schemas.incidents import Incident, agents_named
+from agentwatch.checks.book import IncidentBook
+from agentwatch.schemas.incidents import Incident, agents_named
 
 SCHEMA_BREAKS = ("schema.field_renamed", "schema.field_removed", "schema.type_changed", "schema.picklist_changed")
 BEHAVIOUR = ("quality.null_spike", "drift.distribution")

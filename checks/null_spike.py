@@ -21,13 +21,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.aggregates import _json_path_key, key_counts
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import Config
-from checks.data import BUCKET, EvalData
-from checks.schema_diff import fields_by_object
-from checks.stats import bernoulli_llr, cusum_end
-from collector.ingest.sql import sql_string
+from agentwatch.checks.aggregates import _json_path_key, key_counts
+from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import Config
+from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.checks.schema_diff import fields_by_object
+from agentwatch.checks.stats import bernoulli_llr, cusum_end
+from agentwatch.collector.ingest.sql import sql_string
 
 BUCKET_S = int(BUCKET.total_seconds())
 HOURLY_PRIOR_READS = 30  # an hour of day with fewer baseline reads than this leans on the overall share

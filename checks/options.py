@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from checks.base import REGISTRY, CheckOptions
-from checks.config import Config
-from collector.errors import ConfigError
+from agentwatch.checks.base import REGISTRY, CheckOptions
+from agentwatch.checks.config import Config
+from agentwatch.core.errors import ConfigError
 
 
 def options_for(config: Config, check_name: str) -> CheckOptions:
@@ -19,7 +19,7 @@ def options_for(config: Config, check_name: str) -> CheckOptions:
 
 def validate_check_options(config: Config, path: Path, line_of: Callable[[tuple], int]) -> None:
     """Refuse unknown check names and invalid options, naming the line."""
-    from checks.catalog import load_all
+    from agentwatch.checks.catalog import load_all
 
     load_all()
     for name, raw in config.checks.items():

@@ -23,11 +23,11 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import Config
-from checks.data import EvalData
-from checks.stats import bernoulli_llr, cusum_end
-from collector.ingest.sql import sql_string
+from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import Config
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.stats import bernoulli_llr, cusum_end
+from agentwatch.collector.ingest.sql import sql_string
 
 HOUR = 3600.0
 LAG_BINS = 48  # resolution of the baseline's lag curve over max_lag_hours
@@ -40,7 +40,7 @@ OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spik
 def _all_mappings(config: Config) -> tuple[dict[str, list[str]], float, float]:
     """The union of the outcome checks' kind -> actions mappings, their longest recent window and their
     longest reach back (baseline + recent window), both in hours."""
-    from checks.options import options_for
+    from agentwatch.checks.options import options_for
 
     union: dict[str, set[str]] = {}
     recent = reach = 0.0

@@ -17,10 +17,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import AgentPolicy, Config
-from checks.data import EvalData, rows_in_window
-from collector.ingest.sql import quote_identifier
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import AgentPolicy, Config
+from agentwatch.checks.data import EvalData, rows_in_window
+from agentwatch.collector.ingest.sql import quote_identifier
 
 
 class ViolationOptions(CheckOptions):

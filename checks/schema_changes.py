@@ -14,11 +14,11 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.aggregates import key_counts
-from checks.base import Check, CheckOptions, Finding, Severity, Step, register
-from checks.crm_fields import key_reads_field
-from checks.data import BUCKET, EvalData
-from checks.schema_diff import RENAME_MIN_SIMILARITY, SchemaChange, schema_changes
+from agentwatch.checks.aggregates import key_counts
+from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.crm_fields import key_reads_field
+from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.checks.schema_diff import RENAME_MIN_SIMILARITY, SchemaChange, schema_changes
 
 KIND_WORDS = {
     "renamed": "was renamed",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from checks.data import EvalData
+from agentwatch.checks.data import EvalData
 
 RENAME_MIN_SIMILARITY = 0.6
 

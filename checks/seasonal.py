@@ -1,6 +1,6 @@
 """Dense per-series bucket counts and the seasonal expectation the volume checks compare against.
 
-:func:`action_series` lays :func:`checks.aggregates.action_counts` out as matrices (one row per
+:func:`action_series` lays :func:`agentwatch.checks.aggregates.action_counts` out as matrices (one row per
 agent x action, one column per 5-minute bucket) so a step is a slice, not a query.
 :func:`seasonal_expectation` says how many events each row usually has in each bucket: the weighted
 mean of the same 5-minute slot on previous days, where the same weekday counts most (it knows a
@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from checks.aggregates import action_counts
-from checks.data import BUCKET, EvalData, floor_to_bucket
+from agentwatch.checks.aggregates import action_counts
+from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
 
 SLOTS_PER_DAY = int(timedelta(days=1) / BUCKET)
 SMOOTH_SLOTS = 2  # pool +-2 neighbouring slots (+-10 min): stable for small streams, keeps 9:00 edges sharp

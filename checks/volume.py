@@ -1,7 +1,7 @@
 """``volume.action_spike`` and ``volume.action_drop``: an agent x action's event rate against its seasonal baseline.
 
 Both compare the recent 5-minute counts of each agent x action with what the seasonal baseline
-(:mod:`checks.seasonal`) expects at this hour of this kind of day, scaled by a level factor that
+(:mod:`agentwatch.checks.seasonal`) expects at this hour of this kind of day, scaled by a level factor that
 follows steady growth, and accumulate the evidence with a Poisson CUSUM: a big stream fires within
 minutes, a small one once enough events (or missing events) show the change. The drop check also
 follows the other agents' traffic, so a holiday (everyone quieter) is not an agent that stopped.
@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from pydantic import Field, field_validator
 
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register, subject_key
-from checks.data import EvalData
-from checks.seasonal import (
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.seasonal import (
     SLOTS_PER_DAY,
     ActionSeries,
     Dispersion,
@@ -30,8 +30,8 @@ from checks.seasonal import (
     suffix_max,
     weekly_expectation,
 )
-from checks.stats import cusum_end, poisson_llr
-from collector.store import duck
+from agentwatch.checks.stats import cusum_end, poisson_llr
+from agentwatch.store import duck
 
 SPIKE = "volume.action_spike"
 DROP = "volume.action_drop"

@@ -18,11 +18,11 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from checks.config import WorkflowConfig
-from checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
-from checks.policy import ViolationOptions
-from checks.stats import bernoulli_llr, cusum_end
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.config import WorkflowConfig
+from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
+from agentwatch.checks.policy import ViolationOptions
+from agentwatch.checks.stats import bernoulli_llr, cusum_end
 
 DAY_US = timedelta(days=1) // MICROSECOND
 PRIOR_CASES = 10  # pseudo-cases that pull a thin baseline towards the broader (or floor) share

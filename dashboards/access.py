@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from collector.keys import KeyStore
-from dashboards import context
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.dashboards import context
 
 SESSION_KEY = "agentwatch_key"
 

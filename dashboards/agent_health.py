@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 import duckdb
 import polars as pl
 
-from alerts.config import GuardConfig
-from alerts.guard import AgentControl, AgentControls, GuardDecision, decide
-from checks.incidents import incident_number
-from dashboards.context import query
-from dashboards.ranges import HOUR, UTC_TODAY_SQL, Window, floor_hour
-from schemas.incidents import Incident, agents_named
+from agentwatch.alerts.config import GuardConfig
+from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
+from agentwatch.checks.incidents import incident_number
+from agentwatch.dashboards.context import query
+from agentwatch.dashboards.ranges import HOUR, UTC_TODAY_SQL, Window, floor_hour
+from agentwatch.schemas.incidents import Incident, agents_named
 
 WEEK = timedelta(days=7)
 RANGES: dict[str, timedelta] = {"Last 24 h": timedelta(hours=24), "Last 7 days": timedelta(days=7),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboards.access import require_access
-from dashboards.context import home
+from agentwatch.dashboards.access import require_access
+from agentwatch.dashboards.context import home
 
 PAGES = Path(__file__).parent / "views"
 

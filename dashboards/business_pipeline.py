@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import polars as pl
 
-from collector.ingest.sql import sql_string
-from dashboards.business import (
+from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.dashboards.business import (
     CORRECTION_KINDS,
     DEFAULT_KEEP_DAYS,
     between,
@@ -23,8 +23,8 @@ from dashboards.business import (
     routed_leads_sql,
     week_of,
 )
-from dashboards.context import query
-from dashboards.ranges import Window
+from agentwatch.dashboards.context import query
+from agentwatch.dashboards.ranges import Window
 
 # The weekly sums; the cohort is first counted per quarter hour of first routing, so the viewer's week (every
 # timezone offset is a multiple of 15 minutes) is worked out for a few thousand quarters, not for every lead.

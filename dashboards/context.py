@@ -17,14 +17,14 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from alerts.db import alerts_db
-from checks.config import Config
-from checks.engine import config_for, incident_store
-from checks.incidents import IncidentStore
-from collector.errors import AgentwatchError
-from collector.home import Home
-from collector.sqlite import SqliteFile
-from collector.store.reader import open_reader
+from agentwatch.alerts.db import alerts_db
+from agentwatch.checks.config import Config
+from agentwatch.checks.engine import config_for, incident_store
+from agentwatch.checks.incidents import IncidentStore
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.core.home import Home
+from agentwatch.core.sqlite import SqliteFile
+from agentwatch.store.reader import open_reader
 
 HOME_ENV = "AGENTWATCH_HOME"
 CONFIG_ENV = "AGENTWATCH_CONFIG"

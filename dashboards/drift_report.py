@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from schemas.incidents import Incident
+from agentwatch.schemas.incidents import Incident
 
 SAMPLE_ROWS = 5_000  # per window: enough for Evidently's tests, a fraction of a second to read
 MAX_COLUMNS = 12

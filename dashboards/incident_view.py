@@ -14,14 +14,14 @@ import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
 
-from alerts.properties import incident_properties
-from alerts.silences import Silences, operator_name
-from collector.durations import parse_duration_text
-from collector.errors import AgentwatchError
-from collector.ingest.sql import sql_string
-from collector.store.keys import event_key
-from dashboards import context, signals
-from schemas.incidents import Incident
+from agentwatch.alerts.properties import incident_properties
+from agentwatch.alerts.silences import Silences, operator_name
+from agentwatch.core.durations import parse_duration_text
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.store.event_keys import event_key
+from agentwatch.dashboards import context, signals
+from agentwatch.schemas.incidents import Incident
 
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 STATUS_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green"}
@@ -128,8 +128,8 @@ def _set_status(incident_id: str, status: str) -> None:
 def _notify() -> None:
     """Tell the destinations now when no server runs for the home (a running server does within a second), as
     `agentwatch incident ack` does."""
-    from alerts.service import alert_pass
-    from collector.api.wal import is_served
+    from agentwatch.alerts.service import alert_pass
+    from agentwatch.collector.wal import is_served
 
     home = context.home()
     if is_served(home):
@@ -314,7 +314,7 @@ def _evidently_report(incident: Incident) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _report_html(incident_json: str) -> str | None:
-    from dashboards.drift_report import drift_report_html, report_columns, sample_sql
+    from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
 
     incident = Incident.model_validate_json(incident_json)
     rows = context.query(*_flatten(sample_sql(incident, report_columns(incident))))

@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
-from checks.config import Config
-from checks.crm_fields import key_reads_field
-from checks.schema_diff import SchemaChange, diff
-from dashboards.context import query
+from agentwatch.checks.config import Config
+from agentwatch.checks.crm_fields import key_reads_field
+from agentwatch.checks.schema_diff import SchemaChange, diff
+from agentwatch.dashboards.context import query
 
 READ_WINDOW = timedelta(days=7)  # the recent window in which an agent's input keys count as reads
 READ_ROWS = 1_000_000  # ...shortened, a day at a time, to stay within this many events (JSON keys are costly)

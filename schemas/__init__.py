@@ -1,9 +1,9 @@
 """The pydantic models of every agentwatch format, and their JSON Schema files (``schemas/json``)."""
 
-from schemas.actions import ACTION_STATUSES, ActionError, ActionEvent, Approval
-from schemas.common import FORMAT_VERSION, Resource, parse_rfc3339
-from schemas.outcomes import OUTCOME_KINDS, OutcomeEvent
-from schemas.snapshots import SchemaField, SchemaSnapshot
+from agentwatch.schemas.actions import ACTION_STATUSES, ActionError, ActionEvent, Approval
+from agentwatch.schemas.common import FORMAT_VERSION, Resource, parse_rfc3339
+from agentwatch.schemas.outcomes import OUTCOME_KINDS, OutcomeEvent
+from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
 
 __all__ = [
     "ACTION_STATUSES",

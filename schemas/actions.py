@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
+from agentwatch.schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
 
 ACTION_STATUSES = ("ok", "error", "skipped", "pending_approval")
 ActionStatus = Literal["ok", "error", "skipped", "pending_approval"]

@@ -1,7 +1,7 @@
 """Types shared by every agentwatch format.
 
 The regular expressions and value sets here are the single source of truth: the pydantic
-models use them, and so does the vectorized validator in ``collector.ingest.fast_path``.
+models use them, and so does the vectorized validator in ``agentwatch.collector.ingest.fast_path``.
 """
 
 from __future__ import annotations

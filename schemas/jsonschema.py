@@ -1,4 +1,4 @@
-"""Generate the JSON Schema file of every format: ``python -m schemas.jsonschema``."""
+"""Generate the JSON Schema file of every format: ``python -m agentwatch.schemas.jsonschema``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.actions import ActionEvent
-from schemas.incidents import Incident
-from schemas.notifications import Notification
-from schemas.outcomes import OutcomeEvent
-from schemas.snapshots import SchemaSnapshot
+from agentwatch.schemas.actions import ActionEvent
+from agentwatch.schemas.incidents import Incident
+from agentwatch.schemas.notifications import Notification
+from agentwatch.schemas.outcomes import OutcomeEvent
+from agentwatch.schemas.snapshots import SchemaSnapshot
 
 JSON_DIR = Path(__file__).parent / "json"
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.incidents import Incident, IncidentSeverity, IncidentStatus
+from agentwatch.schemas.incidents import Incident, IncidentSeverity, IncidentStatus
 
 NotificationEvent = Literal["trigger", "update", "repeat", "acknowledge", "resolve", "test"]
 

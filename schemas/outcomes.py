@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import Identifier, Resource, Timestamp
+from agentwatch.schemas.common import Identifier, Resource, Timestamp
 
 OUTCOME_KINDS = (
     "owner_changed",

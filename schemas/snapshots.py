@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import Identifier, NonEmptyStr, Timestamp
+from agentwatch.schemas.common import Identifier, NonEmptyStr, Timestamp
 
 
 class SchemaField(BaseModel):

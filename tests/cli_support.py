@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from collector import cli
+from agentwatch.app import cli
 
 PLAIN_WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}  # wide tables, so cells are not cut; no colour codes
 
@@ -21,7 +21,7 @@ def run_cli(*args: object, env: dict[str, str] | None = None) -> tuple[int, str,
 
 
 def main_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> str:
-    """Run `collector.cli.main` as the installed command does; it must exit 2 with one stderr line."""
+    """Run `agentwatch.app.cli.main` as the installed command does; it must exit 2 with one stderr line."""
     monkeypatch.setattr(sys, "argv", ["agentwatch", *(str(a) for a in args)])
     with pytest.raises(SystemExit) as exited:
         cli.main()

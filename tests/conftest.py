@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from collector.home import Home
-from collector.store.reader import open_reader
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
 
 _ids = itertools.count(1)
 
@@ -135,7 +135,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
     from rich.console import Console
 
-    from collector.demo.run import run_demo
+    from agentwatch.app.demo.run import run_demo
 
     home = Home.resolve(tmp_path_factory.mktemp("dashboard-demo") / "home")
     run_demo(home, days=7, console=Console(file=io.StringIO()))

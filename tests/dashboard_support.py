@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from collector.home import Home
-from collector.store.reader import open_reader
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 

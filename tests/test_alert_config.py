@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.config import load_config
-from collector.errors import ConfigError
+from agentwatch.checks.config import load_config
+from agentwatch.core.errors import ConfigError
 
 BASE = """\
 alerts:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from alerts.config import AlertsConfig
-from alerts.grouping import assign_groups
-from alerts.planner import PlanState, plan
-from schemas.incidents import Incident
+from agentwatch.alerts.config import AlertsConfig
+from agentwatch.alerts.grouping import assign_groups
+from agentwatch.alerts.planner import PlanState, plan
+from agentwatch.schemas.incidents import Incident
 
 AT = datetime(2026, 10, 5, 10, 45, tzinfo=UTC)
 WAIT = timedelta(minutes=2)

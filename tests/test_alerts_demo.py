@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from rich.console import Console
 
-from collector.demo.run import DEMO_CONFIG, run_demo
-from collector.demo.simulate import SimulationConfig
-from collector.home import Home
+from agentwatch.app.demo.run import DEMO_CONFIG, run_demo
+from agentwatch.app.demo.simulate import SimulationConfig
+from agentwatch.core.home import Home
 from tests.receiver import Receiver
 from tests.test_cli import run_cli
 
@@ -46,7 +46,7 @@ alerts:
 
 def cascade(home: Home) -> list[str]:
     """The ids of the rename and of every incident it explains, directly or not."""
-    from checks.engine import incident_store
+    from agentwatch.checks.engine import incident_store
 
     found = {i.id: i for i in incident_store(home).list()}
     (rename,) = [i for i in found.values() if i.check == "schema.field_renamed"]
@@ -95,7 +95,7 @@ def test_grouping_sends_fewer_notifications_than_incidents(replayed) -> None:
     """The webinar burst of volume spikes goes out as one notification, so the webhook gets fewer
     notifications than the replay opened incidents above info."""
     home, receiver, _ = replayed
-    from checks.engine import incident_store
+    from agentwatch.checks.engine import incident_store
 
     found = incident_store(home).list()
     hooks = [r.json() for r in receiver.delivered("/hook")]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from collector.api.app import (
+from agentwatch.app.api.app import (
     ACTION_ERROR_EXAMPLE,
     ACTION_EXAMPLE,
     OUTCOME_EXAMPLE,
@@ -21,10 +21,10 @@ from collector.api.app import (
     ApiSettings,
     create_app,
 )
-from collector.home import Home
-from collector.keys import KeyStore
-from collector.store.reader import open_reader
-from schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.store.reader import open_reader
+from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
     warnings.simplefilter("ignore")
@@ -453,7 +453,7 @@ def test_leftover_wal_segments_are_replayed_at_start(home: Home, keys: dict) -> 
 
 def test_failed_flush_is_reported_and_retried(home: Home, keys: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush that fails keeps its segment, shows in /healthz, and succeeds on a later tick."""
-    from collector.ingest.pipeline import Ingestor
+    from agentwatch.collector.ingest.pipeline import Ingestor
 
     original = Ingestor.ingest_chunk
     failures = {"left": 3}
@@ -490,13 +490,13 @@ def test_second_app_on_the_same_home_is_refused(home: Home) -> None:
 
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from collector.home import Home; from collector.api.wal import acquire_serve_lock; "
+         "import sys, time; from agentwatch.core.home import Home; from agentwatch.collector.wal import acquire_serve_lock; "
          f"acquire_serve_lock(Home.resolve({str(home.root)!r})); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        from collector.errors import StoreError
+        from agentwatch.core.errors import StoreError
 
         with pytest.raises(StoreError, match="already serving"), TestClient(create_app(home)):
             pass
@@ -507,7 +507,7 @@ def test_second_app_on_the_same_home_is_refused(home: Home) -> None:
 
 def test_two_apps_in_one_process_on_one_home_are_refused(home: Home) -> None:
     """A second app on a home already served by this process fails to start instead of sharing its WAL."""
-    from collector.errors import StoreError
+    from agentwatch.core.errors import StoreError
 
     with TestClient(create_app(home)) as first:
         with pytest.raises(StoreError, match="already served"), TestClient(create_app(home)):

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.home import Home
-from collector.keys import KeyStore
-from collector.store.reader import SCHEMA_PART, open_reader
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.store.reader import SCHEMA_PART, open_reader
 
 BATCHES = 20
 BATCH_SIZE = 500
@@ -33,8 +33,8 @@ def free_port() -> int:
 
 def start_server(home: Home, port: int, log: Path, flush_interval_s: float = 3600.0) -> subprocess.Popen:
     code = (
-        "from collector.api.app import ApiSettings; from collector.api.server import serve; "
-        "from collector.home import Home; "
+        "from agentwatch.app.api.app import ApiSettings; from agentwatch.app.api.server import serve; "
+        "from agentwatch.core.home import Home; "
         f"serve(Home.resolve({str(home.root)!r}), port={port}, "
         f"settings=ApiSettings(flush_interval_s={flush_interval_s}))"
     )

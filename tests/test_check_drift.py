@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from checks.drift import Column, Score, _evidently, _statistic
-from collector.home import Home
+from agentwatch.checks.drift import Column, Score, _evidently, _statistic
+from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 
 CHECK = "drift.distribution"

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from collector.errors import ConfigError
+from agentwatch.core.errors import ConfigError
 from tests.checks_support import T0, iso, opened, run, store_events
 
 START = T0 + timedelta(hours=8)

@@ -10,14 +10,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import checks.human_threshold as module
-from alerts.properties import incident_properties
-from checks.base import Step
-from checks.config import Config, load_config
-from checks.data import EvalData
-from checks.engine import enabled_checks
-from collector.errors import ConfigError
-from collector.home import Home
+import agentwatch.checks.human_threshold as module
+from agentwatch.alerts.properties import incident_properties
+from agentwatch.checks.base import Step
+from agentwatch.checks.config import Config, load_config
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.engine import enabled_checks
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 
 NAME = "policy.human_threshold"

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from checks.base import Severity
-from collector.home import Home
+from agentwatch.checks.base import Severity
+from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 
 CONFIG = {

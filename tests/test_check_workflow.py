@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from collector.home import Home
+from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 
 WORKFLOW = {

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.config import AgentPolicy, Config, load_config
-from checks.null_spike import NullSpikeOptions
-from checks.options import options_for
-from collector.errors import ConfigError
+from agentwatch.checks.config import AgentPolicy, Config, load_config
+from agentwatch.checks.null_spike import NullSpikeOptions
+from agentwatch.checks.options import options_for
+from agentwatch.core.errors import ConfigError
 
 ISSUE_EXAMPLE = """\
 agents:

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from checks.base import REGISTRY, CheckOptions
-from checks.catalog import load_all
-from checks.docs import DOCS_PATH, render
+from agentwatch.checks.base import REGISTRY, CheckOptions
+from agentwatch.checks.catalog import load_all
+from agentwatch.checks.docs import DOCS_PATH, render
 from tests.checks_support import T0, run
 
 load_all()
@@ -56,5 +56,5 @@ def test_every_check_runs_quietly_on_an_empty_store(home):
 
 
 def test_docs_checks_md_is_current():
-    """docs/checks.md lists every check and option as the code has them (run `python -m checks.docs`)."""
+    """docs/checks.md lists every check and option as the code has them (run `python -m agentwatch.checks.docs`)."""
     assert DOCS_PATH.read_text(encoding="utf-8") == render()

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.datasets import ACTIONS, OUTCOMES
-from collector.home import Home
-from collector.ingest.pipeline import ingest_files
-from collector.ingest.snapshots import ingest_snapshot_files
-from collector.store.reader import open_reader
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
+from agentwatch.store.reader import open_reader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLI_TIMEOUT_S = 120
@@ -25,10 +25,10 @@ CLOSING_LINE = re.compile(r"(\w+): ([\d,]+) accepted, ([\d,]+) duplicates skippe
 
 
 def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m collector.cli`` with the given arguments; AGENTWATCH_HOME is never inherited."""
+    """Run ``python -m agentwatch.app.cli`` with the given arguments; AGENTWATCH_HOME is never inherited."""
     env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
     return subprocess.run(
-        [sys.executable, "-m", "collector.cli", *(str(a) for a in args)],
+        [sys.executable, "-m", "agentwatch.app.cli", *(str(a) for a in args)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
     )
 
@@ -215,7 +215,7 @@ def test_status_tables_on_an_empty_home(tmp_path):
 
 def test_keys_create_prints_a_token_shown_once(tmp_path):
     """`keys create --scope ingest` prints a token on stdout and keeps only a hash of it in keys.json."""
-    pytest.importorskip("collector.keys")
+    pytest.importorskip("agentwatch.core.api_keys")
     home = tmp_path / "home"
     result = run_cli("keys", "create", "--scope", "ingest", "--name", "router", "--home", home, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -336,7 +336,7 @@ def test_demo_shows_the_rename_as_root_incident_with_the_null_spike_as_its_effec
     """The demo's replay opens the deal_stage -> opportunity_stage rename as a root incident; the null spike on
     deal_stage is linked to it as its effect, names the agents reading it, and counts the open-deal leads sent
     to nurture since."""
-    from checks.engine import incident_store
+    from agentwatch.checks.engine import incident_store
 
     store = incident_store(Home.resolve(demo_runs.home))
     found = store.list()
@@ -362,9 +362,9 @@ def test_demo_shows_the_rename_as_root_incident_with_the_null_spike_as_its_effec
 def test_demo_guard_pauses_the_agents_reading_the_renamed_field(demo_runs):
     """The demo config guards on the rename: the demo says lead-router is paused by the open rename incident, and
     agentwatch's own pause of it is recorded."""
-    from alerts.db import alerts_db
-    from alerts.guard import AgentControls
-    from checks.engine import incident_store
+    from agentwatch.alerts.db import alerts_db
+    from agentwatch.alerts.guard import AgentControls
+    from agentwatch.checks.engine import incident_store
 
     home = Home.resolve(demo_runs.home)
     (rename,) = [i for i in incident_store(home).list() if i.check == "schema.field_renamed"]

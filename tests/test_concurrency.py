@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from collector.home import Home
-from collector.store.reader import open_reader
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
 
 FILES = 12
 EVENTS_PER_FILE = 4_000
@@ -37,7 +37,7 @@ def _write_files(folder: Path, prefix: str, files: int = FILES) -> list[Path]:
 def _ingest_process(home: Path, paths: list[Path]) -> subprocess.Popen:
     """`agentwatch ingest actions` in its own process, one file per call so it commits many times."""
     script = "; ".join(
-        f"subprocess.run([sys.executable, '-m', 'collector.cli', 'ingest', 'actions', {str(p)!r}, "
+        f"subprocess.run([sys.executable, '-m', 'agentwatch.app.cli', 'ingest', 'actions', {str(p)!r}, "
         f"'--home', {str(home)!r}], check=True, capture_output=True)"
         for p in paths
     )
@@ -93,14 +93,14 @@ def test_api_file_ingest_and_reader_run_side_by_side(tmp_path: Path) -> None:
     """A live API server, a file ingest and a reader share one store: nothing blocks, fails or doubles."""
     import httpx
 
-    from collector.keys import KeyStore
+    from agentwatch.core.api_keys import KeyStore
 
     home = Home.resolve(tmp_path / "home")
     _, token = KeyStore(home).create("ingest")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--home", str(home.root), "--port", str(port),
+        [sys.executable, "-m", "agentwatch.app.cli", "serve", "--home", str(home.root), "--port", str(port),
          "--flush-interval", "0.2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

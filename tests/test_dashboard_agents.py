@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alerts.db import alerts_db
-from alerts.guard import AgentControls, GuardDecision, decide
-from alerts.silences import operator_name
-from checks.engine import config_for, incident_store
-from collector.datasets import ACTIONS
-from collector.home import Home
-from collector.ingest.pipeline import ingest_files
-from schemas.incidents import agents_named
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.guard import AgentControls, GuardDecision, decide
+from agentwatch.alerts.silences import operator_name
+from agentwatch.checks.engine import config_for, incident_store
+from agentwatch.store.datasets import ACTIONS
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.schemas.incidents import agents_named
 from tests.dashboard_support import sql
 
 ROOT = Path(__file__).resolve().parents[1]

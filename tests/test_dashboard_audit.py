@@ -14,9 +14,9 @@ import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from collector.home import Home
-from collector.store.reader import open_reader
-from dashboards import audit_trail as trail
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
+from agentwatch.dashboards import audit_trail as trail
 from tests.checks_support import T0, iso, store_events
 from tests.dashboard_support import open_page, sql
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from collector.home import Home
-from dashboards.business_pipeline import minutes_text
+from agentwatch.core.home import Home
+from agentwatch.dashboards.business_pipeline import minutes_text
 from tests.checks_support import T0, iso, store_events
 from tests.dashboard_support import open_page, sql
 

@@ -22,9 +22,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from checks.engine import incident_store
-from collector.home import Home
-from dashboards.launch import start_dashboard
+from agentwatch.checks.engine import incident_store
+from agentwatch.core.home import Home
+from agentwatch.app.dashboard_launch import start_dashboard
 from tests.test_serve_checks import free_port
 
 CHROMIUM = "/usr/bin/chromium"

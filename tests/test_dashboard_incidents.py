@@ -14,14 +14,14 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alerts.db import alerts_db
-from alerts.properties import incident_properties
-from alerts.silences import Silences
-from checks.engine import INCIDENTS_FILE, incident_store
-from collector.home import Home
-from collector.store.reader import open_reader
-from dashboards.incident_view import evidence_rows, markdown_text
-from schemas.incidents import Incident
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.properties import incident_properties
+from agentwatch.alerts.silences import Silences
+from agentwatch.checks.engine import INCIDENTS_FILE, incident_store
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
+from agentwatch.dashboards.incident_view import evidence_rows, markdown_text
+from agentwatch.schemas.incidents import Incident
 
 ROOT = Path(__file__).resolve().parents[1]
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
@@ -259,7 +259,7 @@ def test_event_count_signal_matches_an_independent_count(demo_home, monkeypatch)
     the start is the median and 10th-90th percentile of the same hour on the same kind of day before (the demo has
     under 2 weeks of history), zero-filled, computed here with numpy."""
     monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
-    from dashboards import signals
+    from agentwatch.dashboards import signals
 
     spike = next(i for i in incident_store(demo_home).list() if i.check == "volume.action_spike"
                  and i.subject == {"agent_id": "enrichment-agent", "action": "crm.update_field"})
@@ -316,7 +316,7 @@ def test_evidence_rows_are_readable() -> None:
 def test_a_drift_incident_shows_evidentlys_full_report_on_request(demo_home: Home, monkeypatch) -> None:
     """Turning on the report toggle renders Evidently's DataDriftPreset HTML for the incident's windows, covering
     the drifted column; the sample holds both windows of the incident's agent and action."""
-    from dashboards.drift_report import report_columns, sample_sql
+    from agentwatch.dashboards.drift_report import report_columns, sample_sql
 
     drift = next(i for i in incident_store(demo_home).list() if i.check == "drift.distribution")
     columns = report_columns(drift)

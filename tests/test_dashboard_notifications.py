@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alerts.db import alerts_db
-from alerts.outbox import Outbox, enqueue
-from alerts.silences import Silences
-from collector.home import Home
-from schemas.notifications import Notification
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.outbox import Outbox, enqueue
+from agentwatch.alerts.silences import Silences
+from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 
@@ -35,7 +35,7 @@ def open_page() -> AppTest:
 
 def queue_two(home: Home) -> Outbox:
     """One delivered and one failed notification in the home's outbox."""
-    from checks.engine import incident_store
+    from agentwatch.checks.engine import incident_store
 
     incident = incident_store(home).list()[0]
     now = datetime.now(UTC)

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from collector.home import Home
-from dashboards import schema_history
-from dashboards.context import local
+from agentwatch.core.home import Home
+from agentwatch.dashboards import schema_history
+from agentwatch.dashboards.context import local
 from tests.dashboard_support import open_page, sql
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.demo import SimulationConfig, SimulationFiles, simulate
-from collector.demo.crm import BENIGN_DAY, BENIGN_FIELD
-from collector.demo.traffic import REGION_UTC_OFFSET_MIN
-from schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
+from agentwatch.app.demo import SimulationConfig, SimulationFiles, simulate
+from agentwatch.app.demo.crm import BENIGN_DAY, BENIGN_FIELD
+from agentwatch.app.demo.traffic import REGION_UTC_OFFSET_MIN
+from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 
 SMALL = SimulationConfig(days=21, leads_per_weekday=120, rename_day=14)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import typer.main
 from pydantic import BaseModel
 
-from collector.cli import app
-from collector.datasets import ACTIONS, OUTCOMES, Dataset, Kind
-from collector.formats import hubspot, salesforce
-from schemas import (
+from agentwatch.app.cli import app
+from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset, Kind
+from agentwatch.collector.formats import hubspot, salesforce
+from agentwatch.schemas import (
     ACTION_STATUSES,
     OUTCOME_KINDS,
     ActionError,
@@ -29,9 +29,9 @@ from schemas import (
     SchemaField,
     SchemaSnapshot,
 )
-from schemas.incidents import Incident
-from schemas.jsonschema import FORMATS
-from schemas.notifications import Notification
+from agentwatch.schemas.incidents import Incident
+from agentwatch.schemas.jsonschema import FORMATS
+from agentwatch.schemas.notifications import Notification
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -246,8 +246,8 @@ def test_section_reader_ignores_headings_in_code() -> None:
 def test_every_alerts_setting_is_documented() -> None:
     """Every key of the alerts: and guard: config sections is in docs/alerts.md's key table, and every destination
     key is named in its Destinations section."""
-    from alerts.config import AlertsConfig, DeliveryConfig, GuardConfig, Route
-    from alerts.destinations import AnyDestination
+    from agentwatch.alerts.config import AlertsConfig, DeliveryConfig, GuardConfig, Route
+    from agentwatch.alerts.destinations import AnyDestination
 
     text = (DOCS / "alerts.md").read_text(encoding="utf-8")
     rows = {row[0] for row in table_rows(text)}

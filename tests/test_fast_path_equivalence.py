@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.datasets import ACTIONS, OUTCOMES, Dataset
-from collector.ingest.sql import validation_query
-from collector.store import duck
-from collector.store.keys import event_key
+from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
+from agentwatch.collector.ingest.sql import validation_query
+from agentwatch.store import duck
+from agentwatch.store.event_keys import event_key
 
 VALID_ACTION = {
     "event_id": "act-1",

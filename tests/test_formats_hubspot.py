@@ -1,4 +1,4 @@
-"""Tests for collector.formats.hubspot: CRM v3 properties responses -> SchemaSnapshot."""
+"""Tests for agentwatch.collector.formats.hubspot: CRM v3 properties responses -> SchemaSnapshot."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from collector.errors import FormatError
-from collector.formats.hubspot import snapshot_from_hubspot_properties
-from schemas.snapshots import SchemaSnapshot
+from agentwatch.core.errors import FormatError
+from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_properties
+from agentwatch.schemas.snapshots import SchemaSnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hubspot"
 TAKEN_AT = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)

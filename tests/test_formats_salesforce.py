@@ -1,4 +1,4 @@
-"""Tests for collector.formats.salesforce: sObject describe results -> SchemaSnapshot."""
+"""Tests for agentwatch.collector.formats.salesforce: sObject describe results -> SchemaSnapshot."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from collector.errors import FormatError
-from collector.formats.salesforce import snapshot_from_salesforce_describe
-from schemas.snapshots import SchemaSnapshot
+from agentwatch.core.errors import FormatError
+from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
+from agentwatch.schemas.snapshots import SchemaSnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "salesforce"
 # Real payloads live beside the repository, never inside it (licence): see shared/realdata/README.md.

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from alerts.config import GuardConfig
-from alerts.db import alerts_db
-from alerts.guard import AgentControls, GuardDecision, decide, record_automatic_changes
-from checks.engine import incident_store
-from collector.api.app import ApiSettings, create_app
-from collector.errors import ConfigError
-from collector.home import Home
-from collector.keys import KeyStore
-from schemas.incidents import Incident
+from agentwatch.alerts.config import GuardConfig
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.guard import AgentControls, GuardDecision, decide, record_automatic_changes
+from agentwatch.checks.engine import incident_store
+from agentwatch.app.api.app import ApiSettings, create_app
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.schemas.incidents import Incident
 from tests.cli_support import PLAIN_WIDE, main_error, run_cli
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
@@ -314,10 +314,10 @@ def test_invalid_config_keeps_the_last_good_one_and_logs(client: TestClient, key
     incident_store(home).save([incident(1)], 1)
     assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
     rewrite(config_file, "guard:\n  pause_on: [no.such_check]\n", bump_s=5)
-    with caplog.at_level("ERROR", logger="collector.api.guard"):
+    with caplog.at_level("ERROR", logger="agentwatch.app.api.guard"):
         assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
         assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
-    errors = [r.getMessage() for r in caplog.records if r.name == "collector.api.guard"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "agentwatch.app.api.guard"]
     assert len(errors) == 1 and "'no.such_check' names no check" in errors[0] and "last good config" in errors[0]
     rewrite(config_file, "guard:\n  pause_on: []\n", bump_s=10)
     assert guard(client, keys["ingest"])["allowed"] is True

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.base import Finding, Severity
-from checks.book import IncidentBook
-from checks.incidents import IncidentStore
-from checks.linking import link_incidents
-from collector.errors import ConfigError
-from schemas.incidents import Incident
+from agentwatch.checks.base import Finding, Severity
+from agentwatch.checks.book import IncidentBook
+from agentwatch.checks.incidents import IncidentStore
+from agentwatch.checks.linking import link_incidents
+from agentwatch.core.errors import ConfigError
+from agentwatch.schemas.incidents import Incident
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 NULLS = "quality.null_spike"

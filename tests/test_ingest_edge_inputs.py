@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.datasets import ACTIONS
-from collector.errors import ConfigError, InputFileError
-from collector.home import Home
-from collector.ingest.pipeline import ingest_files
-from collector.ingest.sources import MAX_EVENT_BYTES
-from collector.keys import KeyStore
-from collector.store.reader import open_reader
+from agentwatch.store.datasets import ACTIONS
+from agentwatch.core.errors import ConfigError, InputFileError
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.collector.ingest.sources import MAX_EVENT_BYTES
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.store.reader import open_reader
 
 
 def _event(number: int, **changes: object) -> dict:
@@ -99,7 +99,7 @@ def test_status_survives_a_half_written_reject_line(tmp_path: Path) -> None:
     assert report.rejects_file is not None
     with open(report.rejects_file, "a") as out:
         out.write('{"dataset": "actions", "rejected_at": "2026')
-    from collector.status import store_status
+    from agentwatch.app.status import store_status
 
     assert store_status(home)["rejects"] == {"actions": 1}
 
@@ -110,7 +110,7 @@ def test_unusable_home_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot use"):
         Home.resolve(blocker / "home")
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "status", "--home", str(blocker / "home")],
+    result = subprocess.run([sys.executable, "-m", "agentwatch.app.cli", "status", "--home", str(blocker / "home")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "cannot use" in result.stderr

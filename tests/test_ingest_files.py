@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from collector.datasets import ACTIONS, OUTCOMES
-from collector.errors import InputFileError
-from collector.home import Home
-from collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
-from collector.ingest.sources import read_jsonl
-from collector.store import duck
-from collector.store.reader import SCHEMA_PART
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.core.errors import InputFileError
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
+from agentwatch.collector.ingest.sources import read_jsonl
+from agentwatch.store import duck
+from agentwatch.store.reader import SCHEMA_PART
 
 T0 = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
 

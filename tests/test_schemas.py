@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from collector.datasets import ACTIONS, DATASETS, OUTCOMES
-from collector.home import Home
-from collector.ingest.pipeline import ingest_files
-from collector.ingest.rejects import Rejection, RejectLog, explain, guess_event_id
-from collector.ingest.snapshots import parse_snapshot
-from collector.ingest.sources import read_source
-from schemas import SchemaSnapshot
-from schemas.jsonschema import FORMATS, JSON_DIR, render
+from agentwatch.store.datasets import ACTIONS, DATASETS, OUTCOMES
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.collector.ingest.rejects import Rejection, RejectLog, explain, guess_event_id
+from agentwatch.collector.ingest.snapshots import parse_snapshot
+from agentwatch.collector.ingest.sources import read_source
+from agentwatch.schemas import SchemaSnapshot
+from agentwatch.schemas.jsonschema import FORMATS, JSON_DIR, render
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS_DOC = ROOT / "docs" / "formats.md"
@@ -48,7 +48,7 @@ _EXAMPLE = re.compile(
 class Example:
     """One marked example of docs/formats.md."""
 
-    name: str  # a format of schemas.jsonschema.FORMATS, a vendor payload, or "reject"
+    name: str  # a format of agentwatch.schemas.jsonschema.FORMATS, a vendor payload, or "reject"
     origin: str | None  # for a snapshot: the vendor payload example it is mapped from
     lang: str  # json, jsonl or csv
     body: str
@@ -140,7 +140,7 @@ def test_schema_folder_holds_only_generated_files() -> None:
     """schemas/json holds one generated file per format and nothing stale."""
     present = sorted(path.name for path in JSON_DIR.glob("*.json"))
     assert present == sorted(f"{name}.schema.json" for name in FORMATS), (
-        "schemas/json does not match schemas.jsonschema.FORMATS: remove stale files and run `make schemas`"
+        "schemas/json does not match agentwatch.schemas.jsonschema.FORMATS: remove stale files and run `make schemas`"
     )
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from checks.base import REGISTRY
-from checks.catalog import load_all
-from checks.engine import incident_store
-from collector.home import Home
-from schemas.incidents import Incident
+from agentwatch.checks.base import REGISTRY
+from agentwatch.checks.catalog import load_all
+from agentwatch.checks.engine import incident_store
+from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.checks_support import iso, store_events
 
 CHECKS = ("schema.field_renamed", "quality.null_spike")
@@ -144,11 +144,11 @@ def test_serve_runs_the_checks_and_opens_the_incidents_the_data_implies(
 def test_scheduler_survives_a_run_that_fails(home: Home, caplog: pytest.LogCaptureFixture) -> None:
     """A run that fails (here the incident file is a folder) is logged and raises nothing, so the scheduler's
     thread lives on and its next run tries again."""
-    from checks.scheduler import CheckScheduler
+    from agentwatch.app.scheduler import CheckScheduler
 
     (home.root / "incidents.sqlite3").mkdir()
     scheduler = CheckScheduler(home, every_s=3600)
-    with caplog.at_level("ERROR", logger="collector.checks"):
+    with caplog.at_level("ERROR", logger="agentwatch.app.scheduler"):
         scheduler.run_once()
         scheduler.run_once()
     assert scheduler.runs == 0
@@ -158,7 +158,7 @@ def test_scheduler_survives_a_run_that_fails(home: Home, caplog: pytest.LogCaptu
 def test_scheduler_keeps_its_checks_while_the_config_stays_the_same(home: Home) -> None:
     """Run after run the scheduler hands the engine the same check objects (so their throttles hold), and new
     ones once agentwatch.yaml changes."""
-    from checks.scheduler import CheckScheduler
+    from agentwatch.app.scheduler import CheckScheduler
 
     scheduler = CheckScheduler(home, every_s=3600)
     scheduler.run_once()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from alerts.db import alerts_db, open_alerts_db
-from alerts.properties import incident_properties
-from alerts.silences import Silence, Silences, operator_name, parse_matcher
-from collector.errors import ConfigError
-from collector.home import Home
-from schemas.incidents import Incident
+from agentwatch.alerts.db import alerts_db, open_alerts_db
+from agentwatch.alerts.properties import incident_properties
+from agentwatch.alerts.silences import Silence, Silences, operator_name, parse_matcher
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.cli_support import main_error
 from tests.cli_support import run_cli as agentwatch
 

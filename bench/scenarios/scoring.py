@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from scenarios.faults import Fault
-from schemas.incidents import Incident
+from agentwatch.schemas.incidents import Incident
 
 PAGES = ("warning", "critical")  # severities that reach a person; info incidents are a log, not a page
 DELAY_TARGETS = {"schema": timedelta(minutes=30), "null": timedelta(minutes=30), "volume": timedelta(minutes=30),

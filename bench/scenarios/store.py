@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from collector.datasets import ACTIONS, OUTCOMES
-from collector.home import Home
-from collector.ingest.pipeline import ingest_files
-from collector.ingest.snapshots import ingest_snapshot_items
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 
 _OPTIONAL_OBJECTS = ("approval", "error")  # absent unless their first key is set
 

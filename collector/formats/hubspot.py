@@ -44,9 +44,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector.errors import FormatError
-from collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
-from schemas.snapshots import SchemaField, SchemaSnapshot
+from agentwatch.core.errors import FormatError
+from agentwatch.collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
+from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
 
 _PREFIX = "hubspot properties"
 
@@ -77,7 +77,7 @@ def snapshot_from_hubspot_properties(
     """Map one object type's properties response onto a schema snapshot.
 
     ``taken_at`` must carry a UTC offset and is stored in UTC; it defaults to now.
-    Raises :class:`collector.errors.FormatError` when the payload is not a properties response.
+    Raises :class:`agentwatch.core.errors.FormatError` when the payload is not a properties response.
     """
     when = resolve_taken_at(taken_at)
     if not isinstance(object_name, str) or not object_name:

@@ -49,9 +49,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector.errors import FormatError
-from collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
-from schemas.snapshots import SchemaField, SchemaSnapshot
+from agentwatch.core.errors import FormatError
+from agentwatch.collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
+from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
 
 _PREFIX = "salesforce describe"
 
@@ -100,7 +100,7 @@ def snapshot_from_salesforce_describe(
 
     ``object_name`` defaults to the payload's ``name``; when both are given they must match.
     ``taken_at`` must carry a UTC offset and is stored in UTC; it defaults to now.
-    Raises :class:`collector.errors.FormatError` when the payload is not a describe result.
+    Raises :class:`agentwatch.core.errors.FormatError` when the payload is not a describe result.
     """
     when = resolve_taken_at(taken_at)
     _check_top_level(payload)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from collector.datasets import Dataset
-from collector.errors import InputFileError
-from collector.home import Home
-from collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
-from collector.ingest.sources import FORMATS, RawChunk, read_source
-from collector.ingest.sql import validation_query
-from collector.store import duck
-from collector.store.writer import DatasetWriter
+from agentwatch.store.datasets import Dataset
+from agentwatch.core.errors import InputFileError
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
+from agentwatch.collector.ingest.sources import FORMATS, RawChunk, read_source
+from agentwatch.collector.ingest.sql import validation_query
+from agentwatch.store import duck
+from agentwatch.store.writer import DatasetWriter
 
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
 ARROW_BATCH_ROWS = 16_384

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import streamlit as st
 
-from checks.engine import INCIDENTS_FILE
-from collector.errors import AgentwatchError
-from dashboards import context, incident_view
-from schemas.incidents import Incident, agents_named
+from agentwatch.checks.engine import INCIDENTS_FILE
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.dashboards import context, incident_view
+from agentwatch.schemas.incidents import Incident, agents_named
 
 PARAM = "incident"
 PICK = "incident_pick"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import polars as pl
 import streamlit as st
 
-from alerts.outbox import Outbox
-from alerts.silences import Silences
-from dashboards import context
+from agentwatch.alerts.outbox import Outbox
+from agentwatch.alerts.silences import Silences
+from agentwatch.dashboards import context
 
 st.title("Notifications")
 outbox = Outbox(context.alerts())

@@ -7,8 +7,8 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import business as biz
-from dashboards.context import empty_state, has_rows, local
+from agentwatch.dashboards import business as biz
+from agentwatch.dashboards.context import empty_state, has_rows, local
 
 NO_OUTCOMES = ("No outcome events yet: `agentwatch ingest outcomes ...` or POST /v1/outcomes. Rep corrections "
                "(`owner_changed`, `requalified`, `marked_spam`) should name the action they correct in "

@@ -8,9 +8,9 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import business as biz
-from dashboards import business_pipeline as pipe
-from dashboards.context import empty_state, has_rows, local, viewer_timezone
+from agentwatch.dashboards import business as biz
+from agentwatch.dashboards import business_pipeline as pipe
+from agentwatch.dashboards.context import empty_state, has_rows, local, viewer_timezone
 
 NO_ROUTING = ("No routed leads yet: pipeline quality follows the leads the agents route, so it needs `lead.route` "
               "or `lead.assign_owner` action events (`agentwatch ingest actions ...` or POST /v1/actions).")

@@ -7,8 +7,8 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import business as biz
-from dashboards.context import empty_state, local, viewer_timezone
+from agentwatch.dashboards import business as biz
+from agentwatch.dashboards.context import empty_state, local, viewer_timezone
 
 NO_ROUTING = ("No routed leads yet: routing accuracy needs the agents' `lead.route` or `lead.assign_owner` action "
               "events (`agentwatch ingest actions ...` or POST /v1/actions).")

@@ -11,8 +11,8 @@ import pandas as pd
 import polars as pl
 import streamlit as st
 
-from dashboards import schema_history as history
-from dashboards.context import config, empty_state, has_rows, local, to_viewer
+from agentwatch.dashboards import schema_history as history
+from agentwatch.dashboards.context import config, empty_state, has_rows, local, to_viewer
 
 EMPTY = "No schema snapshots yet: `agentwatch ingest schema ...`"
 ALARM = "color: #b00020; font-weight: bold"

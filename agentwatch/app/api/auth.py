@@ -1,0 +1,73 @@
+"""FastAPI dependencies that check the API key of a request and its scope."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agentwatch.app.api.errors import ApiError
+from agentwatch.core.api_keys import ApiKey, KeyStore, parse_token
+
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+# Declares the scheme in the OpenAPI document (the "Authorize" button of /docs); the checks and
+# their messages are ours, so it never raises by itself.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="aw_<id>_<secret>",
+    description="An agentwatch API key: `agentwatch keys create --scope ingest|read|admin`.",
+)
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers=CHALLENGE)
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency admitting requests whose bearer key is valid and allows `scope`."""
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    ) -> ApiKey:
+        header = request.headers.get("authorization")
+        if not header:
+            raise _unauthorized(
+                "missing_api_key",
+                f"missing API key: send 'Authorization: Bearer <key>'; create one with "
+                f"`agentwatch keys create --scope {scope}`",
+            )
+        if credentials is None or parse_token(credentials.credentials) is None:
+            raise _unauthorized(
+                "malformed_api_key",
+                "malformed Authorization header: expected 'Authorization: Bearer aw_<id>_<secret>', the key "
+                f"exactly as `agentwatch keys create --scope {scope}` printed it",
+            )
+        keys: KeyStore = request.app.state.keys
+        key = keys.authenticate(credentials.credentials)
+        if key is None:
+            key_id = parse_token(credentials.credentials)[0]  # type: ignore[index]
+            raise _unauthorized(
+                "invalid_api_key",
+                f"API key {key_id} is unknown or revoked: check it with `agentwatch keys list`, or create a new "
+                f"one with `agentwatch keys create --scope {scope}`",
+            )
+        if not key.allows(scope):
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"API key {key.id} has scope '{key.scope}' but {request.method} {request.url.path} needs "
+                f"'{scope}' (or 'admin'): use a key created with `agentwatch keys create --scope {scope}`",
+            )
+        request.state.api_key = key
+        return key
+
+    dependency.__name__ = f"require_{scope}_scope"
+    return dependency
+
+
+require_ingest = require_scope("ingest")
+require_read = require_scope("read")

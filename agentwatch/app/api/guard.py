@@ -1,0 +1,191 @@
+"""``GET /v1/agents/{agent_id}/guard``: may this agent act now? And the record of its pauses and resumes.
+
+Fast by design (an agent asks before every action): it reads two small SQLite files (incidents, alerting
+state) and a config kept in memory, re-read only when the file's mtime, size or inode changes. It never
+opens the DuckDB store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials
+
+from agentwatch.alerts.config import GuardConfig
+from agentwatch.alerts.db import alerts_db
+from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
+from agentwatch.app.api.auth import bearer_scheme, require_ingest, require_read
+from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.core.api_keys import ApiKey
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+_UNREAD = object()
+_state_lock = threading.Lock()
+
+
+class GuardState:
+    """What the guard of one app keeps between requests: the stores, and the last good ``guard:`` config."""
+
+    def __init__(self, home: Home, config_path: Path | None) -> None:
+        from agentwatch.checks.config import CONFIG_NAME
+        from agentwatch.checks.engine import incident_store
+
+        self.home = home
+        self.config_path = config_path
+        self.path = config_path or home.root / CONFIG_NAME
+        self.incidents = incident_store(home)
+        self.controls = AgentControls(alerts_db(home))
+        self._lock = threading.Lock()
+        self._signature: object = _UNREAD
+        self._guard: GuardConfig | None = None
+        self._error: str | None = None
+
+    def _file_signature(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+    def guard(self) -> GuardConfig:
+        """The ``guard:`` section, re-read when the file changed; an invalid file leaves the last good one."""
+        signature = self._file_signature()
+        with self._lock:
+            if signature != self._signature:
+                self._signature = signature
+                self._reload()
+            if self._guard is None:
+                raise ApiError(503, "config_invalid", f"the guard cannot decide: {self._error}; fix the config "
+                               "(it is read again at the next request)")
+            return self._guard
+
+    def _reload(self) -> None:
+        from agentwatch.checks.engine import config_for
+
+        try:
+            self._guard = config_for(self.home, self.config_path).guard
+            self._error = None
+        except (ConfigError, OSError) as exc:
+            self._error = str(exc)
+            kept = "the guard keeps the last good config" if self._guard else "no good config was read yet"
+            log.error("agent guard: cannot read the config: %s; %s", exc, kept)
+
+
+def guard_state(request: Request) -> GuardState:
+    """The app's GuardState, made at the first request."""
+    app = request.app
+    state = getattr(app.state, "guard_state", None)
+    if state is None:
+        with _state_lock:
+            state = getattr(app.state, "guard_state", None)
+            if state is None:
+                state = GuardState(app.state.home, app.state.settings.config_path)
+                app.state.guard_state = state
+    return state
+
+
+async def require_ingest_or_read(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> ApiKey:
+    """Admit a valid key of scope ingest (what agents hold), read, or admin."""
+    try:
+        return await require_ingest(request, credentials)
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+    try:
+        return await require_read(request, credentials)
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        raise ApiError(403, "insufficient_scope", f"{request.method} {request.url.path} needs a key of scope "
+                       "'ingest' or 'read' (or 'admin'): use one made with `agentwatch keys create --scope "
+                       "ingest`") from None
+
+
+AgentId = Annotated[str, PathParam(description="The agent_id the agent's action events carry.",
+                                   examples=["lead-router"])]
+ERRORS = {k: v for k, v in ERROR_RESPONSES.items() if k != 413}
+STORE_UNAVAILABLE = {"model": ErrorBody, "description": "the state files cannot be read (code store_unavailable); "
+                                                        "retry later."}
+
+GUARD_DESCRIPTION = """
+Whether the agent may act on its own now. An agent calls it before acting and stops when `allowed` is
+false:
+
+    curl -fsS -H "Authorization: Bearer $AGENTWATCH_KEY" $AGENTWATCH_URL/v1/agents/lead-router/guard
+
+    guard = httpx.get(f"{url}/v1/agents/{agent_id}/guard", headers={"Authorization": f"Bearer {key}"})
+    allowed = guard.raise_for_status().json()["allowed"]
+
+Not allowed while an operator's pause stands (`agentwatch agent pause`; `incident_id` is then null), or
+while an open or acknowledged **critical** incident of a check listed in the config's `guard.pause_on`
+names the agent (its subject's agent, or the agents its evidence lists), unless an operator resumed the
+agent after that incident opened (`agentwatch agent resume`). `reason` says why; `incident_id` names the
+incident (the earliest opened, if several). Needs a key of scope `ingest` (what agents hold), `read` or
+`admin`. Answers in milliseconds: it reads small SQLite files and a config cached until the file changes.
+"""
+
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The decision.", "content": {"application/json": {"examples": {
+        "allowed": {"summary": "Allowed", "value": {"allowed": True, "reason": None, "incident_id": None}},
+        "incident": {"summary": "Paused by an incident", "value": {
+            "allowed": False, "incident_id": "INC-12",
+            "reason": "INC-12 schema.field_renamed (critical): Lead.deal_stage -> opportunity_stage was renamed"}},
+        "operator": {"summary": "Paused by an operator", "value": {
+            "allowed": False, "incident_id": None,
+            "reason": "paused by ana@ops-laptop at 2026-10-05 09:12:00 UTC: wrong owners since 9:00"}},
+    }}}},
+    **ERRORS,
+    503: {"model": ErrorBody, "description": "The config is invalid and no earlier version of it was read, so the "
+                                             "guard cannot decide (code config_invalid); or " +
+                                             STORE_UNAVAILABLE["description"]},
+}
+
+
+@router.get(
+    "/v1/agents/{agent_id}/guard",
+    tags=["agents"],
+    summary="May this agent act now?",
+    description=GUARD_DESCRIPTION,
+    response_model=GuardDecision,
+    responses=GUARD_RESPONSES,
+)
+def get_guard(
+    agent_id: AgentId,
+    key: Annotated[ApiKey, Depends(require_ingest_or_read)],
+    state: Annotated[GuardState, Depends(guard_state)],
+) -> GuardDecision:
+    guard = state.guard()
+    # Only critical incidents can pause an agent: read just those.
+    return decide(agent_id, state.incidents.unresolved_critical(), state.controls, guard)
+
+
+@router.get(
+    "/v1/agents/{agent_id}/controls",
+    tags=["agents"],
+    summary="Pauses and resumes of an agent",
+    description="Every pause and resume of the agent, newest first: by operators (`agentwatch agent pause|resume`, "
+                "`by` is user@host) and by agentwatch itself when a critical incident pauses the agent or resolves "
+                "(`by` is `agentwatch`, `incident_id` names the incident). Needs scope `read`.",
+    response_model=list[AgentControl],
+    responses={**ERRORS, 503: STORE_UNAVAILABLE},
+)
+def get_controls(
+    agent_id: AgentId,
+    key: Annotated[ApiKey, Depends(require_read)],
+    state: Annotated[GuardState, Depends(guard_state)],
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+) -> list[AgentControl]:
+    return state.controls.history(agent_id, limit)

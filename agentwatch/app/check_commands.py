@@ -1,0 +1,248 @@
+"""The ``check``, ``backtest``, ``incidents`` and ``incident`` commands (registered on the main CLI)."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agentwatch.alerts.replay import NotificationReplay
+from agentwatch.checks.engine import RunReport, backtest_steps, config_for, evaluate, incident_store
+from agentwatch.checks.incidents import IncidentStore, dumps
+from agentwatch.core.durations import parse_duration_text
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.schemas import parse_rfc3339
+from agentwatch.schemas.incidents import Incident
+
+out = Console()
+err = Console(stderr=True)
+incident_app = typer.Typer(help="Acknowledge, resolve or show one incident.", no_args_is_help=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the home).")
+]
+OnlyOption = Annotated[
+    list[str] | None, typer.Option("--only", help="Run only this check (repeatable), e.g. --only quality.null_spike.")
+]
+
+
+class AlertsReplay(StrEnum):
+    print = "print"
+    send = "send"
+
+
+class Status(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """``15m``, ``1h``, ``30s``, ``2d`` as a timedelta."""
+    try:
+        return parse_duration_text(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: give a duration such as 30s, 15m, 1h or 1d") from None
+
+
+def _time(value: str, option: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def _subject(incident: Incident) -> str:
+    return " ".join(f"{k}={v}" for k, v in incident.subject.items())
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+
+def _print_failures(report: RunReport) -> None:
+    for name, problem in report.failures.items():
+        err.print(f"[red]check {name} failed:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+
+
+def check(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Evaluate data up to this RFC 3339 time.")] = None,
+    only: OnlyOption = None,
+    config: ConfigOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Evaluate every check once and open, update or resolve incidents."""
+    resolved = Home.resolve(home)
+    at = _time(as_of, "--as-of") if as_of else datetime.now(UTC)
+    report = evaluate(resolved, config_for(resolved, config), [at], incident_store(resolved), only)
+    _print_failures(report)
+    for _, incident in report.opened:
+        out.print(f"opened {incident.id} [{incident.severity}] {incident.check} {_subject(incident)}: "
+                  f"{incident.summary}", highlight=False, soft_wrap=True, markup=False)
+    still = [i for i in report.incidents if i.status != "resolved"]
+    closed = [i for i in report.incidents if i.status == "resolved"]
+    out.print(f"checked up to {_when(at)} UTC in {report.seconds:.1f} s: {len(report.opened)} opened, "
+              f"{len(still)} open, {len(closed)} resolved", highlight=False)
+    _notify(resolved, config)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def backtest(
+    start: Annotated[str, typer.Option(help="First evaluation time (RFC 3339).")],
+    end: Annotated[str, typer.Option(help="Last evaluation time (RFC 3339).")],
+    every: Annotated[str, typer.Option(help="Time between evaluations, e.g. 15m or 1h.")] = "15m",
+    record: Annotated[bool, typer.Option("--record", help="Keep the incidents in the home's incident store.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the incidents as JSON.")] = False,
+    alerts: Annotated[AlertsReplay, typer.Option(
+        "--alerts", help="print: also list the notifications the config's routes would have sent; send: deliver "
+                         "them too, each at its step.")] = None,
+    only: OnlyOption = None,
+    config: ConfigOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Replay the checks over history: when each incident would have opened, and how noisy each check is."""
+    resolved = Home.resolve(home)
+    steps = backtest_steps(_time(start, "--start"), _time(end, "--end"), parse_duration(every, "--every"))
+    settings = config_for(resolved, config)
+    if alerts and not settings.alerts.destinations:
+        raise ConfigError("--alerts needs destinations under alerts.destinations in the config")
+    replay = NotificationReplay(settings.alerts, resolved if alerts is AlertsReplay.send else None) if alerts \
+        else None
+    if record:
+        report = evaluate(resolved, settings, steps, incident_store(resolved), only, on_step=replay)
+    else:
+        with tempfile.TemporaryDirectory(prefix="agentwatch-backtest-") as scratch:
+            report = evaluate(resolved, settings, steps, IncidentStore(Path(scratch) / "incidents.sqlite3"), only,
+                              on_step=replay)
+    _print_failures(report)
+    if as_json:
+        out.print_json(dumps(report.incidents))
+        return
+    print_backtest(report)
+    if replay:
+        print_notifications(replay, len(report.opened))
+
+
+def print_notifications(replay: NotificationReplay, incidents: int) -> None:
+    """The notifications of a replay in time order, and how many there were for how many incidents."""
+    table = Table("at (UTC)", "destination", "event", "group", "incidents", "title", title="notifications")
+    for note in replay.notifications:
+        table.add_row(_when(note.created_at), note.destination, note.event, note.group_key,
+                      " ".join(i.id for i in note.incidents), escape(note.title))
+    out.print(table)
+    out.print(f"{len(replay.notifications)} notifications for {incidents} incidents", highlight=False)
+    if replay.delivery.delivered or replay.delivery.failed or replay.delivery.retrying:
+        out.print(f"sent: {len(replay.delivery.delivered)} delivered, {len(replay.delivery.retrying)} to retry, "
+                  f"{len(replay.delivery.failed)} failed", highlight=False)
+
+
+def print_backtest(report: RunReport, console: Console = out) -> None:
+    """The incidents a backtest opened, in time order, with how long after the start each was caught."""
+    table = Table("opened (UTC)", "began (UTC)", "caught after", "id", "severity", "check", "subject",
+                  title="incidents the checks would have opened")
+    final = {i.id: i for i in report.incidents}
+    for at, opened in report.opened:
+        incident = final.get(opened.id, opened)
+        delay = at - incident.started_at
+        table.add_row(_when(at), _when(incident.started_at), _duration(delay), incident.id, incident.severity,
+                      incident.check, escape(_subject(incident)))
+    console.print(table)
+    per_check: dict[str, int] = {}
+    for _, incident in report.opened:
+        per_check[incident.check] = per_check.get(incident.check, 0) + 1
+    noisy = ", ".join(f"{name} {count}" for name, count in sorted(per_check.items(), key=lambda kv: -kv[1]))
+    console.print(f"{report.steps:,} evaluations in {report.seconds:.1f} s; incidents per check: {noisy or 'none'}",
+                  highlight=False, soft_wrap=True)
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def incidents(
+    status: Annotated[list[Status] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the incident format in docs/formats.md).")]
+    = False,
+    home: HomeOption = None,
+) -> None:
+    """List incidents, newest first."""
+    found = incident_store(Home.resolve(home)).list([s.value for s in status or []])
+    if as_json:
+        out.print_json(dumps(found))
+        return
+    table = Table("id", "status", "severity", "check", "subject", "opened (UTC)", "links", "summary")
+    for incident in found:
+        links = " ".join([*(f"<-{i}" for i in incident.caused_by), *(f"->{i}" for i in incident.effects)])
+        table.add_row(incident.id, incident.status, incident.severity, incident.check, escape(_subject(incident)),
+                      _when(incident.opened_at), links, escape(incident.summary))
+    out.print(table)
+
+
+@incident_app.command("ack")
+def incident_ack(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
+                 config: ConfigOption = None, home: HomeOption = None) -> None:
+    """Acknowledge an incident: someone is on it."""
+    resolved = Home.resolve(home)
+    incident = incident_store(resolved).set_status(incident_id, "acknowledged")
+    out.print(f"{incident.id} acknowledged", highlight=False)
+    _notify(resolved, config)
+
+
+@incident_app.command("resolve")
+def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
+                     config: ConfigOption = None, home: HomeOption = None) -> None:
+    """Resolve an incident by hand (a check that still fires opens a new one)."""
+    resolved = Home.resolve(home)
+    incident = incident_store(resolved).set_status(incident_id, "resolved")
+    out.print(f"{incident.id} resolved", highlight=False)
+    _notify(resolved, config)
+
+
+def _notify(home: Home, config: Path | None) -> None:
+    """Tell the destinations at once when no server runs for the home; a running server does it within a
+    second, with the config it was started with (which may not be the one this command read)."""
+    from agentwatch.app.alert_commands import print_pass
+    from agentwatch.alerts.service import alert_pass
+    from agentwatch.collector.wal import is_served
+
+    if not is_served(home):
+        print_pass(alert_pass(home, config), out)
+
+
+@incident_app.command("show")
+def incident_show(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
+                  home: HomeOption = None) -> None:
+    """Show one incident with its evidence, its causes and its effects."""
+    store = incident_store(Home.resolve(home))
+    incident = store.get(incident_id)
+    out.print(describe(incident, store), highlight=False, soft_wrap=True, markup=False)  # summaries hold [...]
+
+
+def describe(incident: Incident, store: IncidentStore) -> str:
+    """An incident as text, followed by the one-line summaries of its causes and effects."""
+    lines = [f"{incident.id} [{incident.severity}, {incident.status}] {incident.check} {_subject(incident)}",
+             f"  {incident.summary}",
+             f"  began {_when(incident.started_at)} UTC, opened {_when(incident.opened_at)} UTC, "
+             f"last fired {_when(incident.last_fired_at)} UTC, affected {incident.affected:,}"]
+    for label, ids in (("caused by", incident.caused_by), ("effects", incident.effects)):
+        for other_id in ids:
+            other = store.get(other_id)
+            lines.append(f"  {label} {other.id} [{other.severity}] {other.check}: {other.summary}")
+    for key, value in incident.evidence.items():
+        lines.append(f"  {key}: {value}")
+    if incident.sample_event_ids:
+        lines.append(f"  sample events: {', '.join(incident.sample_event_ids)}")
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""The ``agentwatch`` command: a thin shell over the library.
+
+A user mistake ends with one line on stderr saying what is wrong and exit code 2, never a trace.
+``ingest`` exits 1 when it rejected events (the valid ones are stored either way).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from agentwatch.app.agent_commands import agent_app
+from agentwatch.app.alert_commands import alerts_app
+from agentwatch.app.silence_commands import silence_app
+from agentwatch.app import check_commands
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.core.errors import AgentwatchError, ConfigError
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths, ingest_files
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
+from agentwatch.schemas import parse_rfc3339
+
+PROGRESS_MIN_BYTES = 20 << 20  # show a progress bar for inputs larger than this
+
+app = typer.Typer(help="agentwatch: observability and drift detection for AI sales agents.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+ingest_app = typer.Typer(help="Ingest events and schema snapshots from files.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(keys_app, name="keys")
+app.command()(check_commands.check)
+app.command()(check_commands.backtest)
+app.command()(check_commands.incidents)
+app.add_typer(check_commands.incident_app, name="incident")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(silence_app, name="silence")
+app.add_typer(agent_app, name="agent")
+
+out = Console()
+err = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
+]
+
+
+class EventFormat(StrEnum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class SnapshotFormat(StrEnum):
+    native = "native"
+    salesforce = "salesforce"
+    hubspot = "hubspot"
+
+
+class Scope(StrEnum):
+    ingest = "ingest"
+    read = "read"
+    admin = "admin"
+
+
+Paths = Annotated[list[Path], typer.Argument(help="Files or folders to ingest.", show_default=False)]
+
+
+def _print_report(report: IngestReport) -> None:
+    for rejection in report.sample:
+        err.print(f"[yellow]rejected[/] {rejection.describe()}", highlight=False, soft_wrap=True)
+    if report.rejected > len(report.sample):
+        err.print(f"... and {report.rejected - len(report.sample):,} more rejected", highlight=False)
+    if report.rejects_file:
+        err.print(f"rejected events and their errors are in {report.rejects_file}", highlight=False, soft_wrap=True)
+    out.print(f"{report.closing_line()} in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
+
+
+def _ingest_events(home: Path | None, dataset_name: str, paths: list[Path], fmt: EventFormat | None) -> None:
+    resolved = Home.resolve(home)
+    dataset = ACTIONS if dataset_name == "actions" else OUTCOMES
+    files = expand_paths(paths)
+    total = sum(p.stat().st_size for p in files)
+    show = total >= PROGRESS_MIN_BYTES
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=err, transient=True, disable=not show)
+    finished: dict[Path, int] = {}
+    with progress:
+        task = progress.add_task(f"ingesting {dataset_name}", total=total)
+
+        def on_progress(path: Path, done_in_file: int) -> None:
+            finished[path] = done_in_file
+            progress.update(task, completed=sum(finished.values()))
+
+        report = ingest_files(resolved, dataset, files, fmt.value if fmt else None, on_progress)
+    _print_report(report)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@ingest_app.command("actions")
+def ingest_actions(
+    paths: Paths,
+    fmt: Annotated[EventFormat | None, typer.Option("--format", help="Input format (default: from the name).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Ingest agent action events (JSONL, JSON, CSV or Parquet; .gz accepted for JSONL)."""
+    _ingest_events(home, "actions", paths, fmt)
+
+
+@ingest_app.command("outcomes")
+def ingest_outcomes(
+    paths: Paths,
+    fmt: Annotated[EventFormat | None, typer.Option("--format", help="Input format (default: from the name).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Ingest outcome events: rep feedback and business outcomes."""
+    _ingest_events(home, "outcomes", paths, fmt)
+
+
+@ingest_app.command("schema")
+def ingest_schema(
+    paths: Paths,
+    fmt: Annotated[SnapshotFormat, typer.Option("--format", help="Payload format.")] = SnapshotFormat.native,
+    taken_at: Annotated[str | None, typer.Option(help="RFC 3339 time of the snapshot if the payload has none.")] = None,
+    object_name: Annotated[str | None, typer.Option("--object", help="CRM object, if the payload names none.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Ingest CRM schema snapshots: native, a Salesforce describe result, or HubSpot properties."""
+    when = _parse_time(taken_at, "--taken-at") if taken_at else None
+    report = ingest_snapshot_files(Home.resolve(home), paths, fmt.value, when, object_name)
+    _print_report(report)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def _short(iso_time: str | None) -> str:
+    """An ISO time to the minute, UTC, for tables."""
+    return iso_time[:16].replace("T", " ") if iso_time else "-"
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show what the store holds: events per agent, first and last event, snapshots, rejects."""
+    from agentwatch.app.status import store_status
+
+    summary = store_status(Home.resolve(home))
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"store: {summary['home']}", highlight=False, soft_wrap=True)
+    agents = Table("agent", "actions", "errors", "first event (UTC)", "last event (UTC)", title="actions by agent")
+    for row in summary["actions"]["agents"]:
+        agents.add_row(row["agent_id"], f"{row['actions']:,}", f"{row['errors']:,}", _short(row["first_event"]),
+                       _short(row["last_event"]))
+    out.print(agents)
+    outcome = summary["outcomes"]
+    out.print(f"outcomes: {outcome['outcomes']:,} ({_short(outcome['first_event'])} .. "
+              f"{_short(outcome['last_event'])})", highlight=False)
+    snapshots = Table("source", "object", "snapshots", "fields now", "last taken (UTC)", title="schema snapshots")
+    for row in summary["schema_snapshots"]:
+        snapshots.add_row(row["source"], row["object"], str(row["snapshots"]), str(row["fields_now"]),
+                          _short(row["last_taken"]))
+    out.print(snapshots)
+    rejects = summary["rejects"]
+    out.print("rejects: " + (", ".join(f"{k} {v:,}" for k, v in rejects.items()) if rejects else "none"),
+              highlight=False)
+    if summary["wal_pending"]:
+        out.print(f"acknowledged by the API, not yet flushed: {summary['wal_pending']:,}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 10 << 20,
+    flush_interval: Annotated[float, typer.Option(help="Seconds between flushes of the write-ahead log.")] = 1.0,
+    check_every: Annotated[str, typer.Option(help="Run the checks this often, e.g. 1m; 0 turns them off.")] = "1m",
+    config: Annotated[Path | None, typer.Option("--config", help="Config file of the checks.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run the collector HTTP API (OpenAPI at /docs) and the checks on a schedule."""
+    from agentwatch.app.api.app import ApiSettings
+    from agentwatch.app.api.server import serve as run_server
+
+    if max_body_bytes < 1 or flush_interval <= 0:
+        raise ConfigError("--max-body-bytes must be at least 1 and --flush-interval more than 0 seconds")
+    settings = ApiSettings(max_body_bytes=max_body_bytes, flush_interval_s=flush_interval)
+    every = None if check_every.strip() in ("0", "off") else check_commands.parse_duration(check_every, "--check-every")
+    run_server(Home.resolve(home), host=host, port=port, settings=settings,
+               check_every_s=every.total_seconds() if every else None, config_path=config)
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the "
+                                                                 "home).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail)."""
+    from agentwatch.app.dashboard_launch import start_dashboard
+
+    process = start_dashboard(Home.resolve(home), host, port, config)
+    out.print(f"dashboard: http://{host}:{port}    stop: Ctrl-C", highlight=False)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[Scope, typer.Option(help="What the key may do: ingest, read, or admin (both and more).")],
+    name: Annotated[str | None, typer.Option(help="A label, e.g. the agent or team using it.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    from agentwatch.core.api_keys import KeyStore
+
+    record, token = KeyStore(Home.resolve(home)).create(scope.value, name)
+    err.print(f"created key {record.id} (scope {record.scope}); it is shown once, store it now:", highlight=False)
+    out.print(token, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOption = None) -> None:
+    """List API keys (never their secrets)."""
+    from agentwatch.core.api_keys import KeyStore
+
+    table = Table("id", "name", "scope", "created", "revoked")
+    for key in KeyStore(Home.resolve(home)).list():
+        table.add_row(key.id, key.name or "", key.scope, key.created_at.isoformat(),
+                      key.revoked_at.isoformat() if key.revoked_at else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by `keys list`.")],
+                home: HomeOption = None) -> None:
+    """Revoke an API key; a running server refuses it from its next request."""
+    from agentwatch.core.api_keys import KeyStore
+
+    record = KeyStore(Home.resolve(home)).revoke(key_id)
+    out.print(f"revoked key {record.id}", highlight=False)
+
+
+@app.command()
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Ingest the demo month, print a summary, exit.")] = False,
+    days: Annotated[int, typer.Option(help="Days of simulated traffic.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 7,
+    no_checks: Annotated[bool, typer.Option("--no-checks", help="Skip replaying the checks over the month.")] = False,
+    port: Annotated[int, typer.Option(help="Port of the collector API.")] = 8000,
+    dashboard_port: Annotated[int, typer.Option(help="Port of the dashboard (0: no dashboard).")] = 8501,
+    home: HomeOption = None,
+) -> None:
+    """Simulate a month of inbound-lead agent traffic with the deal_stage rename, ingest it, and serve it with the
+    dashboard."""
+    from agentwatch.app.demo.run import run_demo
+    from agentwatch.app.dashboard_launch import start_dashboard
+
+    resolved = Home.resolve(home)
+    run_demo(resolved, days=days, seed=seed, console=out, checks=not no_checks)
+    if not no_serve:
+        board = start_dashboard(resolved, port=dashboard_port, quiet=True) if dashboard_port else None
+        if board:
+            out.print(f"dashboard: http://127.0.0.1:{dashboard_port}  (the rename: open the incident "
+                      "schema.field_renamed)", highlight=False)
+        try:
+            _serve_demo(resolved, port)
+        finally:
+            if board:
+                board.terminate()
+                board.wait(timeout=30)
+
+
+def _serve_demo(resolved: Home, port: int) -> None:
+    """The demo's API server, without the scheduled checks."""
+    out.print(f"collector API: http://127.0.0.1:{port}  (OpenAPI docs: http://127.0.0.1:{port}/docs)\n"
+              "send events with a key from: .venv/bin/agentwatch keys create --scope ingest\n"
+              "status: .venv/bin/agentwatch status    stop: Ctrl-C\n"
+              "the scheduled checks are off here: the demo month is in the past, so checks at the current time "
+              "would find it quiet and resolve its incidents (`agentwatch serve` runs them every minute)",
+              highlight=False)
+    serve(host="127.0.0.1", port=port, home=resolved.root, check_every="0")
+
+
+def main() -> None:
+    """Entry point: user mistakes become one clear line and exit code 2."""
+    try:
+        app()
+    except AgentwatchError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

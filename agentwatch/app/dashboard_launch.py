@@ -1,0 +1,49 @@
+"""Start the Streamlit dashboard as its own process (``agentwatch dashboard``, and ``agentwatch demo`` beside the API).
+
+Streamlit runs its own server; agentwatch only hands it the home and the config through the environment, and
+binds it to loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+
+APP = Path(__file__).with_name("app.py")
+
+
+def dashboard_command(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line of the dashboard."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--theme.base", "light", "--client.toolbarMode", "viewer"]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A ConfigError naming the address when something already listens there."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror}; is another server using "
+                              "that port? pick another with --port") from None
+
+
+def start_dashboard(home: Home, host: str = "127.0.0.1", port: int = 8501, config: Path | None = None,
+                    quiet: bool = False) -> subprocess.Popen:
+    """The dashboard process, started; the caller waits for it or stops it."""
+    check_port_free(host, port)
+    if config is not None and not config.exists():
+        raise ConfigError(f"--config {config}: no such file")
+    env = {**os.environ, "AGENTWATCH_HOME": str(home.root)}
+    if config is not None:
+        env["AGENTWATCH_CONFIG"] = str(config.resolve())
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(dashboard_command(host, port), env=env, stdout=output, stderr=output)

@@ -1,0 +1,68 @@
+"""Run the checks on a schedule inside ``agentwatch serve`` (default every minute)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agentwatch.checks.base import Check
+from agentwatch.checks.config import Config
+from agentwatch.checks.engine import config_for, enabled_checks, evaluate, incident_store
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.core.home import Home
+
+log = logging.getLogger(__name__)
+
+
+class CheckScheduler:
+    """A daemon thread evaluating every check at the current time, every `every_s` seconds."""
+
+    def __init__(self, home: Home, every_s: float, config_path: Path | None = None) -> None:
+        self.home = home
+        self.every_s = every_s
+        self.config_path = config_path
+        self.runs = 0
+        self._checks: tuple[str, list[Check]] | None = None  # (the config they were built from, the checks)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="agentwatch-checks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 120) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def run_once(self) -> None:
+        """One evaluation at the current time; a failure is logged and the next run tries again."""
+        try:
+            config = config_for(self.home, self.config_path)  # re-read: an edited config applies next run
+            report = evaluate(self.home, config, [datetime.now(UTC)], incident_store(self.home),
+                              checks=self._checks_for(config))
+        except AgentwatchError as exc:
+            log.error("checks did not run: %s", exc)
+            return
+        except Exception:  # the store or the incident file failed: log it, the next run tries again
+            log.exception("checks did not run")
+            return
+        self.runs += 1
+        for _, incident in report.opened:
+            log.warning("incident %s opened: %s [%s] %s", incident.id, incident.check, incident.severity,
+                        incident.summary)
+        for name, problem in report.failures.items():
+            log.error("check %s failed: %s", name, problem)
+
+    def _checks_for(self, config: Config) -> list[Check]:
+        """The same check objects run after run while the config stays the same (their throttles then hold
+        between runs); new ones when it changed."""
+        fingerprint = config.model_dump_json()
+        if self._checks is None or self._checks[0] != fingerprint:
+            self._checks = (fingerprint, enabled_checks(config))
+        return self._checks[1]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.every_s)

@@ -1,0 +1,78 @@
+"""What the store holds, at a glance: is data flowing, from which agents, up to when."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from agentwatch.core.home import Home
+from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.store import duck
+from agentwatch.store.keyindex import list_parts
+from agentwatch.store.reader import SCHEMA_PART, open_reader
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _reject_counts(home: Home) -> dict[str, int]:
+    if not any(home.rejects.glob("*.jsonl")):
+        return {}
+    con = duck.connect(memory_limit="256MB")
+    try:
+        glob = sql_string(str(home.rejects / "*.jsonl"))
+        rows = duck.run(
+            con,
+            # ignore_errors: a reject file being appended to may end in half a line
+            f"SELECT dataset, count(*) FROM read_json({glob}, format = 'newline_delimited', "
+            "columns = {'dataset': 'VARCHAR'}, ignore_errors = true) WHERE dataset IS NOT NULL "
+            "GROUP BY dataset ORDER BY dataset",
+        )
+    finally:
+        con.close()
+    return {dataset: count for dataset, count in rows}
+
+
+def _wal_pending(home: Home) -> int | None:
+    try:
+        from agentwatch.collector.wal import pending_events
+    except ImportError:  # the API is an optional part of a deployment
+        return None
+    return pending_events(home)
+
+
+def store_status(home: Home) -> dict[str, Any]:
+    """A JSON-able summary of the store (also served by ``GET /v1/status``)."""
+    con = open_reader(home)
+    try:
+        agents = _rows(con, """
+            SELECT agent_id, count(*) AS actions, count(*) FILTER (WHERE status = 'error') AS errors,
+                   min(ts) AS first_event, max(ts) AS last_event, max(ingested_at) AS last_ingested
+            FROM actions GROUP BY agent_id ORDER BY agent_id""")
+        outcomes = _rows(con, """
+            SELECT count(*) AS outcomes, min(ts) AS first_event, max(ts) AS last_event FROM outcomes""")[0]
+        snapshots = _rows(con, """
+            SELECT source, object, count(*) AS snapshots, min(taken_at) AS first_taken,
+                   max(taken_at) AS last_taken, arg_max(field_count, taken_at) AS fields_now
+            FROM schema_snapshots GROUP BY source, object ORDER BY source, object""")
+    finally:
+        con.close()
+    return {
+        "home": str(home.root),
+        "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
+        "outcomes": outcomes,
+        "schema_snapshots": snapshots,
+        "rejects": _reject_counts(home),
+        "wal_pending": _wal_pending(home),
+        "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
+                       for name in ("actions", "outcomes", "schema_snapshots")},
+    }

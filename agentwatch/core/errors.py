@@ -1,0 +1,46 @@
+"""Errors raised by agentwatch.
+
+Every error agentwatch raises on purpose derives from one root, so a caller (or the CLI, which
+turns them into a one-line message and exit code 2) can catch them all::
+
+    AgentwatchError
+    ├── ConfigError          a setting or the environment is wrong (AGENTWATCH_HOME, options)
+    ├── FormatError          a payload does not have the shape its format requires
+    │   └── InputFileError   a whole input file cannot be read (missing, unreadable, not JSON)
+    ├── StoreError           the store on disk is unusable (lock timeout, corrupt part)
+    └── AuthError            a key is missing, unknown, revoked or lacks the scope
+
+Errors about single events are not exceptions: they are collected as ``Rejection`` rows
+(``agentwatch.collector.ingest.rejects``) so that one bad event never costs the valid ones beside it.
+"""
+
+from __future__ import annotations
+
+
+class AgentwatchError(Exception):
+    """Root of every error agentwatch raises on purpose."""
+
+
+class ConfigError(AgentwatchError):
+    """A setting, option or the environment is wrong; the message says which and how to fix it."""
+
+
+class FormatError(AgentwatchError):
+    """A payload does not have the shape its format requires."""
+
+
+class InputFileError(FormatError):
+    """A whole input file cannot be read as the format it was given as."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class StoreError(AgentwatchError):
+    """The store under AGENTWATCH_HOME cannot be used as it is."""
+
+
+class AuthError(AgentwatchError):
+    """An API key is missing, unknown, revoked, or lacks the scope an operation needs."""

@@ -1,0 +1,65 @@
+"""An in-memory index of the event keys already stored, for exact de-duplication at commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.store import duck
+
+# Merge the sorted segments into one when there are more than this many (an LSM-style index).
+MAX_SEGMENTS = 12
+
+
+def list_parts(dataset_dir: Path) -> list[Path]:
+    """Every committed part file of a dataset."""
+    return sorted(dataset_dir.glob("**/part-*.parquet"))
+
+
+class EventKeyIndex:
+    """The 64-bit keys of every event stored in one dataset, as sorted numpy segments.
+
+    A key is a hash, so a hit only says "maybe stored": the writer confirms hits against the
+    stored event ids before it drops anything. Memory: 8 bytes per stored event.
+    """
+
+    def __init__(self, dataset_dir: Path) -> None:
+        self._dir = dataset_dir
+        self._known_parts: set[Path] = set()
+        self._segments: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._segments)
+
+    def refresh(self) -> None:
+        """Load the keys of parts written since the last look (by any process)."""
+        new_parts = [p for p in list_parts(self._dir) if p not in self._known_parts]
+        if not new_parts:
+            return
+        con = duck.connect(memory_limit="512MB")
+        try:
+            files = "[" + ", ".join(sql_string(str(p)) for p in new_parts) + "]"
+            keys = con.execute(f"SELECT event_key FROM read_parquet({files})").fetchnumpy()["event_key"]
+        finally:
+            con.close()
+        self.add(np.asarray(keys, dtype=np.uint64), new_parts)
+
+    def add(self, keys: np.ndarray, parts: list[Path]) -> None:
+        """Record keys just written in `parts`, so a later refresh does not read them again."""
+        self._known_parts.update(parts)
+        if len(keys):
+            self._segments.append(np.sort(keys.astype(np.uint64, copy=False)))
+        if len(self._segments) > MAX_SEGMENTS:
+            self._segments = [np.sort(np.concatenate(self._segments))]
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """A boolean mask: which keys may already be stored."""
+        keys = keys.astype(np.uint64, copy=False)
+        found = np.zeros(len(keys), dtype=bool)
+        for segment in self._segments:
+            positions = np.searchsorted(segment, keys)
+            in_range = positions < len(segment)
+            found[in_range] |= segment[positions[in_range]] == keys[in_range]
+        return found

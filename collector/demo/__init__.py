@@ -1,5 +1,0 @@
-"""A simulated month of inbound-lead agent traffic with one silent schema-rename fault."""
-
-from collector.demo.simulate import SimulationConfig, SimulationFiles, simulate
-
-__all__ = ["SimulationConfig", "SimulationFiles", "simulate"]

@@ -1,0 +1,1 @@
+"""The dashboard pages; ``dashboards/app.py`` navigates between them."""
