@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
+from agentwatch.core.config_file import Where
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
+from agentwatch.core.severity import Severity
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MATCH_KEYS = ("check", "severity", "agent_id", "object", "field", "action")
 
 
@@ -162,8 +163,8 @@ class AlertsConfig(BaseModel):
         default_factory=dict, description="name (letters, digits, `_.-`) -> destination.")
     routes: list[Route] = Field(default_factory=list, description="Tried in order.")
     default: list[str] = Field(default_factory=list, description="Destinations of incidents no route matches.")
-    min_severity: Literal["info", "warning", "critical"] = Field(
-        "warning", description="Incidents below it are recorded, never sent.")
+    min_severity: Severity = Field(
+        Severity.warning, description="Incidents below it are recorded, never sent.")
     group_wait: Duration = Field(timedelta(minutes=2), ge=timedelta(0),
                                  description="Wait after a group's first incident opens, so incidents with one cause "
                                              "go out in one notification.")
@@ -201,7 +202,7 @@ class GuardConfig(BaseModel):
         return any(fnmatchcase(check, pattern) for pattern in self.pause_on)
 
 
-def validate_alerts(alerts: AlertsConfig, guard: GuardConfig, known_checks: list[str], where: Any) -> None:
+def validate_alerts(alerts: AlertsConfig, guard: GuardConfig, known_checks: list[str], where: Where) -> None:
     """Names that must refer to something: route destinations, default destinations, guarded checks.
 
     `where(loc)` gives the text naming the place of a key path (file and line) for the error."""

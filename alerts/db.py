@@ -12,8 +12,6 @@ from pathlib import Path
 from agentwatch.core.home import Home
 from agentwatch.core.sqlite import SqliteFile
 
-ALERTS_FILE = "alerts.sqlite3"
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- One row per notification to one destination; id is its idempotency key. Times are epoch seconds.
@@ -73,7 +71,7 @@ CREATE INDEX IF NOT EXISTS agent_controls_agent ON agent_controls (agent_id, seq
 
 
 def alerts_db(home: Home) -> SqliteFile:
-    return open_alerts_db(home.root / ALERTS_FILE)
+    return open_alerts_db(home.alerts_file)
 
 
 def open_alerts_db(path: Path) -> SqliteFile:

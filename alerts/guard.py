@@ -12,12 +12,12 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Literal
 
+from agentwatch.alerts.config import GuardConfig
+from agentwatch.schemas.incidents import Incident, agents_named
 from pydantic import BaseModel, Field
 
-from agentwatch.alerts.config import GuardConfig
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
-from agentwatch.schemas.incidents import Incident, agents_named
 
 AUTOMATIC_BY = "agentwatch"  # who the automatic pauses and resumes are by; reserved, operators cannot use it
 UNRESOLVED = ("open", "acknowledged")

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from agentwatch.alerts.config import SEVERITY_RANK, AlertsConfig
+from agentwatch.alerts.config import AlertsConfig
 from agentwatch.alerts.grouping import assign_groups
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.checks.incidents import incident_number
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification, NotificationEvent
+
+from agentwatch.core.severity import Severity
 
 
 class Silencer(Protocol):
@@ -80,7 +82,7 @@ def plan(incidents: Iterable[Incident], state: PlanState, config: AlertsConfig, 
     repeat_every: dict[tuple[str, str], timedelta] = {}
     silenced: set[str] = set()
     for incident in known.values():
-        if SEVERITY_RANK[incident.severity] < SEVERITY_RANK[config.min_severity]:
+        if Severity(incident.severity) < config.min_severity:
             continue
         properties = incident_properties(incident)
         if any(s.matches(properties) for s in silences):
@@ -129,7 +131,7 @@ def _view(key: str, wanted: list[Incident], sent: SentGroup | None, known: dict[
         status = "acknowledged"
     else:
         status = "open"
-    severity = max((i.severity for i in unresolved or ordered), key=SEVERITY_RANK.__getitem__)
+    severity = Severity.highest(i.severity for i in unresolved or ordered)
     return _View(key, ordered, status, severity)
 
 
@@ -145,7 +147,7 @@ def _due(view: _View, sent: SentGroup | None, now: datetime, config: AlertsConfi
     if view.status == "resolved":
         return "resolve"
     since_last = now - sent.last_sent_at
-    if SEVERITY_RANK[view.severity] > SEVERITY_RANK[sent.severity]:
+    if Severity(view.severity) > sent.severity:
         return "update"
     joined = {m.id for m in view.members if m.status != "resolved"} - set(sent.members)
     if joined and since_last >= config.group_interval:

@@ -15,14 +15,15 @@ from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.delivery import DeliveryReport, deliver_due
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.alerts.planner import PlanState, plan
-from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification
 
+from agentwatch.core.home import Home
+
 
 class NotificationReplay:
-    """An ``on_step`` hook for :func:`agentwatch.checks.engine.evaluate` collecting the notifications each step calls for,
-    and with `send_to` delivering them as it goes.
+    """An ``on_step`` hook for :func:`agentwatch.checks.engine.evaluate` collecting the notifications each step
+    calls for, and with `send_to` delivering them as it goes.
 
     Silences are not applied: they belong to the present, not to the period replayed."""
 

@@ -34,9 +34,10 @@ from agentwatch.alerts.delivery import deliver_due
 from agentwatch.alerts.notify import plan_pass
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.checks.engine import incident_store
-from agentwatch.core.home import Home
-from agentwatch.core.api_keys import KeyStore
 from agentwatch.schemas.incidents import Incident
+
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.home import Home
 from tests.receiver import Receiver
 from tests.test_serve_checks import free_port
 
@@ -85,7 +86,7 @@ def main() -> None:
         (home.root / "agentwatch.yaml").write_text(config_text(receiver))
         now = datetime.now(UTC)
         incident_store(home).save(make_incidents(args.incidents, now), 1)
-        from agentwatch.checks.engine import config_for
+        from agentwatch.app.config import config_for
 
         alerts: AlertsConfig = config_for(home).alerts
         began = time.perf_counter()

@@ -14,8 +14,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agentwatch.core.errors import FormatError
 from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
+
+from agentwatch.core.errors import FormatError
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 SALESFORCE = REALDATA / "salesforce"

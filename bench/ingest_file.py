@@ -101,7 +101,8 @@ def main() -> None:
     os.sync()  # the input's own writeback must not compete with the measured run
     env = {**os.environ, "AGENTWATCH_HOME": str(work / "home")}
     ingest = (
-        "from pathlib import Path; from agentwatch.core.home import Home; from agentwatch.store.datasets import ACTIONS;"
+        "from pathlib import Path; from agentwatch.core.home import Home;"
+        "from agentwatch.store.datasets import ACTIONS;"
         "from agentwatch.collector.ingest.pipeline import ingest_files;"
         f"r = ingest_files(Home.resolve(), ACTIONS, [Path({str(path)!r})]); print(r.accepted)"
     )

@@ -29,8 +29,8 @@ from pathlib import Path
 import duckdb
 import httpx
 
-from agentwatch.core.home import Home
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
 
 ACTIONS = ["lead.enrich", "lead.qualify", "lead.route", "lead.assign_owner", "crm.update_field", "email.send"]

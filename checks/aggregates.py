@@ -11,9 +11,9 @@ import math
 from datetime import datetime, timedelta
 
 import polars as pl
-
 from agentwatch.checks.data import EvalData, floor_to_bucket
-from agentwatch.collector.ingest.sql import sql_string
+
+from agentwatch.core.sql import sql_string
 
 SCOPES = ("inputs", "before", "after")
 KEY_SAMPLE_ROWS = 50_000  # rows sampled over the whole range to discover keys

@@ -12,27 +12,18 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentwatch.core.severity import Severity
+
 if TYPE_CHECKING:
-    from agentwatch.checks.config import Config
+    from agentwatch.checks.config import ChecksConfig
     from agentwatch.checks.data import EvalData
 
 
 SAMPLE_IDS = 20  # event ids an incident keeps as examples
-
-
-class Severity(StrEnum):
-    info = "info"
-    warning = "warning"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        return ("info", "warning", "critical").index(self.value)
 
 
 def subject_key(check: str, subject: Mapping[str, str]) -> str:
@@ -91,7 +82,7 @@ class Check:
     # How much history before the first evaluation time `prepare` needs (baselines, reference windows).
     history: ClassVar[timedelta] = timedelta(days=1)
 
-    def __init__(self, options: CheckOptions, config: Config) -> None:
+    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
         self.options = options
         self.config = config
 

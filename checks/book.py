@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from agentwatch.checks.base import SAMPLE_IDS, Finding, Severity, subject_key
+from agentwatch.checks.base import SAMPLE_IDS, Finding, subject_key
 from agentwatch.schemas.incidents import Incident
+
+from agentwatch.core.severity import Severity
 
 
 class IncidentBook:
@@ -49,7 +51,7 @@ class IncidentBook:
 
     def _open(self, finding: Finding, at: datetime) -> Incident:
         incident = Incident(
-            id=f"INC-{self.next_number}", check=finding.check, severity=finding.severity.value, status="open",
+            id=f"INC-{self.next_number}", check=finding.check, severity=finding.severity, status="open",
             opened_at=at, started_at=min(finding.started_at, at), last_fired_at=at, subject=finding.subject,
             summary=finding.summary, evidence=finding.evidence, sample_event_ids=finding.sample_event_ids[:SAMPLE_IDS],
             affected=finding.affected,
@@ -60,9 +62,9 @@ class IncidentBook:
         return incident
 
     def _update(self, incident: Incident, finding: Finding, at: datetime) -> None:
-        severity = max(Severity(incident.severity), finding.severity, key=lambda s: s.rank)
+        severity = max(Severity(incident.severity), finding.severity)
         self._put(incident.model_copy(update={
-            "severity": severity.value, "last_fired_at": at, "summary": finding.summary,
+            "severity": severity, "last_fired_at": at, "summary": finding.summary,
             "evidence": finding.evidence or incident.evidence, "affected": max(incident.affected, finding.affected),
             "sample_event_ids": finding.sample_event_ids[:SAMPLE_IDS] or incident.sample_event_ids,
             "started_at": min(incident.started_at, finding.started_at),

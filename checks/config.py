@@ -1,23 +1,16 @@
-"""The checks' configuration: ``agentwatch.yaml`` in AGENTWATCH_HOME, or the file given by ``--config``.
+"""The checks' sections of ``agentwatch.yaml``: ``agents``, ``workflow``, ``fields``, ``checks``, ``expectations``.
 
-Validated with pydantic; a mistake is reported with the file, the line and the key path, e.g.
-``agentwatch.yaml line 7 (agents.lead-router.max_records_per_action): Input should be a valid integer``.
+The whole file is read by ``agentwatch.app.config``, which validates these sections with :class:`ChecksConfig`
+and then calls ``agentwatch.checks.options.validate_check_options`` for what pydantic cannot see (check names,
+each check's options).
 An agent's entry extends the ``"*"`` entry: lists are joined, single values override.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from agentwatch.alerts.config import AlertsConfig, GuardConfig, validate_alerts
-from agentwatch.core.errors import ConfigError
-from agentwatch.app.settings import DashboardConfig
-
-CONFIG_NAME = "agentwatch.yaml"
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def _object_and_field(target: str) -> str:
@@ -68,8 +61,8 @@ class WorkflowConfig(BaseModel):
     )
 
 
-class Config(BaseModel):
-    """The whole ``agentwatch.yaml``."""
+class ChecksConfig(BaseModel):
+    """The sections of ``agentwatch.yaml`` the checks read."""
 
     model_config = ConfigDict(extra="forbid")
     agents: dict[str, AgentPolicy] = Field(default_factory=dict)
@@ -81,9 +74,6 @@ class Config(BaseModel):
     expectations: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="dataset (actions | outcomes) -> Great Expectations expectations."
     )
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Destinations, routes and timing.")
-    guard: GuardConfig = Field(default_factory=GuardConfig, description="Which incidents pause agents.")
-    dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="Who may open the dashboard.")
 
     def policy_for(self, agent_id: str) -> AgentPolicy:
         """The effective policy of an agent: ``"*"`` extended by its own entry."""
@@ -91,59 +81,3 @@ class Config(BaseModel):
         own = self.agents.get(agent_id)
         return base.extended_by(own) if own else base
 
-
-def load_config(path: Path | None) -> Config:
-    """Read and validate a config file; no file means every default."""
-    if path is None or not path.exists():
-        return Config()
-    try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-        raise ConfigError(f"{path} line {line}: not valid YAML: {exc.problem}") from None
-    lines: dict[tuple, int] = {}
-    data = _to_python(node, (), lines) if node is not None else {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} line 1: the config should be a mapping of keys (agents, workflow, fields, checks, "
-                          "alerts, guard, dashboard)")
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        where = ".".join(str(p) for p in loc) or "top level"
-        raise ConfigError(f"{path} line {_line_of(loc, lines)} ({where}): {first['msg']}") from None
-    from agentwatch.checks.options import validate_check_options
-
-    validate_check_options(config, path, lambda loc: _line_of(loc, lines))
-    from agentwatch.checks.base import REGISTRY
-
-    validate_alerts(config.alerts, config.guard, list(REGISTRY),
-                    lambda loc: f"{path} line {_line_of(loc, lines)} ({'.'.join(str(p) for p in loc)})")
-    return config
-
-
-def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:
-    """The line of the deepest known part of a key path (1-based)."""
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _to_python(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
-    """A YAML node as plain Python, noting the line of every key path."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            result[key] = _to_python(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node)

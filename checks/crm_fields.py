@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agentwatch.checks.config import Config
+from agentwatch.checks.config import ChecksConfig
 
 
-def key_reads_field(key: str, object_name: str, field_name: str, config: Config) -> bool:
+def key_reads_field(key: str, object_name: str, field_name: str, config: ChecksConfig) -> bool:
     """Does the input key `key` read `object_name.field_name`?"""
     mapped = config.fields.get(key)
     if mapped is not None:
@@ -14,6 +14,6 @@ def key_reads_field(key: str, object_name: str, field_name: str, config: Config)
     return key.lower() == field_name.lower()
 
 
-def keys_reading(object_name: str, field_name: str, keys: list[str], config: Config) -> list[str]:
+def keys_reading(object_name: str, field_name: str, keys: list[str], config: ChecksConfig) -> list[str]:
     """The input keys among `keys` that read `object_name.field_name`."""
     return [k for k in keys if key_reads_field(k, object_name, field_name, config)]

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 import polars as pl
+from agentwatch.checks.config import ChecksConfig
 
-from agentwatch.checks.config import Config
 from agentwatch.store import duck
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ class EvalData:
     """The store seen by one run of the checks."""
 
     con: duckdb.DuckDBPyConnection
-    config: Config
+    config: ChecksConfig
     first: datetime  # first evaluation time
     last: datetime  # last evaluation time: no event after it is ever read
     load_from: datetime  # earliest event time any check needs

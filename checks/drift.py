@@ -29,14 +29,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-
 from agentwatch.checks.aggregates import action_counts
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import Config
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
 from agentwatch.checks.stats import cusum_end
-from agentwatch.collector.ingest.sql import sql_string
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
+from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 
 BUCKET_US = BUCKET // MICROSECOND
@@ -199,7 +200,7 @@ class DriftDistribution(Check):
     Options: ClassVar[type[CheckOptions]] = DriftOptions
     history: ClassVar[timedelta] = timedelta(days=8)
 
-    def __init__(self, options: CheckOptions, config: Config) -> None:
+    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
         self.memory: dict[tuple[str, str], Memory] = {}

@@ -8,12 +8,13 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from agentwatch.checks.aggregates import action_counts
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import ChecksConfig
+from agentwatch.checks.data import BUCKET, EvalData
 from pydantic import Field
 
-from agentwatch.checks.aggregates import action_counts
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import Config
-from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.core.severity import Severity
 
 
 class DuplicateOptions(CheckOptions):
@@ -59,7 +60,7 @@ class Duplicate(Check):
     Options: ClassVar[type[CheckOptions]] = DuplicateOptions
     history: ClassVar[timedelta] = timedelta(days=1, hours=2)
 
-    def __init__(self, options: DuplicateOptions, config: Config) -> None:
+    def __init__(self, options: DuplicateOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         self.options: DuplicateOptions = options
         self.history = timedelta(hours=options.baseline_hours, minutes=options.recent_minutes)  # type: ignore[misc]

@@ -13,23 +13,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from agentwatch.checks.base import REGISTRY, Check, Finding, Step
 from agentwatch.checks.book import IncidentBook
 from agentwatch.checks.catalog import load_all
-from agentwatch.checks.config import CONFIG_NAME, Config, load_config
+from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.incidents import IncidentStore, incident_number
 from agentwatch.checks.linking import link_incidents
 from agentwatch.checks.options import options_for
+from agentwatch.schemas.incidents import Incident
+
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
 from agentwatch.store.reader import open_reader
-from agentwatch.schemas.incidents import Incident
 
-INCIDENTS_FILE = "incidents.sqlite3"
 RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up
 
 
@@ -46,17 +45,10 @@ class RunReport:
 
 
 def incident_store(home: Home) -> IncidentStore:
-    return IncidentStore(home.root / INCIDENTS_FILE)
+    return IncidentStore(home.incidents_file)
 
 
-def config_for(home: Home, override: Path | None = None) -> Config:
-    """The config given, else ``agentwatch.yaml`` in the home, else every default."""
-    if override is not None and not override.exists():
-        raise ConfigError(f"--config {override}: no such file")
-    return load_config(override or home.root / CONFIG_NAME)
-
-
-def enabled_checks(config: Config, only: list[str] | None = None) -> list[Check]:
+def enabled_checks(config: ChecksConfig, only: list[str] | None = None) -> list[Check]:
     load_all()
     unknown = sorted(set(only or []) - set(REGISTRY))
     if unknown:
@@ -72,7 +64,7 @@ def enabled_checks(config: Config, only: list[str] | None = None) -> list[Check]
 StepHook = Callable[[datetime, list[Incident]], None]
 
 
-def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentStore,
+def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore,
              only: list[str] | None = None, checks: list[Check] | None = None,
              on_step: StepHook | None = None) -> RunReport:
     """Evaluate every enabled check at each step and save the incidents into `store`.
@@ -96,7 +88,7 @@ def evaluate(home: Home, config: Config, steps: list[datetime], store: IncidentS
     return report
 
 
-def _evaluate_locked(home: Home, config: Config, steps: list[datetime], store: IncidentStore, checks: list[Check],
+def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
                      history: timedelta, report: RunReport, on_step: StepHook | None) -> None:
     con = open_reader(home)
     try:

@@ -8,12 +8,13 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-
-from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
 from agentwatch.checks.seasonal import SLOTS_PER_DAY, action_series, prefix_sums, suffix_max
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
 
 PRIOR_EVENTS = 50.0  # the baseline share starts from 2% over 50 pretend events, so a new action's first
 PRIOR_SHARE = 0.02  # error is not "infinitely" surprising and a long clean history still wins

@@ -26,16 +26,17 @@ import logging
 import math
 import os
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import polars as pl
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import ChecksConfig
+from agentwatch.checks.data import EvalData
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import Config
-from agentwatch.checks.data import EvalData
 from agentwatch.core.errors import ConfigError
-from agentwatch.collector.ingest.sql import quote_identifier, sql_string
+from agentwatch.core.severity import Severity
+from agentwatch.core.sql import quote_identifier, sql_string
 
 DATASETS = ("actions", "outcomes")
 JSON_COLUMNS = {"actions": ("inputs", "before", "after", "decision", "extra"), "outcomes": ("from_value", "to_value",
@@ -53,7 +54,7 @@ class ExpectationSpec(BaseModel):
     column: str | None = Field(None, description="The column it applies to; `inputs.x` reads key x of a JSON column.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="The expectation's other arguments.")
     name: str | None = Field(None, description="How incidents name it; default: expectation(column).")
-    severity: Literal["info", "warning", "critical"] = Field("warning", description="Of the incident it opens.")
+    severity: Severity = Field("warning", description="Of the incident it opens.")
 
     @property
     def label(self) -> str:
@@ -71,7 +72,7 @@ class ExpectationSpec(BaseModel):
         return names
 
 
-def parse_expectations(config: Config, with_gx: bool = True) -> dict[str, list[ExpectationSpec]]:
+def parse_expectations(config: ChecksConfig, with_gx: bool = True) -> dict[str, list[ExpectationSpec]]:
     """The config's expectations, validated; a ConfigError names the dataset and index of a bad one.
     `with_gx` also has Great Expectations check each name and its arguments (a 4-second import)."""
     if with_gx:
@@ -141,7 +142,7 @@ class ExpectationFailed(Check):
     Options: ClassVar[type[CheckOptions]] = ExpectationOptions
     history: ClassVar[timedelta] = timedelta(hours=1)
 
-    def __init__(self, options: ExpectationOptions, config: Config) -> None:
+    def __init__(self, options: ExpectationOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         self.options: ExpectationOptions = options
         self.history = timedelta(minutes=options.window_minutes)  # type: ignore[misc]
@@ -162,7 +163,7 @@ class ExpectationFailed(Check):
             return
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         self.specs = parse_expectations(self.config)
-        import great_expectations as gx
+        import great_expectations as gx  # lazy: a 4-second import, only when expectations are configured
         from great_expectations.data_context.types.base import ProgressBarsConfig
         from great_expectations.expectations.registry import get_expectation_impl
 
@@ -271,7 +272,7 @@ class ExpectationFailed(Check):
                                                    "partial_unexpected_counts", "observed_value") if k in result},
         }
         return Finding(
-            check=self.name, subject={"dataset": dataset, "expectation": spec.label}, severity=Severity(spec.severity),
+            check=self.name, subject={"dataset": dataset, "expectation": spec.label}, severity=spec.severity,
             summary=summary, started_at=started if isinstance(started, datetime) else start,
             affected=int(unexpected if unexpected is not None else rows), evidence=evidence,
             sample_event_ids=ids[:SAMPLE_IDS],

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 import polars as pl
-from pydantic import Field
-
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.data import EvalData, rows_in_window
 from agentwatch.checks.policy import PolicyOptions
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
 
 Pattern = Annotated[str, Field(min_length=1)]
 
@@ -41,7 +42,7 @@ class HumanThresholdOptions(PolicyOptions):
         description="Shell patterns of action names that always need a human when autonomous, e.g. `record.delete`, "
                     "`sequence.*`. Empty by default: which actions are sensitive is the team's call.",
     )
-    severity: Literal["info", "warning", "critical"] = Field(
+    severity: Severity = Field(
         "warning",
         description="Severity of the incident. A warning by default: the action is not known to be wrong, a person "
                     "should look at it; route it to a pager with `critical` if it must wake someone.",
@@ -117,7 +118,7 @@ class HumanThreshold(Check):
         }
         return Finding(
             check=self.name, subject={"agent_id": row["agent_id"], "action": row["action"]},
-            severity=Severity(options.severity), summary=_summary(row, options.max_records, patterns, minutes),
+            severity=options.severity, summary=_summary(row, options.max_records, patterns, minutes),
             started_at=row["started_at"], affected=int(row["records"]), evidence=evidence,
             sample_event_ids=list(row["sample"]),
         )

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentwatch.checks.base import subject_key
+from agentwatch.schemas.incidents import Incident
+
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
-from agentwatch.schemas.incidents import Incident
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -33,7 +35,6 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def incident_key(incident: Incident) -> str:
-    from agentwatch.checks.base import subject_key
 
     return subject_key(incident.check, incident.subject)
 

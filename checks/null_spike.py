@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-
 from agentwatch.checks.aggregates import _json_path_key, key_counts
-from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import Config
+from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, EvalData
 from agentwatch.checks.schema_diff import fields_by_object
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from agentwatch.collector.ingest.sql import sql_string
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
+from agentwatch.core.sql import sql_string
 
 BUCKET_S = int(BUCKET.total_seconds())
 HOURLY_PRIOR_READS = 30  # an hour of day with fewer baseline reads than this leans on the overall share
@@ -125,7 +126,7 @@ class NullSpike(Check):
     Options = NullSpikeOptions
     history = timedelta(days=8)
 
-    def __init__(self, options: CheckOptions, config: Config) -> None:
+    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         # Kept across runs when the scheduler reuses this object: the impact is recounted hourly in `serve` too.
         self.impacts: dict[str, tuple[datetime, dict[str, Any]]] = {}

@@ -21,13 +21,15 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import ChecksConfig
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.options import options_for
+from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from pydantic import Field, model_validator
 
-from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import Config
-from agentwatch.checks.data import EvalData
-from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.core.severity import Severity
+from agentwatch.core.sql import sql_string
 
 HOUR = 3600.0
 LAG_BINS = 48  # resolution of the baseline's lag curve over max_lag_hours
@@ -37,10 +39,9 @@ CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
 
 
-def _all_mappings(config: Config) -> tuple[dict[str, list[str]], float, float]:
+def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, float]:
     """The union of the outcome checks' kind -> actions mappings, their longest recent window and their
     longest reach back (baseline + recent window), both in hours."""
-    from agentwatch.checks.options import options_for
 
     union: dict[str, set[str]] = {}
     recent = reach = 0.0
@@ -265,7 +266,7 @@ class CorrectionRateCheck(Check):
     verb: ClassVar[str]  # what reps did, for the summary
     noun: ClassVar[str]  # what the actions were
 
-    def __init__(self, options: CorrectionOptions, config: Config) -> None:
+    def __init__(self, options: CorrectionOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         self.options: CorrectionOptions = options
         # Only as much history as the baseline needs (instance attribute: the engine reads check.history).
@@ -419,7 +420,7 @@ class Calibration(CorrectionRateCheck):
     verb = "proved wrong"
     noun = "high-confidence decisions"
 
-    def __init__(self, options: CalibrationOptions, config: Config) -> None:
+    def __init__(self, options: CalibrationOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         self.options: CalibrationOptions = options
         self.everything: dict[tuple[str, str], Cohorts] = {}

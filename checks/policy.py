@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 import polars as pl
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.config import AgentPolicy, ChecksConfig
+from agentwatch.checks.data import EvalData, rows_in_window
 from pydantic import Field
 
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
-from agentwatch.checks.config import AgentPolicy, Config
-from agentwatch.checks.data import EvalData, rows_in_window
-from agentwatch.collector.ingest.sql import quote_identifier
+from agentwatch.core.severity import Severity
+from agentwatch.core.sql import quote_identifier
 
 
 class ViolationOptions(CheckOptions):
@@ -207,7 +208,7 @@ def _violations(data: EvalData, since: datetime, statuses: list[str]) -> pl.Data
     )
 
 
-def _policy_rows(config: Config) -> list[tuple]:
+def _policy_rows(config: ChecksConfig) -> list[tuple]:
     """One row per named agent (its effective policy) and one with agent_id NULL: the ``"*"`` policy."""
     rows = []
     for name in [None, *sorted(a for a in config.agents if a != "*")]:

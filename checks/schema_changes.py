@@ -12,13 +12,14 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-
 from agentwatch.checks.aggregates import key_counts
-from agentwatch.checks.base import Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.crm_fields import key_reads_field
 from agentwatch.checks.data import BUCKET, EvalData
 from agentwatch.checks.schema_diff import RENAME_MIN_SIMILARITY, SchemaChange, schema_changes
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
 
 KIND_WORDS = {
     "renamed": "was renamed",

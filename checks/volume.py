@@ -15,9 +15,7 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import Field, field_validator
-
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register, subject_key
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.seasonal import (
     SLOTS_PER_DAY,
@@ -31,6 +29,9 @@ from agentwatch.checks.seasonal import (
     weekly_expectation,
 )
 from agentwatch.checks.stats import cusum_end, poisson_llr
+from pydantic import Field, field_validator
+
+from agentwatch.core.severity import Severity
 from agentwatch.store import duck
 
 SPIKE = "volume.action_spike"

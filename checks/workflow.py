@@ -16,13 +16,14 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Severity, Step, register
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import WorkflowConfig
 from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
 from agentwatch.checks.policy import ViolationOptions
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
+from pydantic import Field
+
+from agentwatch.core.severity import Severity
 
 DAY_US = timedelta(days=1) // MICROSECOND
 PRIOR_CASES = 10  # pseudo-cases that pull a thin baseline towards the broader (or floor) share

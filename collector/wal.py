@@ -16,7 +16,6 @@ One server per home: ``locks/serve.lock`` is held (flock) for as long as the WAL
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import logging
 import os
@@ -29,18 +28,19 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-
-from agentwatch.store.datasets import DATASETS
-from agentwatch.core.errors import StoreError
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.pipeline import Ingestor
 from agentwatch.collector.ingest.rejects import guess_event_id
 from agentwatch.collector.ingest.sources import read_jsonl
-from agentwatch.collector.ingest.sql import sql_string
-from agentwatch.store import duck
+
 from agentwatch.core.durable import fsync_dir
-from agentwatch.store.keyindex import EventKeyIndex
+from agentwatch.core.errors import StoreError
+from agentwatch.core.home import Home
+from agentwatch.core.locks import acquire_serve_lock, release_serve_lock
+from agentwatch.core.sql import sql_string
+from agentwatch.store import duck
+from agentwatch.store.datasets import DATASETS
 from agentwatch.store.event_keys import event_key
+from agentwatch.store.keyindex import EventKeyIndex
 
 log = logging.getLogger(__name__)
 
@@ -70,69 +70,10 @@ def pending_events(home: Home) -> int:
     return total
 
 
-# -- one server per home ---------------------------------------------------------------------------
+# -- one log per folder in this process ------------------------------------------------------------
 
-_serve_locks: dict[Path, list[int]] = {}  # lock path -> [fd, holders in this process]
-_serve_locks_mutex = threading.Lock()
 _open_wals: set[Path] = set()  # WAL folders with a running WriteAheadLog in this process
-
-
-def acquire_serve_lock(home: Home) -> None:
-    """Take the home's serve lock, or fail at once when another process holds it.
-
-    Re-entrant within one process: ``serve`` takes it before it binds the port (to fail fast), and
-    the app's lifespan takes it again; the last release unlocks it.
-    """
-    path = home.locks / "serve.lock"
-    with _serve_locks_mutex:
-        held = _serve_locks.get(path)
-        if held is not None:
-            held[1] += 1
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise StoreError(
-                f"another agentwatch server{f' (pid {holder})' if holder else ''} is already serving "
-                f"{home.root}: one server per home; stop it first, or serve another home "
-                "(--home / AGENTWATCH_HOME)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _serve_locks[path] = [fd, 1]
-
-
-def is_served(home: Home) -> bool:
-    """Whether an ``agentwatch serve`` process holds the home's serve lock now."""
-    path = home.locks / "serve.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the shared lock we may have taken
-    return False
-
-
-def release_serve_lock(home: Home) -> None:
-    """Give back one hold of the serve lock; the last one unlocks it."""
-    path = home.locks / "serve.lock"
-    with _serve_locks_mutex:
-        held = _serve_locks.get(path)
-        if held is None:
-            return
-        held[1] -= 1
-        if held[1] == 0:
-            del _serve_locks[path]
-            fcntl.flock(held[0], fcntl.LOCK_UN)
-            os.close(held[0])
+_open_wals_mutex = threading.Lock()
 
 
 # -- the log -------------------------------------------------------------------------------------
@@ -188,14 +129,14 @@ class WriteAheadLog:
 
     def start(self) -> None:
         """Lock the home, replay what a crash left, start the flusher; returns once replay is done."""
-        with _serve_locks_mutex:
+        with _open_wals_mutex:
             if self.directory in _open_wals:
                 raise StoreError(f"{self.home.root} is already served by another app in this process; one per home")
             _open_wals.add(self.directory)
         try:
             acquire_serve_lock(self.home)
         except BaseException:
-            with _serve_locks_mutex:
+            with _open_wals_mutex:
                 _open_wals.discard(self.directory)
             raise
         self._locked = True
@@ -213,7 +154,7 @@ class WriteAheadLog:
         except BaseException:
             self._locked = False
             release_serve_lock(self.home)
-            with _serve_locks_mutex:
+            with _open_wals_mutex:
                 _open_wals.discard(self.directory)
             raise
 
@@ -236,7 +177,7 @@ class WriteAheadLog:
         if self._locked:
             self._locked = False
             release_serve_lock(self.home)
-            with _serve_locks_mutex:
+            with _open_wals_mutex:
                 _open_wals.discard(self.directory)
 
     @property

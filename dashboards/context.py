@@ -16,24 +16,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import polars as pl
 import streamlit as st
-
 from agentwatch.alerts.db import alerts_db
-from agentwatch.checks.config import Config
-from agentwatch.checks.engine import config_for, incident_store
+from agentwatch.checks.engine import incident_store
 from agentwatch.checks.incidents import IncidentStore
+
+from agentwatch.app.config import Config, config_for
 from agentwatch.core.errors import AgentwatchError
-from agentwatch.core.home import Home
+from agentwatch.core.home import CONFIG_ENV, Home
 from agentwatch.core.sqlite import SqliteFile
 from agentwatch.store.reader import open_reader
 
-HOME_ENV = "AGENTWATCH_HOME"
-CONFIG_ENV = "AGENTWATCH_CONFIG"
 CACHE_TTL_S = 300  # a safety net: the fingerprint already changes when new parts land
 
 
 def home() -> Home:
     """The home the dashboard was started on (``agentwatch dashboard --home``, else $AGENTWATCH_HOME)."""
-    return Home.resolve(Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
+    return Home.resolve()
 
 
 def config_path() -> Path | None:

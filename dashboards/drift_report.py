@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 from agentwatch.schemas.incidents import Incident
 
 SAMPLE_ROWS = 5_000  # per window: enough for Evidently's tests, a fraction of a second to read
@@ -64,7 +65,6 @@ def sample_sql(incident: Incident, columns: list[tuple[str, bool]]) -> tuple[str
 def drift_report_html(incident: Incident, rows: Any) -> str:
     """Evidently's DataDriftPreset report (HTML with its scripts) over `rows` (a frame with a `sample` column
     naming the window, and the report columns), current against reference."""
-    import polars as pl
     from evidently import DataDefinition, Dataset, Report  # Evidently takes ~4 s to import: only when asked
     from evidently.presets import DataDriftPreset
 
@@ -84,7 +84,5 @@ def drift_report_html(incident: Incident, rows: Any) -> str:
 
 def _all_numbers(values: Any) -> bool:
     """A text column whose every value reads as a number (employees sent as "120") is compared as numbers."""
-    import polars as pl
-
     present = values.drop_nulls()
     return present.len() > 0 and present.cast(pl.Float64, strict=False).null_count() == 0

@@ -13,15 +13,17 @@ import duckdb
 import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
-
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences, operator_name
+from agentwatch.dashboards import context, signals
+from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
+from agentwatch.schemas.incidents import Incident
+
+from agentwatch.app.alerting import notify_unless_served
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import AgentwatchError
-from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.core.sql import sql_string
 from agentwatch.store.event_keys import event_key
-from agentwatch.dashboards import context, signals
-from agentwatch.schemas.incidents import Incident
 
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 STATUS_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green"}
@@ -128,14 +130,8 @@ def _set_status(incident_id: str, status: str) -> None:
 def _notify() -> None:
     """Tell the destinations now when no server runs for the home (a running server does within a second), as
     `agentwatch incident ack` does."""
-    from agentwatch.alerts.service import alert_pass
-    from agentwatch.collector.wal import is_served
-
-    home = context.home()
-    if is_served(home):
-        return
     try:
-        alert_pass(home, config_path=context.config_path())
+        notify_unless_served(context.home(), context.config_path())
     except AgentwatchError as exc:
         st.session_state[MESSAGE_KEY] = ("warning", f"notifications were not sent: {exc}")
 
@@ -314,7 +310,6 @@ def _evidently_report(incident: Incident) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _report_html(incident_json: str) -> str | None:
-    from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
 
     incident = Incident.model_validate_json(incident_json)
     rows = context.query(*_flatten(sample_sql(incident, report_columns(incident))))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
-
 from agentwatch.schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 ACTION_STATUSES = ("ok", "error", "skipped", "pending_approval")
 ActionStatus = Literal["ok", "error", "skipped", "pending_approval"]

@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentwatch.core.severity import SeverityField
+
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
-IncidentSeverity = Literal["info", "warning", "critical"]
+IncidentSeverity = SeverityField
 
 
 class Incident(BaseModel):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agentwatch.schemas.incidents import Incident, IncidentSeverity, IncidentStatus
+from pydantic import BaseModel, ConfigDict, Field
 
 NotificationEvent = Literal["trigger", "update", "repeat", "acknowledge", "resolve", "test"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agentwatch.schemas.common import Identifier, Resource, Timestamp
+from pydantic import BaseModel, ConfigDict, Field
 
 OUTCOME_KINDS = (
     "owner_changed",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from agentwatch.schemas.common import Identifier, NonEmptyStr, Timestamp
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SchemaField(BaseModel):

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentwatch.checks.config import Config
 from agentwatch.checks.engine import RunReport, backtest_steps, evaluate, incident_store
-from agentwatch.store.datasets import ACTIONS, OUTCOMES
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
+
+from agentwatch.app.config import Config
+from agentwatch.core.home import Home
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
 
 T0 = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday, 00:00 UTC
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.checks.config import load_config
+from agentwatch.app.config import load_config
 from agentwatch.core.errors import ConfigError
 
 BASE = """\

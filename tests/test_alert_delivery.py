@@ -8,20 +8,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from typer.testing import CliRunner
-
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.destinations import verify_signature
 from agentwatch.alerts.outbox import Outbox
-from agentwatch.alerts.service import alert_pass
 from agentwatch.alerts.silences import Silences
 from agentwatch.checks.engine import evaluate, incident_store
 from agentwatch.checks.incidents import IncidentStore
+from agentwatch.schemas.incidents import Incident
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from agentwatch.app.alerting import alert_pass
 from agentwatch.app.api.app import create_app
 from agentwatch.app.cli import app as cli_app
 from agentwatch.core.home import Home
-from agentwatch.schemas.incidents import Incident
 from tests.receiver import Receiver
 from tests.test_cli import run_cli
 
@@ -123,7 +123,7 @@ def test_repeated_check_runs_send_the_rename_cascade_once(home, receiver) -> Non
     only_these_checks(home)
     config_text = (home.root / "agentwatch.yaml").read_text()
     write_config(home, receiver, extra=config_text)
-    from agentwatch.checks.engine import config_for
+    from agentwatch.app.config import config_for
 
     config = config_for(home)
     for minutes in range(5):
@@ -286,7 +286,7 @@ def test_a_notification_for_a_destination_this_config_lacks_stays_queued(home, r
 
 def test_is_served_sees_the_serve_lock(home) -> None:
     """is_served (which makes CLI commands leave notifications to a running server) follows the serve lock."""
-    from agentwatch.collector.wal import acquire_serve_lock, is_served, release_serve_lock
+    from agentwatch.core.locks import acquire_serve_lock, is_served, release_serve_lock
 
     assert not is_served(home)
     acquire_serve_lock(home)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
 
 from agentwatch.app.api.app import (
     ACTION_ERROR_EXAMPLE,
@@ -21,10 +22,9 @@ from agentwatch.app.api.app import (
     ApiSettings,
     create_app,
 )
-from agentwatch.core.home import Home
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
-from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
     warnings.simplefilter("ignore")
@@ -490,7 +490,8 @@ def test_second_app_on_the_same_home_is_refused(home: Home) -> None:
 
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from agentwatch.core.home import Home; from agentwatch.collector.wal import acquire_serve_lock; "
+         "import sys, time; from agentwatch.core.home import Home; "
+         "from agentwatch.core.locks import acquire_serve_lock; "
          f"acquire_serve_lock(Home.resolve({str(home.root)!r})); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )

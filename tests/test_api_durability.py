@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentwatch.core.home import Home
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.home import Home
 from agentwatch.store.reader import SCHEMA_PART, open_reader
 
 BATCHES = 20

@@ -7,15 +7,15 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import agentwatch.checks.human_threshold as module
 import duckdb
 import pytest
-
-import agentwatch.checks.human_threshold as module
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.checks.base import Step
-from agentwatch.checks.config import Config, load_config
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.engine import enabled_checks
+
+from agentwatch.app.config import Config, load_config
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events

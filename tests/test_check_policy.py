@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agentwatch.checks.base import Severity
 from agentwatch.core.home import Home
+from agentwatch.core.severity import Severity
 from tests.checks_support import T0, iso, opened, run, store_events
 
 CONFIG = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from agentwatch.checks.base import REGISTRY, CheckOptions
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.docs import DOCS_PATH, render
+
 from tests.checks_support import T0, run
 
 load_all()

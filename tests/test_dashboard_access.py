@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agentwatch.core.home import Home
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.home import Home
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 

@@ -12,16 +12,16 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences
-from agentwatch.checks.engine import INCIDENTS_FILE, incident_store
-from agentwatch.core.home import Home
-from agentwatch.store.reader import open_reader
+from agentwatch.checks.engine import incident_store
 from agentwatch.dashboards.incident_view import evidence_rows, markdown_text
 from agentwatch.schemas.incidents import Incident
+from streamlit.testing.v1 import AppTest
+
+from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
 
 ROOT = Path(__file__).resolve().parents[1]
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
@@ -300,7 +300,7 @@ def test_empty_home_says_what_to_do(home, monkeypatch) -> None:
     assert [i.value for i in at.info] == [
         "No incidents yet: run `agentwatch check` (or `agentwatch serve`, which runs the checks every minute)"]
     assert not at.metric and not at.dataframe
-    assert not (home.root / INCIDENTS_FILE).exists()
+    assert not home.incidents_file.exists()
 
 
 def test_evidence_rows_are_readable() -> None:

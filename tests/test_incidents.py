@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agentwatch.checks.base import Finding, Severity
+from agentwatch.checks.base import Finding
 from agentwatch.checks.book import IncidentBook
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.checks.linking import link_incidents
-from agentwatch.core.errors import ConfigError
 from agentwatch.schemas.incidents import Incident
+
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.severity import Severity
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 NULLS = "quality.null_spike"

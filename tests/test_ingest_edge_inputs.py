@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agentwatch.store.datasets import ACTIONS
-from agentwatch.core.errors import ConfigError, InputFileError
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.sources import MAX_EVENT_BYTES
+
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.errors import ConfigError, InputFileError
+from agentwatch.core.home import Home
+from agentwatch.store.datasets import ACTIONS
 from agentwatch.store.reader import open_reader
 
 

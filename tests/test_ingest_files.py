@@ -12,13 +12,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from agentwatch.store.datasets import ACTIONS, OUTCOMES
-from agentwatch.core.errors import InputFileError
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
 from agentwatch.collector.ingest.sources import read_jsonl
+
+from agentwatch.core.errors import InputFileError
+from agentwatch.core.home import Home
 from agentwatch.store import duck
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
 from agentwatch.store.reader import SCHEMA_PART
 
 T0 = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)

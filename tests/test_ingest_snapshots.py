@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_files, ingest_snapshot_items
 
 from agentwatch.core.errors import ConfigError
-from agentwatch.collector.ingest.snapshots import ingest_snapshot_files, ingest_snapshot_items
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SALESFORCE_LEAD = FIXTURES / "salesforce" / "lead_describe.json"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from agentwatch.core.api_keys import SCOPES, KeyStore, parse_token
 from agentwatch.core.errors import AuthError, ConfigError
 from agentwatch.core.home import Home
-from agentwatch.core.api_keys import SCOPES, KeyStore, parse_token
 
 
 @pytest.fixture

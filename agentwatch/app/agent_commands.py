@@ -11,8 +11,9 @@ from rich.console import Console
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import UNRESOLVED, AgentControl, AgentControls, decide
 from agentwatch.alerts.silences import operator_name
-from agentwatch.app.check_commands import ConfigOption, HomeOption
-from agentwatch.checks.engine import config_for, incident_store
+from agentwatch.app.config import config_for
+from agentwatch.app.options import ConfigOption, HomeOption
+from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 
 out = Console()

@@ -17,9 +17,10 @@ from rich.table import Table
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.destinations import send_test
 from agentwatch.alerts.outbox import STATES, Outbox, OutboxRow
-from agentwatch.alerts.service import AlertPass, alert_pass
-from agentwatch.app.check_commands import ConfigOption, HomeOption
-from agentwatch.checks.engine import config_for
+from agentwatch.alerts.service import AlertPass
+from agentwatch.app.alerting import alert_pass
+from agentwatch.app.config import config_for
+from agentwatch.app.options import ConfigOption, HomeOption
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home

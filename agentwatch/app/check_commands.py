@@ -14,28 +14,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentwatch.alerts.replay import NotificationReplay
-from agentwatch.checks.engine import RunReport, backtest_steps, config_for, evaluate, incident_store
+from agentwatch.app.alert_commands import print_pass
+from agentwatch.app.alerting import notify_unless_served
+from agentwatch.app.config import config_for
+from agentwatch.app.options import ConfigOption, HomeOption, OnlyOption, parse_duration, parse_time
+from agentwatch.checks.engine import RunReport, backtest_steps, evaluate, incident_store
 from agentwatch.checks.incidents import IncidentStore, dumps
-from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
-from agentwatch.schemas import parse_rfc3339
 from agentwatch.schemas.incidents import Incident
 
 out = Console()
 err = Console(stderr=True)
 incident_app = typer.Typer(help="Acknowledge, resolve or show one incident.", no_args_is_help=True)
-
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the home).")
-]
-OnlyOption = Annotated[
-    list[str] | None, typer.Option("--only", help="Run only this check (repeatable), e.g. --only quality.null_spike.")
-]
-
 
 class AlertsReplay(StrEnum):
     print = "print"
@@ -46,21 +37,6 @@ class Status(StrEnum):
     open = "open"
     acknowledged = "acknowledged"
     resolved = "resolved"
-
-
-def parse_duration(text: str, option: str) -> timedelta:
-    """``15m``, ``1h``, ``30s``, ``2d`` as a timedelta."""
-    try:
-        return parse_duration_text(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: give a duration such as 30s, 15m, 1h or 1d") from None
-
-
-def _time(value: str, option: str) -> datetime:
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
 
 
 def _subject(incident: Incident) -> str:
@@ -84,7 +60,7 @@ def check(
 ) -> None:
     """Evaluate every check once and open, update or resolve incidents."""
     resolved = Home.resolve(home)
-    at = _time(as_of, "--as-of") if as_of else datetime.now(UTC)
+    at = parse_time(as_of, "--as-of") if as_of else datetime.now(UTC)
     report = evaluate(resolved, config_for(resolved, config), [at], incident_store(resolved), only)
     _print_failures(report)
     for _, incident in report.opened:
@@ -114,7 +90,7 @@ def backtest(
 ) -> None:
     """Replay the checks over history: when each incident would have opened, and how noisy each check is."""
     resolved = Home.resolve(home)
-    steps = backtest_steps(_time(start, "--start"), _time(end, "--end"), parse_duration(every, "--every"))
+    steps = backtest_steps(parse_time(start, "--start"), parse_time(end, "--end"), parse_duration(every, "--every"))
     settings = config_for(resolved, config)
     if alerts and not settings.alerts.destinations:
         raise ConfigError("--alerts needs destinations under alerts.destinations in the config")
@@ -124,7 +100,7 @@ def backtest(
         report = evaluate(resolved, settings, steps, incident_store(resolved), only, on_step=replay)
     else:
         with tempfile.TemporaryDirectory(prefix="agentwatch-backtest-") as scratch:
-            report = evaluate(resolved, settings, steps, IncidentStore(Path(scratch) / "incidents.sqlite3"), only,
+            report = evaluate(resolved, settings, steps, IncidentStore(Home(Path(scratch)).incidents_file), only,
                               on_step=replay)
     _print_failures(report)
     if as_json:
@@ -212,14 +188,9 @@ def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.
 
 
 def _notify(home: Home, config: Path | None) -> None:
-    """Tell the destinations at once when no server runs for the home; a running server does it within a
-    second, with the config it was started with (which may not be the one this command read)."""
-    from agentwatch.app.alert_commands import print_pass
-    from agentwatch.alerts.service import alert_pass
-    from agentwatch.collector.wal import is_served
-
-    if not is_served(home):
-        print_pass(alert_pass(home, config), out)
+    result = notify_unless_served(home, config)
+    if result is not None:
+        print_pass(result, out)
 
 
 @incident_app.command("show")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,16 +17,20 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from agentwatch.app import check_commands
 from agentwatch.app.agent_commands import agent_app
 from agentwatch.app.alert_commands import alerts_app
+from agentwatch.app.dashboard_launch import start_dashboard
+from agentwatch.app.demo.run import run_demo
+from agentwatch.app.options import ConfigOption, HomeOption, parse_duration, parse_time
 from agentwatch.app.silence_commands import silence_app
-from agentwatch.app import check_commands
-from agentwatch.store.datasets import ACTIONS, OUTCOMES
-from agentwatch.core.errors import AgentwatchError, ConfigError
-from agentwatch.core.home import Home
+from agentwatch.app.status import store_status
 from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths, ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
-from agentwatch.schemas import parse_rfc3339
+from agentwatch.core.api_keys import KeyStore
+from agentwatch.core.errors import AgentwatchError, ConfigError
+from agentwatch.core.home import Home
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
 
 PROGRESS_MIN_BYTES = 20 << 20  # show a progress bar for inputs larger than this
 
@@ -47,11 +50,6 @@ app.add_typer(agent_app, name="agent")
 
 out = Console()
 err = Console(stderr=True)
-
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
-]
-
 
 class EventFormat(StrEnum):
     jsonl = "jsonl"
@@ -136,18 +134,11 @@ def ingest_schema(
     home: HomeOption = None,
 ) -> None:
     """Ingest CRM schema snapshots: native, a Salesforce describe result, or HubSpot properties."""
-    when = _parse_time(taken_at, "--taken-at") if taken_at else None
+    when = parse_time(taken_at, "--taken-at") if taken_at else None
     report = ingest_snapshot_files(Home.resolve(home), paths, fmt.value, when, object_name)
     _print_report(report)
     if report.rejected:
         raise typer.Exit(1)
-
-
-def _parse_time(value: str, option: str) -> datetime:
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
 
 
 def _short(iso_time: str | None) -> str:
@@ -161,8 +152,6 @@ def status(
     home: HomeOption = None,
 ) -> None:
     """Show what the store holds: events per agent, first and last event, snapshots, rejects."""
-    from agentwatch.app.status import store_status
-
     summary = store_status(Home.resolve(home))
     if as_json:
         out.print_json(json.dumps(summary))
@@ -195,17 +184,18 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 10 << 20,
     flush_interval: Annotated[float, typer.Option(help="Seconds between flushes of the write-ahead log.")] = 1.0,
     check_every: Annotated[str, typer.Option(help="Run the checks this often, e.g. 1m; 0 turns them off.")] = "1m",
-    config: Annotated[Path | None, typer.Option("--config", help="Config file of the checks.")] = None,
+    config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
     """Run the collector HTTP API (OpenAPI at /docs) and the checks on a schedule."""
+    # lazy: FastAPI and uvicorn take a third of a second to import; only `serve` needs them
     from agentwatch.app.api.app import ApiSettings
     from agentwatch.app.api.server import serve as run_server
 
     if max_body_bytes < 1 or flush_interval <= 0:
         raise ConfigError("--max-body-bytes must be at least 1 and --flush-interval more than 0 seconds")
     settings = ApiSettings(max_body_bytes=max_body_bytes, flush_interval_s=flush_interval)
-    every = None if check_every.strip() in ("0", "off") else check_commands.parse_duration(check_every, "--check-every")
+    every = None if check_every.strip() in ("0", "off") else parse_duration(check_every, "--check-every")
     run_server(Home.resolve(home), host=host, port=port, settings=settings,
                check_every_s=every.total_seconds() if every else None, config_path=config)
 
@@ -214,13 +204,10 @@ def serve(
 def dashboard(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the "
-                                                                 "home).")] = None,
+    config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
     """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail)."""
-    from agentwatch.app.dashboard_launch import start_dashboard
-
     process = start_dashboard(Home.resolve(home), host, port, config)
     out.print(f"dashboard: http://{host}:{port}    stop: Ctrl-C", highlight=False)
     try:
@@ -237,8 +224,6 @@ def keys_create(
     home: HomeOption = None,
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
-    from agentwatch.core.api_keys import KeyStore
-
     record, token = KeyStore(Home.resolve(home)).create(scope.value, name)
     err.print(f"created key {record.id} (scope {record.scope}); it is shown once, store it now:", highlight=False)
     out.print(token, highlight=False)
@@ -247,8 +232,6 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(home: HomeOption = None) -> None:
     """List API keys (never their secrets)."""
-    from agentwatch.core.api_keys import KeyStore
-
     table = Table("id", "name", "scope", "created", "revoked")
     for key in KeyStore(Home.resolve(home)).list():
         table.add_row(key.id, key.name or "", key.scope, key.created_at.isoformat(),
@@ -260,8 +243,6 @@ def keys_list(home: HomeOption = None) -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by `keys list`.")],
                 home: HomeOption = None) -> None:
     """Revoke an API key; a running server refuses it from its next request."""
-    from agentwatch.core.api_keys import KeyStore
-
     record = KeyStore(Home.resolve(home)).revoke(key_id)
     out.print(f"revoked key {record.id}", highlight=False)
 
@@ -278,9 +259,6 @@ def demo(
 ) -> None:
     """Simulate a month of inbound-lead agent traffic with the deal_stage rename, ingest it, and serve it with the
     dashboard."""
-    from agentwatch.app.demo.run import run_demo
-    from agentwatch.app.dashboard_launch import start_dashboard
-
     resolved = Home.resolve(home)
     run_demo(resolved, days=days, seed=seed, console=out, checks=not no_checks)
     if not no_serve:

@@ -6,6 +6,7 @@ binds it to loopback unless told otherwise.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -13,15 +14,24 @@ import sys
 from pathlib import Path
 
 from agentwatch.core.errors import ConfigError
-from agentwatch.core.home import Home
+from agentwatch.core.home import CONFIG_ENV, HOME_ENV, Home
 
-APP = Path(__file__).with_name("app.py")
+# The dashboard is the floor above this one: it is run as Streamlit's script, never imported from here.
+DASHBOARD_SCRIPT = "agentwatch.dashboards.app"
+
+
+def dashboard_script() -> Path:
+    """The file ``streamlit run`` executes, found without importing it (it imports Streamlit)."""
+    spec = importlib.util.find_spec(DASHBOARD_SCRIPT)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"{DASHBOARD_SCRIPT} is not installed; reinstall agentwatch")
+    return Path(spec.origin)
 
 
 def dashboard_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line of the dashboard."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    return [sys.executable, "-m", "streamlit", "run", str(dashboard_script()), "--server.address", host,
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--theme.base", "light", "--client.toolbarMode", "viewer"]
 
 
@@ -42,8 +52,8 @@ def start_dashboard(home: Home, host: str = "127.0.0.1", port: int = 8501, confi
     check_port_free(host, port)
     if config is not None and not config.exists():
         raise ConfigError(f"--config {config}: no such file")
-    env = {**os.environ, "AGENTWATCH_HOME": str(home.root)}
+    env = {**os.environ, HOME_ENV: str(home.root)}
     if config is not None:
-        env["AGENTWATCH_CONFIG"] = str(config.resolve())
+        env[CONFIG_ENV] = str(config.resolve())
     output = subprocess.DEVNULL if quiet else None
     return subprocess.Popen(dashboard_command(host, port), env=env, stdout=output, stderr=output)

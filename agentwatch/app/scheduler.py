@@ -7,9 +7,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentwatch.app.config import Config, config_for
 from agentwatch.checks.base import Check
-from agentwatch.checks.config import Config
-from agentwatch.checks.engine import config_for, enabled_checks, evaluate, incident_store
+from agentwatch.checks.engine import enabled_checks, evaluate, incident_store
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
 

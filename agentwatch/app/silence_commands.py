@@ -14,7 +14,7 @@ from rich.table import Table
 
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.silences import SILENCE_KEYS, Silence, Silences, operator_name, parse_matcher
-from agentwatch.app.check_commands import HomeOption, parse_duration
+from agentwatch.app.options import HomeOption, parse_duration
 from agentwatch.core.durations import format_duration
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
-from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 from agentwatch.store.keyindex import list_parts
 from agentwatch.store.reader import SCHEMA_PART, open_reader
@@ -43,10 +44,6 @@ def _reject_counts(home: Home) -> dict[str, int]:
 
 
 def _wal_pending(home: Home) -> int | None:
-    try:
-        from agentwatch.collector.wal import pending_events
-    except ImportError:  # the API is an optional part of a deployment
-        return None
     return pending_events(home)
 
 

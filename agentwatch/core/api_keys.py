@@ -26,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from agentwatch.core.durable import fsync_dir
 from agentwatch.core.errors import AuthError, ConfigError
 from agentwatch.core.home import Home
-from agentwatch.core.durable import fsync_dir
 from agentwatch.core.locks import WriteLock
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class KeyStore:
 
     def __init__(self, home: Home) -> None:
         self.path: Path = home.keys_file
-        self._lock_path = home.locks / "keys.lock"
+        self._lock_path = home.lock_file("keys")
         self._mutex = threading.Lock()
         self._signature: object = _NOT_READ
         self._records: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 from agentwatch.core.errors import ConfigError
 
 HOME_ENV = "AGENTWATCH_HOME"
+CONFIG_ENV = "AGENTWATCH_CONFIG"  # the config file, handed to the dashboard process by `agentwatch dashboard`
 DEFAULT_HOME = Path(".agentwatch")
 
 
@@ -17,9 +18,15 @@ class Home:
     """The folder layout under AGENTWATCH_HOME.
 
     ``store/<dataset>/day=YYYY-MM-DD/part-*.parquet``  the events (see docs/architecture.md)
-    ``wal/``      events acknowledged by the HTTP API and not yet in the store
-    ``rejects/``  one JSONL file per ingest run that rejected something
-    ``keys.json`` API keys, hashed
+    ``wal/``               events acknowledged by the HTTP API and not yet in the store
+    ``rejects/``           one JSONL file per ingest run that rejected something
+    ``locks/``             flock files: one per dataset writer, and ``serve.lock``
+    ``keys.json``          API keys, hashed
+    ``agentwatch.yaml``    the config, unless ``--config`` names another file
+    ``incidents.sqlite3``  the incidents
+    ``alerts.sqlite3``     the alerting state: outbox, what was sent, silences, agent pauses
+
+    Every file name in the home is spelled here and nowhere else.
     """
 
     root: Path
@@ -58,6 +65,22 @@ class Home:
     @property
     def keys_file(self) -> Path:
         return self.root / "keys.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "agentwatch.yaml"
+
+    @property
+    def incidents_file(self) -> Path:
+        return self.root / "incidents.sqlite3"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.root / "alerts.sqlite3"
+
+    def lock_file(self, name: str) -> Path:
+        """The flock file of one writer: a dataset, ``keys``, or ``serve`` (one server per home)."""
+        return self.locks / f"{name}.lock"
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.store / dataset

@@ -42,4 +42,6 @@ class Severity(StrEnum):
 _ORDER = tuple(Severity)
 
 # A pydantic field of this type is the plain string enum in JSON Schema, as the published formats have it.
-SeverityField = Annotated[Severity, WithJsonSchema({"type": "string", "enum": [s.value for s in Severity]})]
+SeverityField = Annotated[
+    Severity, WithJsonSchema({"enum": [s.value for s in Severity], "title": "Severity", "type": "string"})
+]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agentwatch.collector.ingest.sql import sql_string
+from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 
 # Merge the sorted segments into one when there are more than this many (an LSM-style index).

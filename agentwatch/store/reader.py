@@ -15,11 +15,11 @@ from pathlib import Path
 
 import duckdb
 
-from agentwatch.store.datasets import DATASETS, Dataset
-from agentwatch.core.home import Home
-from agentwatch.collector.ingest.sql import quote_identifier, sql_string
-from agentwatch.store import duck
 from agentwatch.core.durable import fsync_dir, fsync_file
+from agentwatch.core.home import Home
+from agentwatch.core.sql import quote_identifier, sql_string
+from agentwatch.store import duck
+from agentwatch.store.datasets import DATASETS, Dataset
 
 SCHEMA_PART = "part-schema.parquet"
 EMPTY_PARTITION = "day=1970-01-01"

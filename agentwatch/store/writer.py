@@ -24,13 +24,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from agentwatch.store.datasets import Dataset
-from agentwatch.core.home import Home
-from agentwatch.collector.ingest.sql import quote_identifier, sql_string
-from agentwatch.store import duck
 from agentwatch.core.durable import fsync_dir, fsync_file
-from agentwatch.store.keyindex import EventKeyIndex
+from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
+from agentwatch.core.sql import quote_identifier, sql_string
+from agentwatch.store import duck
+from agentwatch.store.datasets import Dataset
+from agentwatch.store.keyindex import EventKeyIndex
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class DatasetWriter:
         if not self.directory.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.directory.parent)
-        self.lock = WriteLock(home.locks / f"{dataset.name}.lock")
+        self.lock = WriteLock(home.lock_file(dataset.name))
         self.index = EventKeyIndex(self.directory)
         self._staging_root = home.store / ".staging" / dataset.name
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentwatch.checks.config import Config
+from agentwatch.app.config import Config
 from scenarios.traffic import REGIONS, SEGMENTS
 
 ROUTE_TARGETS = sorted({"nurture", *(f"ae:{r.lower()}" for r in REGIONS),

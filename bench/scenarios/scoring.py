@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from scenarios.faults import Fault
 from agentwatch.schemas.incidents import Incident
+
+from scenarios.faults import Fault
 
 PAGES = ("warning", "critical")  # severities that reach a person; info incidents are a log, not a page
 DELAY_TARGETS = {"schema": timedelta(minutes=30), "null": timedelta(minutes=30), "volume": timedelta(minutes=30),

@@ -8,11 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-
-from agentwatch.store.datasets import ACTIONS, OUTCOMES
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
+
+from agentwatch.core.home import Home
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
 
 _OPTIONAL_OBJECTS = ("approval", "error")  # absent unless their first key is set
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
-from agentwatch.store.datasets import Dataset
-from agentwatch.core.errors import InputFileError
-from agentwatch.core.home import Home
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
 from agentwatch.collector.ingest.sources import FORMATS, RawChunk, read_source
 from agentwatch.collector.ingest.sql import validation_query
+
+from agentwatch.core.errors import InputFileError
+from agentwatch.core.home import Home
 from agentwatch.store import duck
+from agentwatch.store.datasets import Dataset
 from agentwatch.store.writer import DatasetWriter
 
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display

@@ -19,10 +19,10 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 from agentwatch.core.errors import InputFileError
-from agentwatch.collector.ingest.sql import quote_identifier, sql_string
+from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
+from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 
 CHUNK_BYTES = 64 << 20
 STORE_BOOKKEEPING_COLUMNS = frozenset({"event_key", "ingested_at"})

@@ -19,20 +19,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 from agentwatch.schemas.common import MAX_ID_LENGTH, RFC3339_PATTERN
 
+from agentwatch.core.sql import quote_identifier, sql_string
+from agentwatch.store.datasets import Dataset, FieldSpec, Kind
+
 STRING_KINDS = {Kind.ID, Kind.NONEMPTY, Kind.TEXT, Kind.TIMESTAMP, Kind.ENUM, Kind.PATTERN}
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal; data never reaches SQL any other way."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def quote_identifier(identifier: str) -> str:
-    """A SQL identifier, quoted."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _sql_list(values: tuple[str, ...] | list[str]) -> str:

@@ -7,16 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import streamlit as st
-
-from agentwatch.checks.engine import INCIDENTS_FILE
-from agentwatch.core.errors import AgentwatchError
 from agentwatch.dashboards import context, incident_view
 from agentwatch.schemas.incidents import Incident, agents_named
+
+from agentwatch.core.errors import AgentwatchError
+from agentwatch.core.severity import Severity
 
 PARAM = "incident"
 PICK = "incident_pick"
 SYNCED = "incident_param_seen"  # the query parameter value last applied to the picker
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 STATUSES = ["open", "acknowledged", "resolved"]
 RECENT = timedelta(days=7)
 EMPTY = ("No incidents yet: run `agentwatch check` (or `agentwatch serve`, which runs the checks every minute)")
@@ -25,7 +24,7 @@ EMPTY = ("No incidents yet: run `agentwatch check` (or `agentwatch serve`, which
 def ordered(incidents: list[Incident]) -> list[Incident]:
     """Open and acknowledged first, then critical, warning, info, then the most recently opened first (ties keep
     the store's order: the newest incident first)."""
-    return sorted(incidents, key=lambda i: (i.status == "resolved", SEVERITY_ORDER[i.severity],
+    return sorted(incidents, key=lambda i: (i.status == "resolved", -Severity(i.severity).rank,
                                             -i.opened_at.timestamp()))
 
 
@@ -120,7 +119,7 @@ def _apply_param(known: set[str]) -> None:
 
 def main() -> None:
     st.title("Incidents")
-    if not (context.home().root / INCIDENTS_FILE).exists():  # asking the store would create the file
+    if not context.home().incidents_file.exists():  # asking the store would create the file
         context.empty_state(EMPTY)
         return
     try:

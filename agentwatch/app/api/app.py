@@ -31,12 +31,14 @@ from agentwatch.app.api.errors import (
     install_error_handlers,
 )
 from agentwatch.app.api.guard import router as guard_router
-from agentwatch.collector.wal import WriteAheadLog
-from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
-from agentwatch.core.home import Home
+from agentwatch.app.status import store_status
 from agentwatch.collector.ingest.rejects import field_errors
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
+from agentwatch.collector.wal import WriteAheadLog
 from agentwatch.core.api_keys import ApiKey, KeyStore
+from agentwatch.core.home import Home
 from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
+from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
 
 API_VERSION = "1"
 
@@ -354,7 +356,6 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         responses={k: v for k, v in ERROR_RESPONSES.items() if k != 413},
     )
     def get_status(key: Annotated[ApiKey, Depends(require_read)]) -> dict[str, Any]:
-        from agentwatch.app.status import store_status
 
         return store_status(home)
 
@@ -529,7 +530,6 @@ def _ingest_events(wal: WriteAheadLog, dataset: Dataset, body: bytes) -> JSONRes
 def _ingest_snapshots(
     home: Home, body: bytes, fmt: str, taken_at: datetime | None, object_name: str | None
 ) -> JSONResponse:
-    from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 
     items = _as_items(parse_json_body(body), "snapshot" if fmt == "native" else f"{fmt} payload")
     report = ingest_snapshot_items(home, items, "POST /v1/schema-snapshots", fmt=fmt, taken_at=taken_at,

@@ -22,9 +22,11 @@ from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from agentwatch.app.api.auth import bearer_scheme, require_ingest, require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from agentwatch.app.config import config_for
+from agentwatch.checks.engine import incident_store
+from agentwatch.core.api_keys import ApiKey
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
-from agentwatch.core.api_keys import ApiKey
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -37,12 +39,10 @@ class GuardState:
     """What the guard of one app keeps between requests: the stores, and the last good ``guard:`` config."""
 
     def __init__(self, home: Home, config_path: Path | None) -> None:
-        from agentwatch.checks.config import CONFIG_NAME
-        from agentwatch.checks.engine import incident_store
 
         self.home = home
         self.config_path = config_path
-        self.path = config_path or home.root / CONFIG_NAME
+        self.path = config_path or home.config_file
         self.incidents = incident_store(home)
         self.controls = AgentControls(alerts_db(home))
         self._lock = threading.Lock()
@@ -70,7 +70,6 @@ class GuardState:
             return self._guard
 
     def _reload(self) -> None:
-        from agentwatch.checks.engine import config_for
 
         try:
             self._guard = config_for(self.home, self.config_path).guard

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import uvicorn
 
+from agentwatch.app.alerting import AlertLoop
 from agentwatch.app.api.app import ApiSettings, create_app
-from agentwatch.collector.wal import acquire_serve_lock, release_serve_lock
+from agentwatch.app.config import config_for
+from agentwatch.app.scheduler import CheckScheduler
 from agentwatch.core.errors import ConfigError, StoreError
 from agentwatch.core.home import Home
+from agentwatch.core.locks import acquire_serve_lock, release_serve_lock
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +83,11 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
         log.info("agentwatch API for %s on http://%s:%d (docs at /docs)", home.root, bound_host, bound_port)
         scheduler = None
         if check_every_s:
-            from agentwatch.checks.engine import config_for
-            from agentwatch.app.scheduler import CheckScheduler
 
             config_for(home, config_path)  # a broken config fails here, before serving
             scheduler = CheckScheduler(home, check_every_s, config_path)
             scheduler.start()
             log.info("checks run every %g s", check_every_s)
-        from agentwatch.alerts.service import AlertLoop
 
         alert_loop = AlertLoop(home, config_path)  # also delivers what an earlier process left in the outbox
         alert_loop.start()

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING
 
-from agentwatch.app.demo.recorder import latency, rfc3339
+from agentwatch.app.demo.recorder import World, latency, rfc3339
 from agentwatch.app.demo.traffic import DAY_MS, HOUR_MS, REGION_UTC_OFFSET_MIN, Lead
-
-if TYPE_CHECKING:
-    from agentwatch.app.demo.pipeline import World
 
 FOLLOWUP = ("followup-agent", "3.1.0", 0)
 # The offset the CRM webhook stamps rep actions with (business hours still follow the region).

@@ -8,10 +8,9 @@ fall through to the ordinary rules (cold nurture when unqualified) without any e
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 from agentwatch.app.demo.followup import REP_LOG_OFFSET, business_time, follow_up
-from agentwatch.app.demo.recorder import Recorder, latency
+from agentwatch.app.demo.recorder import World, latency
 from agentwatch.app.demo.traffic import HOUR_MS, PERSONAL_DOMAINS, REGION_UTC_OFFSET_MIN, Lead
 
 ENRICHER = ("enrichment-agent", "1.8.2", 0)
@@ -24,26 +23,6 @@ QUALIFY_THRESHOLD = 0.55
 _SEGMENT_FIT = {"smb": 0.42, "mid-market": 0.55, "enterprise": 0.63}
 _SOURCE_FIT = {"referral": 0.12, "form": 0.04, "web": 0.0, "webinar": -0.06}
 _INDUSTRY_FIT = {"Software": 0.05, "Financial Services": 0.03, "Education": -0.06, "Retail": -0.03}
-
-
-@dataclass
-class World:
-    """Shared state of one simulation run."""
-
-    rec: Recorder
-    rng: random.Random
-    rename_ms: int
-    upgrade_ms: int  # when qualifier-agent 2.4.0 is deployed
-    sdrs: dict[tuple[str, str], list[str]]
-    aes: dict[str, list[str]]
-    managers: dict[str, list[str]]
-    open_deal_nurture_after_rename: int = 0
-    _opportunities: list[int] = field(default_factory=lambda: [700000])
-
-    def new_opportunity_id(self) -> str:
-        """A fresh id for an opportunity a meeting turns into."""
-        self._opportunities[0] += self.rng.randint(1, 7)
-        return f"OPP-{self._opportunities[0]:06d}"
 
 
 def _score(rng: random.Random, lead: Lead, new_model: bool) -> float:

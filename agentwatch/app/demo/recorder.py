@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 # Each agent's host logs in its own zone; the instant is what matters, the offset is realism.
@@ -157,3 +158,23 @@ class Recorder:
         if corrects is not None:
             event["corrects_event_id"] = corrects
         self.outcomes.append((ms, self._n_outcomes, json.dumps(event, separators=(",", ":"))))
+
+
+@dataclass
+class World:
+    """Shared state of one simulation run."""
+
+    rec: Recorder
+    rng: random.Random
+    rename_ms: int
+    upgrade_ms: int  # when qualifier-agent 2.4.0 is deployed
+    sdrs: dict[tuple[str, str], list[str]]
+    aes: dict[str, list[str]]
+    managers: dict[str, list[str]]
+    open_deal_nurture_after_rename: int = 0
+    _opportunities: list[int] = field(default_factory=lambda: [700000])
+
+    def new_opportunity_id(self) -> str:
+        """A fresh id for an opportunity a meeting turns into."""
+        self._opportunities[0] += self.rng.randint(1, 7)
+        return f"OPP-{self._opportunities[0]:06d}"

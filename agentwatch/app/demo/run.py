@@ -7,11 +7,17 @@ from datetime import datetime, timedelta
 
 from rich.console import Console
 
-from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.alerts.guard import pausing_incidents
+from agentwatch.app.alerting import alert_pass
+from agentwatch.app.check_commands import describe
+from agentwatch.app.config import config_for
 from agentwatch.app.demo.simulate import SimulationConfig, SimulationFiles, simulate
-from agentwatch.core.home import Home
+from agentwatch.checks.engine import backtest_steps, evaluate, incident_store
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
+from agentwatch.core.home import Home
+from agentwatch.core.severity import Severity
+from agentwatch.store.datasets import ACTIONS, OUTCOMES
 from agentwatch.store.reader import open_reader
 
 
@@ -39,15 +45,11 @@ def run_demo(home: Home, days: int = 30, seed: int = 7, console: Console | None 
 def replay_checks(home: Home, start: datetime, end: datetime, console: Console) -> None:
     """Backtest every check over the month at 15-minute steps into a fresh incident store, then show the
     root incidents (those nothing else explains) with what they caused."""
-    from agentwatch.alerts.db import ALERTS_FILE
-    from agentwatch.app.check_commands import describe
-    from agentwatch.checks.config import CONFIG_NAME
-    from agentwatch.checks.engine import INCIDENTS_FILE, backtest_steps, config_for, evaluate, incident_store
 
-    config_path = home.root / CONFIG_NAME
+    config_path = home.config_file
     if not config_path.exists():
         config_path.write_text(DEMO_CONFIG)
-    for stale in [*home.root.glob(INCIDENTS_FILE + "*"), *home.root.glob(ALERTS_FILE + "*")]:
+    for stale in [*home.root.glob(home.incidents_file.name + "*"), *home.root.glob(home.alerts_file.name + "*")]:
         stale.unlink()  # the demo's incidents (and the alert state about them) are the replay's own: start afresh
     steps = backtest_steps(start, end, timedelta(minutes=15))
     console.print(f"replaying the checks over {len(steps):,} 15-minute steps ...", highlight=False)
@@ -59,9 +61,8 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
     console.print(f"  {len(found)} incidents in {report.seconds:.0f} s; root incidents of warning or worse, "
                   "open and critical first:", highlight=False)
     # Open and critical first: what a RevOps person reads at the end of the replay is what still hurts.
-    rank = {"critical": 0, "warning": 1}
     roots = sorted((i for i in found if not i.caused_by and i.severity != "info"),
-                   key=lambda i: (i.status == "resolved", rank[i.severity], i.opened_at))
+                   key=lambda i: (i.status == "resolved", -Severity(i.severity).rank, i.opened_at))
     for incident in roots:
         console.print(_headline(describe(incident, store)), highlight=False, markup=False, soft_wrap=True)
     console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
@@ -71,9 +72,6 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
 
 def _print_guard(home: Home, console: Console) -> None:
     """Which agents the agent guard now refuses, and why (recording agentwatch's automatic pauses)."""
-    from agentwatch.alerts.guard import pausing_incidents
-    from agentwatch.alerts.service import alert_pass
-    from agentwatch.checks.engine import config_for, incident_store
 
     alert_pass(home, deliver=False)
     config = config_for(home)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agentwatch.app.demo.crm import schema_timeline, write_snapshots
-from agentwatch.app.demo.pipeline import AGENTS, World, run_lead
-from agentwatch.app.demo.recorder import Recorder
+from agentwatch.app.demo.pipeline import AGENTS, run_lead
+from agentwatch.app.demo.recorder import Recorder, World
 from agentwatch.app.demo.traffic import DAY_MS, HOUR_MS, arrivals, deal_pool, make_lead
 
 WARMUP_DAYS = 28  # leads from before the window still get emails and outcomes in it: no cold start
