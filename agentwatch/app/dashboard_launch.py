@@ -31,8 +31,8 @@ def dashboard_script() -> Path:
 def dashboard_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line of the dashboard."""
     return [sys.executable, "-m", "streamlit", "run", str(dashboard_script()), "--server.address", host,
-            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--theme.base", "light", "--client.toolbarMode", "viewer"]
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--theme.base", "light", "--client.toolbarMode", "viewer"]
 
 
 def check_port_free(host: str, port: int) -> None:
