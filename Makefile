@@ -1,13 +1,15 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3.11
+# PYTHON: a supported interpreter (3.11, 3.12 or 3.13), found on PATH or in pyenv by scripts/find-python.
+PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser lint schemas bench clean
+.PHONY: demo test browser lint typecheck schemas bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "no Python 3.11, 3.12 or 3.13 found: install one, or run make PYTHON=/path/to/python"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
@@ -23,19 +25,29 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
+	PYTHON=$(BIN)/python scripts/typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+typecheck: $(STAMP)
+	PYTHON=$(BIN)/python scripts/typecheck
+
 schemas: $(STAMP)
 	$(BIN)/python -m agentwatch.schemas.jsonschema
 
+# Every benchmark, as docs/benchmarks.md runs it (tens of minutes: check_speed builds a 10-million-event store,
+# which the dashboard benchmark then loads).
+BENCH_DIR := build/bench
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/ingest_http.py
 	$(BIN)/python bench/detection.py
-	$(BIN)/python bench/check_speed.py
+	$(BIN)/python bench/check_speed.py --dir $(BENCH_DIR)/speed
+	$(BIN)/python bench/dashboard.py --home $(BENCH_DIR)/speed/store-big
+	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/check_realdata.py
 
 clean:
-	rm -rf $(VENV) .agentwatch
+	rm -rf $(VENV) .agentwatch build

@@ -186,8 +186,10 @@ class AlertsConfig(BaseModel):
                     break
         if not chosen:
             chosen = [(d, None) for d in self.default]
-        seen: set[str] = set()
-        return [(d, r) for d, r in chosen if not (d in seen or seen.add(d))]
+        first: dict[str, Route | None] = {}
+        for destination, chooser in chosen:
+            first.setdefault(destination, chooser)  # a destination named twice gets one notification
+        return list(first.items())
 
 
 class GuardConfig(BaseModel):

@@ -58,8 +58,8 @@ COLUMNS = ("id, destination, state, attempts, next_attempt_at, last_error, last_
 
 def _row(values: tuple) -> OutboxRow:
     (id_, destination, state, attempts, next_at, error, status, created, delivered, body) = values
-    return OutboxRow(id_, destination, state, attempts, _time(next_at), error, status, _time(created),
-                     _time(delivered), body)
+    return OutboxRow(id_, destination, state, attempts, datetime.fromtimestamp(next_at, UTC), error, status,
+                     datetime.fromtimestamp(created, UTC), _time(delivered), body)
 
 
 def enqueue(con: sqlite3.Connection, notifications: Iterable[Notification], now: datetime) -> int:

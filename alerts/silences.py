@@ -7,6 +7,7 @@ are epoch seconds. Expiring a silence early keeps its row (``expired_at``) so th
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import json
 import os
@@ -122,7 +123,7 @@ class Silences:
             con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next_silence', ?)", [str(number + 1)])
         return silence
 
-    def list(self, include_expired: bool = False, now: datetime | None = None) -> list[Silence]:
+    def list(self, include_expired: bool = False, now: datetime | None = None) -> builtins.list[Silence]:
         """Active and pending silences, newest first; with include_expired also those that have ended."""
         at = _utc(now or datetime.now(UTC))
         with self.db.reading() as con:
@@ -151,11 +152,11 @@ class Silences:
             con.execute("UPDATE silences SET expired_at = ? WHERE id = ?", [at.timestamp(), silence_id])
         return silence
 
-    def active(self, now: datetime | None = None) -> list[Silence]:
+    def active(self, now: datetime | None = None) -> builtins.list[Silence]:
         at = _utc(now or datetime.now(UTC))
         return [s for s in self.list(now=at) if s.active(at)]
 
-    def silenced_by(self, properties: dict[str, list[str]], now: datetime | None = None) -> Silence | None:
+    def silenced_by(self, properties: dict[str, builtins.list[str]], now: datetime | None = None) -> Silence | None:
         """The active silence holding back an incident with these properties (the longest lasting), or None."""
         at = _utc(now or datetime.now(UTC))
         return silence_for(self.active(at), properties, at)
@@ -183,7 +184,7 @@ def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def _row(silence: Silence) -> list[object]:
+def _row(silence: Silence) -> builtins.list[object]:
     expired = silence.expired_at.timestamp() if silence.expired_at else None
     return [silence.id, json.dumps(silence.matchers), silence.starts_at.timestamp(), silence.ends_at.timestamp(),
             silence.created_by, silence.comment, silence.created_at.timestamp(), expired]

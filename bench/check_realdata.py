@@ -8,6 +8,7 @@ lives outside the repository (licence), so when it is absent the check is skippe
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import Counter
@@ -47,6 +48,7 @@ def check_file(path: Path) -> str | None:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     if not SALESFORCE.is_dir():
         print(f"SKIP: {SALESFORCE} not found; real payloads are kept outside the repository.")
         return 0

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,17 +73,22 @@ class CheckOptions(BaseModel):
     )
 
 
-class Check:
-    """The interface of every check. Subclasses set ``name``, ``family`` and ``Options``."""
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class Check(Generic[OptionsT]):
+    """The interface of every check. Subclasses set ``name``, ``family`` and ``Options`` (the model of
+    ``OptionsT``, e.g. ``class NullSpike(Check[NullSpikeOptions])`` with ``Options = NullSpikeOptions``)."""
 
     name: ClassVar[str]
     family: ClassVar[str]
     Options: ClassVar[type[CheckOptions]] = CheckOptions
-    # How much history before the first evaluation time `prepare` needs (baselines, reference windows).
-    history: ClassVar[timedelta] = timedelta(days=1)
+    # How much history before the first evaluation time `prepare` needs (baselines, reference windows); a check
+    # whose need depends on its options sets it per instance.
+    history: timedelta = timedelta(days=1)
 
-    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
-        self.options = options
+    def __init__(self, options: OptionsT, config: ChecksConfig) -> None:
+        self.options: OptionsT = options
         self.config = config
 
     def warm_imports(self) -> tuple[str, ...]:
@@ -99,10 +104,11 @@ class Check:
         raise NotImplementedError
 
 
-REGISTRY: dict[str, type[Check]] = {}
+REGISTRY: dict[str, type[Check[Any]]] = {}
+CheckT = TypeVar("CheckT", bound=Check[Any])
 
 
-def register(cls: type[Check]) -> type[Check]:
+def register(cls: type[CheckT]) -> type[CheckT]:
     """Class decorator: make a check known by its name."""
     if cls.name in REGISTRY:
         raise ValueError(f"two checks are named {cls.name!r}")

@@ -49,7 +49,7 @@ class EvalData:
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's result as a Polars frame."""
-        return pl.from_arrow(duck.run_arrow(self.con, sql, params))  # type: ignore[return-value]
+        return pl.DataFrame(duck.run_arrow(self.con, sql, params))
 
 
 def to_micros(at: datetime) -> int:

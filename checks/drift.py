@@ -187,7 +187,7 @@ class Windows:
 
 
 @register
-class DriftDistribution(Check):
+class DriftDistribution(Check[DriftOptions]):
     """An agent x action's decision outputs (score, route_to, intent, confidence...) or inputs drift.
 
     Each hour it compares the last day of sampled events with the week before it, column by column, with
@@ -198,21 +198,21 @@ class DriftDistribution(Check):
     name: ClassVar[str] = "drift.distribution"
     family: ClassVar[str] = "drift"
     Options: ClassVar[type[CheckOptions]] = DriftOptions
-    history: ClassVar[timedelta] = timedelta(days=8)
+    history: timedelta = timedelta(days=8)
 
-    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
+    def __init__(self, options: DriftOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
         self.memory: dict[tuple[str, str], Memory] = {}
 
     def prepare(self, data: EvalData) -> None:
-        o: DriftOptions = self.options  # type: ignore[assignment]
+        o = self.options
         self.current = timedelta(hours=o.current_hours)
         self.reference = timedelta(days=o.reference_days)
         self.streams = _load_streams(data, o)
 
     def evaluate(self, step: Step) -> list[Finding]:
-        o: DriftOptions = self.options  # type: ignore[assignment]
+        o = self.options
         findings = []
         for key, stream in self.streams.items():
             memory = self.memory.setdefault(key, Memory())

@@ -47,7 +47,7 @@ class DuplicateOptions(CheckOptions):
 
 
 @register
-class Duplicate(Check):
+class Duplicate(Check[DuplicateOptions]):
     """The same record handled twice by the same step: assigned twice, created twice, emailed twice.
 
     Pairs of successful actions with the same agent, action and record within ``window_minutes`` (different
@@ -58,12 +58,11 @@ class Duplicate(Check):
     name: ClassVar[str] = "quality.duplicate"
     family: ClassVar[str] = "quality"
     Options: ClassVar[type[CheckOptions]] = DuplicateOptions
-    history: ClassVar[timedelta] = timedelta(days=1, hours=2)
+    history: timedelta = timedelta(days=1, hours=2)
 
     def __init__(self, options: DuplicateOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.options: DuplicateOptions = options
-        self.history = timedelta(hours=options.baseline_hours, minutes=options.recent_minutes)  # type: ignore[misc]
+        self.history = timedelta(hours=options.baseline_hours, minutes=options.recent_minutes)
         self.pairs: dict[tuple[str, str], pl.DataFrame] = {}
         self.pair_times: dict[tuple[str, str], np.ndarray] = {}
         self.volume: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # bucket times, cumulative ok events

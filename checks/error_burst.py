@@ -74,7 +74,7 @@ class ErrorDetail:
 
 
 @register
-class ErrorBurst(Check):
+class ErrorBurst(Check[ErrorBurstOptions]):
     """An agent x action fails far more often than usual (e.g. CRM write timeouts).
 
     A Bernoulli CUSUM tests each recent 5-minute bucket's errors / events against the action's own
@@ -86,7 +86,7 @@ class ErrorBurst(Check):
     name: ClassVar[str] = "errors.error_burst"
     family: ClassVar[str] = "errors"
     Options: ClassVar[type[CheckOptions]] = ErrorBurstOptions
-    history: ClassVar[timedelta] = timedelta(days=8)  # 7 baseline days + the window
+    history: timedelta = timedelta(days=8)  # 7 baseline days + the window
     options: ErrorBurstOptions
 
     def prepare(self, data: EvalData) -> None:
@@ -137,7 +137,7 @@ class ErrorBurst(Check):
         errors, events = series.errors[:, start:end], series.events[:, start:end]
         llr = bernoulli_llr(errors, events, p0[:, None], p1[:, None])
         findings = []
-        for row in np.flatnonzero(suffix_max(llr) >= opts.threshold):  # all rows at once, then the shared helper
+        for row in np.flatnonzero(suffix_max(llr) >= opts.threshold).tolist():  # all rows at once, then the helper
             stat, offset = cusum_end(llr[row])
             failed, total = float(errors[row, offset:].sum()), float(events[row, offset:].sum())
             if stat < opts.threshold or failed < opts.min_errors or failed < opts.min_share * total:

@@ -54,7 +54,7 @@ class ExpectationSpec(BaseModel):
     column: str | None = Field(None, description="The column it applies to; `inputs.x` reads key x of a JSON column.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="The expectation's other arguments.")
     name: str | None = Field(None, description="How incidents name it; default: expectation(column).")
-    severity: Severity = Field("warning", description="Of the incident it opens.")
+    severity: Severity = Field(Severity.warning, description="Of the incident it opens.")
 
     @property
     def label(self) -> str:
@@ -129,7 +129,7 @@ class ExpectationOptions(CheckOptions):
 
 
 @register
-class ExpectationFailed(Check):
+class ExpectationFailed(Check[ExpectationOptions]):
     """A user-defined Great Expectations expectation fails on recent actions or outcomes.
 
     The suites in ``expectations:`` run with GX's pandas source (its SQL source over DuckDB returns empty
@@ -140,12 +140,11 @@ class ExpectationFailed(Check):
     name: ClassVar[str] = "quality.expectation_failed"
     family: ClassVar[str] = "quality"
     Options: ClassVar[type[CheckOptions]] = ExpectationOptions
-    history: ClassVar[timedelta] = timedelta(hours=1)
+    history: timedelta = timedelta(hours=1)
 
     def __init__(self, options: ExpectationOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.options: ExpectationOptions = options
-        self.history = timedelta(minutes=options.window_minutes)  # type: ignore[misc]
+        self.history = timedelta(minutes=options.window_minutes)
         # GX checks names and arguments in `prepare`: its import is slow, and the engine runs it in the
         # background meanwhile (see `warm_imports`).
         self.specs = parse_expectations(config, with_gx=False) if config.expectations else {}

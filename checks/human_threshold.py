@@ -43,14 +43,14 @@ class HumanThresholdOptions(PolicyOptions):
                     "`sequence.*`. Empty by default: which actions are sensitive is the team's call.",
     )
     severity: Severity = Field(
-        "warning",
+        Severity.warning,
         description="Severity of the incident. A warning by default: the action is not known to be wrong, a person "
                     "should look at it; route it to a pager with `critical` if it must wake someone.",
     )
 
 
 @register
-class HumanThreshold(Check):
+class HumanThreshold(Check[HumanThresholdOptions]):
     """An agent acted without a human's approval above the team's human notification threshold.
 
     An action counts when it carries no `approval` and touched more than `max_records` records, reached a
@@ -74,10 +74,10 @@ class HumanThreshold(Check):
     name: ClassVar[str] = "policy.human_threshold"
     family: ClassVar[str] = "policy"
     Options: ClassVar[type[CheckOptions]] = HumanThresholdOptions
-    history: ClassVar[timedelta] = timedelta(hours=1)
+    history: timedelta = timedelta(hours=1)
 
     def prepare(self, data: EvalData) -> None:
-        options: HumanThresholdOptions = self.options  # type: ignore[assignment]
+        options = self.options
         self.window = timedelta(minutes=options.window_minutes)
         if options.max_records is None and not options.customer_facing and not options.actions:
             self.crossed = _empty()
@@ -102,7 +102,7 @@ class HumanThreshold(Check):
         return [self._finding(row) for row in groups.sort("agent_id", "action").iter_rows(named=True)]
 
     def _finding(self, row: dict) -> Finding:
-        options: HumanThresholdOptions = self.options  # type: ignore[assignment]
+        options = self.options
         minutes = round(self.window.total_seconds() / 60)
         patterns = [p for p in options.actions if fnmatchcase(row["action"], p)]
         crossed = [name for name, count in (("max_records", row["over_records"]),

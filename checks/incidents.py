@@ -9,11 +9,13 @@ a human's acknowledgement or resolution made meanwhile wins over the run's view.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agentwatch.checks.base import subject_key
 from agentwatch.schemas.incidents import Incident
@@ -48,7 +50,7 @@ class IncidentStore:
         self._reading = self._file.reading
         self._writing = self._file.writing
 
-    def list(self, statuses: Iterable[str] | None = None) -> list[Incident]:
+    def list(self, statuses: Iterable[str] | None = None) -> builtins.list[Incident]:
         """Incidents, newest first, optionally only those with the given statuses."""
         wanted = list(statuses or [])
         sql = "SELECT body FROM incidents"
@@ -58,7 +60,7 @@ class IncidentStore:
             rows = con.execute(sql + " ORDER BY seq DESC", wanted).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
-    def unresolved_critical(self) -> list[Incident]:
+    def unresolved_critical(self) -> builtins.list[Incident]:
         """The open and acknowledged critical incidents, filtered in SQLite (the agent guard asks per request)."""
         with self._reading() as con:
             rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' "
@@ -72,7 +74,7 @@ class IncidentStore:
             raise ConfigError(f"no incident has the id {incident_id!r}; `agentwatch incidents` lists them")
         return Incident.model_validate_json(row[0])
 
-    def get_many(self, incident_ids: list[str]) -> list[Incident]:
+    def get_many(self, incident_ids: builtins.list[str]) -> builtins.list[Incident]:
         """The incidents with these ids (those that exist)."""
         if not incident_ids:
             return []
@@ -93,7 +95,7 @@ class IncidentStore:
                 raise ConfigError(f"{incident_id} is already resolved")
             if incident.status == status:
                 return incident  # already so: keep the time it first became so
-            update = {"status": status}
+            update: dict[str, Any] = {"status": status}
             update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
             incident = incident.model_copy(update=update)
             con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
@@ -137,7 +139,7 @@ class IncidentStore:
             con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next_incident', ?)", [str(number)])
         return number
 
-    def load_book(self) -> tuple[list[Incident], int]:
+    def load_book(self) -> tuple[builtins.list[Incident], int]:
         """The incidents not resolved, and the next free number, to start a run from."""
         with self._reading() as con:
             rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' ORDER BY seq").fetchall()
@@ -169,6 +171,6 @@ def _keep_human_decision(stored: Incident, ours: Incident) -> Incident:
     return ours
 
 
-def dumps(incidents: list[Incident]) -> str:
+def dumps(incidents: builtins.list[Incident]) -> str:
     """Incidents as a JSON array."""
     return json.dumps([json.loads(i.model_dump_json()) for i in incidents], indent=2)

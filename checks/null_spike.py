@@ -118,7 +118,7 @@ class _Series:
 
 
 @register
-class NullSpike(Check):
+class NullSpike(Check[NullSpikeOptions]):
     """The share of nulls or missing keys in agents' inputs (or before/after) jumps against its baseline."""
 
     name = "quality.null_spike"
@@ -126,7 +126,7 @@ class NullSpike(Check):
     Options = NullSpikeOptions
     history = timedelta(days=8)
 
-    def __init__(self, options: CheckOptions, config: ChecksConfig) -> None:
+    def __init__(self, options: NullSpikeOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         # Kept across runs when the scheduler reuses this object: the impact is recounted hourly in `serve` too.
         self.impacts: dict[str, tuple[datetime, dict[str, Any]]] = {}
@@ -143,7 +143,7 @@ class NullSpike(Check):
         self.objects = fields_by_object(data)
 
     def evaluate(self, step: Step) -> list[Finding]:
-        options: NullSpikeOptions = self.options  # type: ignore[assignment]
+        options = self.options
         at = step.at.timestamp()
         end = at - at % BUCKET_S  # only whole buckets: [end - 5 min, end) is the last one
         findings = []
@@ -211,10 +211,10 @@ class NullSpike(Check):
 
     def _finding(self, step: Step, scope: str, key: str, subject: dict[str, str], started: datetime,
                  statistic: float, readers: list[tuple[_Series, float]], run_reads: int, run_values: int) -> Finding:
-        options: NullSpikeOptions = self.options  # type: ignore[assignment]
+        options = self.options
         start_s = started.timestamp()
         # `readers` are the agent x actions whose own reads lost values (the others were left out of the evidence).
-        per_agent = []
+        per_agent: list[dict[str, Any]] = []
         for s, q0 in readers:
             events, present, values = s.sums(start_s, step.at.timestamp())
             reads = events if present >= options.always_sent_share * events else present
@@ -261,7 +261,7 @@ class NullSpike(Check):
     def _impact(self, step: Step, subject: dict[str, str], scope: str, key: str, started: datetime,
                 per_agent: list[dict[str, Any]]) -> dict[str, Any]:
         """Rows read: null reads since the start, those that should have had a value, decisions taken."""
-        options: NullSpikeOptions = self.options  # type: ignore[assignment]
+        options = self.options
         cache_key = f"{subject}"
         cached = self.impacts.get(cache_key)
         fresh = cached and step.at - cached[0] < timedelta(minutes=options.impact_every_minutes) \

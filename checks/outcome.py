@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
-from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.options import options_for
@@ -46,12 +46,13 @@ def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, fl
     union: dict[str, set[str]] = {}
     recent = reach = 0.0
     for name in OUTCOME_CHECKS:
-        check = REGISTRY[name]
         options = options_for(config, name)
-        for kind, actions in check.mapping_of(options).items():  # type: ignore[attr-defined]
+        if not isinstance(options, CorrectionOptions):
+            raise TypeError(f"{name} is not an outcome check")
+        for kind, actions in options.kinds_to_actions().items():
             union.setdefault(kind, set()).update(actions)
-        recent = max(recent, options.recent_hours)  # type: ignore[attr-defined]
-        reach = max(reach, options.baseline_days * 24 + options.recent_hours)  # type: ignore[attr-defined]
+        recent = max(recent, options.recent_hours)
+        reach = max(reach, options.baseline_days * 24 + options.recent_hours)
     return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, reach
 
 
@@ -138,7 +139,7 @@ class Cohorts:
         bins = np.minimum((self.lag[corrected] // self.width).astype(np.int64), LAG_BINS - 1)
         hist = np.zeros((n_cohorts + 1, LAG_BINS + 1))
         np.add.at(hist, (cohort[corrected] + 1, bins), 1.0)
-        np.add.at(hist, (cohort + 1, LAG_BINS), 1.0)  # last column: actions in the cohort
+        hist[:, LAG_BINS] = np.bincount(cohort + 1, minlength=n_cohorts + 1)  # last column: actions in the cohort
         self.cum = np.cumsum(hist, axis=0)
 
     def baseline(self, start: float, end: float) -> tuple[float, np.ndarray]:
@@ -225,11 +226,18 @@ class CorrectionOptions(CheckOptions):
         4.0, gt=1, description="Critical when corrections are at least this multiple of the expected count."
     )
 
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        """Outcome kind -> the actions it corrects."""
+        raise NotImplementedError
+
     @model_validator(mode="after")
     def _lag_fits_recent_window(self) -> CorrectionOptions:
         if self.max_lag_hours > self.recent_hours:
             raise ValueError("max_lag_hours must not exceed recent_hours (the baseline must have aged that long)")
         return self
+
+
+CorrectionOptionsT = TypeVar("CorrectionOptionsT", bound=CorrectionOptions)
 
 
 def _routing_actions() -> list[str]:
@@ -246,6 +254,9 @@ class RoutingOptions(CorrectionOptions):
         "changing the owner of a routed lead."
     )
 
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        return {kind: list(self.actions) for kind in self.outcome_kinds}
+
 
 class RequalificationOptions(CorrectionOptions):
     actions: list[str] = Field(
@@ -257,29 +268,26 @@ class RequalificationOptions(CorrectionOptions):
         "requalifying the lead."
     )
 
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        return {kind: list(self.actions) for kind in self.outcome_kinds}
 
-class CorrectionRateCheck(Check):
+
+class CorrectionRateCheck(Check[CorrectionOptionsT]):
     """The shared logic of a correction rate that jumps against its own baseline at the same age."""
 
     family: ClassVar[str] = "outcome"
-    history: ClassVar[timedelta] = timedelta(days=8)
+    history: timedelta = timedelta(days=8)
     verb: ClassVar[str]  # what reps did, for the summary
     noun: ClassVar[str]  # what the actions were
 
-    def __init__(self, options: CorrectionOptions, config: ChecksConfig) -> None:
+    def __init__(self, options: CorrectionOptionsT, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.options: CorrectionOptions = options
         # Only as much history as the baseline needs (instance attribute: the engine reads check.history).
-        self.history = timedelta(days=options.baseline_days, hours=options.recent_hours)  # type: ignore[misc]
+        self.history = timedelta(days=options.baseline_days, hours=options.recent_hours)
         self.subjects: dict[tuple[str, str], Cohorts] = {}
 
-    @staticmethod
-    def mapping_of(options: CheckOptions) -> dict[str, list[str]]:
-        """Outcome kind -> the actions it corrects, from a check's options."""
-        return {kind: list(options.actions) for kind in options.outcome_kinds}  # type: ignore[attr-defined]
-
     def kinds_to_actions(self) -> dict[str, list[str]]:
-        return self.mapping_of(self.options)
+        return self.options.kinds_to_actions()
 
     def prepare(self, data: EvalData) -> None:
         self.subjects = {}  # afresh: the object may be reused by the scheduler for the next run
@@ -355,7 +363,7 @@ def _iso(seconds: float) -> str:
 
 
 @register
-class RoutingAccuracyDrop(CorrectionRateCheck):
+class RoutingAccuracyDrop(CorrectionRateCheck[RoutingOptions]):
     """Reps change the owner of routed leads more often than usual: the router's accuracy dropped.
 
     For each agent x routing action, the share of routed leads whose owner a rep changed within
@@ -369,7 +377,7 @@ class RoutingAccuracyDrop(CorrectionRateCheck):
 
 
 @register
-class RequalificationSpike(CorrectionRateCheck):
+class RequalificationSpike(CorrectionRateCheck[RequalificationOptions]):
     """Reps overturn the qualifier's decisions more often than usual.
 
     For each agent x qualifying action, the share of decisions a rep requalified within ``max_lag_hours``
@@ -404,9 +412,12 @@ class CalibrationOptions(CorrectionOptions):
         "and the baseline by this much: ten points is false precision, not noise."
     )
 
+    def kinds_to_actions(self) -> dict[str, list[str]]:
+        return {kind: list(actions) for kind, actions in self.proven_wrong_by.items()}
+
 
 @register
-class Calibration(CorrectionRateCheck):
+class Calibration(CorrectionRateCheck[CalibrationOptions]):
     """High-confidence decisions that outcomes prove wrong far more often than their confidence claims.
 
     Among an agent x action's decisions with confidence >= ``high_confidence``, the share that outcomes
@@ -422,12 +433,7 @@ class Calibration(CorrectionRateCheck):
 
     def __init__(self, options: CalibrationOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.options: CalibrationOptions = options
         self.everything: dict[tuple[str, str], Cohorts] = {}
-
-    @staticmethod
-    def mapping_of(options: CheckOptions) -> dict[str, list[str]]:
-        return {kind: list(actions) for kind, actions in options.proven_wrong_by.items()}  # type: ignore[attr-defined]
 
     def prepare(self, data: EvalData) -> None:
         self.subjects, self.everything = {}, {}  # afresh: the object may be reused by the scheduler

@@ -49,16 +49,16 @@ class PolicyOptions(ViolationOptions):
     )
 
 
-class PolicyCheck(Check):
+class PolicyCheck(Check[PolicyOptions]):
     """The shared machinery of the policy checks; subclasses give the violation condition and wording."""
 
     family: ClassVar[str] = "policy"
     Options: ClassVar[type[CheckOptions]] = PolicyOptions
-    history: ClassVar[timedelta] = timedelta(hours=1)
+    history: timedelta = timedelta(hours=1)
     breaks: ClassVar[str]  # what the policy says, for the summary: "an action the policy forbids"
 
     def prepare(self, data: EvalData) -> None:
-        options: PolicyOptions = self.options  # type: ignore[assignment]
+        options = self.options
         self.window = timedelta(minutes=options.window_minutes)
         since = data.first - self.window
         # The four checks share one scan when their options agree (the usual case).

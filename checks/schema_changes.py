@@ -86,7 +86,7 @@ class _Reads:
         return best
 
 
-class SchemaChangeCheck(Check):
+class SchemaChangeCheck(Check[SchemaOptions]):
     """Shared logic of the five schema checks; each subclass names one kind of change."""
 
     family: ClassVar[str] = "schema"
@@ -96,7 +96,7 @@ class SchemaChangeCheck(Check):
     breaks_readers: ClassVar[bool] = True  # a reader of the field is hurt (critical) by this kind of change
 
     def prepare(self, data: EvalData) -> None:
-        options: SchemaOptions = self.options  # type: ignore[assignment]
+        options = self.options
         self.reads = data.shared("schema_reads", lambda: _Reads(key_counts(data)))
         # Per change, once: the input keys naming the field, and the agents that read them up to the snapshot
         # showing the change (an agent still sending the key after the change, reading nulls, read the field
@@ -111,7 +111,7 @@ class SchemaChangeCheck(Check):
             self.changes.append((change, keys, readers))
 
     def evaluate(self, step: Step) -> list[Finding]:
-        options: SchemaOptions = self.options  # type: ignore[assignment]
+        options = self.options
         findings = []
         for change, keys, readers in self.changes:
             if change.taken_at > step.at:

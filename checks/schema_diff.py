@@ -6,10 +6,12 @@ the API name, the label, the type and the picklist values; the best pairs above 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from agentwatch.checks.data import EvalData
@@ -28,7 +30,7 @@ class SchemaChange:
     previous_at: datetime  # the snapshot before it
     field: str  # the field as named before the change (the new name for `added`)
     new_field: str | None = None  # for renames
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -60,7 +62,7 @@ def diff(previous: list[dict], current: list[dict], source: str, object_name: st
     after = {f["name"]: f for f in current}
     removed = [before[n] for n in before if n not in after]
     added = [after[n] for n in after if n not in before]
-    common = dict(source=source, object=object_name, taken_at=taken_at, previous_at=previous_at)
+    change = partial(SchemaChange, source=source, object=object_name, taken_at=taken_at, previous_at=previous_at)
     changes: list[SchemaChange] = []
     pairs = sorted(((similarity(o, n), o["name"], n["name"]) for o in removed for n in added), reverse=True)
     renamed_old: set[str] = set()
@@ -70,24 +72,22 @@ def diff(previous: list[dict], current: list[dict], source: str, object_name: st
             continue
         renamed_old.add(old_name)
         renamed_new.add(new_name)
-        changes.append(SchemaChange("renamed", field=old_name, new_field=new_name,
-                                    details={"similarity": round(score, 3), "type": after[new_name]["type"]},
-                                    **common))
-    changes += [SchemaChange("removed", field=f["name"], details={"type": f["type"]}, **common)
+        changes.append(change("renamed", field=old_name, new_field=new_name,
+                              details={"similarity": round(score, 3), "type": after[new_name]["type"]}))
+    changes += [change("removed", field=f["name"], details={"type": f["type"]})
                 for f in removed if f["name"] not in renamed_old]
-    changes += [SchemaChange("added", field=f["name"], details={"type": f["type"], "label": f.get("label")}, **common)
+    changes += [change("added", field=f["name"], details={"type": f["type"], "label": f.get("label")})
                 for f in added if f["name"] not in renamed_new]
     for name in before.keys() & after.keys():
         old, new = before[name], after[name]
         if old["type"] != new["type"]:
-            changes.append(SchemaChange("type_changed", field=name,
-                                        details={"from": old["type"], "to": new["type"]}, **common))
+            changes.append(change("type_changed", field=name, details={"from": old["type"], "to": new["type"]}))
         old_values, new_values = old.get("picklist_values") or [], new.get("picklist_values") or []
         if set(old_values) != set(new_values) and old["type"] == new["type"]:
-            changes.append(SchemaChange("picklist_changed", field=name, details={
+            changes.append(change("picklist_changed", field=name, details={
                 "values_added": sorted(set(new_values) - set(old_values)),
                 "values_removed": sorted(set(old_values) - set(new_values)),
-            }, **common))
+            }))
     return changes
 
 

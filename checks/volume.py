@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -75,6 +75,7 @@ class VolumeOptions(CheckOptions):
         description="The team's time zone: decides which buckets are a weekend. UTC unless your agents follow "
                     "another working week.",
     )
+    threshold: float = Field(10, gt=0, description="CUSUM statistic needed to fire; each check says why its default.")
 
     @field_validator("timezone")
     @classmethod
@@ -84,6 +85,9 @@ class VolumeOptions(CheckOptions):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}, e.g. Europe/Paris") from None
         return value
+
+
+VolumeOptionsT = TypeVar("VolumeOptionsT", bound=VolumeOptions)
 
 
 class SpikeOptions(VolumeOptions):
@@ -185,12 +189,11 @@ class Window:
     weekly: np.ndarray  # the same weekday's slot in earlier weeks, NaN where none
 
 
-class VolumeCheck(Check):
+class VolumeCheck(Check[VolumeOptionsT]):
     """Shared machinery of the spike and drop checks (not registered itself)."""
 
     family: ClassVar[str] = "volume"
-    history: ClassVar[timedelta] = timedelta(days=15)  # 14 baseline days + the window and the level factor
-    options: VolumeOptions
+    history: timedelta = timedelta(days=15)  # 14 baseline days + the window and the level factor
 
     def prepare(self, data: EvalData) -> None:
         self.con = data.con
@@ -246,7 +249,7 @@ class VolumeCheck(Check):
         """(row, CUSUM statistic, first bucket of the run) of every row whose CUSUM reaches the threshold
         while the change still goes on: its last 30 minutes still favour it (a CUSUM that climbed high
         takes hours to fall back, and the incident should resolve soon after the loop or outage ends)."""
-        threshold = self.options.threshold  # type: ignore[attr-defined]
+        threshold = self.options.threshold
         found = []
         for row in np.flatnonzero(suffix_max(llr) >= threshold):  # all rows at once, then the shared helper
             stat, start = cusum_end(llr[row])
@@ -275,7 +278,7 @@ class VolumeCheck(Check):
 
 
 @register
-class ActionSpike(VolumeCheck):
+class ActionSpike(VolumeCheck[SpikeOptions]):
     """An agent x action runs far more often than usual for this hour and day (e.g. an agent stuck in a loop).
 
     A Poisson CUSUM tests the recent 5-minute counts against `spike_ratio` times the seasonal
@@ -296,8 +299,8 @@ class ActionSpike(VolumeCheck):
         lift = np.maximum(window.level, 1.0)[:, None]
         floor = QUIET_FLOOR_SHARE * window.week_mean[:, None] * lift
         # A rise the same weekday already showed in an earlier week is a weekly pattern, not a spike.
-        usual = np.where(np.isnan(window.baseline), np.nan, np.fmax(window.baseline, window.weekly))
-        expected = np.maximum(usual * lift, floor)  # NaN (no baseline) stays NaN
+        usual_rate = np.where(np.isnan(window.baseline), np.nan, np.fmax(window.baseline, window.weekly))
+        expected = np.maximum(usual_rate * lift, floor)  # NaN (no baseline) stays NaN
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
         llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0) / self.spread
@@ -333,7 +336,7 @@ class ActionSpike(VolumeCheck):
 
 
 @register
-class ActionDrop(VolumeCheck):
+class ActionDrop(VolumeCheck[DropOptions]):
     """An agent x action runs far less than usual for this hour and day, down to silence (the agent stopped).
 
     A Poisson CUSUM tests the recent 5-minute counts against `drop_ratio` times the seasonal

@@ -54,7 +54,7 @@ class TransitionOptions(ViolationOptions):
 
 
 @register
-class InvalidTransition(Check):
+class InvalidTransition(Check[TransitionOptions]):
     """An agent moved a record to a state the configured state machine forbids.
 
     Reads ``workflow.state_field`` from ``before`` and ``after`` of actions on ``workflow.object``
@@ -67,10 +67,10 @@ class InvalidTransition(Check):
     name: ClassVar[str] = "workflow.invalid_transition"
     family: ClassVar[str] = "workflow"
     Options: ClassVar[type[CheckOptions]] = TransitionOptions
-    history: ClassVar[timedelta] = timedelta(hours=1)
+    history: timedelta = timedelta(hours=1)
 
     def prepare(self, data: EvalData) -> None:
-        options: TransitionOptions = self.options  # type: ignore[assignment]
+        options = self.options
         self.window = timedelta(minutes=options.window_minutes)
         self.moves = pl.DataFrame(schema={"event_id": pl.String, "ts": pl.Datetime("us", "UTC"), "agent_id": pl.String,
                                           "action": pl.String, "from_state": pl.String, "to_state": pl.String})
@@ -271,7 +271,7 @@ class SlaOptions(RiseOptions):
 
 
 @register
-class SlaBreach(Check):
+class SlaBreach(Check[SlaOptions]):
     """A rising share of new leads waits past the SLA for a first action by another agent.
 
     A lead is created at its creation action, or at its first event when that is an intake step (see
@@ -287,10 +287,10 @@ class SlaBreach(Check):
     name: ClassVar[str] = "workflow.sla_breach"
     family: ClassVar[str] = "workflow"
     Options: ClassVar[type[CheckOptions]] = SlaOptions
-    history: ClassVar[timedelta] = timedelta(days=7)
+    history: timedelta = timedelta(days=7)
 
     def prepare(self, data: EvalData) -> None:
-        options: SlaOptions = self.options  # type: ignore[assignment]
+        options = self.options
         workflow = self.config.workflow
         self.cases: Cases | None = None
         if workflow is None or workflow.sla_first_action_minutes is None:
@@ -334,7 +334,7 @@ class SlaBreach(Check):
     def evaluate(self, step: Step) -> list[Finding]:
         if self.cases is None or not self.cases.due.size:
             return []
-        options: SlaOptions = self.options  # type: ignore[assignment]
+        options = self.options
         subject = {"object": self.object}
         at = to_micros(step.at)
         end = _frozen_end(step, self.name, subject, at)
@@ -383,7 +383,7 @@ class PartialOptions(RiseOptions):
 
 
 @register
-class PartialFailure(Check):
+class PartialFailure(Check[PartialOptions]):
     """An external action (e.g. ``email.send``) succeeded but the CRM write that must follow it did not.
 
     ``workflow.follow_ups`` (defaults apply without a ``workflow:`` section) maps each external action to
@@ -398,10 +398,10 @@ class PartialFailure(Check):
     name: ClassVar[str] = "workflow.partial_failure"
     family: ClassVar[str] = "workflow"
     Options: ClassVar[type[CheckOptions]] = PartialOptions
-    history: ClassVar[timedelta] = timedelta(days=7)
+    history: timedelta = timedelta(days=7)
 
     def prepare(self, data: EvalData) -> None:
-        options: PartialOptions = self.options  # type: ignore[assignment]
+        options = self.options
         follow_ups = (self.config.workflow or WorkflowConfig(object="lead")).follow_ups
         self.allowance = timedelta(minutes=options.follow_up_minutes)
         self.subjects: dict[tuple[str, str], tuple[Cases, pl.DataFrame]] = {}
@@ -434,7 +434,7 @@ class PartialFailure(Check):
             self.subjects[(agent_id, action)] = (Cases.of(part), part.select("failed", "write_errors", "error_agents"))
 
     def evaluate(self, step: Step) -> list[Finding]:
-        options: PartialOptions = self.options  # type: ignore[assignment]
+        options = self.options
         at = to_micros(step.at)
         window = timedelta(minutes=options.window_minutes) // MICROSECOND
         baseline = int(timedelta(days=options.baseline_days) // MICROSECOND)
@@ -469,7 +469,7 @@ class PartialFailure(Check):
                 "write_errored": errored.height, "write_missing": rise.failed - errored.height,
                 "current_share": round(rise.failed / rise.cases, 4), "baseline_share": round(rise.usual, 4),
                 "baseline_cases": base_cases, "tested_share": round(rise.tested, 4),
-                "cusum": round(rise.statistic, 2), "threshold": self.options.threshold,  # type: ignore[attr-defined]
+                "cusum": round(rise.statistic, 2), "threshold": self.options.threshold,
                 "agents": sorted({agent_id, *error_agents}),
             },
         )

@@ -295,10 +295,12 @@ class WriteAheadLog:
                 dirty = [s for s in [*self._open.values(), *self._closed] if s.dirty and s.fd is not None]
                 for segment in dirty:
                     segment.dirty = False
+                # Each fd stays open until the round ends: a segment is closed only under _sync_lock.
+                fds = [s.fd for s in dirty if s.fd is not None]
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
             try:
-                for segment in dirty:
-                    os.fdatasync(segment.fd)  # type: ignore[arg-type]
+                for fd in fds:
+                    os.fdatasync(fd)
                 if dir_dirty:
                     fsync_dir(self.directory)
             except OSError as exc:

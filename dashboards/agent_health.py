@@ -160,7 +160,7 @@ def expected_band(history: pl.DataFrame, window: Window, history_start: datetime
             .to_arrow_table()
     finally:
         con.close()
-    return pl.from_arrow(table)
+    return pl.DataFrame(table)
 
 
 def latest_incidents(agent_id: str, incidents: list[Incident], limit: int = LATEST_INCIDENTS) -> list[Incident]:

@@ -342,7 +342,7 @@ def run(con: duckdb.DuckDBPyConnection, query: Query) -> pl.DataFrame:
     sql, params = query
     cursor = con.cursor()
     try:
-        return pl.from_arrow(cursor.sql(sql, params=params or None).to_arrow_table())
+        return pl.DataFrame(cursor.sql(sql, params=params or None).to_arrow_table())
     finally:
         cursor.close()
 

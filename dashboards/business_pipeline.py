@@ -131,6 +131,8 @@ class Kpi:
     def moved(self) -> str:
         """'rose 4.0 points', 'fell from 12 min to 18 min', 'held steady (+0.3 points)'."""
         change, direction = self.change(), self.direction()
+        if change is None:
+            return "cannot be compared (no value in one of the ranges)"
         verb = {1: "rose", -1: "fell", 0: "held steady"}[direction]
         if self.unit == "share":
             return f"{verb} {abs(change):.1f} points" if direction else f"{verb} ({change:+.1f} points)"

@@ -83,7 +83,7 @@ def store_fingerprint(root: Path) -> tuple:
 def _cached_query(root: str, fingerprint: tuple, sql: str, params: tuple) -> pl.DataFrame:
     cursor = _connection(root).cursor()  # one cursor per query: sessions run on different threads
     try:
-        return pl.from_arrow(cursor.sql(sql, params=list(params) if params else None).to_arrow_table())
+        return pl.DataFrame(cursor.sql(sql, params=list(params) if params else None).to_arrow_table())
     finally:
         cursor.close()
 

@@ -45,8 +45,12 @@ def _expression(column: str) -> str | None:
 
 def sample_sql(incident: Incident, columns: list[tuple[str, bool]]) -> tuple[str, list[Any]]:
     """One query for both windows: a reservoir sample of each, the compared columns typed."""
+    readers = {c: _expression(c) for c, _ in columns}
+    unreadable = [c for c, sql in readers.items() if sql is None]
+    if unreadable:
+        raise ValueError(f"no SQL reads the columns {unreadable}: report_columns leaves them out")
     selects = ", ".join(
-        (f"TRY_CAST({_expression(c)} AS DOUBLE)" if numeric else _expression(c)) + f' AS "{c}"'
+        (f"TRY_CAST({readers[c]} AS DOUBLE)" if numeric else str(readers[c])) + f' AS "{c}"'
         for c, numeric in columns)
     parts, params = [], []
     for name in ("reference", "current"):

@@ -332,8 +332,8 @@ def drift_scores(incident: Incident) -> pl.DataFrame:
     evidence = incident.evidence
     described = evidence.get("columns") or {}
     drifted = set(evidence.get("drifted_columns") or [])
-    thresholds = [d.get("threshold") for d in described.values() if isinstance(d, dict) and d.get("threshold")]
-    threshold = float(thresholds[0]) if thresholds else 0.1
+    thresholds = [float(d["threshold"]) for d in described.values() if isinstance(d, dict) and d.get("threshold")]
+    threshold = thresholds[0] if thresholds else 0.1
     rows = [{"column": str(name), "role": _role(str(name), described.get(name)), "score": _number(score),
              "threshold": threshold, "drifted": name in drifted}
             for name, score in (evidence.get("scores") or {}).items()]

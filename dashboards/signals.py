@@ -97,7 +97,7 @@ def signal_for(incident: Incident, now: datetime | None = None) -> Signal | None
             frame, history = null_share(pairs, scope, key, start, end)
             names = ", ".join(sorted({a for a, _ in pairs}))
             where = "" if scope == "inputs" else f" (in {scope})"
-            cut = not frame.is_empty() and frame["bucket"].max() + HOUR < _floor(end, HOUR)
+            cut = not frame.is_empty() and frame.select(pl.max("bucket")).item() + HOUR < _floor(end, HOUR)
             busy = history < SHARE_HISTORY or cut
             note = "; this store is busy, so the chart reads fewer days of events" if busy else ""
             return Signal(f"{key}{where} read as null by {names}", "share of reads null per hour", frame,

@@ -198,3 +198,10 @@ def test_pyproject_installs_every_package_folder_inside_the_namespace() -> None:
     assert on_disk - listed == set(), "package folders pyproject.toml does not install"
     for folder in ("collector", "checks", "alerts", "dashboards", "schemas", "tests"):
         assert (ROOT / folder).is_dir(), f"the design card's {folder}/ is at the top of the repository"
+
+
+def test_architecture_md_draws_the_layers_this_test_enforces() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text[text.index("## Layers"):].split("```")[1]
+    drawn = [line.split()[0] for line in table.splitlines() if line.startswith(" agentwatch.")]
+    assert drawn == [f"agentwatch.{layer}" for layer in reversed(LAYERS)]

@@ -81,7 +81,7 @@ def backtest(
     every: Annotated[str, typer.Option(help="Time between evaluations, e.g. 15m or 1h.")] = "15m",
     record: Annotated[bool, typer.Option("--record", help="Keep the incidents in the home's incident store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the incidents as JSON.")] = False,
-    alerts: Annotated[AlertsReplay, typer.Option(
+    alerts: Annotated[AlertsReplay | None, typer.Option(
         "--alerts", help="print: also list the notifications the config's routes would have sent; send: deliver "
                          "them too, each at its step.")] = None,
     only: OnlyOption = None,

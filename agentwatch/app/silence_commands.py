@@ -47,7 +47,7 @@ def silence_add(
                           f"(keys: {', '.join(SILENCE_KEYS)})")
     if for_ is None:
         raise ConfigError("give --for: how long the silence lasts, e.g. --for 2h")
-    if not (comment or "").strip():
+    if comment is None or not comment.strip():
         raise ConfigError("give --comment: a silence must say why it exists")
     matchers = [parse_matcher(text, "--match") for text in match]
     duration = parse_duration(for_, "--for")

@@ -181,7 +181,7 @@ def _resolve_object_name(payload: Mapping[str, Any], object_name: str | None) ->
         raise FormatError(
             f"{_PREFIX}: the payload describes {payload_name!r} but object_name is {object_name!r}"
         )
-    return object_name if object_name is not None else payload_name
+    return object_name if object_name is not None else str(payload_name)
 
 
 def _map_field(index: int, raw: Any) -> SchemaField:

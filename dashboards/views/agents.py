@@ -69,7 +69,7 @@ def _metrics(totals: health.Totals, span_label: str) -> None:
                 delta=_delta(totals.per_hour, totals.previous_per_hour, "+,.1f") if has_previous else None)
 
 
-def volume_chart(by_action: pl.DataFrame, band: pl.DataFrame) -> alt.LayerChart:
+def volume_chart(by_action: pl.DataFrame, band: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """Stacked events per hour by action type, the expected band (10th-90th percentile) and its median."""
     hour = alt.X("hour:T", title=None)
     stacked = alt.Chart(by_action).mark_area(opacity=0.85).encode(
@@ -99,6 +99,9 @@ def error_chart(errors: pl.DataFrame) -> alt.Chart:
 
 def _activity(agent_id: str, span_label: str) -> None:
     latest = health.latest_event_at()
+    if latest is None:  # every action of the store is in the future: nothing has happened yet
+        empty_state(EMPTY)
+        return
     window = range_ending(latest, health.RANGES[span_label])
     st.caption(f"{local(window.start)} to {local(window.end)}: the range ends with the hour of the latest event "
                f"in the store ({local(latest)}); deltas compare with the same length of time before it.")
@@ -112,7 +115,7 @@ def _activity(agent_id: str, span_label: str) -> None:
     band = health.expected_band(history, window, health.first_event_at())
     st.subheader("Events per hour by action type")
     st.altair_chart(volume_chart(to_viewer(by_action, "hour"), to_viewer(band, "hour")), width="stretch")
-    weeks = int(band["weeks"].max() or 0) if band.height else 0
+    weeks = int(band.select(pl.max("weeks")).item() or 0) if band.height else 0
     note = ""
     if weeks == 0:
         note = " No band here: the store holds no earlier week for this range."

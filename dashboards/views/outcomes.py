@@ -24,7 +24,7 @@ def _controls() -> tuple[int, bool]:
     span = left.selectbox("Time range", list(biz.RANGES), index=list(biz.RANGES).index(biz.DEFAULT_RANGE),
                           key="outcomes_range", help="Outcomes whose time falls in the range, which ends at the "
                           "latest event in the store.")
-    by = right.selectbox("Per", list(GROUPINGS), format_func=GROUPINGS.get, key="outcomes_by")
+    by = right.selectbox("Per", list(GROUPINGS), format_func=lambda grouping: GROUPINGS[grouping], key="outcomes_by")
     return biz.RANGES[span], by == "version"
 
 
@@ -100,6 +100,9 @@ def main() -> None:
         f"opportunity was created from. Outcomes with no agent action before them are listed as "
         f"`{biz.NO_AGENT}`.")
     latest = biz.latest_event()
+    if latest is None:  # outcomes all in the future: nothing has happened yet
+        empty_state(NO_OUTCOMES)
+        return
     window = biz.window_ending(latest, span_days)
     frame = labelled(biz.outcome_feedback(window, by_version), by_version)
     if frame["outcomes"].sum() == 0:

@@ -22,7 +22,7 @@ def _controls() -> tuple[int, str, int]:
     left, middle, right = st.columns(3)
     span = left.selectbox("Time range", list(biz.RANGES), index=list(biz.RANGES).index(biz.DEFAULT_RANGE),
                           key="routing_range", help="Ends at the latest event in the store.")
-    by = middle.selectbox("Group by", list(biz.ROUTING_GROUPS), format_func=biz.ROUTING_GROUPS.get,
+    by = middle.selectbox("Group by", list(biz.ROUTING_GROUPS), format_func=lambda group: biz.ROUTING_GROUPS[group],
                           key="routing_by")
     keep = right.selectbox("Kept means no reassignment within", biz.KEEP_DAYS,
                            index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS), key="routing_keep_days",
@@ -37,7 +37,7 @@ def with_accuracy(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _metrics(periods: dict[str, dict], keep: int, span_days: int) -> None:
-    now, before = periods.get("1"), periods.get("0")
+    now, before = periods["1"], periods.get("0")
     share = now["kept"] / now["routed"]
     old = before["kept"] / before["routed"] if before else None
     accuracy, routed, reassigned, still_open = st.columns(4)

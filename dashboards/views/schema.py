@@ -26,13 +26,13 @@ TITLES = {
 }
 
 
-def timeline_chart(snapshots: pl.DataFrame, chosen: list[datetime]) -> alt.LayerChart:
+def timeline_chart(snapshots: pl.DataFrame, chosen: list[datetime]) -> alt.LayerChart | alt.FacetChart:
     """Field count per snapshot over time; changed snapshots stand out; the two diffed snapshots are ruled."""
     frame = snapshots.with_columns(
         pl.when(pl.col("changed").is_null()).then(pl.lit("first"))
         .when(pl.col("changed")).then(pl.lit("changed")).otherwise(pl.lit("unchanged")).alias("fields"))
-    times = frame["taken_at"]
-    days = (times.max() - times.min()).days if frame.height else 0
+    first, last = frame.select(pl.min("taken_at").alias("first"), pl.max("taken_at").alias("last")).row(0)
+    days = (last - first).days if frame.height else 0
     ticks = {"interval": "day", "step": max(1, days // 12)} if days <= 120 else {"interval": "month", "step": 1}
     x = alt.X("taken_at:T", title=None, axis=alt.Axis(format="%b %d" if days <= 120 else "%b %Y", labelAngle=0,
                                                       tickCount=ticks))

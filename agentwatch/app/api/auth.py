@@ -40,7 +40,8 @@ def require_scope(scope: str) -> Callable[..., Awaitable[ApiKey]]:
                 f"missing API key: send 'Authorization: Bearer <key>'; create one with "
                 f"`agentwatch keys create --scope {scope}`",
             )
-        if credentials is None or parse_token(credentials.credentials) is None:
+        parsed = parse_token(credentials.credentials) if credentials is not None else None
+        if credentials is None or parsed is None:
             raise _unauthorized(
                 "malformed_api_key",
                 "malformed Authorization header: expected 'Authorization: Bearer aw_<id>_<secret>', the key "
@@ -49,7 +50,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[ApiKey]]:
         keys: KeyStore = request.app.state.keys
         key = keys.authenticate(credentials.credentials)
         if key is None:
-            key_id = parse_token(credentials.credentials)[0]  # type: ignore[index]
+            key_id = parsed[0]
             raise _unauthorized(
                 "invalid_api_key",
                 f"API key {key_id} is unknown or revoked: check it with `agentwatch keys list`, or create a new "

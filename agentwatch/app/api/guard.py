@@ -116,8 +116,8 @@ async def require_ingest_or_read(
 AgentId = Annotated[str, PathParam(description="The agent_id the agent's action events carry.",
                                    examples=["lead-router"])]
 ERRORS = {k: v for k, v in ERROR_RESPONSES.items() if k != 413}
-STORE_UNAVAILABLE = {"model": ErrorBody, "description": "the state files cannot be read (code store_unavailable); "
-                                                        "retry later."}
+STORE_UNAVAILABLE_TEXT = "the state files cannot be read (code store_unavailable); retry later."
+STORE_UNAVAILABLE = {"model": ErrorBody, "description": STORE_UNAVAILABLE_TEXT}
 
 GUARD_DESCRIPTION = """
 Whether the agent may act on its own now. An agent calls it before acting and stops when `allowed` is
@@ -149,7 +149,7 @@ GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     503: {"model": ErrorBody, "description": "The config is invalid and no earlier version of it was read, so the "
                                              "guard cannot decide (code config_invalid); or " +
-                                             STORE_UNAVAILABLE["description"]},
+                                             STORE_UNAVAILABLE_TEXT},
 }
 
 

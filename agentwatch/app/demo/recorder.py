@@ -7,6 +7,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 # Each agent's host logs in its own zone; the instant is what matters, the offset is realism.
 _ZONES = {m: UTC if m == 0 else timezone(timedelta(minutes=m)) for m in (0, 120, -300, 480)}
@@ -110,7 +111,7 @@ class Recorder:
         return event_id
 
     def attempt(
-        self, ms: int, agent: tuple[str, str, int], action: str, lead_id: str, errors: str, **fields: object
+        self, ms: int, agent: tuple[str, str, int], action: str, lead_id: str, errors: str, **fields: Any
     ) -> tuple[int, str]:
         """Record an action that now and then fails once and is retried; returns (ms, id) of the success."""
         rate = 0.012

@@ -84,7 +84,7 @@ def _print_guard(home: Home, console: Console) -> None:
 
 def _headline(description: str) -> str:
     """An incident's description without its evidence lines: the summary and its causes and effects."""
-    keep = []
+    keep: list[str] = []
     for line in description.splitlines():
         if line.startswith("  ") and not line.startswith(("  caused by", "  effects", "  began")) and keep[1:]:
             break
