@@ -20,7 +20,7 @@ from rich.table import Table
 from agentwatch.app import check_commands
 from agentwatch.app.agent_commands import agent_app
 from agentwatch.app.alert_commands import alerts_app
-from agentwatch.app.dashboard_launch import start_dashboard
+from agentwatch.app.dashboard_launch import start_dashboard, wait_for_dashboard
 from agentwatch.app.demo.run import run_demo
 from agentwatch.app.options import ConfigOption, HomeOption, parse_duration, parse_time
 from agentwatch.app.silence_commands import silence_app
@@ -210,11 +210,7 @@ def dashboard(
     """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail)."""
     process = start_dashboard(Home.resolve(home), host, port, config)
     out.print(f"dashboard: http://{host}:{port}    stop: Ctrl-C", highlight=False)
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
+    wait_for_dashboard(process)
 
 
 @keys_app.command("create")

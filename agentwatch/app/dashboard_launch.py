@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import CONFIG_ENV, HOME_ENV, Home
@@ -57,3 +60,23 @@ def start_dashboard(home: Home, host: str = "127.0.0.1", port: int = 8501, confi
         env[CONFIG_ENV] = str(config.resolve())
     output = subprocess.DEVNULL if quiet else None
     return subprocess.Popen(dashboard_command(host, port), env=env, stdout=output, stderr=output)
+
+
+def wait_for_dashboard(process: subprocess.Popen) -> None:
+    """Wait until the dashboard process ends. Ctrl-C or SIGTERM to this process (a service manager stopping it)
+    stops the dashboard too: Streamlit runs as a child, which would otherwise keep serving on its own."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        # Never one blocking wait: a signal the kernel hands to a library's native thread (DuckDB, Polars)
+        # would not interrupt it, and its handler would only run when the dashboard exits by itself.
+        while process.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
