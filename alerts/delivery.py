@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
+
 from agentwatch.alerts.config import AlertsConfig, DeliveryConfig
 from agentwatch.alerts.destinations import send
 from agentwatch.alerts.outbox import Outbox, OutboxRow

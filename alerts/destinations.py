@@ -23,12 +23,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from agentwatch.alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
-from agentwatch.schemas.incidents import Incident, agents_named
-from agentwatch.schemas.notifications import Notification
 from pydantic import SecretStr
 
+from agentwatch.alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
 from agentwatch.core.errors import ConfigError
+from agentwatch.schemas.incidents import Incident, agents_named
+from agentwatch.schemas.notifications import Notification
 
 AnyDestination = SlackDestination | PagerDutyDestination | WebhookDestination
 

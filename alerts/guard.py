@@ -9,15 +9,16 @@ Every pause and resume, by an operator or by agentwatch itself, is a row of ``ag
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from agentwatch.alerts.config import GuardConfig
-from agentwatch.schemas.incidents import Incident, agents_named
 from pydantic import BaseModel, Field
 
+from agentwatch.alerts.config import GuardConfig
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
+from agentwatch.schemas.incidents import Incident, agents_named
 
 AUTOMATIC_BY = "agentwatch"  # who the automatic pauses and resumes are by; reserved, operators cannot use it
 UNRESOLVED = ("open", "acknowledged")
@@ -165,8 +166,10 @@ def decide(agent_id: str, incidents: list[Incident], controls: AgentControls, gu
 
 def _why_no_longer(incident_id: str, agent_id: str, incidents: dict[str, Incident], guard: GuardConfig) -> str:
     incident = incidents.get(incident_id)
-    if incident is None or incident.status == "resolved":
+    if incident is None:
         return f"{incident_id} resolved"
+    if incident.status == "resolved":
+        return f"{incident_id} resolved: {incident.status_note}" if incident.status_note else f"{incident_id} resolved"
     if incident.severity != "critical":
         return f"{incident_id} is now {incident.severity}, not critical"
     if not guard.pauses(incident.check):
@@ -175,7 +178,8 @@ def _why_no_longer(incident_id: str, agent_id: str, incidents: dict[str, Inciden
 
 
 def record_automatic_changes(db: SqliteFile, incidents: list[Incident], guard: GuardConfig,
-                             now: datetime | None = None) -> list[AgentControl]:
+                             now: datetime | None = None,
+                             fetch: Callable[[list[str]], list[Incident]] | None = None) -> list[AgentControl]:
     """Record agentwatch's own pauses and resumes since the last call; returns the rows added.
 
     `incidents` must hold every unresolved incident (resolved ones may be included): an agent whose last
@@ -183,6 +187,7 @@ def record_automatic_changes(db: SqliteFile, incidents: list[Incident], guard: G
     incident gets a pause naming it; when that incident stops pausing while another still does, a new pause
     names the other. Nothing changed, nothing added, so calling it twice adds nothing. Operator overrides are
     not consulted: these rows say what the incidents demand, `decide` weighs them against the operators.
+    `fetch(ids)` reads incidents missing from `incidents` (resolved ones), so a resume says what resolved them.
     """
     paused = pausing_incidents(incidents, guard)
     by_id = {incident.id: incident for incident in incidents}
@@ -198,6 +203,9 @@ def record_automatic_changes(db: SqliteFile, incidents: list[Incident], guard: G
                 continue
             cause = paused[agent_id][0]
             added.append(_insert(con, agent_id, "pause", AUTOMATIC_BY, incident_reason(cause), at, cause.id))
+        lifted = [i for a, (action, i) in latest.items() if action == "pause" and a not in paused and i]
+        if fetch is not None:
+            by_id.update({i.id: i for i in fetch([i for i in lifted if i not in by_id])})
         for agent_id, (action, incident_id) in sorted(latest.items()):
             if action == "pause" and agent_id not in paused:
                 reason = _why_no_longer(incident_id or "?", agent_id, by_id, guard)

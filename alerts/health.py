@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from agentwatch.alerts.db import alerts_db
-
 from agentwatch.core.home import Home
 
 

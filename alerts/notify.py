@@ -12,9 +12,8 @@ from agentwatch.alerts.outbox import enqueue
 from agentwatch.alerts.planner import PlanState, SentGroup, plan
 from agentwatch.alerts.silences import Silences
 from agentwatch.checks.engine import incident_store
-from agentwatch.schemas.notifications import Notification
-
 from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
 
 def plan_pass(home: Home, alerts: AlertsConfig, now: datetime | None = None) -> list[Notification]:

@@ -17,10 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agentwatch.schemas.notifications import Notification
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
+from agentwatch.schemas.notifications import Notification
 
 STATES = ("pending", "delivered", "failed")
 

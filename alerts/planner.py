@@ -28,10 +28,9 @@ from agentwatch.alerts.config import AlertsConfig
 from agentwatch.alerts.grouping import assign_groups
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.checks.incidents import incident_number
+from agentwatch.core.severity import Severity
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification, NotificationEvent
-
-from agentwatch.core.severity import Severity
 
 
 class Silencer(Protocol):

@@ -15,10 +15,9 @@ from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.delivery import DeliveryReport, deliver_due
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.alerts.planner import PlanState, plan
+from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification
-
-from agentwatch.core.home import Home
 
 
 class NotificationReplay:

@@ -17,9 +17,8 @@ from agentwatch.alerts.guard import record_automatic_changes
 from agentwatch.alerts.notify import plan_pass
 from agentwatch.alerts.outbox import Outbox
 from agentwatch.checks.engine import incident_store
-from agentwatch.schemas.notifications import Notification
-
 from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,9 @@ def run_alert_pass(home: Home, alerts: AlertsConfig, guard: GuardConfig, now: da
     result = AlertPass(queued=plan_pass(home, alerts, now))
     db = alerts_db(home)
     # Always, not only with guard.pause_on set: emptying it must record the resumes it causes.
-    unresolved = incident_store(home).list(["open", "acknowledged"])
-    result.guard_changes = len(record_automatic_changes(db, unresolved, guard, now))
+    store = incident_store(home)
+    unresolved = store.list(["open", "acknowledged"])
+    result.guard_changes = len(record_automatic_changes(db, unresolved, guard, now, fetch=store.get_many))
     if deliver:
         result.delivery = deliver_due(Outbox(db), alerts)
     return result

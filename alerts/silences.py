@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from agentwatch.alerts.config import MATCH_KEYS
 from pydantic import BaseModel, Field
 
+from agentwatch.alerts.config import MATCH_KEYS
 from agentwatch.core.durations import format_duration
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile

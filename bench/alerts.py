@@ -34,10 +34,9 @@ from agentwatch.alerts.delivery import deliver_due
 from agentwatch.alerts.notify import plan_pass
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.checks.engine import incident_store
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.receiver import Receiver
 from tests.test_serve_checks import free_port
 

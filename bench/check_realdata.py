@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
-
 from agentwatch.core.errors import FormatError
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"

@@ -29,13 +29,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from scenarios.config import bench_config
+from scenarios.crm_schema import lead_fields
+
 from agentwatch.checks.engine import backtest_steps, enabled_checks, evaluate
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
-from scenarios.config import bench_config
-from scenarios.crm_schema import lead_fields
-
 from agentwatch.core.home import Home
 from agentwatch.store import duck
 from agentwatch.store.datasets import ACTIONS, OUTCOMES

@@ -33,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import yaml
-from agentwatch.checks.engine import RunReport, backtest_steps, enabled_checks, evaluate, incident_store
-from agentwatch.schemas.incidents import Incident
 from scenarios import crm_schema, faults, outcomes, scoring, store, traffic
 from scenarios.config import bench_config
 from scenarios.faults import SCENARIOS, Scenario
 from scenarios.timeline import Timeline
 
 from agentwatch.app.config import Config
+from agentwatch.checks.engine import RunReport, backtest_steps, enabled_checks, evaluate, incident_store
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 
 STEP = timedelta(minutes=15)
 MIN_WARMUP_DAYS = 7

@@ -11,8 +11,8 @@ import math
 from datetime import datetime, timedelta
 
 import polars as pl
-from agentwatch.checks.data import EvalData, floor_to_bucket
 
+from agentwatch.checks.data import EvalData, floor_to_bucket
 from agentwatch.core.sql import sql_string
 
 SCOPES = ("inputs", "before", "after")
@@ -22,7 +22,7 @@ KEY_HISTORY = timedelta(days=8)  # = the history of quality.null_spike and the s
 BASELINE_ROWS = 1_000_000  # above this many older events, read a 1-in-N subset of them
 
 
-def _bucket(column: str = "ts") -> str:
+def bucket_sql(column: str = "ts") -> str:
     return f"time_bucket(INTERVAL '5 minutes', {column})"
 
 
@@ -31,7 +31,7 @@ def action_counts(data: EvalData) -> pl.DataFrame:
 
     def build() -> pl.DataFrame:
         return data.frame(
-            f"SELECT agent_id, action, {_bucket()} AS bucket, count(*)::BIGINT AS events, "
+            f"SELECT agent_id, action, {bucket_sql()} AS bucket, count(*)::BIGINT AS events, "
             f"count(*) FILTER (WHERE status = 'error')::BIGINT AS errors "
             f"FROM actions WHERE {data.time_filter()} GROUP BY ALL ORDER BY bucket"
         )
@@ -101,7 +101,7 @@ def key_counts(data: EvalData) -> pl.DataFrame:
             return _empty_key_counts()
         wide = data.frame(
             f"SELECT agent_id, action, bucket, (count(*) * any_value(w))::BIGINT AS events, {', '.join(counts)} "
-            f"FROM (SELECT agent_id, action, {_bucket()} AS bucket, {weight} AS w, {', '.join(extracts)} "
+            f"FROM (SELECT agent_id, action, {bucket_sql()} AS bucket, {weight} AS w, {', '.join(extracts)} "
             f"FROM actions WHERE {data.time_filter(since=since)} AND {sampled}) GROUP BY ALL"
         )
         frames = [

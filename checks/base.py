@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentwatch.core.severity import Severity
+from agentwatch.schemas.incidents import Incident
 
 if TYPE_CHECKING:
+    from agentwatch.checks.activity import Activity
     from agentwatch.checks.config import ChecksConfig
     from agentwatch.checks.data import EvalData
 
@@ -55,10 +57,24 @@ class Step:
 
     at: datetime
     open_since: Mapping[str, datetime] = field(default_factory=dict)  # subject_key -> started_at
+    open_incidents: Mapping[str, Incident] = field(default_factory=dict)  # subject_key -> the open incident
 
     def started(self, check: str, subject: Mapping[str, str]) -> datetime | None:
         """When the open incident of this check and subject began, if one is open."""
         return self.open_since.get(subject_key(check, subject))
+
+    def incident(self, check: str, subject: Mapping[str, str]) -> Incident | None:
+        """The open incident of this check and subject, with what it remembers of its cause, if one is open."""
+        return self.open_incidents.get(subject_key(check, subject))
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """What a check sees of an open incident's condition once the check stops firing: cleared, on data that
+    exists, or not (no data, too little, or the cause still there), and the sentence saying which."""
+
+    cleared: bool
+    note: str
 
 
 class CheckOptions(BaseModel):
@@ -71,6 +87,11 @@ class CheckOptions(BaseModel):
         60, gt=0, description="Resolve an incident once its condition has been clear this long: an hour rides "
         "out a quiet spell without closing and reopening the same incident."
     )
+    clear_min_events: int = Field(
+        10, ge=1, description="Resolve only when at least this many of the subject's events arrived since the "
+        "incident last fired, none of them firing it: ten events judged normal show the condition cleared, while "
+        "no events (an agent paused by the guard, a night) show nothing, and keep the incident open."
+    )
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)
@@ -82,6 +103,7 @@ class Check(Generic[OptionsT]):
 
     name: ClassVar[str]
     family: ClassVar[str]
+    clears_when: ClassVar[str]  # the evidence that resolves its incidents, and what no data does (docs/checks.md)
     Options: ClassVar[type[CheckOptions]] = CheckOptions
     # How much history before the first evaluation time `prepare` needs (baselines, reference windows); a check
     # whose need depends on its options sets it per instance.
@@ -102,6 +124,30 @@ class Check(Generic[OptionsT]):
     def evaluate(self, step: Step) -> list[Finding]:
         """The findings at ``step.at``, from data with event time up to ``step.at`` only."""
         raise NotImplementedError
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """How many of the events this check judges the subject by arrived after `since` (whole 5-minute buckets
+        up to ``step.at``), and what they are called. The default counts the actions of the subject's agent and
+        action; a check whose subject names no agent says what its evidence is."""
+        agent_id, action = subject.get("agent_id"), subject.get("action")
+        if agent_id is None:
+            raise NotImplementedError(f"{self.name}: which events show that its condition cleared?")
+        count = activity.actions(agent_id, action, since, step.at)
+        return count, f"{action} actions by {agent_id}" if action else f"actions by {agent_id}"
+
+    def clearance(self, step: Step, incident: Incident, activity: Activity) -> Clearance:
+        """Asked for an open incident this check has not fired on for ``resolve_after_minutes``: resolved only on
+        evidence, enough of the subject's events judged normal; no events keep it open and say so."""
+        since = incident.last_fired_at
+        count, what = self.fresh_events(step, incident.subject, since, activity)
+        when = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if count >= self.options.clear_min_events:
+            return Clearance(True, f"{count:,} {what} since {when}, none firing {self.name}")
+        if count == 0:
+            return Clearance(False, f"no {what} since {when}: nothing shows the condition cleared")
+        return Clearance(False, f"only {count:,} {what} since {when}: too few to show the condition cleared "
+                                f"(clear_min_events {self.options.clear_min_events})")
 
 
 REGISTRY: dict[str, type[Check[Any]]] = {}

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 import polars as pl
-from agentwatch.checks.config import ChecksConfig
 
+from agentwatch.checks.config import ChecksConfig
 from agentwatch.store import duck
 
 T = TypeVar("T")

@@ -23,8 +23,13 @@ Generated from the code by `python -m agentwatch.checks.docs`; do not edit by ha
 Every check is a small object with options, `prepare(data)` once per run and `evaluate(step)` per
 evaluation time (see `checks/base.py`). `agentwatch check` evaluates once; `agentwatch backtest`
 evaluates every step of a range in one process; `agentwatch serve` evaluates every minute.
-A firing check opens an incident, or updates the open one with the same check and subject; an
-incident resolves itself once its check has been quiet for `resolve_after_minutes`.
+A firing check opens an incident, or updates the open one with the same check and subject. An incident
+resolves only on evidence that its condition cleared, never because data stopped: once its check has been
+quiet for `resolve_after_minutes`, the check looks at the data that arrived since the incident last fired
+(at least `clear_min_events` of the subject's events, judged normal, or a repair such as a new snapshot).
+Without that data the incident stays open and its `status_note` says what it waits for, for example
+"no actions by lead-router since 2026-10-18 12:40 UTC". Each check's rule is under "Resolves" below;
+a person can always resolve an incident (`agentwatch incident resolve`).
 
 Set options under `checks:` in `agentwatch.yaml`, by check name, for example:
 
@@ -75,6 +80,7 @@ def render() -> str:
             doc = inspect.cleandoc(check.__doc__ or "")
             lines.append(f"### `{name}`\n")
             lines.append(doc + "\n")
+            lines.append(f"*Resolution.* {check.clears_when}\n")
             lines.append(f"History read before the first evaluation (by default): {_duration(check.history)}.\n")
             lines.extend(_options_table(check.Options))
             lines.append("")

@@ -29,13 +29,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field
+
 from agentwatch.checks.aggregates import action_counts
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
 from agentwatch.checks.stats import cusum_end
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
@@ -194,6 +194,11 @@ class DriftDistribution(Check[DriftOptions]):
     Evidently's statistics (normed Wasserstein for numbers, Jensen-Shannon for categories). A drifted decision
     output fires a warning (critical when far off); inputs alone fire an info when half of them moved.
     """
+
+    clears_when = (
+        "Resolves when new decisions of this agent and action, at least `clear_min_events` since it last "
+        "fired, no longer drift from the reference. No new decisions keep it open."
+    )
 
     name: ClassVar[str] = "drift.distribution"
     family: ClassVar[str] = "drift"

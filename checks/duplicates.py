@@ -8,12 +8,12 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field
+
 from agentwatch.checks.aggregates import action_counts
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, EvalData
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 
 
@@ -54,6 +54,11 @@ class Duplicate(Check[DuplicateOptions]):
     event ids; a retry after an error is not a pair, since only ``ok`` events count) are counted per agent x
     action over the recent window and compared with the usual rate of such pairs per action.
     """
+
+    clears_when = (
+        "Resolves when the agent's further actions of this kind, at least `clear_min_events` since it last "
+        "fired, hit no record twice. No further actions keep it open."
+    )
 
     name: ClassVar[str] = "quality.duplicate"
     family: ClassVar[str] = "quality"

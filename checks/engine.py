@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from agentwatch.checks.base import REGISTRY, Check, Finding, Step
+from agentwatch.checks.activity import Activity
+from agentwatch.checks.base import REGISTRY, Check, Clearance, Finding, Step
 from agentwatch.checks.book import IncidentBook
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.config import ChecksConfig
@@ -22,11 +23,10 @@ from agentwatch.checks.data import EvalData
 from agentwatch.checks.incidents import IncidentStore, incident_number
 from agentwatch.checks.linking import link_incidents
 from agentwatch.checks.options import options_for
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
+from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
 
 RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up
@@ -107,8 +107,10 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         book = IncidentBook(unresolved, number)
         resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}
         evaluated = {c.name for c in ready}
+        by_name = {c.name: c for c in ready}
+        activity = Activity(data)
         for at in steps:
-            step = Step(at=at, open_since=book.open_since())
+            step = Step(at=at, open_since=book.open_since(), open_incidents=book.open_incidents())
             findings: list[Finding] = []
             for check in ready:
                 if check.name in report.failures:
@@ -117,7 +119,15 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
                     findings.extend(check.evaluate(step))
                 except Exception as exc:
                     report.failures[check.name] = f"{type(exc).__name__} at {at.isoformat()}: {exc}"
-            for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures)):
+
+            def clearance(incident: Incident, step: Step = step) -> Clearance:
+                try:
+                    return by_name[incident.check].clearance(step, incident, activity)
+                except Exception as exc:  # a failing check keeps its incidents open and is reported
+                    report.failures[incident.check] = f"{type(exc).__name__} clearing {incident.id}: {exc}"
+                    return Clearance(False, f"{incident.check} failed while judging whether this cleared")
+
+            for incident in book.apply(findings, at, resolve_after, evaluated - set(report.failures), clearance):
                 report.opened.append((at, incident))
             link_incidents(book)
             if on_step:

@@ -8,12 +8,12 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field
+
 from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
 from agentwatch.checks.seasonal import SLOTS_PER_DAY, action_series, prefix_sums, suffix_max
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 
 PRIOR_EVENTS = 50.0  # the baseline share starts from 2% over 50 pretend events, so a new action's first
@@ -82,6 +82,11 @@ class ErrorBurst(Check[ErrorBurstOptions]):
     the same share of errors stays quiet. It fires when the evidence reaches `threshold` and the burst
     holds at least `min_errors` errors and a `min_share` error share; the evidence names the error codes.
     """
+
+    clears_when = (
+        "Resolves when the agent's actions of this kind succeed at their usual share again: at least "
+        "`clear_min_events` actions since it last fired, none firing it. No actions keep it open."
+    )
 
     name: ClassVar[str] = "errors.error_burst"
     family: ClassVar[str] = "errors"

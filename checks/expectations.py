@@ -25,15 +25,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import quote_identifier, sql_string
@@ -137,6 +139,11 @@ class ExpectationFailed(Check[ExpectationOptions]):
     the expectations read are loaded, JSON keys projected as ``column.key``.
     """
 
+    clears_when = (
+        "Resolves when the dataset's new events, at least `clear_min_events` since it last fired, pass the "
+        "expectation in the windows after. No new events keep it open."
+    )
+
     name: ClassVar[str] = "quality.expectation_failed"
     family: ClassVar[str] = "quality"
     Options: ClassVar[type[CheckOptions]] = ExpectationOptions
@@ -156,6 +163,12 @@ class ExpectationFailed(Check[ExpectationOptions]):
 
     def warm_imports(self) -> tuple[str, ...]:
         return ("great_expectations",) if any(self.specs.values()) else ()
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """The dataset's new events: the next windows are validated on them."""
+        dataset = subject["dataset"]
+        return activity.rows(dataset, since, step.at), f"{dataset} events"
 
     def prepare(self, data: EvalData) -> None:
         if not any(self.specs.values()):

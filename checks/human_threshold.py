@@ -15,11 +15,11 @@ from fnmatch import fnmatchcase
 from typing import Annotated, ClassVar
 
 import polars as pl
+from pydantic import Field
+
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.data import EvalData, rows_in_window
 from agentwatch.checks.policy import PolicyOptions
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 
 Pattern = Annotated[str, Field(min_length=1)]
@@ -70,6 +70,11 @@ class HumanThreshold(Check[HumanThresholdOptions]):
           destinations: [revops-slack]
     ```
     """
+
+    clears_when = (
+        "Resolves when the agent's further actions of this kind, at least `clear_min_events` since it last "
+        "fired, stay under the threshold or carry an approval. No further actions keep it open."
+    )
 
     name: ClassVar[str] = "policy.human_threshold"
     family: ClassVar[str] = "policy"

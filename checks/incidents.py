@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from agentwatch.checks.base import subject_key
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
+from agentwatch.schemas.incidents import Incident
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -83,8 +82,8 @@ class IncidentStore:
                                incident_ids).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
-    def set_status(self, incident_id: str, status: str, at: datetime | None = None) -> Incident:
-        """A human acknowledges or resolves an incident."""
+    def set_status(self, incident_id: str, status: str, at: datetime | None = None, by: str | None = None) -> Incident:
+        """A human (`by`, e.g. user@host) acknowledges or resolves an incident."""
         at = at or datetime.now(UTC)
         with self._writing() as con:
             row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
@@ -97,6 +96,8 @@ class IncidentStore:
                 return incident  # already so: keep the time it first became so
             update: dict[str, Any] = {"status": status}
             update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
+            if status == "resolved":
+                update["status_note"] = f"resolved by {by or 'hand'}"
             incident = incident.model_copy(update=update)
             con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
                         [status, incident.model_dump_json(), incident_id])
@@ -138,6 +139,23 @@ class IncidentStore:
                             [incident.status, incident.model_dump_json(), incident.id])
             con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next_incident', ?)", [str(number)])
         return number
+
+    def record_run(self, as_of: datetime, seconds: float, failed: builtins.list[str],
+                   finished_at: datetime | None = None) -> None:
+        """Remember the latest live run of the checks (``check``, or ``serve``'s scheduler): when it finished,
+        up to what time it evaluated, how long it took, and which checks failed."""
+        run = {"finished_at": (finished_at or datetime.now(UTC)).isoformat(), "as_of": as_of.isoformat(),
+               "seconds": round(seconds, 3), "failed_checks": failed}
+        with self._writing() as con:
+            con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('last_check_run', ?)", [json.dumps(run)])
+
+    def last_run(self) -> dict[str, Any] | None:
+        """What :meth:`record_run` recorded last, or None before the first live run."""
+        if not self.path.exists():
+            return None
+        with self._reading() as con:
+            row = con.execute("SELECT value FROM meta WHERE name = 'last_check_run'").fetchone()
+        return json.loads(row[0]) if row else None
 
     def load_book(self) -> tuple[builtins.list[Incident], int]:
         """The incidents not resolved, and the next free number, to start a run from."""

@@ -13,20 +13,22 @@ with one), and which decisions the agents took on them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
-from agentwatch.checks.aggregates import _json_path_key, key_counts
+from pydantic import Field
+
+from agentwatch.checks.activity import Activity
+from agentwatch.checks.aggregates import SCOPES, _json_path_key, key_counts
 from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, EvalData
 from agentwatch.checks.schema_diff import fields_by_object
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
 
@@ -121,6 +123,12 @@ class _Series:
 class NullSpike(Check[NullSpikeOptions]):
     """The share of nulls or missing keys in agents' inputs (or before/after) jumps against its baseline."""
 
+    clears_when = (
+        "Resolves when the agents that read the field act again, at least `clear_min_events` actions since it "
+        "last fired, and their reads no longer fire it: values came back, or they stopped sending the key. No "
+        "actions (an agent paused by the guard, a night) keep it open."
+    )
+
     name = "quality.null_spike"
     family = "quality"
     Options = NullSpikeOptions
@@ -208,6 +216,19 @@ class NullSpike(Check[NullSpikeOptions]):
             findings.append(self._finding(step, scope, key, subject, started, statistic, readers,
                                           run_reads, run_values))
         return findings
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """The actions of the agents that read the field: reading values again, or acting without the key at
+        all, ends the null reads; no actions at all (a paused agent) shows nothing."""
+        field = subject["field"]
+        scope, _, key = field.partition(".") if field.split(".")[0] in SCOPES[1:] else ("inputs", "", field)
+        series = self.series.get((scope, key), [])
+        at = step.at.timestamp()
+        end = at - at % BUCKET_S
+        count = sum(s.sums(since.timestamp(), end)[0] for s in series)
+        agents = ", ".join(sorted({s.agent_id for s in series})) or "its readers"
+        return count, f"actions by {agents} (the readers of {field})"
 
     def _finding(self, step: Step, scope: str, key: str, subject: dict[str, str], started: datetime,
                  statistic: float, readers: list[tuple[_Series, float]], run_reads: int, run_values: int) -> Finding:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from agentwatch.checks.base import REGISTRY, CheckOptions
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.config import ChecksConfig
-from pydantic import ValidationError
-
 from agentwatch.core.config_file import Where
 from agentwatch.core.errors import ConfigError
 

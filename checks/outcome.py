@@ -21,13 +21,13 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field, model_validator
+
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.options import options_for
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from pydantic import Field, model_validator
-
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
 
@@ -274,6 +274,12 @@ class RequalificationOptions(CorrectionOptions):
 
 class CorrectionRateCheck(Check[CorrectionOptionsT]):
     """The shared logic of a correction rate that jumps against its own baseline at the same age."""
+
+    clears_when = (
+        "Resolves when the agent's newer decisions of this kind, at least `clear_min_events` since it last "
+        "fired, are corrected at the usual rate (corrections take hours, so this lags). No new decisions keep "
+        "it open."
+    )
 
     family: ClassVar[str] = "outcome"
     history: timedelta = timedelta(days=8)

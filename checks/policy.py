@@ -11,15 +11,17 @@ holding back or asking a human, which is what a policy wants.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import ClassVar
 
 import polars as pl
+from pydantic import Field
+
+from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import AgentPolicy, ChecksConfig
 from agentwatch.checks.data import EvalData, rows_in_window
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import quote_identifier
 
@@ -51,6 +53,19 @@ class PolicyOptions(ViolationOptions):
 
 class PolicyCheck(Check[PolicyOptions]):
     """The shared machinery of the policy checks; subclasses give the violation condition and wording."""
+
+    clears_when = (
+        "Resolves when the agent goes on working within policy: at least `clear_min_events` further actions of any "
+        "kind since the last violation, none violating (or the policy changed so that none would). No further "
+        "actions (an agent paused by the guard) keep it open."
+    )
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """Any action of the agent: a violation is an act, so acting within policy afterwards is the evidence
+        (the forbidden action itself should never come again)."""
+        agent_id = subject["agent_id"]
+        return activity.actions(agent_id, None, since, step.at), f"actions by {agent_id}"
 
     family: ClassVar[str] = "policy"
     Options: ClassVar[type[CheckOptions]] = PolicyOptions

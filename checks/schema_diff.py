@@ -126,3 +126,20 @@ def fields_by_object(data: EvalData) -> dict[str, set[str]]:
         return found
 
     return data.shared("fields_by_object", build)
+
+
+def snapshot_history(data: EvalData) -> dict[str, list[tuple[datetime, dict[str, str]]]]:
+    """object -> its snapshots up to the last evaluation time, oldest first: (taken at, lower-case field name ->
+    type). What a repair looks like: a later snapshot with the field again."""
+
+    def build() -> dict[str, list[tuple[datetime, dict[str, str]]]]:
+        rows = data.con.execute(
+            "SELECT object, taken_at, fields FROM schema_snapshots "
+            f"WHERE taken_at <= TIMESTAMPTZ '{data.last.isoformat()}' ORDER BY object, taken_at"
+        ).fetchall()
+        found: dict[str, list[tuple[datetime, dict[str, str]]]] = {}
+        for object_name, taken_at, fields in rows:
+            found.setdefault(object_name, []).append((taken_at, {f["name"].lower(): f["type"] for f in fields}))
+        return found
+
+    return data.shared("snapshot_history", build)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
+
 from agentwatch.checks.aggregates import action_counts
 from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
 

@@ -15,6 +15,8 @@ from typing import ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+from pydantic import Field, field_validator
+
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.seasonal import (
@@ -29,8 +31,6 @@ from agentwatch.checks.seasonal import (
     weekly_expectation,
 )
 from agentwatch.checks.stats import cusum_end, poisson_llr
-from pydantic import Field, field_validator
-
 from agentwatch.core.severity import Severity
 from agentwatch.store import duck
 
@@ -287,6 +287,12 @@ class ActionSpike(VolumeCheck[SpikeOptions]):
     least `min_excess_events`; `started_at` is the start of the CUSUM run.
     """
 
+    clears_when = (
+        "Resolves when the agent's actions of this kind are back in their band: at least `clear_min_events` "
+        "of them since it last fired, none firing it. An agent that stops acting (paused by the guard) keeps "
+        "it open: its silence does not show the loop was fixed."
+    )
+
     name: ClassVar[str] = SPIKE
     Options: ClassVar[type[CheckOptions]] = SpikeOptions
     options: SpikeOptions
@@ -346,6 +352,11 @@ class ActionDrop(VolumeCheck[DropOptions]):
     A stop (the rate at `drop_ratio` or below, or no event, where twice `min_missing_events` were
     expected) is critical; a partial drop is a warning.
     """
+
+    clears_when = (
+        "Resolves when traffic is back in its band: at least `clear_min_events` actions of this agent and "
+        "kind since it last fired, none firing it. Continued silence is the drop itself and keeps it open."
+    )
 
     name: ClassVar[str] = DROP
     Options: ClassVar[type[CheckOptions]] = DropOptions

@@ -10,19 +10,21 @@ ever looks ahead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field
+
+from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import WorkflowConfig
 from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
 from agentwatch.checks.policy import ViolationOptions
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
-from pydantic import Field
-
 from agentwatch.core.severity import Severity
 
 DAY_US = timedelta(days=1) // MICROSECOND
@@ -63,6 +65,11 @@ class InvalidTransition(Check[TransitionOptions]):
     config does not name (a terminal state, or one the team did not model) is not judged: the config
     says nothing about where it may go. Does nothing without a ``workflow:`` section.
     """
+
+    clears_when = (
+        "Resolves when the agent's further transitions of this kind, at least `clear_min_events` since it "
+        "last fired, are all allowed by the state machine. No further actions keep it open."
+    )
 
     name: ClassVar[str] = "workflow.invalid_transition"
     family: ClassVar[str] = "workflow"
@@ -284,6 +291,12 @@ class SlaBreach(Check[SlaOptions]):
     open. Does nothing without ``workflow.object`` and ``workflow.sla_first_action_minutes``.
     """
 
+    clears_when = (
+        "Resolves when new records keep coming due and get their first action in time: at least "
+        "`clear_min_events` records due since it last fired, the failure share back to usual. No new records "
+        "keep it open."
+    )
+
     name: ClassVar[str] = "workflow.sla_breach"
     family: ClassVar[str] = "workflow"
     Options: ClassVar[type[CheckOptions]] = SlaOptions
@@ -330,6 +343,14 @@ class SlaBreach(Check[SlaOptions]):
         frame = by_due(frame)
         self.cases = Cases.of(frame)
         self.creators = frame["creator"].to_list()
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """Records whose first action came due since: each one handled in time or not is evidence."""
+        if self.cases is None:
+            return 0, f"new {subject['object']} records"
+        due, _ = self.cases.counts(np.array([to_micros(since)]), np.array([to_micros(step.at)]))
+        return due, f"new {subject['object']} records due for a first action"
 
     def evaluate(self, step: Step) -> list[Finding]:
         if self.cases is None or not self.cases.due.size:
@@ -394,6 +415,11 @@ class PartialFailure(Check[PartialOptions]):
     share over ``baseline_days`` (frozen while an incident is open). Critical: the prospect got the email
     while the CRM does not show it, so people double up or drop the thread.
     """
+
+    clears_when = (
+        "Resolves when the agent's external actions of this kind are followed by their writes again: at least "
+        "`clear_min_events` actions since it last fired, none firing it. No actions keep it open."
+    )
 
     name: ClassVar[str] = "workflow.partial_failure"
     family: ClassVar[str] = "workflow"

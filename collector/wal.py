@@ -28,10 +28,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+
 from agentwatch.collector.ingest.pipeline import Ingestor
 from agentwatch.collector.ingest.rejects import guess_event_id
 from agentwatch.collector.ingest.sources import read_jsonl
-
 from agentwatch.core.durable import fsync_dir
 from agentwatch.core.errors import StoreError
 from agentwatch.core.home import Home

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-from agentwatch.dashboards import context
 
 from agentwatch.core.api_keys import KeyStore
+from agentwatch.dashboards import context
 
 SESSION_KEY = "agentwatch_key"
 

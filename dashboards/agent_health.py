@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
+
 from agentwatch.alerts.config import GuardConfig
 from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from agentwatch.checks.incidents import incident_number

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+
 from agentwatch.dashboards.access import require_access
 from agentwatch.dashboards.context import home
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+
 from agentwatch.dashboards.ranges import UTC_TODAY_SQL
 from agentwatch.schemas.actions import ACTION_STATUSES
 

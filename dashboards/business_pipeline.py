@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import polars as pl
+
+from agentwatch.core.sql import sql_string
 from agentwatch.dashboards.business import (
     CORRECTION_KINDS,
     DEFAULT_KEEP_DAYS,
@@ -23,8 +25,6 @@ from agentwatch.dashboards.business import (
 )
 from agentwatch.dashboards.context import query
 from agentwatch.dashboards.ranges import Window
-
-from agentwatch.core.sql import sql_string
 
 # The weekly sums; the cohort is first counted per quarter hour of first routing, so the viewer's week (every
 # timezone offset is a multiple of 15 minutes) is worked out for a few thousand quarters, not for every lead.

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import polars as pl
 import streamlit as st
+
 from agentwatch.alerts.db import alerts_db
+from agentwatch.app.config import Config, config_for
 from agentwatch.checks.engine import incident_store
 from agentwatch.checks.incidents import IncidentStore
-
-from agentwatch.app.config import Config, config_for
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import CONFIG_ENV, Home
 from agentwatch.core.sqlite import SqliteFile

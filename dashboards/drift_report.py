@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
+
 from agentwatch.schemas.incidents import Incident
 
 SAMPLE_ROWS = 5_000  # per window: enough for Evidently's tests, a fraction of a second to read

@@ -13,16 +13,16 @@ import duckdb
 import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
+
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences, operator_name
-from agentwatch.dashboards import context, signals
-from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.app.alerting import notify_unless_served
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.sql import sql_string
+from agentwatch.dashboards import context, signals
+from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
+from agentwatch.schemas.incidents import Incident
 from agentwatch.store.event_keys import event_key
 
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
@@ -119,7 +119,7 @@ def _buttons(incident: Incident) -> None:
 
 def _set_status(incident_id: str, status: str) -> None:
     try:
-        updated = context.incidents().set_status(incident_id, status)
+        updated = context.incidents().set_status(incident_id, status, by=operator_name())
     except AgentwatchError as exc:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return

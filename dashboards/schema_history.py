@@ -9,11 +9,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
+
+from agentwatch.app.config import Config
 from agentwatch.checks.crm_fields import key_reads_field
 from agentwatch.checks.schema_diff import SchemaChange, diff
 from agentwatch.dashboards.context import query
-
-from agentwatch.app.config import Config
 
 READ_WINDOW = timedelta(days=7)  # the recent window in which an agent's input keys count as reads
 READ_ROWS = 1_000_000  # ...shortened, a day at a time, to stay within this many events (JSON keys are costly)

@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+
+from agentwatch.core.sql import sql_string
 from agentwatch.dashboards import context
 from agentwatch.dashboards.agent_health import latest_event_at
 from agentwatch.schemas.incidents import Incident, agents_named
-
-from agentwatch.core.sql import sql_string
 
 BEFORE = timedelta(hours=24)  # shown before started_at
 AFTER = timedelta(hours=6)  # shown after the resolution or the last firing

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from agentwatch.schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from agentwatch.schemas.common import ActionName, Identifier, JsonObject, NonEmptyStr, Resource, Timestamp
 
 ACTION_STATUSES = ("ok", "error", "skipped", "pending_approval")
 ActionStatus = Literal["ok", "error", "skipped", "pending_approval"]

@@ -33,6 +33,9 @@ class Incident(BaseModel):
     affected: int = Field(description="How many events or records.")
     caused_by: list[str] = Field(default_factory=list, description="Ids of incidents that explain this one.")
     effects: list[str] = Field(default_factory=list, description="Ids of incidents this one explains.")
+    status_note: str | None = Field(None, description="Why it has its status: while open and its check quiet, what "
+                                    "keeps it open (e.g. no reads of the field since a time); once resolved, the "
+                                    "evidence that the condition cleared, or who resolved it.")
 
 
 def agents_named(incident: Incident) -> list[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from agentwatch.schemas.actions import ActionEvent
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification
 from agentwatch.schemas.outcomes import OutcomeEvent
 from agentwatch.schemas.snapshots import SchemaSnapshot
-from pydantic import BaseModel
 
 JSON_DIR = Path(__file__).parent / "json"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from agentwatch.schemas.incidents import Incident, IncidentSeverity, IncidentStatus
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentwatch.schemas.incidents import Incident, IncidentSeverity, IncidentStatus
 
 NotificationEvent = Literal["trigger", "update", "repeat", "acknowledge", "resolve", "test"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agentwatch.schemas.common import Identifier, Resource, Timestamp
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentwatch.schemas.common import Identifier, Resource, Timestamp
 
 OUTCOME_KINDS = (
     "owner_changed",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agentwatch.schemas.common import Identifier, NonEmptyStr, Timestamp
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentwatch.schemas.common import Identifier, NonEmptyStr, Timestamp
 
 
 class SchemaField(BaseModel):

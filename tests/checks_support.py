@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agentwatch.app.config import Config
 from agentwatch.checks.engine import RunReport, backtest_steps, evaluate, incident_store
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
-
-from agentwatch.app.config import Config
 from agentwatch.core.home import Home
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
 

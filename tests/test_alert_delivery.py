@@ -8,20 +8,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.destinations import verify_signature
 from agentwatch.alerts.outbox import Outbox
 from agentwatch.alerts.silences import Silences
-from agentwatch.checks.engine import evaluate, incident_store
-from agentwatch.checks.incidents import IncidentStore
-from agentwatch.schemas.incidents import Incident
-from fastapi.testclient import TestClient
-from typer.testing import CliRunner
-
 from agentwatch.app.alerting import alert_pass
 from agentwatch.app.api.app import create_app
 from agentwatch.app.cli import app as cli_app
+from agentwatch.checks.engine import evaluate, incident_store
+from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.receiver import Receiver
 from tests.test_cli import run_cli
 

@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import agentwatch.alerts.destinations as destinations
 import httpx
 import pytest
+
+import agentwatch.alerts.destinations as destinations
 from agentwatch.alerts.config import PagerDutyDestination, SlackDestination, WebhookDestination
 from agentwatch.alerts.destinations import (
     SendOutcome,
@@ -29,7 +30,6 @@ from agentwatch.alerts.destinations import (
 )
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification
-
 from tests.receiver import Receiver
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)

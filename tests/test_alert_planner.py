@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from agentwatch.alerts.config import AlertsConfig
 from agentwatch.alerts.grouping import assign_groups
 from agentwatch.alerts.planner import PlanState, plan

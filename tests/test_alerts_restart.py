@@ -11,7 +11,6 @@ from pathlib import Path
 
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.outbox import Outbox
-
 from agentwatch.core.home import Home
 from tests.test_alert_delivery import incident, save, write_config
 from tests.test_serve_checks import START_TIMEOUT_S, free_port, healthy, wait_until
@@ -69,9 +68,9 @@ def test_a_running_servers_guard_flips_on_a_critical_incident_and_back_on_resolv
     """`agentwatch serve`: the guard refuses lead-router while a critical null spike naming it is open, records
     agentwatch's pause and resume, and allows the agent again once the incident resolves."""
     import httpx
+
     from agentwatch.alerts.guard import AgentControls
     from agentwatch.checks.engine import incident_store
-
     from agentwatch.core.api_keys import KeyStore
 
     home = Home.resolve(tmp_path / "home")

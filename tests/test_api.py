@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
 
 from agentwatch.app.api.app import (
     ACTION_ERROR_EXAMPLE,
@@ -24,6 +23,7 @@ from agentwatch.app.api.app import (
 )
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
+from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
 from agentwatch.store.reader import open_reader
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2

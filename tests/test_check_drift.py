@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-from agentwatch.checks.drift import Column, Score, _evidently, _statistic
 
+from agentwatch.checks.drift import Column, Score, _evidently, _statistic
 from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 

@@ -7,15 +7,15 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import agentwatch.checks.human_threshold as module
 import duckdb
 import pytest
+
+import agentwatch.checks.human_threshold as module
 from agentwatch.alerts.properties import incident_properties
+from agentwatch.app.config import Config, load_config
 from agentwatch.checks.base import Step
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.engine import enabled_checks
-
-from agentwatch.app.config import Config, load_config
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
@@ -182,19 +182,26 @@ def test_a_threshold_on_an_empty_store_is_quiet(home: Home) -> None:
     assert report.opened == []
 
 
-def test_incident_resolves_after_the_quiet_time(home: Home) -> None:
-    """A one-off crossing stays open through its window and resolves resolve_after_minutes after it last fired."""
-    store_events(home, actions=[*_routine(), _action(FAULT_AT, "lead-router", "record.update", 900001,
-                                                     records_affected=250)])
+def test_incident_resolves_on_the_agents_later_actions_under_the_threshold(home: Home) -> None:
+    """A one-off crossing stays open through its window; once quiet for resolve_after_minutes it resolves when
+    `clear_min_events` later record.update actions of the agent stayed under the threshold, not before."""
+    routine = _routine()
+    store_events(home, actions=[*routine, _action(FAULT_AT, "lead-router", "record.update", 900001,
+                                                  records_affected=250)])
     config = _config(max_records=50, resolve_after_minutes=30)
     first = run(home, START, T0 + timedelta(hours=11, minutes=15), config=config)
     (incident,) = [i for i in first.incidents if i.check == NAME]
     assert incident.status == "open"
     assert incident.last_fired_at == T0 + timedelta(hours=11)  # the last step whose hour still holds 10:07
+    later = sorted(datetime.fromisoformat(e["ts"]) for e in routine if e["agent_id"] == "lead-router"
+                   and e["action"] == "record.update" and datetime.fromisoformat(e["ts"]) >= incident.last_fired_at)
+    tenth = later[9]  # clear_min_events: 10 by default
+    evidence_by = tenth - timedelta(minutes=tenth.minute % 5, seconds=tenth.second) + timedelta(minutes=5)
     second = run(home, T0 + timedelta(hours=11, minutes=20), END, every=timedelta(minutes=5), config=config)
     (resolved,) = [i for i in second.incidents if i.check == NAME]
     assert resolved.id == incident.id and resolved.status == "resolved"
-    assert resolved.resolved_at == T0 + timedelta(hours=11, minutes=30)
+    assert resolved.resolved_at == max(T0 + timedelta(hours=11, minutes=30), evidence_by)
+    assert resolved.status_note.startswith("10 record.update actions by lead-router since 2026-10-05 11:00 UTC")
 
 
 def test_the_documented_example_loads_and_routes_the_incident(home: Home, tmp_path: Path) -> None:

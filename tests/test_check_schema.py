@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agentwatch.checks.schema_diff import diff
-
 from tests.checks_support import T0, iso, opened, run, store_events
 
 STAGES = ["open", "negotiation", "won"]

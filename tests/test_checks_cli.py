@@ -11,9 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from agentwatch.schemas.incidents import Incident
 
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.checks_support import T0, iso, store_events
 from tests.cli_support import PLAIN_WIDE, main_error
 from tests.cli_support import run_cli as agentwatch

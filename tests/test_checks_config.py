@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+
+from agentwatch.app.config import Config, load_config
 from agentwatch.checks.config import AgentPolicy
 from agentwatch.checks.null_spike import NullSpikeOptions
 from agentwatch.checks.options import options_for
-
-from agentwatch.app.config import Config, load_config
 from agentwatch.core.errors import ConfigError
 
 ISSUE_EXAMPLE = """\

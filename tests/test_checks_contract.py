@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from agentwatch.checks.base import REGISTRY, CheckOptions
-from agentwatch.checks.catalog import load_all
-from agentwatch.checks.docs import DOCS_PATH, render
 
+from agentwatch.checks.activity import Activity
+from agentwatch.checks.base import REGISTRY, CheckOptions, Step, subject_key
+from agentwatch.checks.catalog import load_all
+from agentwatch.checks.config import ChecksConfig
+from agentwatch.checks.data import EvalData
+from agentwatch.checks.docs import DOCS_PATH, render
+from agentwatch.core.severity import Severity
+from agentwatch.schemas.incidents import Incident
+from agentwatch.store.reader import open_reader
 from tests.checks_support import T0, run
 
 load_all()
@@ -58,3 +64,45 @@ def test_every_check_runs_quietly_on_an_empty_store(home):
 def test_docs_checks_md_is_current():
     """docs/checks.md lists every check and option as the code has them (run `python -m agentwatch.checks.docs`)."""
     assert DOCS_PATH.read_text(encoding="utf-8") == render()
+
+
+def _open_incident(check: type, at: datetime) -> Incident:
+    """An open incident of `check` that last fired a day before `at`, on a subject of the check's kind."""
+    subjects = {"quality.null_spike": {"field": "deal_stage"},
+                "quality.expectation_failed": {"dataset": "actions", "expectation": "not_null(agent_id)"},
+                "workflow.sla_breach": {"object": "lead"}}
+    subject = subjects.get(check.name, {"agent_id": "lead-router", "action": "lead.route"})
+    evidence: dict[str, object] = {"agents": ["lead-router"]}
+    if check.family == "schema":
+        subject = {"object": "Lead", "field": "deal_stage -> opportunity_stage"}
+        evidence |= {"object": "Lead", "old_field": "deal_stage", "new_field": "opportunity_stage",
+                     "snapshot_at": (at - timedelta(days=2)).isoformat(), "input_keys": ["deal_stage"],
+                     "usual_value_share": 0.2}
+    fired = at - timedelta(days=1)
+    return Incident(id="INC-1", check=check.name, severity=Severity.critical, status="open", opened_at=fired,
+                    started_at=fired, last_fired_at=fired, subject=subject, summary="test", evidence=evidence,
+                    affected=1)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_no_data_never_resolves_and_the_incident_says_what_it_waits_for(name, home):
+    """Each check's no-data rule (docs/checks.md, "Resolution"): with no events since the incident last fired,
+    it stays open with a note saying so; only a change that breaks nothing resolves once it has been reported."""
+    check_class = REGISTRY[name]
+    assert len(check_class.clears_when) > 40, f"{name} must say what resolves its incidents"
+    at = T0 + timedelta(days=3)
+    check = check_class(check_class.Options(), ChecksConfig())
+    con = open_reader(home)
+    try:
+        data = EvalData(con=con, config=ChecksConfig(), first=at, last=at, load_from=at - check.history)
+        check.prepare(data)
+        incident = _open_incident(check_class, at)
+        step = Step(at=at, open_incidents={subject_key(incident.check, incident.subject): incident})
+        seen = check.clearance(step, incident, Activity(data))
+    finally:
+        con.close()
+    if getattr(check_class, "breaks_readers", True):
+        assert not seen.cleared, seen
+        assert seen.note.startswith("no "), seen.note
+    else:  # an added field or a picklist change needs no repair: reported for report_hours, then resolved
+        assert seen.cleared and "breaks no reader" in seen.note, seen

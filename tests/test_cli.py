@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
-
 from agentwatch.core.home import Home
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
 from agentwatch.store.reader import open_reader

@@ -10,16 +10,16 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
+from streamlit.testing.v1 import AppTest
+
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import AgentControls, GuardDecision, decide
 from agentwatch.alerts.silences import operator_name
+from agentwatch.app.config import config_for
 from agentwatch.checks.engine import incident_store
 from agentwatch.collector.ingest.pipeline import ingest_files
-from agentwatch.schemas.incidents import agents_named
-from streamlit.testing.v1 import AppTest
-
-from agentwatch.app.config import config_for
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import agents_named
 from agentwatch.store.datasets import ACTIONS
 from tests.dashboard_support import sql
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentwatch.dashboards import audit_trail as trail
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from agentwatch.core.home import Home
+from agentwatch.dashboards import audit_trail as trail
 from agentwatch.store.reader import open_reader
 from tests.checks_support import T0, iso, store_events
 from tests.dashboard_support import open_page, sql

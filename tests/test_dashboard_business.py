@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentwatch.dashboards.business_pipeline import minutes_text
 from streamlit.testing.v1 import AppTest
 
 from agentwatch.core.home import Home
+from agentwatch.dashboards.business_pipeline import minutes_text
 from tests.checks_support import T0, iso, store_events
 from tests.dashboard_support import open_page, sql
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from agentwatch.checks.engine import incident_store
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -24,6 +23,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from agentwatch.app.dashboard_launch import start_dashboard
+from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from tests.test_serve_checks import free_port
 

@@ -12,15 +12,15 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
+from streamlit.testing.v1 import AppTest
+
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences
 from agentwatch.checks.engine import incident_store
+from agentwatch.core.home import Home
 from agentwatch.dashboards.incident_view import evidence_rows, markdown_text
 from agentwatch.schemas.incidents import Incident
-from streamlit.testing.v1 import AppTest
-
-from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.alerts.silences import Silences
-from agentwatch.schemas.notifications import Notification
-from streamlit.testing.v1 import AppTest
-
 from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 

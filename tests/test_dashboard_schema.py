@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from agentwatch.dashboards import schema_history
-from agentwatch.dashboards.context import local
 from streamlit.testing.v1 import AppTest
 
 from agentwatch.core.home import Home
+from agentwatch.dashboards import schema_history
+from agentwatch.dashboards.context import local
 from tests.dashboard_support import open_page, sql
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 
 from agentwatch.app.demo import SimulationConfig, SimulationFiles, simulate
 from agentwatch.app.demo.crm import BENIGN_DAY, BENIGN_FIELD
 from agentwatch.app.demo.traffic import REGION_UTC_OFFSET_MIN
+from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 
 SMALL = SimulationConfig(days=21, leads_per_weekday=120, rename_day=14)
 

@@ -13,6 +13,9 @@ from functools import cache
 from pathlib import Path
 
 import typer.main
+from pydantic import BaseModel
+
+from agentwatch.app.cli import app
 from agentwatch.collector.formats import hubspot, salesforce
 from agentwatch.schemas import (
     ACTION_STATUSES,
@@ -28,9 +31,6 @@ from agentwatch.schemas import (
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.jsonschema import FORMATS
 from agentwatch.schemas.notifications import Notification
-from pydantic import BaseModel
-
-from agentwatch.app.cli import app
 from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset, Kind
 
 ROOT = Path(__file__).resolve().parents[1]

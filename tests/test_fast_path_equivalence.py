@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from agentwatch.collector.ingest.sql import validation_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentwatch.collector.ingest.sql import validation_query
 from agentwatch.store import duck
 from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
 from agentwatch.store.event_keys import event_key

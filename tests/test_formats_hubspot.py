@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_properties
-from agentwatch.schemas.snapshots import SchemaSnapshot
 
+from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_properties
 from agentwatch.core.errors import FormatError
+from agentwatch.schemas.snapshots import SchemaSnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hubspot"
 TAKEN_AT = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)

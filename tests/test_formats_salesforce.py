@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
-from agentwatch.schemas.snapshots import SchemaSnapshot
 
+from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
 from agentwatch.core.errors import FormatError
+from agentwatch.schemas.snapshots import SchemaSnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "salesforce"
 # Real payloads live beside the repository, never inside it (licence): see shared/realdata/README.md.

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agentwatch.alerts.config import GuardConfig
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import AgentControls, GuardDecision, decide, record_automatic_changes
-from agentwatch.checks.engine import incident_store
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.app.api.app import ApiSettings, create_app
+from agentwatch.checks.engine import incident_store
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.cli_support import PLAIN_WIDE, main_error, run_cli
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2

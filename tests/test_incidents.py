@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agentwatch.checks.base import Finding
+
+from agentwatch.checks.base import Clearance, Finding
 from agentwatch.checks.book import IncidentBook
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.checks.linking import link_incidents
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.severity import Severity
+from agentwatch.schemas.incidents import Incident
 
 AT = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
 NULLS = "quality.null_spike"
@@ -34,8 +35,13 @@ def rename_finding(old: str = "deal_stage", new: str = "opportunity_stage", star
                    evidence={"object": "Lead", "old_field": old, "new_field": new, "agents": ["lead-router"]})
 
 
-def step(book: IncidentBook, at: datetime, *findings: Finding) -> list[Incident]:
-    return book.apply(list(findings), at, RESOLVE_AFTER, EVALUATED)
+def seen_cleared(incident: Incident) -> Clearance:
+    return Clearance(True, f"{incident.subject} read values again")
+
+
+def step(book: IncidentBook, at: datetime, *findings: Finding,
+         clearance: Callable[[Incident], Clearance] = seen_cleared) -> list[Incident]:
+    return book.apply(list(findings), at, RESOLVE_AFTER, EVALUATED, clearance)
 
 
 def new_book(store: IncidentStore | None = None) -> IncidentBook:
@@ -104,6 +110,7 @@ def test_quiet_for_resolve_after_resolves_and_a_later_firing_opens_a_new_inciden
     step(book, AT + timedelta(minutes=60))
     resolved = book.by_id["INC-1"]
     assert resolved.status == "resolved" and resolved.resolved_at == AT + timedelta(minutes=60)
+    assert resolved.status_note == "{'field': 'deal_stage'} read values again"
     assert book.unresolved() == []
     again = step(book, AT + timedelta(hours=3), finding())
     assert [i.id for i in again] == ["INC-2"]
@@ -114,8 +121,31 @@ def test_a_check_that_was_not_evaluated_does_not_resolve_its_incidents() -> None
     """An incident of a check that failed (not evaluated) stays open however long it is quiet."""
     book = new_book()
     step(book, AT, finding())
-    book.apply([], AT + timedelta(days=1), RESOLVE_AFTER, {RENAMED})
+    book.apply([], AT + timedelta(days=1), RESOLVE_AFTER, {RENAMED}, seen_cleared)
     assert book.by_id["INC-1"].status == "open"
+
+
+def test_silence_never_resolves_an_incident_and_it_says_what_it_waits_for() -> None:
+    """Quiet for days with no evidence keeps the incident open with the check's note; evidence then resolves it."""
+    book = new_book()
+    step(book, AT, finding())
+    waiting = Clearance(False, "no actions by lead-router since 2026-10-05 09:00 UTC")
+    for days in (1, 3, 10):
+        step(book, AT + timedelta(days=days), clearance=lambda _: waiting)
+        assert book.by_id["INC-1"].status == "open"
+        assert book.by_id["INC-1"].status_note == waiting.note
+    step(book, AT + timedelta(days=11))
+    assert book.by_id["INC-1"].status == "resolved"
+    assert book.by_id["INC-1"].resolved_at == AT + timedelta(days=11)
+
+
+def test_an_update_keeps_every_agent_the_incident_ever_named() -> None:
+    """A later finding naming fewer agents (its window slid past the others) does not release them."""
+    book = new_book()
+    step(book, AT, rename_finding())
+    later = rename_finding()
+    step(book, AT + timedelta(minutes=15), Finding(**{**later.__dict__, "evidence": {**later.evidence, "agents": []}}))
+    assert book.by_id["INC-1"].evidence["agents"] == ["lead-router"]
 
 
 def test_store_round_trip_and_status_filter(store: IncidentStore) -> None:

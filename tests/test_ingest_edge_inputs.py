@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.sources import MAX_EVENT_BYTES
-
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.errors import ConfigError, InputFileError
 from agentwatch.core.home import Home

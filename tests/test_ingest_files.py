@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from agentwatch.collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
 from agentwatch.collector.ingest.sources import read_jsonl
-
 from agentwatch.core.errors import InputFileError
 from agentwatch.core.home import Home
 from agentwatch.store import duck

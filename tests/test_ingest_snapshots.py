@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from agentwatch.collector.ingest.snapshots import ingest_snapshot_files, ingest_snapshot_items
 
+from agentwatch.collector.ingest.snapshots import ingest_snapshot_files, ingest_snapshot_items
 from agentwatch.core.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.rejects import Rejection, RejectLog, explain, guess_event_id
 from agentwatch.collector.ingest.snapshots import parse_snapshot
 from agentwatch.collector.ingest.sources import read_source
+from agentwatch.core.home import Home
 from agentwatch.schemas import SchemaSnapshot
 from agentwatch.schemas.jsonschema import FORMATS, JSON_DIR, render
-from pydantic import BaseModel
-
-from agentwatch.core.home import Home
 from agentwatch.store.datasets import ACTIONS, DATASETS, OUTCOMES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from agentwatch.checks.base import REGISTRY
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.engine import incident_store
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.checks_support import iso, store_events
 
 CHECKS = ("schema.field_renamed", "quality.null_spike")

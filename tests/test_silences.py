@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from agentwatch.alerts.db import alerts_db, open_alerts_db
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silence, Silences, operator_name, parse_matcher
-from agentwatch.schemas.incidents import Incident
-
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from tests.cli_support import main_error
 from tests.cli_support import run_cli as agentwatch
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentwatch.alerts.replay import NotificationReplay
+from agentwatch.alerts.silences import operator_name
 from agentwatch.app.alert_commands import print_pass
 from agentwatch.app.alerting import notify_unless_served
 from agentwatch.app.config import config_for
@@ -61,7 +62,9 @@ def check(
     """Evaluate every check once and open, update or resolve incidents."""
     resolved = Home.resolve(home)
     at = parse_time(as_of, "--as-of") if as_of else datetime.now(UTC)
-    report = evaluate(resolved, config_for(resolved, config), [at], incident_store(resolved), only)
+    store = incident_store(resolved)
+    report = evaluate(resolved, config_for(resolved, config), [at], store, only)
+    store.record_run(at, report.seconds, sorted(report.failures))
     _print_failures(report)
     for _, incident in report.opened:
         out.print(f"opened {incident.id} [{incident.severity}] {incident.check} {_subject(incident)}: "
@@ -172,7 +175,7 @@ def incident_ack(incident_id: Annotated[str, typer.Argument(help="The id, e.g. I
                  config: ConfigOption = None, home: HomeOption = None) -> None:
     """Acknowledge an incident: someone is on it."""
     resolved = Home.resolve(home)
-    incident = incident_store(resolved).set_status(incident_id, "acknowledged")
+    incident = incident_store(resolved).set_status(incident_id, "acknowledged", by=operator_name())
     out.print(f"{incident.id} acknowledged", highlight=False)
     _notify(resolved, config)
 
@@ -182,7 +185,7 @@ def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.
                      config: ConfigOption = None, home: HomeOption = None) -> None:
     """Resolve an incident by hand (a check that still fires opens a new one)."""
     resolved = Home.resolve(home)
-    incident = incident_store(resolved).set_status(incident_id, "resolved")
+    incident = incident_store(resolved).set_status(incident_id, "resolved", by=operator_name())
     out.print(f"{incident.id} resolved", highlight=False)
     _notify(resolved, config)
 

@@ -175,6 +175,18 @@ def status(
               highlight=False)
     if summary["wal_pending"]:
         out.print(f"acknowledged by the API, not yet flushed: {summary['wal_pending']:,}", highlight=False)
+    out.print(_checks_line(summary["checks"]), highlight=False, soft_wrap=True)
+
+
+def _checks_line(checks: dict) -> str:
+    run = checks["last_run"]
+    if run is None:
+        return "checks: never run live (`agentwatch check`; `agentwatch serve` runs them every minute)"
+    failed = f", failed: {', '.join(run['failed_checks'])}" if run["failed_checks"] else ""
+    lag = checks["lag_s"]
+    behind = "no event after it" if not lag else f"the newest event is {lag / 60:,.0f} min after it"
+    return (f"checks: last run finished {_short(run['finished_at'])} UTC in {run['seconds']:.1f} s, evaluated up to "
+            f"{_short(run['as_of'])} UTC ({behind}){failed}")
 
 
 @app.command()

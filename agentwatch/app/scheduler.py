@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class CheckScheduler:
         self.every_s = every_s
         self.config_path = config_path
         self.runs = 0
+        self.skipped = 0  # runs skipped because an earlier one was still going
         self._checks: tuple[str, list[Check]] | None = None  # (the config they were built from, the checks)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentwatch-checks", daemon=True)
@@ -39,8 +41,9 @@ class CheckScheduler:
         """One evaluation at the current time; a failure is logged and the next run tries again."""
         try:
             config = config_for(self.home, self.config_path)  # re-read: an edited config applies next run
-            report = evaluate(self.home, config, [datetime.now(UTC)], incident_store(self.home),
-                              checks=self._checks_for(config))
+            store, at = incident_store(self.home), datetime.now(UTC)
+            report = evaluate(self.home, config, [at], store, checks=self._checks_for(config))
+            store.record_run(at, report.seconds, sorted(report.failures))
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
             return
@@ -63,6 +66,23 @@ class CheckScheduler:
         return self._checks[1]
 
     def _loop(self) -> None:
+        """Run on a fixed rate. A run longer than the interval never piles runs up: the ones that fell due
+        meanwhile are skipped, and that is logged once until the runs keep up again."""
+        due = time.monotonic()
+        behind = False
         while not self._stop.is_set():
+            started = time.monotonic()
             self.run_once()
-            self._stop.wait(self.every_s)
+            took = time.monotonic() - started
+            due += self.every_s
+            if time.monotonic() > due:
+                skipped = int((time.monotonic() - due) // self.every_s) + 1
+                due += skipped * self.every_s
+                self.skipped += skipped
+                if not behind:
+                    log.warning("checks took %.1f s, longer than --check-every %g s: skipping the runs that fell due "
+                                "meanwhile (logged once until they keep up)", took, self.every_s)
+                behind = True
+            else:
+                behind = False
+            self._stop.wait(max(0.0, due - time.monotonic()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from agentwatch.checks.engine import incident_store
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
 from agentwatch.core.sql import sql_string
@@ -63,8 +64,10 @@ def store_status(home: Home) -> dict[str, Any]:
             FROM schema_snapshots GROUP BY source, object ORDER BY source, object""")
     finally:
         con.close()
+    newest = max((a["last_event"] for a in agents if a["last_event"]), default=None)
     return {
         "home": str(home.root),
+        "checks": checks_keeping_up(home, newest),
         "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
         "outcomes": outcomes,
         "schema_snapshots": snapshots,
@@ -73,3 +76,36 @@ def store_status(home: Home) -> dict[str, Any]:
         "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
     }
+
+
+def checks_keeping_up(home: Home, newest_event: str | None) -> dict[str, Any]:
+    """The latest live run of the checks and how far the newest event is past what it evaluated (``lag_s``:
+    events the checks have not looked at yet; it grows when a scheduler stalls or falls behind)."""
+    run = incident_store(home).last_run()
+    if run is None:
+        return {"last_run": None, "lag_s": None}
+    lag = None
+    if newest_event is not None:
+        behind = datetime.fromisoformat(newest_event) - datetime.fromisoformat(run["as_of"])
+        lag = max(0.0, behind.total_seconds())
+    return {"last_run": run, "lag_s": lag}
+
+
+def newest_action(home: Home) -> str | None:
+    """The time of the newest action in the store (ISO 8601), or None when it holds none."""
+    con = open_reader(home)
+    try:
+        (newest,) = con.execute("SELECT max(ts) FROM actions").fetchone() or (None,)
+    finally:
+        con.close()
+    return _jsonable(newest)
+
+
+def checks_degraded(checks: dict[str, Any], every_s: float | None, now: datetime) -> bool:
+    """A server that runs the checks is degraded when a check failed in the last run, or when the last run
+    finished more than three intervals ago (a stuck or overloaded scheduler)."""
+    run = checks["last_run"]
+    if every_s is None or run is None:
+        return False
+    stale = (now - datetime.fromisoformat(run["finished_at"])).total_seconds() > 3 * every_s + 60
+    return stale or bool(run["failed_checks"])

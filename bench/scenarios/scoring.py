@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from agentwatch.schemas.incidents import Incident
-
 from scenarios.faults import Fault
 
 PAGES = ("warning", "critical")  # severities that reach a person; info incidents are a log, not a page

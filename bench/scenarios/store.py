@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
-
 from agentwatch.core.home import Home
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
 

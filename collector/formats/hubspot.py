@@ -42,11 +42,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agentwatch.collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
-from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
 from pydantic import ValidationError
 
+from agentwatch.collector.formats.common import keys_preview, resolve_taken_at, summarize_validation_error
 from agentwatch.core.errors import FormatError
+from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
 
 _PREFIX = "hubspot properties"
 

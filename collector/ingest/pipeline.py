@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
 from agentwatch.collector.ingest.sources import FORMATS, RawChunk, read_source
 from agentwatch.collector.ingest.sql import validation_query
-
 from agentwatch.core.errors import InputFileError
 from agentwatch.core.home import Home
 from agentwatch.store import duck

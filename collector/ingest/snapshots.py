@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import ValidationError
+
 from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_properties
 from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
 from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, field_errors
-from agentwatch.schemas import SchemaSnapshot
-from pydantic import ValidationError
-
 from agentwatch.core.errors import ConfigError, FormatError, InputFileError
 from agentwatch.core.home import Home
+from agentwatch.schemas import SchemaSnapshot
 from agentwatch.store import duck
 from agentwatch.store.datasets import SCHEMA_SNAPSHOTS
 from agentwatch.store.event_keys import event_key

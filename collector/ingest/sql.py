@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from agentwatch.schemas.common import MAX_ID_LENGTH, RFC3339_PATTERN
-
 from agentwatch.core.sql import quote_identifier, sql_string
+from agentwatch.schemas.common import MAX_ID_LENGTH, RFC3339_PATTERN
 from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 
 STRING_KINDS = {Kind.ID, Kind.NONEMPTY, Kind.TEXT, Kind.TIMESTAMP, Kind.ENUM, Kind.PATTERN}

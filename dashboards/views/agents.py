@@ -6,13 +6,13 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 import streamlit as st
+
 from agentwatch.alerts.guard import AgentControls
 from agentwatch.alerts.silences import operator_name
+from agentwatch.core.errors import AgentwatchError
 from agentwatch.dashboards import agent_health as health
 from agentwatch.dashboards.context import alerts, config, empty_state, incidents, local, to_viewer
 from agentwatch.dashboards.ranges import range_ending
-
-from agentwatch.core.errors import AgentwatchError
 
 EMPTY = "No action events yet: `agentwatch ingest actions ...` or POST /v1/actions"
 DEFAULT_RANGE = "Last 7 days"

@@ -9,12 +9,12 @@ from typing import Any
 
 import polars as pl
 import streamlit as st
+
+from agentwatch.core.home import Home
 from agentwatch.dashboards import audit_trail as trail
 from agentwatch.dashboards.access import require_access
 from agentwatch.dashboards.context import empty_state, home, local, query, to_viewer, viewer_timezone
 from agentwatch.schemas.actions import ACTION_STATUSES
-
-from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
 
 EMPTY = ("No action events yet: send some with `agentwatch ingest actions FILE` (or POST /v1/actions, or "

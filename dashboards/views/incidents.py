@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import streamlit as st
-from agentwatch.dashboards import context, incident_view
-from agentwatch.schemas.incidents import Incident, agents_named
 
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.severity import Severity
+from agentwatch.dashboards import context, incident_view
+from agentwatch.schemas.incidents import Incident, agents_named
 
 PARAM = "incident"
 PICK = "incident_pick"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 import streamlit as st
+
 from agentwatch.alerts.outbox import Outbox
 from agentwatch.alerts.silences import Silences
 from agentwatch.dashboards import context

@@ -7,6 +7,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 import streamlit as st
+
 from agentwatch.dashboards import business as biz
 from agentwatch.dashboards import business_pipeline as pipe
 from agentwatch.dashboards.context import empty_state, has_rows, local, viewer_timezone

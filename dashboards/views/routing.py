@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 import streamlit as st
+
 from agentwatch.dashboards import business as biz
 from agentwatch.dashboards.context import empty_state, local, viewer_timezone
 

@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import polars as pl
 import streamlit as st
+
 from agentwatch.dashboards import schema_history as history
 from agentwatch.dashboards.context import config, empty_state, has_rows, local, to_viewer
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,7 @@ from agentwatch.app.api.errors import (
     install_error_handlers,
 )
 from agentwatch.app.api.guard import router as guard_router
-from agentwatch.app.status import store_status
+from agentwatch.app.status import checks_degraded, checks_keeping_up, newest_action, store_status
 from agentwatch.collector.ingest.rejects import field_errors
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 from agentwatch.collector.wal import WriteAheadLog
@@ -51,6 +51,8 @@ class ApiSettings(BaseModel):
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="A WAL segment this large is flushed at once.")
     config_path: Path | None = Field(None, description="The agentwatch.yaml the agent guard reads (default: the one "
                                                        "in the home).")
+    check_every_s: float | None = Field(None, description="How often this server runs the checks (None: it does "
+                                                          "not); a last run much older than that is degraded.")
 
 
 class IngestResult(BaseModel):
@@ -72,6 +74,9 @@ class Health(BaseModel):
                                            "(`agentwatch alerts outbox --state failed`).")
     last_alert_error: str | None = Field(description="The latest delivery error of a failed or retrying "
                                                      "notification.")
+    checks: dict[str, Any] = Field(description="The latest live run of the checks (`last_run`: finished_at, as_of, "
+                                               "seconds, failed_checks) and `lag_s`, how far the newest action is "
+                                               "past what it evaluated.")
 
 
 # -- request bodies ------------------------------------------------------------------------------
@@ -371,9 +376,11 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         failing = wal.failure is not None
         delivery = await run_in_threadpool(delivery_health, home)
-        status = "failing" if failing else "degraded" if delivery["alerts_failed"] else "ok"
+        checks = await run_in_threadpool(checks_keeping_up, home, await run_in_threadpool(newest_action, home))
+        behind = checks_degraded(checks, settings.check_every_s, datetime.now(UTC))
+        status = "failing" if failing else "degraded" if delivery["alerts_failed"] or behind else "ok"
         body = {"status": status, "wal_pending": wal.pending(), "last_flush_error": wal.failure or wal.last_flush_error,
-                **delivery}
+                **delivery, "checks": checks}
         return JSONResponse(body, status_code=503 if failing else 200)
 
     async def _post_events(request: Request, dataset: Dataset) -> JSONResponse:

@@ -68,8 +68,8 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
     try:
         sock = _listen(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
-        if config_path is not None:
-            settings = (settings or ApiSettings()).model_copy(update={"config_path": config_path})
+        settings = (settings or ApiSettings()).model_copy(update={"config_path": config_path,
+                                                                  "check_every_s": check_every_s or None})
         app = create_app(home, settings)
         config = uvicorn.Config(
             app,
