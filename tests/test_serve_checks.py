@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import socket
@@ -15,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentwatch.app.scheduler import CheckScheduler
 from agentwatch.checks.base import REGISTRY
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
 from tests.checks_support import iso, store_events
+from tests.cli_support import run_cli
 
 CHECKS = ("schema.field_renamed", "quality.null_spike")
 START_TIMEOUT_S = 30.0  # generous: the machine is shared; a normal start takes a few seconds
@@ -135,6 +139,10 @@ def test_serve_runs_the_checks_and_opens_the_incidents_the_data_implies(
     assert len(store.list()) == 2
     assert healthy(port)
     assert "incident INC-" in server_log.read_text()  # the scheduler logs what it opened
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+    run = health["checks"]["last_run"]  # how the scheduler keeps up: its last run, and the lag behind the data
+    assert datetime.fromisoformat(run["as_of"]) >= runs_seen and run["failed_checks"] == []
+    assert 0 < run["seconds"] < 60 and health["checks"]["lag_s"] == 0 and health["status"] == "ok"
 
     server.send_signal(signal.SIGINT)
     assert server.wait(timeout=15) == 0, server_log.read_text()
@@ -170,3 +178,51 @@ def test_scheduler_keeps_its_checks_while_the_config_stays_the_same(home: Home) 
     assert scheduler._checks is not first
     (null_spike,) = [c for c in scheduler._checks[1] if c.name == "quality.null_spike"]
     assert null_spike.options.threshold == 12
+
+
+class SlowScheduler(CheckScheduler):
+    """The real scheduling loop around runs that take longer than the interval (each run sleeps instead of
+    evaluating, so the loop's timing is what is tested)."""
+
+    def __init__(self, home: Home, every_s: float, run_s: float) -> None:
+        super().__init__(home, every_s)
+        self.run_s, self.spans = run_s, []
+
+    def run_once(self) -> None:
+        began = time.monotonic()
+        time.sleep(self.run_s)
+        self.spans.append((began, time.monotonic()))
+
+
+def test_a_scheduler_slower_than_its_interval_skips_runs_and_says_so_once(
+        home: Home, caplog: pytest.LogCaptureFixture) -> None:
+    """Runs of 0.5 s every 0.2 s: they never overlap or queue up, the missed runs are skipped, and the log says
+    so once while it keeps falling behind."""
+    scheduler = SlowScheduler(home, every_s=0.2, run_s=0.5)
+    with caplog.at_level("WARNING", logger="agentwatch.app.scheduler"):
+        scheduler.start()
+        time.sleep(2.6)
+        scheduler.stop()
+    spans = scheduler.spans
+    assert 3 <= len(spans) <= 6  # back to back at most: 2.6 s of 0.5-s runs, not 13 queued ones
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+    assert scheduler.skipped >= 2 * (len(spans) - 1)
+    warnings = [r.getMessage() for r in caplog.records if "longer than --check-every" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+def test_status_shows_the_last_live_run_and_how_far_the_data_is_past_it(home: Home) -> None:
+    """`agentwatch status --json` and its table: the last `check` run, and the newest action's lag behind it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    store_recent_rename(home, now)
+    only_these_checks(home)
+    as_of = now - timedelta(hours=1)
+    code, _, _ = run_cli("check", "--as-of", as_of.isoformat(), "--home", home.root)
+    assert code == 0
+    code, out, _ = run_cli("status", "--json", "--home", home.root)
+    checks = json.loads(out)["checks"]
+    assert datetime.fromisoformat(checks["last_run"]["as_of"]) == as_of
+    newest = max(datetime.fromisoformat(a["last_event"]) for a in json.loads(out)["actions"]["agents"])
+    assert checks["lag_s"] == pytest.approx((newest - as_of).total_seconds())
+    code, out, _ = run_cli("status", "--home", home.root)
+    assert f"evaluated up to {as_of:%Y-%m-%d %H:%M} UTC (the newest event is 57 min after it)" in out

@@ -205,12 +205,24 @@ def incident_show(incident_id: Annotated[str, typer.Argument(help="The id, e.g. 
     out.print(describe(incident, store), highlight=False, soft_wrap=True, markup=False)  # summaries hold [...]
 
 
+def _began(incident: Incident) -> str:
+    """When it began; for a schema change, the window the change is known to lie in: after the last value an
+    agent read and by the first snapshot that shows it."""
+    shown = incident.evidence.get("snapshot_at")
+    if isinstance(shown, str) and datetime.fromisoformat(shown) > incident.started_at:
+        return (f"between {_when(incident.started_at)} and {_when(datetime.fromisoformat(shown))} UTC (the last "
+                "value read before the change, and the first snapshot that shows it)")
+    return f"{_when(incident.started_at)} UTC"
+
+
 def describe(incident: Incident, store: IncidentStore) -> str:
     """An incident as text, followed by the one-line summaries of its causes and effects."""
     lines = [f"{incident.id} [{incident.severity}, {incident.status}] {incident.check} {_subject(incident)}",
              f"  {incident.summary}",
-             f"  began {_when(incident.started_at)} UTC, opened {_when(incident.opened_at)} UTC, "
+             f"  began {_began(incident)}, opened {_when(incident.opened_at)} UTC, "
              f"last fired {_when(incident.last_fired_at)} UTC, affected {incident.affected:,}"]
+    if incident.status_note:
+        lines.append(f"  {'resolved' if incident.status == 'resolved' else 'open'}: {incident.status_note}")
     for label, ids in (("caused by", incident.caused_by), ("effects", incident.effects)):
         for other_id in ids:
             other = store.get(other_id)
