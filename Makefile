@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/ingest_http.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/live_vs_backtest.py
 	$(BIN)/python bench/check_speed.py --dir $(BENCH_DIR)/speed
 	$(BIN)/python bench/dashboard.py --home $(BENCH_DIR)/speed/store-big
 	$(BIN)/python bench/alerts.py

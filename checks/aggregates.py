@@ -42,7 +42,7 @@ def action_counts(data: EvalData) -> pl.DataFrame:
 def key_history_start(data: EvalData) -> datetime:
     """How far back the per-key counts go: the week of baseline plus the day of recent reads that the null
     spike and the schema checks (their `history`) look at, not the whole range other checks need."""
-    return max(data.load_from, data.first - KEY_HISTORY)
+    return max(data.load_from, data.look_back_from - KEY_HISTORY)
 
 
 def discovered_keys(data: EvalData) -> pl.DataFrame:

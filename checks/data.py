@@ -34,7 +34,19 @@ class EvalData:
     first: datetime  # first evaluation time
     last: datetime  # last evaluation time: no event after it is ever read
     load_from: datetime  # earliest event time any check needs
+    # Where the checks' look-back windows start from: the first evaluation time, or the start of the oldest
+    # incident still open when that is earlier. An open incident freezes its check's baseline at its start, so a
+    # live run days into it must read as far back as a backtest that has been running since before it.
+    anchor: datetime | None = None
     _shared: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.anchor is None or self.anchor > self.first:
+            self.anchor = self.first
+
+    @property
+    def look_back_from(self) -> datetime:
+        return self.anchor or self.first
 
     def shared(self, key: str, build: Callable[[], T]) -> T:
         """Build a value once per run and hand the same one to every check that asks."""

@@ -298,7 +298,7 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
     """Sample the range once (about max_rows per current window per agent x action) and extract the columns."""
     per_hour = max(1, int(np.ceil(o.max_rows / o.current_hours)))
     # Only the windows this check compares: the run's range may reach further back for other checks.
-    since = max(data.load_from, data.first - timedelta(days=o.reference_days, hours=o.current_hours))
+    since = max(data.load_from, data.look_back_from - timedelta(days=o.reference_days, hours=o.current_hours))
     table = f"drift_sample_{id(data)}"
     duck.run(data.con, f"""
         CREATE OR REPLACE TEMP TABLE {table} AS

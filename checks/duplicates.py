@@ -77,7 +77,7 @@ class Duplicate(Check[DuplicateOptions]):
         frame = data.frame(f"""
             WITH ok AS (
                 SELECT agent_id, action, resource_type, resource_id, event_id, ts, coalesce(external, false) AS external
-                FROM actions WHERE {data.time_filter(since=data.first - self.history)} AND status = 'ok'),
+                FROM actions WHERE {data.time_filter(since=data.look_back_from - self.history)} AND status = 'ok'),
             repeated AS (
                 SELECT agent_id, action, resource_type, resource_id FROM ok GROUP BY ALL HAVING count(*) > 1),
             ordered AS (

@@ -92,7 +92,12 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
                      history: timedelta, report: RunReport, on_step: StepHook | None) -> None:
     con = open_reader(home)
     try:
-        data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=steps[0] - history)
+        unresolved, number = store.load_book()
+        # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
+        # sees what a backtest running since before the incident sees.
+        anchor = min([steps[0], *(i.started_at for i in unresolved)])
+        data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
+                        anchor=anchor)
         ready = []
         _warm_imports(checks)
         for check in sorted(checks, key=lambda c: bool(c.warm_imports())):
@@ -103,7 +108,6 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
             except Exception as exc:  # a broken check must not silence the others
                 report.failures[check.name] = f"{type(exc).__name__}: {exc}"
             report.prepare_seconds[check.name] = time.perf_counter() - began
-        unresolved, number = store.load_book()
         book = IncidentBook(unresolved, number)
         resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}
         evaluated = {c.name for c in ready}

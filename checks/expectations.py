@@ -183,7 +183,7 @@ class ExpectationFailed(Check[ExpectationOptions]):
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = context.data_sources.add_pandas("agentwatch")
-        since = data.first - timedelta(minutes=self.options.window_minutes)
+        since = data.look_back_from - timedelta(minutes=self.options.window_minutes)
         for dataset, specs in self.specs.items():
             if not specs:
                 continue

@@ -87,7 +87,7 @@ class HumanThreshold(Check[HumanThresholdOptions]):
         if options.max_records is None and not options.customer_facing and not options.actions:
             self.crossed = _empty()
         else:
-            self.crossed = _crossing_events(data, data.first - self.window, options)
+            self.crossed = _crossing_events(data, data.look_back_from - self.window, options)
         self.ts = self.crossed["ts"].dt.epoch("us").to_numpy()
 
     def evaluate(self, step: Step) -> list[Finding]:

@@ -64,7 +64,7 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
     def build() -> tuple[pl.DataFrame, list[str]]:
         mapping, recent_hours, reach_hours = _all_mappings(data.config)
         # Only what the outcome checks read, not the whole range other checks need.
-        where = data.time_filter(since=max(data.load_from, data.first - timedelta(hours=reach_hours)))
+        where = data.time_filter(since=max(data.load_from, data.look_back_from - timedelta(hours=reach_hours)))
         kinds = list(mapping)
         pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
         if not pairs:  # every outcome check configured to watch nothing
@@ -75,7 +75,7 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
         values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
         lags = ", ".join(f"epoch(f.c{i}) - epoch(a.ts) AS lag_{i}" for i in range(len(kinds)))
         firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
-        named_from = (data.first - timedelta(hours=recent_hours)).isoformat()
+        named_from = (data.look_back_from - timedelta(hours=recent_hours)).isoformat()
         frame = data.frame(f"""
             WITH acts AS (
                 SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM actions

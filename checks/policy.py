@@ -75,7 +75,7 @@ class PolicyCheck(Check[PolicyOptions]):
     def prepare(self, data: EvalData) -> None:
         options = self.options
         self.window = timedelta(minutes=options.window_minutes)
-        since = data.first - self.window
+        since = data.look_back_from - self.window
         # The four checks share one scan when their options agree (the usual case).
         every = data.shared(f"policy.violations {since.isoformat()} {sorted(options.statuses)}",
                             lambda: _violations(data, since, options.statuses))

@@ -26,6 +26,9 @@ DISPERSION_MIN_EXPECTED = 1.0  # buckets expecting fewer events say little about
 DISPERSION_MIN_BUCKETS = 100  # below this many such buckets a row is taken as plain Poisson
 DISPERSION_BOUNDS = (1.0, 10.0)
 DISPERSION_CAP = 25.0  # one bucket adds at most a 5-sigma residual: incidents in the history weigh little
+# The buckets a factor is learnt from: a fixed trailing window, not everything loaded, so a live run (which
+# loads the checks' history) and a backtest (which has run since long before) learn the same factor.
+DISPERSION_WINDOW = 14 * SLOTS_PER_DAY
 MIN_BASELINE_DAYS = 3  # comparable days (same kind) a bucket needs before it has an expectation: fewer is noise
 
 
@@ -155,7 +158,8 @@ class Dispersion:
     the buckets before a given column. Events that come in clusters (several field writes per lead) or a
     baseline that misses part of the pattern spread more; the checks divide their Poisson evidence, and
     the events they count, by this factor. Each bucket's share is capped, so an incident in the history
-    does not inflate it; it is learnt as the data comes (no look-ahead)."""
+    does not inflate it; it is learnt from the 14 days before (no look-ahead, and no dependence on how much
+    older data a run happened to load)."""
 
     def __init__(self, counts: np.ndarray, expected: np.ndarray) -> None:
         valid = expected >= DISPERSION_MIN_EXPECTED  # NaN compares False
@@ -165,8 +169,10 @@ class Dispersion:
         self.valid_prefix = prefix_sums(valid.astype(float))
 
     def before(self, column: int) -> np.ndarray:
-        """The factor of every row from the buckets before `column` (1 where there are too few)."""
-        buckets = self.valid_prefix[:, column]
+        """The factor of every row from the 14 days of buckets before `column` (1 where there are too few)."""
+        since = max(0, column - DISPERSION_WINDOW)
+        buckets = self.valid_prefix[:, column] - self.valid_prefix[:, since]
+        residuals = self.residual_prefix[:, column] - self.residual_prefix[:, since]
         with np.errstate(invalid="ignore", divide="ignore"):
-            factor = np.where(buckets >= DISPERSION_MIN_BUCKETS, self.residual_prefix[:, column] / buckets, 1.0)
+            factor = np.where(buckets >= DISPERSION_MIN_BUCKETS, residuals / buckets, 1.0)
         return factor.clip(*DISPERSION_BOUNDS)

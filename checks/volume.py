@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
+from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.seasonal import (
     SLOTS_PER_DAY,
@@ -193,7 +194,13 @@ class VolumeCheck(Check[VolumeOptionsT]):
     """Shared machinery of the spike and drop checks (not registered itself)."""
 
     family: ClassVar[str] = "volume"
-    history: timedelta = timedelta(days=15)  # 14 baseline days + the window and the level factor
+    history: timedelta = timedelta(days=22)  # with the default history_days of 14: see __init__
+
+    def __init__(self, options: VolumeOptionsT, config: ChecksConfig) -> None:
+        super().__init__(options, config)
+        # The level factor and the week's mean look LEVEL_DAYS (7) back from the window, and each of those days'
+        # expectation needs history_days before it: read all of it, so a live run learns what a backtest does.
+        self.history = timedelta(days=options.history_days + LEVEL_DAYS + 1, hours=options.window_hours)
 
     def prepare(self, data: EvalData) -> None:
         self.con = data.con

@@ -89,7 +89,7 @@ class InvalidTransition(Check[TransitionOptions]):
                 f"WITH moves AS (SELECT event_id, ts, agent_id, action, "
                 f"  lower(json_extract_string(before, ?)) AS from_state, "
                 f"  lower(json_extract_string(after, ?)) AS to_state "
-                f"  FROM actions WHERE {data.time_filter(since=data.first - self.window)} "
+                f"  FROM actions WHERE {data.time_filter(since=data.look_back_from - self.window)} "
                 f"  AND lower(resource_type) = lower(?) AND list_contains(?::VARCHAR[], status) "
                 f"  AND before IS NOT NULL AND after IS NOT NULL), "
                 f"allowed AS (SELECT unnest(?::VARCHAR[]) AS from_state, unnest(?::VARCHAR[]) AS to_state) "
@@ -311,7 +311,7 @@ class SlaBreach(Check[SlaOptions]):
         self.sla = timedelta(minutes=workflow.sla_first_action_minutes)
         self.object = workflow.object
         window = timedelta(minutes=options.window_minutes)
-        since = data.first - timedelta(days=options.baseline_days) - window - self.sla
+        since = data.look_back_from - timedelta(days=options.baseline_days) - window - self.sla
         events = (f"SELECT resource_id, ts, agent_id, action, status, event_id FROM actions "
                   f"WHERE {data.time_filter(since=since)} AND lower(resource_type) = lower(?)")
         frame = data.frame(
@@ -435,7 +435,7 @@ class PartialFailure(Check[PartialOptions]):
         if not pairs:
             return
         window = timedelta(minutes=options.window_minutes)
-        since = data.first - timedelta(days=options.baseline_days) - window - self.allowance
+        since = data.look_back_from - timedelta(days=options.baseline_days) - window - self.allowance
         where = data.time_filter(since=since)
         frame = data.frame(
             f"WITH pairs AS (SELECT unnest(?::VARCHAR[]) AS ext_action, unnest(?::VARCHAR[]) AS write_action), "

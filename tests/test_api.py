@@ -300,7 +300,8 @@ def test_healthz_needs_no_key(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "wal_pending": 0, "last_flush_error": None, "alerts_pending": 0,
-                               "alerts_failed": 0, "last_alert_error": None}
+                               "alerts_failed": 0, "last_alert_error": None,
+                               "checks": {"last_run": None, "lag_s": None}}  # no check has run on this home
 
 
 # -- limits and malformed bodies ----------------------------------------------------------------
