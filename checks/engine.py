@@ -30,6 +30,9 @@ from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
 
 RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up
+# How far back an open incident may pull a run's reads: an incident left open for months must not make every
+# run read months. Within it, a live run reads what a backtest running since before the incident reads.
+ANCHOR_LIMIT = timedelta(days=30)
 
 
 @dataclass
@@ -95,7 +98,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         unresolved, number = store.load_book()
         # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
         # sees what a backtest running since before the incident sees.
-        anchor = min([steps[0], *(i.started_at for i in unresolved)])
+        anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
                         anchor=anchor)
         ready = []
