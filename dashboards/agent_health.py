@@ -18,8 +18,9 @@ from agentwatch.alerts.config import GuardConfig
 from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from agentwatch.checks.incidents import incident_number
 from agentwatch.dashboards.context import query
-from agentwatch.dashboards.ranges import HOUR, UTC_TODAY_SQL, Window, floor_hour
+from agentwatch.dashboards.ranges import HOUR, Window, floor_hour
 from agentwatch.schemas.incidents import Incident, agents_named
+from agentwatch.store.reader import UTC_TODAY_SQL
 
 WEEK = timedelta(days=7)
 RANGES: dict[str, timedelta] = {"Last 24 h": timedelta(hours=24), "Last 7 days": timedelta(days=7),

@@ -32,8 +32,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from agentwatch.dashboards.ranges import UTC_TODAY_SQL
 from agentwatch.schemas.actions import ACTION_STATUSES
+from agentwatch.store.reader import UTC_TODAY_SQL
 
 RANGES: dict[str, timedelta | None] = {
     "Last 1 hour": timedelta(hours=1),

@@ -19,7 +19,8 @@ import polars as pl
 
 from agentwatch.core.sql import sql_string
 from agentwatch.dashboards.context import query
-from agentwatch.dashboards.ranges import Window, latest_event_sql, range_ending
+from agentwatch.dashboards.ranges import Window, range_ending
+from agentwatch.store.reader import latest_event_sql
 
 RANGES: dict[str, int] = {"Last 7 days": 7, "Last 14 days": 14, "Last 28 days": 28, "Last 90 days": 90}
 DEFAULT_RANGE = "Last 7 days"  # a week against the week before; longer ranges are a click away

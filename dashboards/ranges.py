@@ -47,13 +47,3 @@ def range_ending(latest: datetime, span: timedelta) -> Window:
     end = floor_hour(latest) + HOUR
     return Window(end - span, end)
 
-
-
-UTC_TODAY_SQL = "CAST(timezone('UTC', now()) AS DATE)"
-
-
-def latest_event_sql(view: str) -> str:
-    """A scalar subquery: the latest event time of a view that is not in the future (one event sent with a wrong
-    clock must not move every range past the data), reading only the latest day's partition."""
-    return (f"(SELECT max(ts) FROM {view} WHERE ts <= now() "
-            f"AND day = (SELECT max(day) FROM {view} WHERE day <= {UTC_TODAY_SQL}))")

@@ -11,7 +11,7 @@ from agentwatch.core.home import Home
 from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 from agentwatch.store.keyindex import list_parts
-from agentwatch.store.reader import SCHEMA_PART, open_reader
+from agentwatch.store.reader import SCHEMA_PART, latest_event_sql, open_reader
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,10 +64,9 @@ def store_status(home: Home) -> dict[str, Any]:
             FROM schema_snapshots GROUP BY source, object ORDER BY source, object""")
     finally:
         con.close()
-    newest = max((a["last_event"] for a in agents if a["last_event"]), default=None)
     return {
         "home": str(home.root),
-        "checks": checks_keeping_up(home, newest),
+        "checks": checks_keeping_up(home, newest_action(home)),
         "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
         "outcomes": outcomes,
         "schema_snapshots": snapshots,
@@ -92,10 +91,11 @@ def checks_keeping_up(home: Home, newest_event: str | None) -> dict[str, Any]:
 
 
 def newest_action(home: Home) -> str | None:
-    """The time of the newest action in the store (ISO 8601), or None when it holds none."""
+    """The time of the newest action in the store that is not in the future (ISO 8601), or None when it holds
+    none; reads only the latest day's partition."""
     con = open_reader(home)
     try:
-        (newest,) = con.execute("SELECT max(ts) FROM actions").fetchone() or (None,)
+        (newest,) = con.execute(f"SELECT {latest_event_sql('actions')}").fetchone() or (None,)
     finally:
         con.close()
     return _jsonable(newest)

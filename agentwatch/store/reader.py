@@ -71,3 +71,14 @@ def open_reader(home: Home, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnect
     con = duck.connect(memory_limit=memory_limit)
     create_views(con, home)
     return con
+
+
+UTC_TODAY_SQL = "CAST(timezone('UTC', now()) AS DATE)"
+
+
+def latest_event_sql(view: str) -> str:
+    """A scalar subquery: the latest event time of a view that is not in the future (one event sent with a wrong
+    clock must not move every range past the data), reading only the latest day's partition: cheap enough for a
+    health check polled every few seconds."""
+    return (f"(SELECT max(ts) FROM {view} WHERE ts <= now() "
+            f"AND day = (SELECT max(day) FROM {view} WHERE day <= {UTC_TODAY_SQL}))")
