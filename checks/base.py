@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,8 +57,12 @@ class Step:
     """One evaluation time and what the engine knows of incidents open at that time."""
 
     at: datetime
-    open_since: Mapping[str, datetime] = field(default_factory=dict)  # subject_key -> started_at
     open_incidents: Mapping[str, Incident] = field(default_factory=dict)  # subject_key -> the open incident
+
+    @cached_property
+    def open_since(self) -> Mapping[str, datetime]:
+        """subject_key -> started_at of each open incident."""
+        return {key: incident.started_at for key, incident in self.open_incidents.items()}
 
     def started(self, check: str, subject: Mapping[str, str]) -> datetime | None:
         """When the open incident of this check and subject began, if one is open."""

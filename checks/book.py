@@ -23,10 +23,6 @@ class IncidentBook:
         self.open_by_key: dict[str, str] = {subject_key(i.check, i.subject): i.id for i in unresolved}
         self.touched: set[str] = set()
 
-    def open_since(self) -> dict[str, datetime]:
-        """subject key -> started_at of each incident not resolved."""
-        return {key: self.by_id[i].started_at for key, i in self.open_by_key.items()}
-
     def unresolved(self) -> list[Incident]:
         return [self.by_id[i] for i in self.open_by_key.values()]
 

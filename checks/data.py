@@ -40,13 +40,9 @@ class EvalData:
     anchor: datetime | None = None
     _shared: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.anchor is None or self.anchor > self.first:
-            self.anchor = self.first
-
     @property
     def look_back_from(self) -> datetime:
-        return self.anchor or self.first
+        return min(self.anchor, self.first) if self.anchor else self.first
 
     def shared(self, key: str, build: Callable[[], T]) -> T:
         """Build a value once per run and hand the same one to every check that asks."""

@@ -117,7 +117,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         by_name = {c.name: c for c in ready}
         activity = Activity(data)
         for at in steps:
-            step = Step(at=at, open_since=book.open_since(), open_incidents=book.open_incidents())
+            step = Step(at=at, open_incidents=book.open_incidents())
             findings: list[Finding] = []
             for check in ready:
                 if check.name in report.failures:

@@ -44,10 +44,6 @@ def _reject_counts(home: Home) -> dict[str, int]:
     return {dataset: count for dataset, count in rows}
 
 
-def _wal_pending(home: Home) -> int | None:
-    return pending_events(home)
-
-
 def store_status(home: Home) -> dict[str, Any]:
     """A JSON-able summary of the store (also served by ``GET /v1/status``)."""
     con = open_reader(home)
@@ -66,24 +62,24 @@ def store_status(home: Home) -> dict[str, Any]:
         con.close()
     return {
         "home": str(home.root),
-        "checks": checks_keeping_up(home, newest_action(home)),
+        "checks": checks_keeping_up(home),
         "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
         "outcomes": outcomes,
         "schema_snapshots": snapshots,
         "rejects": _reject_counts(home),
-        "wal_pending": _wal_pending(home),
+        "wal_pending": pending_events(home),
         "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
     }
 
 
-def checks_keeping_up(home: Home, newest_event: str | None) -> dict[str, Any]:
-    """The latest live run of the checks and how far the newest event is past what it evaluated (``lag_s``:
+def checks_keeping_up(home: Home) -> dict[str, Any]:
+    """The latest live run of the checks and how far the newest action is past what it evaluated (``lag_s``:
     events the checks have not looked at yet; it grows when a scheduler stalls or falls behind)."""
     run = incident_store(home).last_run()
     if run is None:
         return {"last_run": None, "lag_s": None}
-    lag = None
+    newest_event, lag = newest_action(home), None
     if newest_event is not None:
         behind = datetime.fromisoformat(newest_event) - datetime.fromisoformat(run["as_of"])
         lag = max(0.0, behind.total_seconds())

@@ -31,7 +31,7 @@ from agentwatch.app.api.errors import (
     install_error_handlers,
 )
 from agentwatch.app.api.guard import router as guard_router
-from agentwatch.app.status import checks_degraded, checks_keeping_up, newest_action, store_status
+from agentwatch.app.status import checks_degraded, checks_keeping_up, store_status
 from agentwatch.collector.ingest.rejects import field_errors
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 from agentwatch.collector.wal import WriteAheadLog
@@ -376,7 +376,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         failing = wal.failure is not None
         delivery = await run_in_threadpool(delivery_health, home)
-        checks = await run_in_threadpool(checks_keeping_up, home, await run_in_threadpool(newest_action, home))
+        checks = await run_in_threadpool(checks_keeping_up, home)
         behind = checks_degraded(checks, settings.check_every_s, datetime.now(UTC))
         status = "failing" if failing else "degraded" if delivery["alerts_failed"] or behind else "ok"
         body = {"status": status, "wal_pending": wal.pending(), "last_flush_error": wal.failure or wal.last_flush_error,
