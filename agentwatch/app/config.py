@@ -21,6 +21,7 @@ from agentwatch.checks.options import validate_check_options
 from agentwatch.core.config_file import read_config_file
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
+from agentwatch.core.limits import Limits
 
 
 class DashboardConfig(BaseModel):
@@ -37,6 +38,8 @@ class Config(ChecksConfig):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Destinations, routes and timing.")
     guard: GuardConfig = Field(default_factory=GuardConfig, description="Which incidents pause agents.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="Who may open the dashboard.")
+    limits: Limits = Field(default_factory=Limits, description="Bounds on requests, files and events "
+                                                               "(docs/reliability.md).")
 
 
 def load_config(path: Path | None) -> Config:
