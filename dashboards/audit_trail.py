@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from agentwatch.dashboards.spreadsheet import csv_text
 from agentwatch.schemas.actions import ACTION_STATUSES
 from agentwatch.store.reader import UTC_TODAY_SQL
 
@@ -376,15 +377,15 @@ def _export_frame(query: Query, columns: list[str]) -> Query:
 
 def plan_csv(con: duckdb.DuckDBPyConnection, selection: Selection) -> str:
     """The rollback plan as one CSV: the restore rows in order (section `restore`), then the irreversible actions
-    (section `irreversible`, their reason in `note`, written fields in `field`). Values are JSON text."""
+    (section `irreversible`, their reason in `note`, written fields in `field`). Values are JSON text; every
+    field is quoted and a text cell a spreadsheet would run as a formula starts with ``'`` (dashboards.spreadsheet)."""
     restore = run(con, _export_frame(restore_sql(selection), RESTORE_COLUMNS)).select(
         pl.lit("restore").alias("section"), *[c for c in CSV_COLUMNS if c in RESTORE_COLUMNS],
         pl.lit(None, pl.String).alias("kind"))
     gone = run(con, _export_frame(irreversible_sql(selection), IRREVERSIBLE_COLUMNS)).select(
         pl.lit("irreversible").alias("section"), "event_id", "ts", "agent_id", "agent_version", "action",
         "resource_type", "resource_id", pl.col("fields").alias("field"), "kind", pl.col("reason").alias("note"))
-    frame = pl.concat([restore, gone], how="diagonal_relaxed").select(CSV_COLUMNS)
-    return frame.write_csv()
+    return csv_text(pl.concat([restore, gone], how="diagonal_relaxed").select(CSV_COLUMNS))
 
 
 def plan_json(con: duckdb.DuckDBPyConnection, selection: Selection, generated_at: datetime | None = None) -> str:

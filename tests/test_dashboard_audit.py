@@ -195,7 +195,7 @@ def test_empty_plan_exports(con) -> None:
     """A selection with nothing to roll back exports a header-only CSV and empty JSON lists."""
     start, end = trail.time_range("Last 1 hour", LATEST)
     nothing = trail.Selection(start, end, agents=("nobody",))
-    assert trail.plan_csv(con, nothing).strip() == ",".join(trail.CSV_COLUMNS)
+    assert trail.plan_csv(con, nothing).strip() == ",".join(f'"{c}"' for c in trail.CSV_COLUMNS)
     plan = json.loads(trail.plan_json(con, nothing))
     assert plan["restore"] == [] and plan["irreversible"] == []
 
