@@ -6,10 +6,9 @@ from datetime import date, datetime
 from typing import Any
 
 from agentwatch.checks.engine import incident_store
+from agentwatch.collector.ingest.rejects import reject_counts
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
-from agentwatch.core.sql import sql_string
-from agentwatch.store import duck
 from agentwatch.store.keyindex import list_parts
 from agentwatch.store.reader import SCHEMA_PART, latest_event_sql, open_reader
 
@@ -24,24 +23,6 @@ def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
     return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
-
-
-def _reject_counts(home: Home) -> dict[str, int]:
-    if not any(home.rejects.glob("*.jsonl")):
-        return {}
-    con = duck.connect(memory_limit="256MB")
-    try:
-        glob = sql_string(str(home.rejects / "*.jsonl"))
-        rows = duck.run(
-            con,
-            # ignore_errors: a reject file being appended to may end in half a line
-            f"SELECT dataset, count(*) FROM read_json({glob}, format = 'newline_delimited', "
-            "columns = {'dataset': 'VARCHAR'}, ignore_errors = true) WHERE dataset IS NOT NULL "
-            "GROUP BY dataset ORDER BY dataset",
-        )
-    finally:
-        con.close()
-    return {dataset: count for dataset, count in rows}
 
 
 def store_status(home: Home) -> dict[str, Any]:
@@ -66,7 +47,7 @@ def store_status(home: Home) -> dict[str, Any]:
         "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
         "outcomes": outcomes,
         "schema_snapshots": snapshots,
-        "rejects": _reject_counts(home),
+        "rejects": reject_counts(home.rejects),
         "wal_pending": pending_events(home),
         "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
