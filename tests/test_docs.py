@@ -260,3 +260,18 @@ def test_every_alerts_setting_is_documented() -> None:
     missing += [f"destination key {name}" for model in typing.get_args(AnyDestination)
                 for name in model.model_fields if not mentions(destinations, name)]
     assert not missing, "docs/alerts.md does not document: " + ", ".join(missing)
+
+
+def test_every_limit_is_documented_with_its_default() -> None:
+    """docs/reliability.md's bounds table has a row `limits.<name>` per setting, giving its default."""
+    from agentwatch.core.limits import Limits
+
+    rows = {row[0]: row for row in table_rows((DOCS / "reliability.md").read_text(encoding="utf-8"))}
+    problems = []
+    for name, info in Limits.model_fields.items():
+        row = rows.get(f"`limits.{name}`")
+        if row is None:
+            problems.append(f"limits.{name} has no row")
+        elif str(int(info.default)) not in " ".join(row[1:]).replace(",", ""):
+            problems.append(f"limits.{name}: its row does not give the default {info.default}")
+    assert not problems, "docs/reliability.md: " + "; ".join(problems)
