@@ -18,8 +18,12 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     destination TEXT NOT NULL,
+    group_key TEXT,                            -- the notification's group: order is kept per destination and group
+    event TEXT,                                -- trigger | update | repeat | acknowledge | resolve
+    seq INTEGER,                               -- planned order (increasing over the whole outbox)
     body TEXT NOT NULL,
-    state TEXT NOT NULL,                       -- pending | delivered | failed
+    state TEXT NOT NULL,                       -- pending | delivered | failed | superseded
+    superseded_by TEXT,                        -- the later notification that made this one needless
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     lease_until REAL NOT NULL DEFAULT 0,       -- a sender holds the row until then
@@ -75,7 +79,32 @@ def alerts_db(home: Home) -> SqliteFile:
 
 
 def open_alerts_db(path: Path) -> SqliteFile:
-    return SqliteFile(path, SCHEMA, "alerting state")
+    db = SqliteFile(path, SCHEMA, "alerting state")
+    _add_order_columns(db)
+    return db
+
+
+# Columns an outbox made before notifications were ordered lacks, and how to fill them from what it holds (rows
+# were inserted in planned order, so rowid is that order).
+ORDER_COLUMNS = {"group_key": "json_extract(body, '$.group_key')", "event": "json_extract(body, '$.event')",
+                 "seq": "rowid", "superseded_by": "NULL"}
+ORDER_INDEX = ("CREATE INDEX IF NOT EXISTS outbox_order ON outbox (destination, group_key, seq);"
+               "CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);")
+
+
+def _add_order_columns(db: SqliteFile) -> None:
+    with db.reading() as con:
+        if set(ORDER_COLUMNS) <= {row[1] for row in con.execute("PRAGMA table_info(outbox)")}:
+            con.executescript(ORDER_INDEX)
+            return
+    with db.writing() as con:
+        present = {row[1] for row in con.execute("PRAGMA table_info(outbox)")}
+        for column, value in ORDER_COLUMNS.items():
+            if column not in present:
+                con.execute(f"ALTER TABLE outbox ADD COLUMN {column} {'INTEGER' if column == 'seq' else 'TEXT'}")
+                con.execute(f"UPDATE outbox SET {column} = {value}")
+        for statement in ORDER_INDEX.split(";")[:-1]:
+            con.execute(statement)
 
 
 def install_id(db: SqliteFile) -> str:

@@ -8,6 +8,14 @@ a crash between the answer and the mark resends it once the lease ends, with the
 (``X-Agentwatch-Delivery``, PagerDuty's ``dedup_key``), so receivers can drop the copy. After
 ``max_attempts`` it is marked failed, and stays visible (``agentwatch alerts outbox``, ``/healthz``) until
 retried.
+
+Order: per destination and group, notifications go out strictly in the order they were planned (``seq``). A
+row is only claimed when no earlier row of its group and destination is still pending, so while an earlier
+one waits for its retry the later ones wait behind it, and a later state never overtakes an earlier one. A
+pending acknowledge or repeat with a later notification queued behind it, or a pending update with a resolve
+behind it, says nothing the later one does not: it is marked ``superseded`` (with the id that superseded it)
+and skipped. A trigger is never skipped. A failed row no longer holds its group back; retrying it after a later
+row of its group was delivered would send an older state last, so such a row is marked superseded instead.
 """
 
 from __future__ import annotations
@@ -21,7 +29,12 @@ from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
 from agentwatch.schemas.notifications import Notification
 
-STATES = ("pending", "delivered", "failed")
+STATES = ("pending", "delivered", "failed", "superseded")
+# Events a later notification makes needless: (the early event, the later events that supersede it).
+SUPERSEDED_BY = {"acknowledge": ("trigger", "update", "repeat", "acknowledge", "resolve"),
+                 "repeat": ("trigger", "update", "repeat", "acknowledge", "resolve"), "update": ("resolve",)}
+_EVENTS = ("trigger", "update", "repeat", "acknowledge", "resolve")
+AFTER_DELIVERED = {event: _EVENTS for event in _EVENTS}  # anything delivered later makes a failed row stale
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class OutboxRow:
     created_at: datetime
     delivered_at: datetime | None
     body: str
+    superseded_by: str | None = None
 
     def notification(self) -> Notification:
         return Notification.model_validate_json(self.body)
@@ -52,22 +66,49 @@ def _time(value: float | None) -> datetime | None:
 
 
 COLUMNS = ("id, destination, state, attempts, next_attempt_at, last_error, last_status, created_at, delivered_at, "
-           "body")
+           "body, superseded_by")
+# True for a pending row of outbox `o` that an earlier pending row of its destination and group holds back.
+BEHIND = ("EXISTS (SELECT 1 FROM outbox AS e WHERE e.destination = o.destination AND e.group_key = o.group_key "
+          "AND e.state = 'pending' AND e.seq < o.seq)")
 
 
 def _row(values: tuple) -> OutboxRow:
-    (id_, destination, state, attempts, next_at, error, status, created, delivered, body) = values
+    (id_, destination, state, attempts, next_at, error, status, created, delivered, body, superseded_by) = values
     return OutboxRow(id_, destination, state, attempts, datetime.fromtimestamp(next_at, UTC), error, status,
-                     datetime.fromtimestamp(created, UTC), _time(delivered), body)
+                     datetime.fromtimestamp(created, UTC), _time(delivered), body, superseded_by)
 
 
 def enqueue(con: sqlite3.Connection, notifications: Iterable[Notification], now: datetime) -> int:
     """Queue notifications inside the caller's transaction; an id already queued is left as it is."""
-    rows = [(n.id, n.destination, n.model_dump_json(), _epoch(now), _epoch(now)) for n in notifications]
+    (top,) = con.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()
+    rows = [(n.id, n.destination, n.group_key, n.event, top + order, n.model_dump_json(), _epoch(now), _epoch(now))
+            for order, n in enumerate(notifications, 1)]
     before = con.total_changes
-    con.executemany("INSERT OR IGNORE INTO outbox (id, destination, body, state, next_attempt_at, created_at) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?)", rows)
+    con.executemany("INSERT OR IGNORE INTO outbox (id, destination, group_key, event, seq, body, state, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)", rows)
     return con.total_changes - before
+
+
+def _supersede(con: sqlite3.Connection, rules: dict[str, tuple[str, ...]], early_states: tuple[str, ...],
+               later_states: tuple[str, ...], now: datetime, ids: list[str] | None = None) -> list[str]:
+    """Mark superseded the rows in `early_states` (those of `ids`, or all) that a later row of their destination
+    and group in `later_states` makes needless by `rules` (never one a sender holds); returns their ids."""
+    found: list[tuple[str, str]] = []
+    for event, later_events in rules.items():
+        found += con.execute(
+            f"SELECT o.id, (SELECT l.id FROM outbox AS l WHERE l.destination = o.destination "
+            f"AND l.group_key = o.group_key AND l.seq > o.seq AND l.state IN ({_marks(later_states)}) "
+            f"AND l.event IN ({_marks(later_events)}) ORDER BY l.seq DESC LIMIT 1) AS later FROM outbox AS o "
+            f"WHERE o.event = ? AND o.state IN ({_marks(early_states)}) AND o.lease_until <= ? AND later IS NOT NULL"
+            + (f" AND o.id IN ({_marks(ids)})" if ids is not None else ""),
+            [*later_states, *later_events, event, *early_states, _epoch(now), *(ids or [])]).fetchall()
+    con.executemany("UPDATE outbox SET state = 'superseded', superseded_by = ?, lease_until = 0 WHERE id = ?",
+                    [(later, early) for early, later in found])
+    return [early for early, _ in found]
+
+
+def _marks(values: Iterable[object]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 class Outbox:
@@ -77,10 +118,12 @@ class Outbox:
         self.db = db
 
     def claim_due(self, now: datetime, lease_s: float, limit: int = 50) -> list[OutboxRow]:
-        """Pending rows due by `now` that no other sender holds, leased to the caller for `lease_s`."""
+        """Pending rows due by `now` that no other sender holds and no earlier pending row of their destination
+        and group holds back, leased to the caller for `lease_s`; superseded rows are marked so first."""
         with self.db.writing() as con:
-            rows = con.execute(f"SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
-                               "AND lease_until <= ? ORDER BY created_at, id LIMIT ?",
+            _supersede(con, SUPERSEDED_BY, ("pending",), ("pending",), now)
+            rows = con.execute(f"SELECT {COLUMNS} FROM outbox AS o WHERE state = 'pending' AND next_attempt_at <= ? "
+                               f"AND lease_until <= ? AND NOT {BEHIND} ORDER BY seq LIMIT ?",
                                [_epoch(now), _epoch(now), limit]).fetchall()
             con.executemany("UPDATE outbox SET lease_until = ? WHERE id = ?",
                             [(_epoch(now) + lease_s, r[0]) for r in rows])
@@ -114,7 +157,7 @@ class Outbox:
         wanted = list(states)
         with self.db.reading() as con:
             found = con.execute(f"SELECT {COLUMNS} FROM outbox WHERE state IN ({', '.join('?' for _ in wanted)}) "
-                                "ORDER BY created_at DESC, id DESC LIMIT ?", [*wanted, limit]).fetchall()
+                                "ORDER BY seq DESC LIMIT ?", [*wanted, limit]).fetchall()
         return [_row(r) for r in found]
 
     def counts(self) -> dict[str, int]:
@@ -124,14 +167,16 @@ class Outbox:
         return {state: found.get(state, 0) for state in STATES}
 
     def next_due(self) -> datetime | None:
-        """When the next pending row is due (None when nothing is pending)."""
+        """When the next pending row no earlier one holds back is due (None when nothing is pending)."""
         with self.db.reading() as con:
-            (value,) = con.execute("SELECT min(max(next_attempt_at, lease_until)) FROM outbox "
-                                   "WHERE state = 'pending'").fetchone()
+            (value,) = con.execute("SELECT min(max(next_attempt_at, lease_until)) FROM outbox AS o "
+                                   f"WHERE state = 'pending' AND NOT {BEHIND}").fetchone()
         return _time(value)
 
     def retry(self, row_ids: list[str] | None, now: datetime) -> int:
-        """Put failed rows (those given, or all) back in the queue with their attempts reset."""
+        """Put failed rows (those given, or all) back in the queue with their attempts reset; one whose group
+        already told the destination something later is marked superseded instead (sending it now would make an
+        older state the last word)."""
         with self.db.writing() as con:
             if row_ids:
                 known = {r for (r,) in con.execute(
@@ -143,6 +188,7 @@ class Outbox:
                 where, params = f"id IN ({', '.join('?' for _ in row_ids)}) AND state = 'failed'", row_ids
             else:
                 where, params = "state = 'failed'", []
+            _supersede(con, AFTER_DELIVERED, ("failed",), ("delivered",), now, row_ids or None)
             cursor = con.execute(f"UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
                                  f"lease_until = 0 WHERE {where}", [_epoch(now), *params])
             return cursor.rowcount

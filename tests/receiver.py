@@ -34,7 +34,8 @@ class Answer:
 class Receiver:
     """Answers 200 (202 for PagerDuty-shaped paths) unless told to fail the next requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """Listen on `port` (0: any free port); a given port brings a stopped receiver back where it was."""
         self.requests: list[Received] = []
         self._script: list[Answer] = []
         self._lock = threading.Lock()
@@ -60,7 +61,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
                                         name="test-receiver")

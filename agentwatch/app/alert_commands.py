@@ -34,6 +34,7 @@ class State(StrEnum):
     pending = "pending"
     delivered = "delivered"
     failed = "failed"
+    superseded = "superseded"
     all = "all"
 
 
@@ -71,18 +72,18 @@ def outbox(
     as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """List queued, delivered and failed notifications, with attempts and the last error."""
+    """List queued, delivered, failed and superseded notifications, with attempts and the last error."""
     box = Outbox(alerts_db(Home.resolve(home)))
     rows = box.rows(STATES if state is State.all else [state.value], limit)
     if as_json:
         out.print_json(json.dumps([_as_dict(r) for r in rows]))
         return
-    table = Table("id", "destination", "event", "group", "state", "attempts", "next attempt (UTC)", "last error",
-                  title="notification outbox")
+    table = Table("id", "destination", "event", "group", "state", "attempts", "next attempt (UTC)",
+                  "last error / note", title="notification outbox")
     for row in rows:
         note = row.notification()
         table.add_row(row.id, row.destination, note.event, note.group_key, row.state, str(row.attempts),
-                      _when(row.next_attempt_at) if row.state == "pending" else "-", escape(row.last_error or ""))
+                      _when(row.next_attempt_at) if row.state == "pending" else "-", escape(_note(row)))
     out.print(table)
     counts = box.counts()
     out.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
@@ -91,12 +92,19 @@ def outbox(
                   highlight=False)
 
 
+def _note(row: OutboxRow) -> str:
+    if row.superseded_by:
+        return f"superseded by {row.superseded_by}: skipped, the later notification says more"
+    return row.last_error or ""
+
+
 def _as_dict(row: OutboxRow) -> dict:
     note = row.notification()
     return {"id": row.id, "destination": row.destination, "event": note.event, "group_key": note.group_key,
             "state": row.state, "attempts": row.attempts, "next_attempt_at": row.next_attempt_at.isoformat(),
             "last_error": row.last_error, "last_status": row.last_status, "created_at": row.created_at.isoformat(),
             "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+            "superseded_by": row.superseded_by,
             "incidents": [i.id for i in note.incidents]}
 
 
