@@ -24,6 +24,7 @@ from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import CONFIG_ENV, Home
 from agentwatch.core.sqlite import SqliteFile
+from agentwatch.dashboards.escape import md
 from agentwatch.store.reader import open_reader
 
 CACHE_TTL_S = 300  # a safety net: the fingerprint already changes when new parts land
@@ -45,7 +46,7 @@ def config_or_none() -> Config | None:
     try:
         return config_for(home(), config_path())
     except AgentwatchError as exc:
-        st.error(f"agentwatch.yaml cannot be read: {exc}")
+        st.error(f"agentwatch.yaml cannot be read: {md(exc)}")
         return None
 
 
@@ -54,7 +55,7 @@ def config() -> Config:
     try:
         return config_for(home(), config_path())
     except AgentwatchError as exc:
-        st.error(f"agentwatch.yaml cannot be read, so the defaults apply: {exc}")
+        st.error(f"agentwatch.yaml cannot be read, so the defaults apply: {md(exc)}")
         return Config()
 
 

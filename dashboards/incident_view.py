@@ -22,13 +22,13 @@ from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.sql import sql_string
 from agentwatch.dashboards import context, signals
 from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
+from agentwatch.dashboards.escape import md
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.event_keys import event_key
 
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 STATUS_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green"}
 SILENCE_DURATIONS = ["1h", "2h", "8h", "24h"]
-MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~$:&")
 MESSAGE_KEY = "incident_message"  # what the last button did, shown once on the next run
 ACTUAL_COLOR, BAND_COLOR, EXPECTED_COLOR, START_COLOR = "#1f77b4", "#9ecae9", "#6b6b6b", "#d62728"
 
@@ -41,12 +41,6 @@ def subject_text(incident: Incident) -> str:
     if "agent_id" in subject and "action" in subject:
         return f"{subject.pop('agent_id')} {subject.pop('action')}" + "".join(f" {k}={v}" for k, v in subject.items())
     return " ".join(f"{k}={v}" for k, v in subject.items()) or "-"
-
-
-def markdown_text(text: str) -> str:
-    """Text shown as written in markdown: every ASCII punctuation mark escaped (``deal_stage ... opportunity_id``
-    would otherwise turn italic, ``:red[...]`` coloured)."""
-    return "".join(f"\\{c}" if c in MARKDOWN_PUNCTUATION else c for c in text)
 
 
 def show(incident: Incident, switch: Callable[[str], None]) -> None:
@@ -71,7 +65,7 @@ def _guarded(what: str, part: Callable[[Incident], None], incident: Incident) ->
     try:
         part(incident)
     except (duckdb.Error, AgentwatchError) as exc:
-        st.warning(f"{what} could not be read from the store: {exc}")
+        st.warning(f"{what} could not be read from the store: {md(exc)}")
 
 
 # --- header --------------------------------------------------------------------------------------------------
@@ -80,11 +74,11 @@ def _title(incident: Incident) -> None:
     severity = f":{SEVERITY_COLORS[incident.severity]}-badge[{incident.severity}]"
     status = f":{STATUS_COLORS[incident.status]}-badge[{incident.status}]"
     st.subheader(f"{incident.id} · {incident.check}", anchor=False)
-    st.markdown(f"{severity} {status} &nbsp; **{markdown_text(subject_text(incident))}**")
+    st.markdown(f"{severity} {status} &nbsp; **{md(subject_text(incident))}**")
 
 
 def _facts(incident: Incident) -> None:
-    st.markdown(markdown_text(incident.summary))
+    st.markdown(md(incident.summary))
     times = [f"**Began** {context.local(incident.started_at)}", f"**Opened** {context.local(incident.opened_at)}",
              f"**Last fired** {context.local(incident.last_fired_at)}"]
     if incident.acknowledged_at:
@@ -121,7 +115,7 @@ def _set_status(incident_id: str, status: str) -> None:
     try:
         updated = context.incidents().set_status(incident_id, status, by=operator_name())
     except AgentwatchError as exc:
-        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        st.session_state[MESSAGE_KEY] = ("error", md(exc))
         return
     st.session_state[MESSAGE_KEY] = ("success", f"{incident_id} is now {updated.status}.")
     _notify()
@@ -133,7 +127,7 @@ def _notify() -> None:
     try:
         notify_unless_served(context.home(), context.config_path())
     except AgentwatchError as exc:
-        st.session_state[MESSAGE_KEY] = ("warning", f"notifications were not sent: {exc}")
+        st.session_state[MESSAGE_KEY] = ("warning", f"notifications were not sent: {md(exc)}")
 
 
 def silence_matchers(incident: Incident) -> list[tuple[str, str]]:
@@ -152,7 +146,7 @@ def _literal(value: str) -> str:
 
 def _silence_form(incident: Incident) -> None:
     matchers = silence_matchers(incident)
-    st.caption("Holds back notifications of incidents matching " + " ".join(f"`{k}={v}`" for k, v in matchers)
+    st.caption("Holds back notifications of incidents matching " + " ".join(f"**{md(k)}={md(v)}**" for k, v in matchers)
                + " (they are still recorded and shown here).")
     with st.form("silence_form", border=False):
         st.selectbox("For", SILENCE_DURATIONS, index=1, key="silence_for")
@@ -167,21 +161,22 @@ def _silence(incident: Incident) -> None:
         silence = Silences(context.alerts()).add(silence_matchers(incident), duration,
                                                  st.session_state.get("silence_comment") or "", operator_name())
     except AgentwatchError as exc:
-        st.session_state[MESSAGE_KEY] = ("error", f"not silenced: {exc}")
+        st.session_state[MESSAGE_KEY] = ("error", f"not silenced: {md(exc)}")
         return
     st.session_state[MESSAGE_KEY] = (
-        "success", f"Silenced as {silence.id} until {context.local(silence.ends_at)} ({silence.describe()}).")
+        "success", f"Silenced as {silence.id} until {context.local(silence.ends_at)} ({md(silence.describe())}).")
 
 
 def _silenced_by(incident: Incident) -> None:
     try:
         silence = Silences(context.alerts()).silenced_by(incident_properties(incident))
     except AgentwatchError as exc:
-        st.caption(f"silences cannot be read: {exc}")
+        st.caption(f"silences cannot be read: {md(exc)}")
         return
     if silence is not None:
         st.caption(f":material/notifications_off: Notifications held back by {silence.id} until "
-                   f"{context.local(silence.ends_at)} ({silence.describe()}; {silence.created_by}: {silence.comment})")
+                   f"{context.local(silence.ends_at)} ({md(silence.describe())}; {md(silence.created_by)}: "
+                   f"{md(silence.comment)})")
 
 
 # --- the signal ----------------------------------------------------------------------------------------------
@@ -194,11 +189,11 @@ def _signal(incident: Incident) -> None:
                    "outcomes or snapshots); the evidence below has the numbers.")
         return
     if signal.frame.is_empty():
-        context.empty_state(f"No events of {signal.title.split(':')[0]} between "
+        context.empty_state(f"No events of {md(signal.title.split(':')[0])} between "
                             f"{context.local(signals.window(incident)[0])} and now to chart.")
         return
     st.altair_chart(signal_chart(signal), width="stretch", key="signal_chart")
-    st.caption(f"{signal.title}, {signal.measure}. Line: what happened; shaded band and dashed line: the usual "
+    st.caption(f"{md(signal.title)}, {signal.measure}. Line: what happened; shaded band and dashed line: the usual "
                f"range and level ({signal.band}); red rule: when the incident began. Times in "
                f"{context.viewer_timezone()}.")
 
@@ -247,11 +242,11 @@ def _links(incident: Incident, switch: Callable[[str], None]) -> None:
         for linked_id in ids:
             other = linked.get(linked_id)
             if other is None:
-                st.markdown(f"- {linked_id} (no longer stored)")
+                st.markdown(f"- {md(linked_id)} (no longer stored)")
                 continue
-            st.button(f"{other.id} · {other.severity} · {other.status} · {other.check} · {subject_text(other)}",
+            st.button(f"{other.id} · {other.severity} · {other.status} · {other.check} · {md(subject_text(other))}",
                       key=f"link_{other.id}", on_click=switch, args=(other.id,), type="tertiary",
-                      icon=":material/link:", help=other.summary)
+                      icon=":material/link:", help=md(other.summary))
 
 
 # --- drift report --------------------------------------------------------------------------------------------
@@ -270,7 +265,7 @@ def _drift_report(incident: Incident) -> None:
         return
     windows = [evidence.get(k) or {} for k in ("reference_window", "current_window")]
     st.caption(" · ".join(
-        f"**{name}** {_when(w.get('start'))} to {_when(w.get('end'))} ({_count(w.get('events'))} events, "
+        f"**{name}** {md(_when(w.get('start')))} to {md(_when(w.get('end')))} ({_count(w.get('events'))} events, "
         f"{_count(w.get('sampled_rows'))} sampled)" for name, w in zip(("Reference", "Current"), windows, strict=True)
         if w) + ". Score: normed Wasserstein distance (numbers) or Jensen-Shannon distance (categories); a column "
         "drifted when it reaches the threshold plus its noise margin.")
@@ -288,7 +283,7 @@ def _drift_report(incident: Incident) -> None:
     _evidently_report(incident)
     report = [m for m in evidence.get("report", []) if isinstance(m, dict)]
     if report:
-        st.caption(f"Evidently ValueDrift results ({_when(evidence.get('report_at'))})")
+        st.caption(f"Evidently ValueDrift results ({md(_when(evidence.get('report_at')))})")
         st.dataframe(pl.DataFrame([{"column": str(m.get("column")), "method": str(m.get("method")),
                                     "threshold": _number(m.get("threshold")), "value": _number(m.get("value"))}
                                    for m in report]), hide_index=True, key="evidently_table")
@@ -360,12 +355,12 @@ def _drifted_column(name: str, described: Any) -> None:
             yOffset="window:N", color=alt.Color("window:N", scale=alt.Scale(
                 domain=["reference", "current"], range=[BAND_COLOR, ACTUAL_COLOR]), legend=alt.Legend(orient="top")),
             tooltip=["value", "window", alt.Tooltip("share:Q", format=".1%")])
-        st.markdown(f"**{name}**: share of events per value, reference vs current")
+        st.markdown(f"**{md(name)}**: share of events per value, reference vs current")
         st.altair_chart(chart.properties(height=alt.Step(16)), width="stretch", key=f"drift_shares_{name}")
     elif isinstance(described.get("reference"), dict) and isinstance(described.get("current"), dict):
         stats = pl.DataFrame([{"window": w, **{k: _number(v) for k, v in described[w].items()}}
                               for w in ("reference", "current")])
-        st.markdown(f"**{name}**: reference vs current")
+        st.markdown(f"**{md(name)}**: reference vs current")
         st.dataframe(stats, hide_index=True, key=f"drift_stats_{name}")
 
 

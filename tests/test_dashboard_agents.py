@@ -19,6 +19,7 @@ from agentwatch.app.config import config_for
 from agentwatch.checks.engine import incident_store
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.core.home import Home
+from agentwatch.dashboards.escape import md
 from agentwatch.schemas.incidents import agents_named
 from agentwatch.store.datasets import ACTIONS
 from tests.dashboard_support import sql
@@ -143,7 +144,7 @@ def test_pause_and_resume_from_the_page(monkeypatch: pytest.MonkeyPatch, demo_ho
     home = Home.resolve(Path(shutil.copytree(demo_home.root, tmp_path / "home")))
     at = open_agents(monkeypatch, home)
     assert guard_now(home).incident_id == "INC-1"  # the demo's rename pauses it to begin with
-    assert "paused: INC-1" in at.error[0].value
+    assert md("paused: INC-1") in at.error[0].value
 
     at.button(key="pause_button").click().run()
     assert "give a reason" in at.warning[0].value
@@ -156,7 +157,7 @@ def test_pause_and_resume_from_the_page(monkeypatch: pytest.MonkeyPatch, demo_ho
     assert not decision.allowed
     assert decision.reason.startswith(f"paused by {operator_name()} at ")
     assert decision.reason.endswith(": routing to the wrong queue")
-    assert at.error[0].value == f"**{AGENT}**: paused: {decision.reason}"
+    assert at.error[0].value == f"**{md(AGENT)}**: {md('paused: ' + decision.reason)}"
     controls = frame_with(at, "by")
     assert list(controls.loc[0, ["action", "by", "reason"]]) == ["pause", operator_name(), "routing to the wrong queue"]
     assert at.text_input(key="pause_reason").value == ""

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from agentwatch.core.home import Home
 from agentwatch.dashboards import audit_trail as trail
+from agentwatch.dashboards.escape import md
 from agentwatch.store.reader import open_reader
 from tests.checks_support import T0, iso, store_events
 from tests.dashboard_support import open_page, sql
@@ -294,7 +295,7 @@ def test_page_shows_an_event_with_its_diff(monkeypatch: pytest.MonkeyPatch, smal
     diff = next(d.value for d in at.dataframe if "changed" in d.value.columns)
     assert diff.values.tolist() == [["owner", "queue", "rep-1", True], ["status", "new", "routed", True]]
     at.selectbox(key="audit_event").select("e4").run()
-    assert any("**approval:** mgr-3 at 2026-10-05 03:30 UTC" in m.value for m in at.markdown)
+    assert any(f"**approval:** {md('mgr-3 at 2026-10-05 03:30 UTC')}" in m.value for m in at.markdown)
     assert at.json[-1].value == json.dumps({"template": "intro-1"})
 
 

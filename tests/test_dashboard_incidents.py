@@ -19,7 +19,8 @@ from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
-from agentwatch.dashboards.incident_view import evidence_rows, markdown_text
+from agentwatch.dashboards.escape import md
+from agentwatch.dashboards.incident_view import evidence_rows
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
 
@@ -139,7 +140,7 @@ def test_notification_link_opens_the_rename_with_its_effects_and_signal(demo_hom
     at = app(monkeypatch, demo_home, incident=rename.id)
     assert at.subheader[0].value == f"{rename.id} · schema.field_renamed"
     assert at.selectbox(key="incident_pick").value == rename.id
-    assert markdown_text(rename.summary) in [m.value for m in at.markdown]  # shown as written, nothing italic
+    assert md(rename.summary) in [m.value for m in at.markdown]  # shown as written, nothing italic
     assert at.button(key=f"link_{spike.id}").label.startswith(f"{spike.id} · critical · open · quality.null_spike")
     evidence = table(at, "key", 2)
     assert dict(zip(evidence["key"], evidence["value"], strict=True))["input_keys"] == "deal_stage"
@@ -289,7 +290,7 @@ def test_event_count_signal_matches_an_independent_count(demo_home, monkeypatch)
 def test_unknown_incident_in_the_url_is_said_plainly(demo_home, monkeypatch) -> None:
     """`?incident=INC-999` shows a warning naming it and the list, with no detail and no error."""
     at = app(monkeypatch, demo_home, incident="INC-999")
-    assert any("INC-999" in w.value for w in at.warning)
+    assert any(md("'INC-999'") in w.value for w in at.warning)
     assert not at.subheader and at.selectbox(key="incident_pick").value is None
     assert len(table(at, "id", len(LIST_COLUMNS))) == len(incident_store(demo_home).list())
 
@@ -310,7 +311,7 @@ def test_evidence_rows_are_readable() -> None:
                           "note": None, "cusum": 10})
     assert dict(rows.iter_rows()) == {"agents": "a, b", "ratio": "4.441", "note": "null", "cusum": "10",
                                       "readers": json.dumps([{"agent_id": "a", "reads": 3}], separators=(", ", ": "))}
-    assert markdown_text("read deal_stage :red[x] *") == r"read deal\_stage \:red\[x\] \*"
+    assert md("read deal_stage :red[x] *\n# h") == r"read deal\_stage \:red\[x\] \* \# h"
 
 
 def test_a_drift_incident_shows_evidentlys_full_report_on_request(demo_home: Home, monkeypatch) -> None:

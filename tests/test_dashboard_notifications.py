@@ -13,6 +13,7 @@ from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.alerts.silences import Silences
 from agentwatch.core.home import Home
+from agentwatch.dashboards.escape import md
 from agentwatch.schemas.notifications import Notification
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
@@ -69,7 +70,7 @@ def test_silences_are_listed_and_can_be_expired(home: Home) -> None:
     silence = silences.add([("check", "volume.*")], timedelta(hours=2), "webinar", "ana")
     at = open_page()
     text = " ".join(m.value for m in at.markdown)
-    assert silence.id in text and "check=volume.*" in text and "webinar" in text
+    assert silence.id in text and md("check=volume.*") in text and "webinar" in text
     at.button(key=f"expire_{silence.id}").click().run()
     assert silences.get(silence.id).state(datetime.now(UTC)) == "expired"
 

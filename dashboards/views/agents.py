@@ -12,6 +12,7 @@ from agentwatch.alerts.silences import operator_name
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.dashboards import agent_health as health
 from agentwatch.dashboards.context import alerts, config, empty_state, incidents, local, to_viewer
+from agentwatch.dashboards.escape import md
 from agentwatch.dashboards.ranges import range_ending
 
 EMPTY = "No action events yet: `agentwatch ingest actions ...` or POST /v1/actions"
@@ -30,11 +31,11 @@ def _operate(action: str, agent_id: str) -> None:
     try:
         control = getattr(_controls(), action)(agent_id, operator_name(), st.session_state.get(reason_key, ""))
     except AgentwatchError as exc:
-        st.session_state[FLASH] = ("error", str(exc))
+        st.session_state[FLASH] = ("error", md(exc))
         return
     st.session_state[reason_key] = ""
     done = "paused" if control.action == "pause" else "resumed"
-    st.session_state[FLASH] = ("success", f"{agent_id} {done} by {control.by}: {control.reason}")
+    st.session_state[FLASH] = ("success", f"{md(agent_id)} {done} by {md(control.by)}: {md(control.reason)}")
 
 
 def _pick_agent(agents: pl.DataFrame) -> str:
@@ -109,7 +110,7 @@ def _activity(agent_id: str, span_label: str) -> None:
     totals = health.totals(history, window)
     _metrics(totals, span_label)
     if totals.events == 0:
-        empty_state(f"{agent_id} took no action in this range: pick a longer range, or look at the audit trail.")
+        empty_state(f"{md(agent_id)} took no action in this range: pick a longer range, or look at the audit trail.")
         return
     by_action = health.hourly_by_action(history, window)
     band = health.expected_band(history, window, health.first_event_at())
@@ -132,10 +133,10 @@ def _pause_state(agent_id: str) -> None:
     controls = _controls()
     decision = health.pause_state(agent_id, incidents().unresolved_critical(), controls, config().guard)
     if decision.allowed:
-        st.success(f"**{agent_id}**: {health.describe(decision)}: the guard lets it act on its own.",
+        st.success(f"**{md(agent_id)}**: {md(health.describe(decision))}: the guard lets it act on its own.",
                    icon=":material/play_circle:")
     else:
-        st.error(f"**{agent_id}**: {health.describe(decision)}", icon=":material/pause_circle:")
+        st.error(f"**{md(agent_id)}**: {md(health.describe(decision))}", icon=":material/pause_circle:")
     flash = st.session_state.pop(FLASH, None)
     if flash:
         (st.success if flash[0] == "success" else st.warning)(flash[1])
@@ -154,14 +155,14 @@ def _pause_state(agent_id: str) -> None:
         st.dataframe(to_viewer(history, "at"), hide_index=True, key="agent_controls",
                      column_config={"at": st.column_config.DatetimeColumn("at", format=TIME_FORMAT)})
     else:
-        st.caption(f"{agent_id} has never been paused or resumed.")
+        st.caption(f"{md(agent_id)} has never been paused or resumed.")
 
 
 def _incidents(agent_id: str) -> None:
     st.subheader("Latest incidents")
     latest = health.latest_incidents(agent_id, incidents().list())
     if not latest:
-        st.caption(f"No incident names {agent_id}.")
+        st.caption(f"No incident names {md(agent_id)}.")
         return
     st.dataframe(to_viewer(health.incidents_frame(latest), "opened_at"), hide_index=True, key="agent_incidents",
                  column_config={"opened_at": st.column_config.DatetimeColumn("opened", format=TIME_FORMAT)})

@@ -14,6 +14,7 @@ from agentwatch.core.home import Home
 from agentwatch.dashboards import audit_trail as trail
 from agentwatch.dashboards.access import require_access
 from agentwatch.dashboards.context import empty_state, home, local, query, to_viewer, viewer_timezone
+from agentwatch.dashboards.escape import md
 from agentwatch.schemas.actions import ACTION_STATUSES
 from agentwatch.store.reader import open_reader
 
@@ -148,12 +149,12 @@ def _pick_event(shown: pl.DataFrame, table_row: int | None) -> dict[str, Any] | 
 def _event_detail(row: dict[str, Any]) -> None:
     found = _run(trail.event_sql(row["event_id"], row["ts"]))
     if found.is_empty():
-        st.warning(f"Event {row['event_id']} is no longer in the store.")
+        st.warning(f"Event {md(row['event_id'])} is no longer in the store.")
         return
     event = found.row(0, named=True)
-    st.subheader(f"{event['action']} on {event['resource_type']} {event['resource_id']}")
+    st.subheader(md(f"{event['action']} on {event['resource_type']} {event['resource_id']}"))
     facts = [
-        ("event", f"`{event['event_id']}`"), ("time", local(event["ts"])),
+        ("event", event["event_id"]), ("time", local(event["ts"])),
         ("agent", f"{event['agent_id']} {event['agent_version'] or ''}".strip()), ("status", event["status"]),
         ("approval", f"{event['approved_by']} at {local(event['approved_at'])}" if event["approved_by"] else "none"),
         ("authorized by", event["authorized_by"]), ("confidence", event["confidence"]),
@@ -162,7 +163,8 @@ def _event_detail(row: dict[str, Any]) -> None:
         ("latency", f"{event['latency_ms']:,.0f} ms" if event["latency_ms"] is not None else None),
         ("trace", event["trace_id"]), ("rationale", event["rationale"]),
     ]
-    st.markdown("  \n".join(f"**{name}:** {value}" for name, value in facts if value not in (None, "")))
+    # every value escaped: they come from the event (an approver, an error message, a rationale ...)
+    st.markdown("  \n".join(f"**{name}:** {md(value)}" for name, value in facts if value not in (None, "")))
     before, after = trail.as_object(event["before"]), trail.as_object(event["after"])
     if before is None and after is None:
         st.caption("This action recorded no before or after state.")

@@ -11,6 +11,7 @@ import streamlit as st
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.severity import Severity
 from agentwatch.dashboards import context, incident_view
+from agentwatch.dashboards.escape import md
 from agentwatch.schemas.incidents import Incident, agents_named
 
 PARAM = "incident"
@@ -114,7 +115,7 @@ def _apply_param(known: set[str]) -> None:
     if wanted in known:
         st.session_state[PICK] = wanted
     else:
-        st.warning(f"There is no incident {wanted!r} in this home; choose one below.")
+        st.warning(f"There is no incident {md(repr(wanted))} in this home; choose one below.")  # from the URL
 
 
 def main() -> None:
@@ -125,7 +126,7 @@ def main() -> None:
     try:
         everything = context.incidents().list()
     except AgentwatchError as exc:
-        st.error(f"The incidents cannot be read: {exc}")
+        st.error(f"The incidents cannot be read: {md(exc)}")
         return
     if not everything:
         context.empty_state(EMPTY)

@@ -11,6 +11,7 @@ import streamlit as st
 from agentwatch.alerts.outbox import Outbox
 from agentwatch.alerts.silences import Silences
 from agentwatch.dashboards import context
+from agentwatch.dashboards.escape import md
 
 st.title("Notifications")
 outbox = Outbox(context.alerts())
@@ -47,8 +48,8 @@ if not current:
 now = datetime.now(UTC)
 for silence in current:
     left, right = st.columns([5, 1])
-    left.markdown(f"**{silence.id}** `{silence.describe()}` · {silence.state(now)} · until "
-                  f"{context.local(silence.ended_at)} · by {silence.created_by}: {silence.comment}")
+    left.markdown(f"**{silence.id}** {md(silence.describe())} · {silence.state(now)} · until "
+                  f"{context.local(silence.ended_at)} · by {md(silence.created_by)}: {md(silence.comment)}")
     if silence.state(now) != "expired" and right.button("Expire", key=f"expire_{silence.id}"):
         silences.expire(silence.id)
         st.rerun()

@@ -13,6 +13,7 @@ import streamlit as st
 
 from agentwatch.dashboards import schema_history as history
 from agentwatch.dashboards.context import config, empty_state, has_rows, local, to_viewer
+from agentwatch.dashboards.escape import md
 
 EMPTY = "No schema snapshots yet: `agentwatch ingest schema ...`"
 ALARM = "color: #b00020; font-weight: bold"
@@ -92,7 +93,7 @@ def _diff(crm: history.CrmObject, start: datetime, end: datetime, readers: histo
         st.caption("'From' is later than 'To': showing the changes from the earlier to the later one.")
         start, end = end, start
     changes = history.compare(crm, start, end)
-    st.subheader(f"{crm.object}: {local(start)} -> {local(end)}")
+    st.subheader(f"{md(crm.object)}: {local(start)} -> {local(end)}")
     if not changes:
         st.success("No change between these two snapshots.")
         return
@@ -134,13 +135,13 @@ snapshots = history.timeline(crm)
 readers, read_window = _readers()
 if snapshots.height < 2:
     st.altair_chart(timeline_chart(to_viewer(snapshots, "taken_at"), []), width="stretch")
-    st.info(f"{crm.object} has one snapshot ({local(snapshots['taken_at'][0])}): a diff needs a second one, "
+    st.info(f"{md(crm.object)} has one snapshot ({local(snapshots['taken_at'][0])}): a diff needs a second one, "
             "sent by the next `agentwatch ingest schema ...`.")
     chosen = (snapshots["taken_at"][0], snapshots["taken_at"][0])
 else:
     chosen = _pick_pair(snapshots)
     st.altair_chart(timeline_chart(to_viewer(snapshots, "taken_at"), sorted(chosen)), width="stretch")
-with st.expander(f"{snapshots.height} snapshots of {crm.object}", expanded=False):
+with st.expander(f"{snapshots.height} snapshots of {md(crm.object)}", expanded=False):
     table = to_viewer(snapshots, "taken_at").with_columns(
         pl.col("changed").replace_strict({True: "changed", False: "same"}, default="first",
                                           return_dtype=pl.String).alias("vs previous")).drop("changed")
@@ -156,6 +157,6 @@ else:
 if snapshots.height >= 2:
     _diff(crm, chosen[0], chosen[1], readers)
 later = max(chosen)
-with st.expander(f"Every field of {crm.object} at {local(later)}"):
+with st.expander(f"Every field of {md(crm.object)} at {local(later)}"):
     st.dataframe(_styled(history.fields_table(crm, history.fields_at(crm, later), readers), alarm=False),
                  hide_index=True, key="schema_fields")
