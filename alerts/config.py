@@ -8,13 +8,14 @@ environment variable (``url_env:``) read when a notification is sent.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
-from agentwatch.core.config_file import Where
+from agentwatch.core.config_file import Where, did_you_mean
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.severity import Severity
@@ -205,7 +206,8 @@ class GuardConfig(BaseModel):
 
 
 def validate_alerts(alerts: AlertsConfig, guard: GuardConfig, known_checks: list[str], where: Where) -> None:
-    """Names that must refer to something: route destinations, default destinations, guarded checks.
+    """Names that must refer to something: route destinations, default destinations, the checks and severities
+    routes match, guarded checks, and the environment variables holding secrets.
 
     `where(loc)` gives the text naming the place of a key path (file and line) for the error."""
     for index, route in enumerate(alerts.routes):
@@ -213,11 +215,63 @@ def validate_alerts(alerts: AlertsConfig, guard: GuardConfig, known_checks: list
             if name not in alerts.destinations:
                 raise ConfigError(f"{where(('alerts', 'routes', index, 'destinations'))}: no destination is named "
                                   f"{name!r}; defined: {', '.join(sorted(alerts.destinations)) or 'none'}")
+        for key in ("check", "severity"):
+            for pattern in _patterns(route.match.get(key)):
+                problem = pattern_problem(key, pattern, known_checks)
+                if problem:
+                    raise ConfigError(f"{where(('alerts', 'routes', index, 'match', key))}: {problem}")
     for name in alerts.default:
         if name not in alerts.destinations:
             raise ConfigError(f"{where(('alerts', 'default'))}: no destination is named {name!r}; defined: "
                               f"{', '.join(sorted(alerts.destinations)) or 'none'}")
     for pattern in guard.pause_on:
-        if not any(fnmatchcase(name, pattern) for name in known_checks):
-            raise ConfigError(f"{where(('guard', 'pause_on'))}: {pattern!r} names no check; known checks: "
-                              f"{', '.join(sorted(known_checks))}")
+        problem = pattern_problem("check", pattern, known_checks)
+        if problem:
+            raise ConfigError(f"{where(('guard', 'pause_on'))}: {problem}")
+    for name, destination in alerts.destinations.items():
+        problem = _secret_problem(destination)
+        if problem:
+            raise ConfigError(f"{where(('alerts', 'destinations', name, problem[0]))}: {problem[1]}")
+
+
+def _patterns(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else value
+
+
+def pattern_problem(key: str, pattern: str, known_checks: list[str]) -> str | None:
+    """What is wrong with a `check` or `severity` pattern that matches nothing (with the closest valid value),
+    or None; other keys (agents, objects, fields, actions) are open-ended and never wrong."""
+    if key == "severity":
+        valid = [s.value for s in Severity]
+        if not any(fnmatchcase(value, pattern) for value in valid):
+            return f"{pattern!r} matches no severity{did_you_mean(pattern, valid)} (severities: {', '.join(valid)})"
+    elif key == "check" and not any(fnmatchcase(name, pattern) for name in known_checks):
+        # Compare a glob by its fixed part too, so `qualty.*` suggests `quality.*`.
+        hint = did_you_mean(pattern, known_checks) or did_you_mean(
+            pattern, sorted({n.split(".")[0] + ".*" for n in known_checks}))
+        return f"{pattern!r} names no check{hint} (known checks: {', '.join(sorted(known_checks))})"
+    return None
+
+
+SHELL_REFERENCE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+SECRET_FIELDS = (("url", "url_env"), ("routing_key", "routing_key_env"), ("secret", "secret_env"))
+
+
+def _secret_problem(destination: BaseModel) -> tuple[str, str] | None:
+    """(field, what is wrong) for a secret the destination cannot read: an environment variable that is not
+    set, or a shell reference such as ``${PD_KEY}`` that the file does not expand; None when all are readable."""
+    for inline, env in SECRET_FIELDS:
+        value, variable = getattr(destination, inline, None), getattr(destination, env, None)
+        written = SHELL_REFERENCE.match(value.get_secret_value().strip()) if isinstance(value, SecretStr) else None
+        if written:
+            return inline, (f"'${{...}}' is not expanded in agentwatch.yaml; write {env}: {written.group(1)} to read "
+                            "it from the environment")
+        if variable is None:
+            continue
+        reference = SHELL_REFERENCE.match(variable.strip())
+        if reference:
+            return env, f"give the variable's name: {env}: {reference.group(1)}"
+        if not os.environ.get(variable):
+            return env, (f"environment variable {variable} is not set; set it in agentwatch's environment (or give "
+                         f"{inline} in the file)")
+    return None

@@ -20,7 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agentwatch.alerts.config import MATCH_KEYS
+from agentwatch.alerts.config import MATCH_KEYS, pattern_problem
+from agentwatch.checks.base import REGISTRY
+from agentwatch.checks.catalog import load_all
 from agentwatch.core.durations import format_duration
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
@@ -163,7 +165,14 @@ class Silences:
 
 
 def _checked(key: str, pattern: str) -> tuple[str, str]:
-    return parse_matcher(f"{key}={pattern}")
+    """A matcher to store: well formed, and a check or severity pattern that matches something (a misspelled
+    check would silence nothing while looking as if it worked)."""
+    key, pattern = parse_matcher(f"{key}={pattern}")
+    load_all()
+    problem = pattern_problem(key, pattern, list(REGISTRY))
+    if problem:
+        raise ConfigError(f"{key}={pattern}: {problem}")
+    return key, pattern
 
 
 def _unknown(silence_id: str) -> ConfigError:

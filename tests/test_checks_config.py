@@ -73,6 +73,20 @@ def test_no_file_or_an_empty_file_means_every_default(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "# nothing configured yet\n")) == Config()
 
 
+@pytest.mark.parametrize(("text", "line", "key", "first"), [
+    ("agents:\n  lead-router: {max_records_per_action: 5}\n  lead-router: {max_records_per_action: 50}\n", 3,
+     "agents.lead-router", 2),
+    ("checks: {}\nalerts: {}\nchecks: {quality.null_spike: {enabled: false}}\n", 3, "checks", 1),
+    ("fields: {region: A.Region, region: B.Region}\n", 1, "fields.region", 1),
+])
+def test_a_duplicate_key_is_refused_naming_both_places(tmp_path: Path, text: str, line: int, key: str,
+                                                       first: int) -> None:
+    """A key written twice in one mapping (YAML would silently keep the last) names its line and the first."""
+    message = error_of(tmp_path, text)
+    assert line_and_key(message) == (line, key)
+    assert f"duplicate key {key.rsplit('.', 1)[-1]!r} (first given on line {first})" in message, message
+
+
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     """YAML that does not parse is reported with the line of the problem."""
     message = error_of(tmp_path, "agents:\n  lead-router: {allowed_actions: [lead.route}\n")

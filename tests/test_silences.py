@@ -129,7 +129,7 @@ def test_added_silences_persist_across_instances(tmp_path: Path) -> None:
 
 def test_ids_are_unique_and_the_list_is_newest_first(silences: Silences) -> None:
     """Ids count up SIL-1, SIL-2, SIL-3 and list gives the newest first."""
-    made = [silences.add([("check", f"c{n}")], timedelta(hours=1), "why", "ana", now=AT + timedelta(minutes=n))
+    made = [silences.add([("agent_id", f"c{n}")], timedelta(hours=1), "why", "ana", now=AT + timedelta(minutes=n))
             for n in range(3)]
     assert [s.id for s in made] == ["SIL-1", "SIL-2", "SIL-3"]
     assert [s.id for s in silences.list(now=AT)] == ["SIL-3", "SIL-2", "SIL-1"]
@@ -187,6 +187,10 @@ def test_the_longest_lasting_matching_silence_is_reported(silences: Silences) ->
     ([("check", "*")], timedelta(0), "why", "longer than 0"),
     ([("check", "*")], timedelta(hours=-1), "why", "longer than 0"),
     ([("check", "*")], timedelta(hours=1), "  ", "say why"),
+    ([("check", "volume.action_spik")], timedelta(hours=1), "why",
+     "check=volume.action_spik: 'volume.action_spik' names no check; did you mean 'volume.action_spike'?"),
+    ([("severity", "critcal")], timedelta(hours=1), "why",
+     r"'critcal' matches no severity; did you mean 'critical'\? \(severities: info, warning, critical\)"),
 ])
 def test_add_refuses_a_silence_that_says_too_little(silences: Silences, matchers: list, duration: timedelta,
                                                     comment: str, problem: str) -> None:
@@ -264,6 +268,8 @@ def test_cli_by_defaults_to_the_operator(tmp_path: Path, monkeypatch: pytest.Mon
     (["--match", "check=*", "--comment", "x"], "give --for"),
     (["--match", "check=*", "--for", "2h"], "give --comment"),
     (["--for", "2h", "--comment", "x"], "give at least one --match"),
+    (["--match", "check=volum.*", "--for", "2h", "--comment", "x"],
+     "'volum.*' names no check; did you mean 'volume.*'?"),
 ])
 def test_cli_mistakes_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch, args: list[str], named: str) -> None:
