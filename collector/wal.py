@@ -7,8 +7,13 @@ the first fsync that starts after its bytes were written, whoever issues it.
 A flusher thread, every ``flush_interval_s`` or as soon as a segment outgrows ``flush_max_bytes``,
 closes the current segment (new appends go to a fresh file), ingests the closed one into the store
 with the ordinary ingest pipeline, and deletes it. A flush that fails keeps its segment and is
-retried on the next tick. On start, segments left by a crash are ingested before the server
-answers anything (replay); the store's de-duplication by event_id makes replay idempotent.
+retried on the next tick: a failing episode (a full disk) is logged once when it starts and once when
+it ends, and shows in ``last_flush_error`` meanwhile. A full disk refuses appends with ``StoreFullError``
+(nothing is acknowledged that is not on disk); appends and flushes resume by themselves once space is
+freed. A damaged part met while looking up stored ids is quarantined.
+
+On start, segments left by a crash are ingested before the server answers anything (replay); the
+store's de-duplication by event_id makes replay idempotent.
 
 One server per home: ``locks/serve.lock`` is held (flock) for as long as the WAL is open.
 """
@@ -33,14 +38,16 @@ from agentwatch.collector.ingest.pipeline import Ingestor
 from agentwatch.collector.ingest.rejects import guess_event_id
 from agentwatch.collector.ingest.sources import read_jsonl
 from agentwatch.core.durable import fsync_dir
-from agentwatch.core.errors import StoreError
+from agentwatch.core.errors import AgentwatchError, StoreError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import acquire_serve_lock, release_serve_lock
-from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
 from agentwatch.store.event_keys import event_key
 from agentwatch.store.keyindex import EventKeyIndex
+from agentwatch.store.layout import parts_glob
+from agentwatch.store.quarantine import survive_damage
+from agentwatch.store.space import is_no_space, no_space_is_store_full, store_full
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +107,8 @@ class WriteAheadLog:
         self.directory = home.wal
         self.flush_interval_s = flush_interval_s
         self.flush_max_bytes = flush_max_bytes
-        self.last_flush_error: str | None = None
+        self.last_flush_error: str | None = None  # why the flushes fail, while they do
+        self.flush_failing_since: float | None = None  # time.time() of the first failure of the episode
 
         self._lock = threading.Lock()  # segments, pending ids, sequence numbers
         self._sync_lock = threading.Lock()  # one fsync round at a time
@@ -113,6 +121,7 @@ class WriteAheadLog:
         self._dir_dirty = False  # a segment was created since the folder's last fsync
         self._flush_gen = 0  # bumped whenever flushed ids leave `_pending`
         self._failed: str | None = None  # an fsync failed: refuse appends until restart
+        self._failed_no_space = False
 
         self._ingestors: dict[str, Ingestor] = {}
         self._indexes: dict[str, EventKeyIndex] = {}
@@ -186,7 +195,7 @@ class WriteAheadLog:
 
     @property
     def failure(self) -> str | None:
-        """Why the WAL refuses new events (a failed fsync), else None."""
+        """Why the WAL refuses new events until a restart (a failed fsync), else None."""
         return self._failed
 
     def pending(self) -> int:
@@ -229,7 +238,7 @@ class WriteAheadLog:
         every accepted event and every pending one it was counted a duplicate of.
         """
         if self._failed:
-            raise StoreError(f"the write-ahead log cannot be written ({self._failed}); restart the server")
+            raise self._failed_error()
         if not self.running:
             raise StoreError("the write-ahead log is not running (the server is starting or stopping); retry")
         pending = self._pending[dataset]
@@ -264,9 +273,11 @@ class WriteAheadLog:
             view = memoryview(data)
             while view:
                 view = view[os.write(segment.fd, view):]
-        except OSError:
+        except OSError as exc:
             with contextlib.suppress(OSError):  # never leave half a batch: the next append would glue onto it
                 os.ftruncate(segment.fd, segment.size)
+            if is_no_space(exc):
+                raise store_full(self.home, "appending to the write-ahead log") from exc
             raise
         segment.size += len(data)
         segment.ids.extend(ids)
@@ -279,7 +290,8 @@ class WriteAheadLog:
         seq = self._next_seq[dataset]
         self._next_seq[dataset] = seq + 1
         path = self.directory / f"{dataset}-{seq:012d}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        with no_space_is_store_full(self.home, "creating a write-ahead log segment"):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         segment = Segment(dataset, seq, path, fd=fd)
         self._open[dataset] = segment
         self._dir_dirty = True
@@ -305,11 +317,18 @@ class WriteAheadLog:
                     fsync_dir(self.directory)
             except OSError as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: retrying could
-                # "succeed" without the data. Refuse further writes instead.
+                # "succeed" without the data. Refuse further writes instead (a full disk included).
                 self._failed = f"fsync failed: {exc}"
+                self._failed_no_space = is_no_space(exc)
                 log.error("WAL %s; refusing new events until the server is restarted", self._failed)
-                raise StoreError(f"the write-ahead log cannot be written ({self._failed}); restart the server") from exc
+                raise self._failed_error() from exc
             self._synced_seq = target
+
+    def _failed_error(self) -> StoreError:
+        if self._failed_no_space:
+            error: StoreError = store_full(self.home, "syncing the write-ahead log")
+            return type(error)(f"{error}; then restart the server: a failed fsync may have lost pages")
+        return StoreError(f"the write-ahead log cannot be written ({self._failed}); restart the server")
 
     # -- de-duplication against the store ----------------------------------------------------------
 
@@ -326,18 +345,15 @@ class WriteAheadLog:
             "event_id": pa.array([ids[i] for i in np.flatnonzero(maybe)], pa.string()),
             "event_key": pa.array(keys[maybe], pa.uint64()),
         })
-        glob = sql_string(str(self.home.dataset_dir(dataset) / "**" / "part-*.parquet"))
+        sql = (f"SELECT DISTINCT p.event_id FROM read_parquet({parts_glob(self.home, dataset)}, union_by_name = true) "
+               "AS p JOIN _suspects AS s ON p.event_key = s.event_key AND p.event_id = s.event_id")
         with self._confirm_lock:
             if self._confirm_con is None:
                 self._confirm_con = duck.connect(memory_limit="512MB")
             con = self._confirm_con
             con.register("_suspects", suspects)
             try:
-                rows = duck.run(
-                    con,
-                    f"SELECT DISTINCT p.event_id FROM read_parquet({glob}, union_by_name = true) AS p "
-                    "JOIN _suspects AS s ON p.event_key = s.event_key AND p.event_id = s.event_id",
-                )
+                rows = survive_damage(self.home, lambda: duck.run(con, sql))
             except duckdb.IOException:  # no part at all any more
                 rows = []
             finally:
@@ -350,6 +366,8 @@ class WriteAheadLog:
         ingestor = self._ingestors.get(dataset)
         if ingestor is None:
             ingestor = Ingestor(self.home, DATASETS[dataset])
+            if dataset in self._indexes:  # a commit adds to the index only once it succeeded: it is still right
+                ingestor.writer.index = self._indexes[dataset]
             ingestor.writer.index.refresh()
             self._ingestors[dataset] = ingestor
             # The writer's index is kept current by every commit; requests read it (never write it).
@@ -399,8 +417,24 @@ class WriteAheadLog:
             self._indexes.clear()
 
     def _record_error(self, what: str, exc: BaseException) -> None:
-        self.last_flush_error = f"{what}: {type(exc).__name__}: {exc}"
-        log.error("WAL %s", self.last_flush_error, exc_info=exc)
+        """Log a failing episode once: at its first failure, and again only when the failure changes."""
+        known = isinstance(exc, AgentwatchError) or is_no_space(exc)
+        summary = f"{what}: {exc}" if known else f"{what}: {type(exc).__name__}: {exc}"
+        episode_began = self.flush_failing_since is None
+        if episode_began:
+            self.flush_failing_since = time.time()
+        if episode_began or _kind(summary) != _kind(self.last_flush_error):
+            # A failure we name (a full disk) is one line; an unexpected one keeps its traceback, once.
+            log.error("WAL %s; the WAL keeps it and retries every %.0f s", summary, self.flush_interval_s,
+                      exc_info=None if known else exc)
+        self.last_flush_error = summary
+
+    def _record_success(self) -> None:
+        if self.flush_failing_since is not None:
+            log.warning("WAL flushing resumed after %.0f s of failures; nothing acknowledged was lost",
+                        time.time() - self.flush_failing_since)
+        self.flush_failing_since = None
+        self.last_flush_error = None
 
     def flush(self) -> int:
         """Close the current segments and ingest every closed one; returns the events flushed.
@@ -428,7 +462,7 @@ class WriteAheadLog:
                 self._pending[segment.dataset].difference_update(segment.ids)
                 self._flush_gen += 1
             flushed += len(segment.ids)
-        self.last_flush_error = None
+        self._record_success()
         return flushed
 
     def _rotate(self, dataset: str) -> None:
@@ -461,3 +495,7 @@ class WriteAheadLog:
         log.info("flushed %s: %d stored, %d duplicates, %d refused in %.2f s", segment.path.name, accepted,
                  duplicates, refused, time.perf_counter() - started)
 
+
+def _kind(summary: str | None) -> str | None:
+    """A failure's kind: its text up to the first detail that changes between retries (a segment's name)."""
+    return None if summary is None else re.sub(r"\S+-\d{12}\.jsonl", "<segment>", summary)

@@ -7,7 +7,8 @@ turns them into a one-line message and exit code 2) can catch them all::
     ├── ConfigError          a setting or the environment is wrong (AGENTWATCH_HOME, options)
     ├── FormatError          a payload does not have the shape its format requires
     │   └── InputFileError   a whole input file cannot be read (missing, unreadable, not JSON)
-    ├── StoreError           the store on disk is unusable (lock timeout, corrupt part)
+    ├── StoreError           the store on disk is unusable (lock timeout, the write-ahead log failing)
+    │   └── StoreFullError   no space left on the disk (or quota) of the home: nothing was stored or acknowledged
     └── AuthError            a key is missing, unknown, revoked or lacks the scope
 
 Errors about single events are not exceptions: they are collected as ``Rejection`` rows
@@ -40,6 +41,13 @@ class InputFileError(FormatError):
 
 class StoreError(AgentwatchError):
     """The store under AGENTWATCH_HOME cannot be used as it is."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the quota) holding AGENTWATCH_HOME is full: what was being written was not stored.
+
+    Nothing is half-written: retrying once space is freed is safe (stored events are recognised as duplicates).
+    """
 
 
 class AuthError(AgentwatchError):

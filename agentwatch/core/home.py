@@ -20,6 +20,7 @@ class Home:
     ``store/<dataset>/day=YYYY-MM-DD/part-*.parquet``  the events (see docs/architecture.md)
     ``wal/``               events acknowledged by the HTTP API and not yet in the store
     ``rejects/``           one JSONL file per ingest run that rejected something
+    ``quarantine/<dataset>/``  damaged parts moved out of the store, each with a JSON note
     ``locks/``             flock files: one per dataset writer, and ``serve.lock``
     ``keys.json``          API keys, hashed
     ``agentwatch.yaml``    the config, unless ``--config`` names another file
@@ -57,6 +58,10 @@ class Home:
     @property
     def rejects(self) -> Path:
         return self.root / "rejects"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
 
     @property
     def locks(self) -> Path:

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
+from agentwatch.core.home import Home
 from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
+from agentwatch.store.layout import list_parts
+from agentwatch.store.quarantine import repair
+
+__all__ = ["MAX_SEGMENTS", "EventKeyIndex", "list_parts"]
 
 # Merge the sorted segments into one when there are more than this many (an LSM-style index).
 MAX_SEGMENTS = 12
-
-
-def list_parts(dataset_dir: Path) -> list[Path]:
-    """Every committed part file of a dataset."""
-    return sorted(dataset_dir.glob("**/part-*.parquet"))
 
 
 class EventKeyIndex:
     """The 64-bit keys of every event stored in one dataset, as sorted numpy segments.
 
     A key is a hash, so a hit only says "maybe stored": the writer confirms hits against the
-    stored event ids before it drops anything. Memory: 8 bytes per stored event.
+    stored event ids before it drops anything. Memory: 8 bytes per stored event. A part later
+    quarantined keeps its keys here: its events are then "maybe stored", not confirmed, so they are
+    accepted again when re-sent.
     """
 
-    def __init__(self, dataset_dir: Path) -> None:
-        self._dir = dataset_dir
+    def __init__(self, home: Home, dataset: str) -> None:
+        self._home = home
+        self._dir = home.dataset_dir(dataset)
         self._known_parts: set[Path] = set()
         self._segments: list[np.ndarray] = []
 
@@ -34,17 +38,18 @@ class EventKeyIndex:
         return sum(len(s) for s in self._segments)
 
     def refresh(self) -> None:
-        """Load the keys of parts written since the last look (by any process)."""
+        """Load the keys of parts written since the last look (by any process); a damaged one is quarantined."""
         new_parts = [p for p in list_parts(self._dir) if p not in self._known_parts]
         if not new_parts:
             return
-        con = duck.connect(memory_limit="512MB")
         try:
-            files = "[" + ", ".join(sql_string(str(p)) for p in new_parts) + "]"
-            keys = con.execute(f"SELECT event_key FROM read_parquet({files})").fetchnumpy()["event_key"]
-        finally:
-            con.close()
-        self.add(np.asarray(keys, dtype=np.uint64), new_parts)
+            keys = _read_keys(new_parts)
+        except duckdb.Error as exc:
+            if not repair(self._home, exc):
+                raise
+            new_parts = [p for p in new_parts if p.exists()]
+            keys = _read_keys(new_parts)
+        self.add(keys, new_parts)
 
     def add(self, keys: np.ndarray, parts: list[Path]) -> None:
         """Record keys just written in `parts`, so a later refresh does not read them again."""
@@ -63,3 +68,15 @@ class EventKeyIndex:
             in_range = positions < len(segment)
             found[in_range] |= segment[positions[in_range]] == keys[in_range]
         return found
+
+
+def _read_keys(parts: list[Path]) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, dtype=np.uint64)
+    con = duck.connect(memory_limit="512MB")
+    try:
+        files = "[" + ", ".join(sql_string(str(p)) for p in parts) + "]"
+        keys = con.execute(f"SELECT event_key FROM read_parquet({files})").fetchnumpy()["event_key"]
+    finally:
+        con.close()
+    return np.asarray(keys, dtype=np.uint64)

@@ -4,73 +4,81 @@ Any number of processes may read while one writes: parts appear by atomic rename
 re-lists its files every time a query runs, so a long-lived connection sees new parts as they land.
 Every dataset holds one zero-row part with the full column types (``part-schema.parquet``, in the
 ``day=1970-01-01`` partition where there are partitions), so the glob always matches a file and
-the view's types are right before any event arrives.
+the view's types are right before any event arrives. A damaged part is quarantined when a query
+fails on it, and the query runs again over the rest (``agentwatch.store.quarantine``).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
+from functools import cache
+from typing import cast
 
 import duckdb
 
-from agentwatch.core.durable import fsync_dir, fsync_file
 from agentwatch.core.home import Home
-from agentwatch.core.sql import quote_identifier, sql_string
+from agentwatch.core.sql import quote_identifier
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS, Dataset
+from agentwatch.store.guarded import GuardedConnection
+from agentwatch.store.layout import EMPTY_PARTITION, SCHEMA_PART, ensure_schema_part, parts_glob, schema_part_path
+from agentwatch.store.quarantine import SuspectedDamage, survive_damage
 
-SCHEMA_PART = "part-schema.parquet"
-EMPTY_PARTITION = "day=1970-01-01"
-
-
-def schema_part_path(home: Home, dataset: Dataset) -> Path:
-    """Where a dataset's zero-row, fully typed part lives."""
-    directory = home.dataset_dir(dataset.name)
-    return (directory / EMPTY_PARTITION if dataset.partitioned_by_day else directory) / SCHEMA_PART
-
-
-def ensure_schema_part(home: Home, dataset: Dataset) -> None:
-    """Write the dataset's zero-row part if it is missing (atomically: any process may race here)."""
-    path = schema_part_path(home, dataset)
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{SCHEMA_PART}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    typed_nulls = ", ".join(f"CAST(NULL AS {t}) AS {quote_identifier(n)}" for n, t in dataset.stored_columns())
-    con = duck.connect(memory_limit="64MB")
-    try:
-        duck.run(con, f"COPY (SELECT {typed_nulls} WHERE FALSE) TO {sql_string(str(temp))} (FORMAT parquet)")
-    finally:
-        con.close()
-    fsync_file(temp)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+__all__ = ["EMPTY_PARTITION", "SCHEMA_PART", "create_views", "ensure_schema_part", "latest_event_sql",
+           "open_reader", "schema_part_path", "view_sql"]
 
 
 def view_sql(home: Home, dataset: Dataset) -> str:
     """The SELECT behind a dataset's view."""
     ensure_schema_part(home, dataset)
     columns = dataset.table_columns()
-    directory = home.dataset_dir(dataset.name)
     names = ", ".join(quote_identifier(n) for n, _ in columns)
-    glob = sql_string(str(directory / "**" / "part-*.parquet"))
     hive = ", hive_partitioning = true, hive_types = {'day': DATE}" if dataset.partitioned_by_day else ""
-    return f"SELECT {names} FROM read_parquet({glob}, union_by_name = true{hive})"
+    return f"SELECT {names} FROM read_parquet({parts_glob(home, dataset.name)}, union_by_name = true{hive})"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    """(Re)create the views ``actions``, ``outcomes`` and ``schema_snapshots`` on `con`."""
+    """(Re)create the views ``actions``, ``outcomes`` and ``schema_snapshots`` on `con`.
+
+    Creating a view reads every part's footer (DuckDB binds it), so a damaged part is met here already; and a
+    part whose columns have other types than the dataset's shows as a view with other types (``union_by_name``
+    would silently widen them): both quarantine the part.
+    """
     for dataset in DATASETS.values():
-        duck.run(con, f"CREATE OR REPLACE VIEW {dataset.name} AS {view_sql(home, dataset)}")
+        def create(d: Dataset = dataset) -> None:
+            duck.run(con, f"CREATE OR REPLACE VIEW {d.name} AS {view_sql(home, d)}")
+            if wrong := _wrong_types(con, d):
+                raise SuspectedDamage(f"the view {d.name} reads {wrong}: a part holds other column types")
+
+        survive_damage(home, create)
+
+
+def _wrong_types(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
+    """The view's columns whose type is not the dataset's (from the catalog: nothing is read)."""
+    bound = dict(duck.run(con, "SELECT column_name, data_type FROM duckdb_columns() "
+                               "WHERE schema_name = 'main' AND table_name = ?", [dataset.name]))
+    declared = _declared_types(dataset.name)
+    return ", ".join(f"{name} as {bound[name]} (not {t})" for name, t in declared.items()
+                     if name in bound and bound[name] != t)
+
+
+@cache
+def _declared_types(name: str) -> dict[str, str]:
+    """The dataset's column types as DuckDB spells them in its catalog."""
+    con = duck.connect(memory_limit="64MB")
+    try:
+        columns = DATASETS[name].table_columns()
+        typed_nulls = ", ".join(f"CAST(NULL AS {t}) AS {quote_identifier(n)}" for n, t in columns)
+        return {row[0]: row[1] for row in duck.run(con, f"DESCRIBE SELECT {typed_nulls}")}
+    finally:
+        con.close()
 
 
 def open_reader(home: Home, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory connection with a view per dataset."""
+    """A fresh in-memory connection with a view per dataset, whose queries survive a damaged part."""
     con = duck.connect(memory_limit=memory_limit)
     create_views(con, home)
-    return con
+    # A GuardedConnection behaves as the connection it wraps (its other methods are the connection's own).
+    return cast(duckdb.DuckDBPyConnection, GuardedConnection(con, home))
 
 
 UTC_TODAY_SQL = "CAST(timezone('UTC', now()) AS DATE)"

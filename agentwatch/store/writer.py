@@ -9,7 +9,9 @@ A batch arrives as a DuckDB table with the dataset's stored columns (but ``inges
    ``day=`` partition with ``os.replace``, so a reader never sees a half-written file.
 
 A writer that dies mid-commit leaves at most a staging folder (removed by the next commit) and
-some renamed files (their ids are then found stored when the same input is sent again).
+some renamed files (their ids are then found stored when the same input is sent again). A commit that
+fails (a full disk raises ``StoreFullError``) removes its staging folder, partial files included.
+A damaged part met while looking up stored ids is quarantined (``agentwatch.store.quarantine``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import Dataset
 from agentwatch.store.keyindex import EventKeyIndex
+from agentwatch.store.layout import parts_glob
+from agentwatch.store.quarantine import survive_damage
+from agentwatch.store.space import no_space_is_store_full
 
 
 @dataclass(frozen=True)
@@ -50,15 +55,16 @@ class DatasetWriter:
         self.dataset = dataset
         self.directory = home.dataset_dir(dataset.name)
         if not self.directory.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.directory.parent)
+            with no_space_is_store_full(home, f"creating {self.directory}"):
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fsync_dir(self.directory.parent)
         self.lock = WriteLock(home.lock_file(dataset.name))
-        self.index = EventKeyIndex(self.directory)
+        self.index = EventKeyIndex(home, dataset.name)
         self._staging_root = home.store / ".staging" / dataset.name
 
     def commit(self, con: duckdb.DuckDBPyConnection, table: str) -> CommitResult:
         """Append the new rows of `table`; returns how many were accepted and how many were duplicates."""
-        with self.lock:
+        with self.lock, no_space_is_store_full(self.home, f"writing {self.dataset.name} to the store"):
             shutil.rmtree(self._staging_root, ignore_errors=True)  # a dead writer's leftovers
             self.index.refresh()
             total = duck.run(con, f"SELECT count(*) FROM {table}")[0][0]
@@ -91,13 +97,13 @@ class DatasetWriter:
         if not maybe_stored.any():
             return source, keys
         con.register("_maybe_stored_keys", pa.table({"event_key": pa.array(keys[maybe_stored])}))
+        stored_ids = (
+            f"CREATE OR REPLACE TEMP TABLE _stored_ids AS SELECT DISTINCT event_id "
+            f"FROM read_parquet({parts_glob(self.home, self.dataset.name)}, union_by_name = true) "
+            "WHERE event_key IN (SELECT event_key FROM _maybe_stored_keys)"
+        )
         try:
-            duck.run(
-                con,
-                f"CREATE OR REPLACE TEMP TABLE _stored_ids AS SELECT DISTINCT event_id "
-                f"FROM read_parquet({self._parts_glob()}, union_by_name = true) "
-                "WHERE event_key IN (SELECT event_key FROM _maybe_stored_keys)",
-            )
+            survive_damage(self.home, lambda: duck.run(con, stored_ids))
         finally:
             con.unregister("_maybe_stored_keys")
         duck.run(
@@ -107,11 +113,14 @@ class DatasetWriter:
         )
         return "_not_stored", _keys_of(con, "_not_stored")
 
-    def _parts_glob(self) -> str:
-        return sql_string(str(self.directory / "**" / "part-*.parquet"))
-
     def _write_parts(self, con: duckdb.DuckDBPyConnection, source: str) -> tuple[Path, ...]:
         staging = self._staging_root / uuid.uuid4().hex
+        try:
+            return self._write_staged(con, source, staging)
+        finally:  # a failed write (a full disk) leaves no partial file behind
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _write_staged(self, con: duckdb.DuckDBPyConnection, source: str, staging: Path) -> tuple[Path, ...]:
         staging.mkdir(parents=True)
         columns = [
             "now() AS ingested_at" if name == "ingested_at" else quote_identifier(name)
@@ -141,7 +150,6 @@ class DatasetWriter:
             written.append(destination)
         for folder in {p.parent for p in written} | {c.parent for c in created}:
             fsync_dir(folder)
-        shutil.rmtree(staging, ignore_errors=True)
         return tuple(written)
 
 

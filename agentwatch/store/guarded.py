@@ -1,0 +1,91 @@
+"""A DuckDB connection over the store whose queries survive a damaged part.
+
+It stands in for the ``duckdb.DuckDBPyConnection`` a reader gets from ``open_reader``: ``execute``, ``sql`` and
+``query`` (and the relations they return, and its cursors) run through ``quarantine.survive_damage``, so a query
+that fails on a damaged part quarantines it and runs once more over the rest. Everything else is the
+connection's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from agentwatch.core.home import Home
+from agentwatch.store.quarantine import survive_damage
+
+
+class GuardedConnection:
+    """A connection (or cursor) over the store; see the module's docstring."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, home: Home) -> None:
+        self._con = con
+        self._home = home
+
+    def execute(self, *args: Any, **kwargs: Any) -> GuardedConnection:
+        survive_damage(self._home, lambda: self._con.execute(*args, **kwargs))
+        return self  # as DuckDB's own: the result is fetched from the connection
+
+    def sql(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
+        return GuardedRelation.of(self._home, lambda: self._con.sql(*args, **kwargs))
+
+    def query(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
+        return GuardedRelation.of(self._home, lambda: self._con.query(*args, **kwargs))
+
+    def cursor(self) -> GuardedConnection:
+        return GuardedConnection(self._con.cursor(), self._home)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+    def __enter__(self) -> GuardedConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
+
+class GuardedRelation:
+    """A lazy DuckDB relation: it reads parts when it is fetched, so each call of it is guarded too."""
+
+    def __init__(self, home: Home, make: Callable[[], duckdb.DuckDBPyRelation], relation: duckdb.DuckDBPyRelation):
+        self._home = home
+        self._make = make  # builds the relation again after a repair: the failed one is bound to the old parts
+        self._relation = relation
+
+    @classmethod
+    def of(cls, home: Home, make: Callable[[], duckdb.DuckDBPyRelation | None]) -> GuardedRelation | None:
+        relation = survive_damage(home, make)  # binding reads every part's footer already
+        if relation is None:  # a statement that returns nothing (SET, CREATE ...)
+            return None
+        return cls(home, lambda: _some(make()), relation)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._relation, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            def rebuild() -> None:
+                self._relation = self._make()
+
+            result = survive_damage(self._home, lambda: getattr(self._relation, name)(*args, **kwargs), rebuild)
+            if isinstance(result, duckdb.DuckDBPyRelation):  # a derived relation (filter, project, ...)
+                make = self._make
+                return GuardedRelation(self._home, lambda: getattr(make(), name)(*args, **kwargs), result)
+            return result
+
+        return call
+
+    def __len__(self) -> int:
+        return len(self._relation)
+
+    def __repr__(self) -> str:
+        return repr(self._relation)
+
+
+def _some(relation: duckdb.DuckDBPyRelation | None) -> duckdb.DuckDBPyRelation:
+    assert relation is not None  # it was a relation the first time: the same SQL is one again
+    return relation
