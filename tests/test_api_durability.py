@@ -22,7 +22,7 @@ from agentwatch.store.reader import SCHEMA_PART, open_reader
 
 BATCHES = 20
 BATCH_SIZE = 500
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 90.0
 
 
 def free_port() -> int:

@@ -5,38 +5,43 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pydantic_core
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from agentwatch.alerts.health import delivery_health
 from agentwatch.app.api.auth import require_ingest, require_read
+from agentwatch.app.api.body import TooDeep, depth_message, parse_batch, read_body
 from agentwatch.app.api.errors import (
     ERROR_RESPONSES,
     ApiError,
+    ErrorBody,
     EventRejection,
     RejectedBatchBody,
     error_response,
     install_error_handlers,
 )
+from agentwatch.app.api.events import ingest_events, shown
 from agentwatch.app.api.guard import router as guard_router
-from agentwatch.app.status import checks_degraded, checks_keeping_up, store_status
-from agentwatch.collector.ingest.rejects import field_errors
+from agentwatch.app.api.health import Facts, health_bodies, now
+from agentwatch.app.api.ratelimit import RateLimits
+from agentwatch.app.api.startup import WalStartup
+from agentwatch.app.api.storage import DiskFull
+from agentwatch.app.status import checks_keeping_up, store_status
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 from agentwatch.collector.wal import WriteAheadLog
 from agentwatch.core.api_keys import ApiKey, KeyStore
 from agentwatch.core.home import Home
+from agentwatch.core.limits import Limits
 from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
 
@@ -53,6 +58,8 @@ class ApiSettings(BaseModel):
                                                        "in the home).")
     check_every_s: float | None = Field(None, description="How often this server runs the checks (None: it does "
                                                           "not); a last run much older than that is degraded.")
+    limits: Limits = Field(default_factory=Limits, description="Bounds on batches, events and request rates (the "
+                                                               "config's limits: section; `serve` reads it).")
 
 
 class IngestResult(BaseModel):
@@ -62,21 +69,41 @@ class IngestResult(BaseModel):
     duplicates: int = Field(description="Events whose event_id was repeated in the batch, pending, or already stored.")
 
 
-class Health(BaseModel):
-    """Liveness, WAL state and notification delivery."""
+class HealthReason(BaseModel):
+    """One reason for a status other than ok."""
 
-    status: Literal["ok", "degraded", "failing"] = Field(
-        description="failing (503): the WAL cannot be flushed; degraded: some notification could not be delivered.")
+    severity: Literal["failing", "degraded"]
+    code: str = Field(description="Stable snake_case code: wal_unavailable, wal_unwritable, disk_full, flush_failing, "
+                                  "delivery_failed, checks_behind.")
+    text: str = Field(description="A short fixed phrase (never a path or an error text).")
+
+
+class Health(BaseModel):
+    """Status, its reasons and counts: what anyone may see."""
+
+    status: Literal["starting", "ok", "degraded", "failing"] = Field(
+        description="starting (503): the write-ahead log is being replayed, events are not taken yet; failing (503): "
+                    "events cannot be logged or flushed; degraded (200): notifications failed or the checks are "
+                    "behind; ok (200).")
+    reasons: list[HealthReason] = Field(description="Why the status is not ok (empty when it is).")
     wal_pending: int = Field(description="Events acknowledged and not yet flushed into the store.")
-    last_flush_error: str | None = Field(description="Why the last flush failed; null once a flush succeeds.")
     alerts_pending: int = Field(description="Notifications queued and not yet delivered (retries included).")
     alerts_failed: int = Field(description="Notifications given up on after their last retry "
                                            "(`agentwatch alerts outbox --state failed`).")
-    last_alert_error: str | None = Field(description="The latest delivery error of a failed or retrying "
-                                                     "notification.")
     checks: dict[str, Any] = Field(description="The latest live run of the checks (`last_run`: finished_at, as_of, "
                                                "seconds, failed_checks) and `lag_s`, how far the newest action is "
                                                "past what it evaluated.")
+
+
+class HealthDetail(Health):
+    """Health with what only operators may see: the home and the error texts."""
+
+    home: str = Field(description="The home this server serves.")
+    startup_error: str | None = Field(description="Why the write-ahead log could not be opened.")
+    wal_failure: str | None = Field(description="Why the write-ahead log refuses writes (a failed fsync).")
+    last_flush_error: str | None = Field(description="Why the last flush failed; null once a flush succeeds.")
+    last_alert_error: str | None = Field(description="The latest delivery error of a failed or retrying "
+                                                     "notification.")
 
 
 # -- request bodies ------------------------------------------------------------------------------
@@ -207,6 +234,14 @@ EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "duplicates": 0,
         }}},
     },
+    413: {"model": ErrorBody, "description": "The body is over the server's byte limit (code body_too_large), or the "
+                                             "batch holds more events than `limits.max_batch_items` (code "
+                                             "too_many_events): nothing of it was read; split it."},
+    503: {"model": ErrorBody, "description": "The server is starting (code starting: it replays its write-ahead log) "
+                                             "or cannot log events now; nothing was acknowledged, retry after the "
+                                             "Retry-After seconds."},
+    507: {"model": ErrorBody, "description": "The disk under the server's home is full (code insufficient_storage): "
+                                             "nothing of this batch was acknowledged; retry once space is freed."},
 }
 
 DESCRIPTION = """
@@ -226,7 +261,19 @@ freely. `duplicates` counts ids this server already holds; an id that another pr
 ingest) stored in the last few seconds may be counted in `accepted`, and is still stored once.
 
 **Partial acceptance.** A batch with some invalid events is answered 422; its valid events are kept
-all the same, and the error's `details` name each refused event by its index, event_id and field.
+all the same, and the error's `details` name each refused event by its index, event_id and field (the
+first `limits.max_error_details` of them; the message counts all).
+
+**Bounds.** The config's `limits:` section bounds what one request may cost: a batch holds at most
+`max_batch_items` events (else 413 too_many_events, before any is read); an event nests at most
+`max_depth` levels (a deeper one is refused on its own). Each key may make `requests_per_second`
+requests (bursts of twice that); each client address `auth_failures_per_minute` requests with a bad
+key. Past either, the answer is 429 with `Retry-After`.
+
+**Starting and health.** A server answers at once when it starts: `GET /healthz` says `starting` (503)
+and event routes answer 503 with `Retry-After` while it replays its write-ahead log. `/healthz` (no
+key) shows a status, reasons as codes and counts; `GET /v1/health` (scope read) adds the home and the
+error texts. A full disk is answered 507: nothing of that batch was acknowledged.
 
 **Errors.** Every error has one shape:
 `{"error": {"code": "snake_case", "message": "what failed and what to do", "details": [...]}}`.
@@ -252,17 +299,21 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
-    """The API app of one home. Its lifespan starts the WAL (replaying leftovers) and flushes it at the end."""
+    """The API app of one home. Its lifespan opens the WAL in the background (the app answers as `starting`
+    while it replays leftovers) and flushes it at the end."""
     settings = settings or ApiSettings()
+    limits = settings.limits
     wal = WriteAheadLog(home, settings.flush_interval_s, settings.flush_max_bytes)
+    startup = WalStartup(wal)
+    disk_full = DiskFull(home)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(wal.start)
+        await run_in_threadpool(startup.begin)
         try:
             yield
         finally:
-            await run_in_threadpool(wal.stop)
+            await run_in_threadpool(startup.end)
 
     app = FastAPI(
         title="agentwatch collector",
@@ -280,6 +331,8 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = KeyStore(home)
     app.state.wal = wal
+    app.state.startup = startup
+    app.state.rate_limits = RateLimits(limits)
     install_error_handlers(app)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     app.include_router(guard_router)
@@ -349,8 +402,9 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         if format == "hubspot" and not object:
             raise ApiError(400, "invalid_parameter", "format=hubspot needs the object query parameter "
                            "(e.g. &object=contacts): a HubSpot properties response does not name its object")
+        startup.require_ready()
         body = await read_body(request, settings.max_body_bytes)
-        return await run_in_threadpool(_ingest_snapshots, home, body, format, when, object)
+        return await run_in_threadpool(_ingest_snapshots, home, body, format, when, object, limits)
 
     @app.get(
         "/v1/status",
@@ -364,197 +418,78 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
 
         return store_status(home)
 
+    async def health(request: Request) -> tuple[dict[str, Any], dict[str, Any], int]:
+        delivery = await run_in_threadpool(delivery_health, home)
+        checks = await run_in_threadpool(checks_keeping_up, home)
+        return health_bodies(Facts(home, startup, disk_full, delivery, checks, settings.check_every_s, now()))
+
     @app.get(
         "/healthz",
         tags=["status"],
-        summary="Liveness",
-        description="No authentication. `wal_pending` counts acknowledged events not yet in the store; "
-                    "`last_flush_error` says why the last flush failed (it is retried every flush interval). "
-                    "`alerts_failed` counts notifications that failed after their last retry (status degraded).",
+        summary="Liveness and readiness",
+        description="No authentication. `status` is starting (503) while the write-ahead log replays, failing "
+                    "(503) when events cannot be logged or flushed, degraded (200) when notifications failed or "
+                    "the checks are behind, else ok (200); `reasons` say why, as codes and fixed phrases. No paths "
+                    "or error texts: `GET /v1/health` has those.",
         response_model=Health,
+        responses={503: {"model": Health, "description": "Starting or failing."}},
     )
-    async def healthz() -> JSONResponse:
-        failing = wal.failure is not None
-        delivery = await run_in_threadpool(delivery_health, home)
-        checks = await run_in_threadpool(checks_keeping_up, home)
-        behind = checks_degraded(checks, settings.check_every_s, datetime.now(UTC))
-        status = "failing" if failing else "degraded" if delivery["alerts_failed"] or behind else "ok"
-        body = {"status": status, "wal_pending": wal.pending(), "last_flush_error": wal.failure or wal.last_flush_error,
-                **delivery, "checks": checks}
-        return JSONResponse(body, status_code=503 if failing else 200)
+    async def healthz(request: Request) -> JSONResponse:
+        public, _, code = await health(request)
+        return JSONResponse(public, status_code=code)
+
+    @app.get(
+        "/v1/health",
+        tags=["status"],
+        summary="Health, with the details",
+        description="What `/healthz` says, plus the home and the error texts behind it (`last_flush_error`, "
+                    "`last_alert_error`, `wal_failure`, `startup_error`). Needs scope `read`. Answers 503 when "
+                    "`/healthz` does.",
+        response_model=HealthDetail,
+        responses={**{k: v for k, v in ERROR_RESPONSES.items() if k != 413},
+                   503: {"model": HealthDetail, "description": "Starting or failing."}},
+    )
+    async def get_health(request: Request, key: Annotated[ApiKey, Depends(require_read)]) -> JSONResponse:
+        _, full, code = await health(request)
+        return JSONResponse(full, status_code=code)
 
     async def _post_events(request: Request, dataset: Dataset) -> JSONResponse:
+        startup.require_ready()
         body = await read_body(request, settings.max_body_bytes)
-        return await run_in_threadpool(_ingest_events, wal, dataset, body)
+        return await run_in_threadpool(ingest_events, wal, disk_full, dataset, body, limits)
 
     return app
 
 
-# -- request handling ------------------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) one over `limit` bytes: by Content-Length, then while reading."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number") from None
-        if size > limit:
-            raise _too_large(size, limit)
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(received, limit, streaming=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(size: int, limit: int, streaming: bool = False) -> ApiError:
-    amount = f"more than {limit:,}" if streaming else f"{size:,}"
-    return ApiError(
-        413,
-        "body_too_large",
-        f"the request body is {amount} bytes, over this server's limit of {limit:,} bytes: split the batch "
-        "into smaller ones (e.g. 500 events each)",
-    )
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} has no JSON form")
-
-
-def parse_json_body(body: bytes) -> Any:
-    """The body as JSON (UTF-8, NaN and Infinity refused), or a 400 that says where it breaks."""
-    if body.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
-        body = body[3:]
-    if not body.strip():
-        raise ApiError(400, "invalid_json", "the request body is empty: send one JSON object or a JSON array of them")
-    try:
-        # pydantic-core's parser (jiter): about twice as fast as json.loads on event batches.
-        return pydantic_core.from_json(body, allow_inf_nan=False)
-    except ValueError as exc:
-        raise ApiError(
-            400,
-            "invalid_json",
-            f"the request body is not valid JSON: {exc}; send one JSON object or a JSON array of them (UTF-8)",
-        ) from None
-
-
-def _non_finite(text: bytes) -> bool:
-    """True when a serialized event holds Infinity or NaN (a number like 1e999 parses as inf)."""
-    if b"Infinity" not in text and b"NaN" not in text:
-        return False  # the usual case, decided by two byte searches
-    try:
-        json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
-        return True
-    return False  # the words were inside strings
-
-
-def _as_items(value: Any, noun: str) -> list[Any]:
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list):
-        return value
-    raise ApiError(
-        400,
-        "invalid_body",
-        f"expected one {noun} (a JSON object) or a JSON array of them, got {_json_type(value)}",
-    )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__
-
-
-def check_events(dataset: Dataset, items: list[Any]) -> tuple[list[str], list[bytes], int, list[dict[str, Any]]]:
-    """Validate each item with the dataset's model, on the very JSON text the WAL will keep.
-
-    Returns the distinct valid events' ids and JSON lines (original keys, unknown ones too), the
-    number of ids repeated inside the batch, and one EventRejection dict per refused item.
-    """
-    validate = dataset.model.model_validate_json
-    to_json = pydantic_core.to_json  # compact, UTF-8, several times faster than json.dumps
-    lines: dict[str, bytes] = {}
-    repeated = 0
-    refused: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        text = to_json(item)
-        errors: list[dict[str, str]] | None = None
-        if _non_finite(text):
-            errors = [{"field": "", "message": "a number is out of range for a double (e.g. 1e999); send a "
-                                               "finite number or null"}]
-        else:
-            try:
-                validate(text)
-            except ValidationError as exc:
-                errors = [asdict(error) for error in field_errors(exc)]
-        if errors is not None:
-            event_id = item.get("event_id") if isinstance(item, dict) else None
-            refused.append(EventRejection(
-                index=index, event_id=event_id if isinstance(event_id, str) else None, errors=errors
-            ).model_dump())
-            continue
-        event_id = item["event_id"]
-        if event_id in lines:
-            repeated += 1
-        else:
-            lines[event_id] = text
-    return list(lines), list(lines.values()), repeated, refused
-
-
-def _ingest_events(wal: WriteAheadLog, dataset: Dataset, body: bytes) -> JSONResponse:
-    items = _as_items(parse_json_body(body), f"{dataset.name.removesuffix('s')} event")
-    ids, lines, repeated, refused = check_events(dataset, items)
-    accepted, duplicates = wal.submit(dataset.name, ids, lines) if ids else (0, 0)
-    duplicates += repeated
-    if refused:
-        return error_response(
-            422,
-            "invalid_events",
-            f"{len(refused)} of {len(items)} {dataset.name.removesuffix('s')} events refused: fix the fields "
-            f"named in details (each event by its index in the batch and its event_id) and send only those again; the "
-            f"{accepted + duplicates} valid events of this batch were kept ({accepted} accepted, {duplicates} "
-            "duplicates)",
-            refused,
-            extra={"accepted": accepted, "duplicates": duplicates},
-        )
-    return JSONResponse({"accepted": accepted, "duplicates": duplicates})
+# -- schema snapshots ------------------------------------------------------------------------------
 
 
 def _ingest_snapshots(
-    home: Home, body: bytes, fmt: str, taken_at: datetime | None, object_name: str | None
+    home: Home, body: bytes, fmt: str, taken_at: datetime | None, object_name: str | None, limits: Limits
 ) -> JSONResponse:
-
-    items = _as_items(parse_json_body(body), "snapshot" if fmt == "native" else f"{fmt} payload")
-    report = ingest_snapshot_items(home, items, "POST /v1/schema-snapshots", fmt=fmt, taken_at=taken_at,
-                                   object_name=object_name)
-    if report.rejected:
-        details = [
+    items = parse_batch(body, "snapshot" if fmt == "native" else f"{fmt} payload", limits)
+    deep = [EventRejection(index=i, event_id=None, errors=[{"field": "", "message": depth_message(item.depth, limits)}])
+            for i, item in enumerate(items) if isinstance(item, TooDeep)]
+    kept = [i for i, item in enumerate(items) if not isinstance(item, TooDeep)]
+    report = ingest_snapshot_items(home, [items[i] for i in kept], "POST /v1/schema-snapshots", fmt=fmt,
+                                   taken_at=taken_at, object_name=object_name)
+    refused = report.rejected + len(deep)
+    if refused:
+        details = [rejection.model_dump() for rejection in deep] + [
             EventRejection(
-                index=rejection.number - 1,  # the ingest numbers items from 1
+                index=kept[rejection.number - 1],  # the ingest numbers the items it was given from 1
                 event_id=rejection.event_id,
                 errors=[asdict(error) for error in rejection.errors],
             ).model_dump()
             for rejection in report.sample
         ]
-        shown = "" if len(details) == report.rejected else f" (details show the first {len(details)})"
+        details = sorted(details, key=lambda d: d["index"])[:limits.max_error_details]
+        listed = shown(refused, limits) or ("" if len(details) == refused else
+                                            f" (details show the first {len(details)})")
         return error_response(
             422,
             "invalid_snapshots",
-            f"{report.rejected} of {len(items)} schema snapshot payloads refused{shown}: fix the fields named in "
+            f"{refused} of {len(items)} schema snapshot payloads refused{listed}: fix the fields named in "
             f"details and send those again; the valid ones of this batch were stored ({report.accepted} accepted, "
             f"{report.duplicates} duplicates)",
             details,

@@ -20,7 +20,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentwatch.core.errors import AgentwatchError, AuthError, ConfigError, FormatError, StoreError
+from agentwatch.core.errors import (
+    AgentwatchError,
+    AuthError,
+    ConfigError,
+    FormatError,
+    StoreError,
+    StoreFullError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +115,7 @@ _STATUS_CODES = {
     429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -150,6 +158,9 @@ async def _agentwatch_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "invalid_parameter", str(exc))
     if isinstance(exc, FormatError):
         return error_response(422, "invalid_payload", str(exc))
+    if isinstance(exc, StoreFullError):
+        log.error("no space left on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(507, "insufficient_storage", f"{exc}; nothing of this request was acknowledged")
     if isinstance(exc, StoreError):
         log.error("store error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "store_unavailable", f"the store cannot take this request now: {exc}; retry later")

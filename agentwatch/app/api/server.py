@@ -60,7 +60,8 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
     """Serve the API of `home` until SIGINT or SIGTERM; then flush the WAL and return.
 
     Fails at once (StoreError) when another server holds the home, and (ConfigError) when the
-    port cannot be bound. Before it answers any request, it ingests the WAL a crash left behind.
+    port cannot be bound. It answers at once; while it ingests the WAL a crash left behind, /healthz says
+    `starting` and event routes answer 503 with Retry-After. Bounds come from the config's `limits:`.
     With `check_every_s`, the checks run on that schedule in a background thread.
     """
     _configure_logging()
@@ -68,7 +69,8 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
     try:
         sock = _listen(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
-        settings = (settings or ApiSettings()).model_copy(update={"config_path": config_path,
+        limits = config_for(home, config_path).limits  # a broken config fails here, before serving
+        settings = (settings or ApiSettings()).model_copy(update={"config_path": config_path, "limits": limits,
                                                                   "check_every_s": check_every_s or None})
         app = create_app(home, settings)
         config = uvicorn.Config(
@@ -83,8 +85,6 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
         log.info("agentwatch API for %s on http://%s:%d (docs at /docs)", home.root, bound_host, bound_port)
         scheduler = None
         if check_every_s:
-
-            config_for(home, config_path)  # a broken config fails here, before serving
             scheduler = CheckScheduler(home, check_every_s, config_path)
             scheduler.start()
             log.info("checks run every %g s", check_every_s)

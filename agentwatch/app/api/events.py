@@ -1,0 +1,121 @@
+"""Validating a batch of events and logging the valid ones: one bad event is refused on its own."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pydantic_core
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from agentwatch.app.api.body import TooDeep, depth_message, parse_batch, too_deep
+from agentwatch.app.api.errors import EventRejection, error_response
+from agentwatch.app.api.storage import DiskFull
+from agentwatch.collector.ingest.rejects import field_errors
+from agentwatch.collector.wal import WriteAheadLog
+from agentwatch.core.errors import StoreFullError
+from agentwatch.core.limits import Limits
+from agentwatch.store.datasets import Dataset
+from agentwatch.store.space import is_no_space
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} has no JSON form")
+
+
+def _non_finite(text: bytes) -> bool:
+    """True when a serialized event holds Infinity or NaN (a number like 1e999 parses as inf)."""
+    if b"Infinity" not in text and b"NaN" not in text:
+        return False  # the usual case, decided by two byte searches
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return True
+    return False  # the words were inside strings
+
+
+def _problems(item: Any, text: bytes, validate: Any, limits: Limits) -> list[dict[str, str]] | None:
+    """Why one item is refused (field, message pairs), or None when it is a valid event."""
+    depth = too_deep(text, limits)
+    if depth is not None:
+        return [{"field": "", "message": depth_message(depth, limits)}]
+    if _non_finite(text):
+        return [{"field": "", "message": "a number is out of range for a double (e.g. 1e999); send a finite number "
+                                         "or null"}]
+    try:
+        validate(text)
+    except ValidationError as exc:
+        return [asdict(error) for error in field_errors(exc)]
+    return None
+
+
+def check_events(dataset: Dataset, items: list[Any], limits: Limits
+                 ) -> tuple[list[str], list[bytes], int, list[dict[str, Any]]]:
+    """Validate each item with the dataset's model, on the very JSON text the WAL will keep.
+
+    Returns the distinct valid events' ids and JSON lines (original keys, unknown ones too), the
+    number of ids repeated inside the batch, and one EventRejection dict per refused item.
+    """
+    validate = dataset.model.model_validate_json
+    to_json = pydantic_core.to_json  # compact, UTF-8, several times faster than json.dumps
+    lines: dict[str, bytes] = {}
+    repeated = 0
+    refused: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, TooDeep):
+            refused.append(EventRejection(index=index, event_id=item.event_id, errors=[
+                {"field": "", "message": depth_message(item.depth, limits)}]).model_dump())
+            continue
+        text = to_json(item)
+        errors = _problems(item, text, validate, limits)
+        if errors is not None:
+            event_id = item.get("event_id") if isinstance(item, dict) else None
+            refused.append(EventRejection(
+                index=index, event_id=event_id if isinstance(event_id, str) else None, errors=errors
+            ).model_dump())
+            continue
+        event_id = item["event_id"]
+        if event_id in lines:
+            repeated += 1
+        else:
+            lines[event_id] = text
+    return list(lines), list(lines.values()), repeated, refused
+
+
+def ingest_events(wal: WriteAheadLog, disk_full: DiskFull, dataset: Dataset, body: bytes,
+                  limits: Limits) -> JSONResponse:
+    """Log a batch's valid events durably; 200 when all were valid, else 422 itemising the refused ones."""
+    noun = f"{dataset.name.removesuffix('s')} event"
+    items = parse_batch(body, noun, limits)
+    ids, lines, repeated, refused = check_events(dataset, items, limits)
+    try:
+        accepted, duplicates = wal.submit(dataset.name, ids, lines) if ids else (0, 0)
+    except (StoreFullError, OSError) as exc:
+        if not is_no_space(exc) or wal.failure:  # a failed fsync needs a restart: the generic 503 says so
+            raise
+        raise disk_full.refused_batch() from None
+    if ids:
+        disk_full.wrote()
+    duplicates += repeated
+    if refused:
+        return error_response(
+            422,
+            "invalid_events",
+            f"{len(refused)} of {len(items)} {noun}s refused{shown(len(refused), limits)}: fix the fields named in "
+            f"details (each event by its index in the batch and its event_id) and send only those again; the "
+            f"{accepted + duplicates} valid events of this batch were kept ({accepted} accepted, {duplicates} "
+            "duplicates)",
+            refused[:limits.max_error_details],
+            extra={"accepted": accepted, "duplicates": duplicates},
+        )
+    return JSONResponse({"accepted": accepted, "duplicates": duplicates})
+
+
+def shown(refused: int, limits: Limits) -> str:
+    """Says that details list only the first refusals, when they do."""
+    if refused <= limits.max_error_details:
+        return ""
+    return (f" (details list the first {limits.max_error_details}, setting limits.max_error_details; the "
+            "others are counted here)")
