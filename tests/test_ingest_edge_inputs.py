@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from agentwatch.collector.ingest.pipeline import ingest_files
-from agentwatch.collector.ingest.sources import MAX_EVENT_BYTES
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.errors import ConfigError, InputFileError
 from agentwatch.core.home import Home
+from agentwatch.core.limits import Limits
 from agentwatch.store.datasets import ACTIONS
 from agentwatch.store.reader import open_reader
 
@@ -41,13 +41,13 @@ def test_non_utf8_and_oversized_lines_are_rejected_one_by_one(tmp_path: Path) ->
     home = Home.resolve(tmp_path / "home")
     path = tmp_path / "mixed.jsonl"
     not_text = _line(2).replace(b'"lead-router"', b'"lead-\xff-router"')
-    huge = _line(3, rationale="x" * (MAX_EVENT_BYTES + 10))
+    huge = _line(3, rationale="x" * (Limits().max_event_bytes + 10))
     path.write_bytes(_line(1) + not_text + huge + _line(4))
     report = ingest_files(home, ACTIONS, [path])
     assert (report.accepted, report.rejected) == (2, 2)
     problems = {r.number: r.errors[0].message for r in report.sample}
     assert "not valid UTF-8" in problems[2]
-    assert "limit is" in problems[3]
+    assert "limits.max_event_bytes" in problems[3]
     assert _stored(home) == [("e1",), ("e4",)]
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agentwatch.collector.ingest.pipeline import Ingestor, IngestReport, ingest_files
+from agentwatch.collector.ingest.pipeline import FilesNotIngested, Ingestor, IngestReport, ingest_files
 from agentwatch.collector.ingest.sources import read_jsonl
 from agentwatch.core.errors import InputFileError
 from agentwatch.core.home import Home
@@ -362,10 +362,12 @@ def test_parquet_timestamp_without_time_zone_is_rejected_not_guessed(home, query
     ids=["empty-json-array", "header-only-csv"],
 )
 def test_file_without_events_stores_nothing(home, query, tmp_path, name, text):
-    """An empty JSON array or a CSV with only its header row ingests nothing and raises nothing."""
+    """An empty JSON array or a CSV with only its header row ingests nothing, and says so (issue 12, 11)."""
     path = tmp_path / name
     path.write_text(text)
-    report = ingest(home, path)
+    with pytest.raises(FilesNotIngested, match="holds no events") as caught:
+        ingest(home, path)
+    report = caught.value.report
     assert (report.accepted, report.duplicates, report.rejected) == (0, 0, 0)
     assert query("SELECT count(*) FROM actions") == [(0,)]
 
@@ -482,11 +484,13 @@ def test_duplicated_key_is_judged_like_the_model_does(home, query, make_action, 
     assert [(r.number, r.event_id, error_fields(r)) for r in report.sample] == [(1, "dup-key", {"status"})]
 
 
-def test_blank_lines_only_file_stores_nothing_and_rejects_nothing(home, query, tmp_path):
-    """A JSONL file of blank and whitespace-only lines is neither stored nor rejected."""
+def test_blank_lines_only_file_stores_nothing_and_is_an_error(home, query, tmp_path):
+    """A JSONL file of blank and whitespace-only lines is neither stored nor rejected: it is an error."""
     path = tmp_path / "blank.jsonl"
     path.write_text("\n  \n\t\n\r\n\n")
-    report = ingest(home, path)
+    with pytest.raises(FilesNotIngested, match="holds no events") as caught:
+        ingest(home, path)
+    report = caught.value.report
     assert (report.accepted, report.duplicates, report.rejected, report.rejects_file) == (0, 0, 0, None)
     assert query("SELECT count(*) FROM actions") == [(0,)]
 

@@ -1,7 +1,8 @@
 """The ``agentwatch`` command: a thin shell over the library.
 
 A user mistake ends with one line on stderr saying what is wrong and exit code 2, never a trace.
-``ingest`` exits 1 when it rejected events (the valid ones are stored either way).
+``ingest`` exits 1 when it rejected events (the valid ones are stored either way), and 2 when a file could not be
+read through (its problem is an ``error:`` line; the other files, and the events before the problem, are stored).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from rich.table import Table
 from agentwatch.app import check_commands
 from agentwatch.app.agent_commands import agent_app
 from agentwatch.app.alert_commands import alerts_app
+from agentwatch.app.config import config_for
 from agentwatch.app.dashboard_launch import start_dashboard, wait_for_dashboard
 from agentwatch.app.demo.run import run_demo
 from agentwatch.app.options import ConfigOption, HomeOption, parse_duration, parse_time
 from agentwatch.app.silence_commands import silence_app
 from agentwatch.app.status import store_status
-from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths, ingest_files
+from agentwatch.collector.ingest.pipeline import FilesNotIngested, IngestReport, expand_paths, ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.errors import AgentwatchError, ConfigError
@@ -85,6 +87,7 @@ def _print_report(report: IngestReport) -> None:
 
 def _ingest_events(home: Path | None, dataset_name: str, paths: list[Path], fmt: EventFormat | None) -> None:
     resolved = Home.resolve(home)
+    limits = config_for(resolved, None).limits
     dataset = ACTIONS if dataset_name == "actions" else OUTCOMES
     files = expand_paths(paths)
     total = sum(p.stat().st_size for p in files)
@@ -99,8 +102,19 @@ def _ingest_events(home: Path | None, dataset_name: str, paths: list[Path], fmt:
             finished[path] = done_in_file
             progress.update(task, completed=sum(finished.values()))
 
-        report = ingest_files(resolved, dataset, files, fmt.value if fmt else None, on_progress)
-    _print_report(report)
+        try:
+            report = ingest_files(resolved, dataset, files, fmt.value if fmt else None, on_progress, limits)
+        except FilesNotIngested as exc:
+            failed: FilesNotIngested | None = exc
+            report = exc.report
+        else:
+            failed = None
+    if not failed or report.events_read:
+        _print_report(report)
+    if failed:  # after the counts: what was stored is said first, then what could not be read
+        for failure in failed.failures:
+            err.print(f"[red]error:[/] {failure}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     if report.rejected:
         raise typer.Exit(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 import time
@@ -13,15 +14,18 @@ import numpy as np
 import pyarrow as pa
 
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
+from agentwatch.collector.ingest.screen import screen_chunk
 from agentwatch.collector.ingest.sources import FORMATS, RawChunk, read_source
 from agentwatch.collector.ingest.sql import validation_query
-from agentwatch.core.errors import InputFileError
+from agentwatch.core.errors import InputFileError, StoreError
 from agentwatch.core.home import Home
+from agentwatch.core.limits import Limits
 from agentwatch.store import duck
 from agentwatch.store.datasets import Dataset
 from agentwatch.store.writer import DatasetWriter
 
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
+RECHECK_BATCH = 10_000  # refused texts explained (and written to the rejects file) at a time
 ARROW_BATCH_ROWS = 16_384
 COMMIT_ROWS = 1_000_000  # file ingest commits at most this many rows at once (fewer, larger Parquet files)
 
@@ -38,12 +42,21 @@ class IngestReport:
     rejects_file: Path | None = None
     seconds: float = 0.0
 
-    def add(self, accepted: int, duplicates: int, rejections: list[Rejection]) -> None:
+    def add(self, accepted: int, duplicates: int, rejections: list[Rejection], rejected: int | None = None) -> None:
+        """Count a step's outcome; `rejected` when `rejections` is only a sample of them."""
         self.accepted += accepted
         self.duplicates += duplicates
-        self.rejected += len(rejections)
-        room = SAMPLE_REJECTIONS - len(self.sample)
-        self.sample.extend(rejections[:room])
+        self.rejected += len(rejections) if rejected is None else rejected
+        self.sample.extend(rejections[:self.room])
+
+    @property
+    def room(self) -> int:
+        """How many more rejections the sample keeps."""
+        return SAMPLE_REJECTIONS - len(self.sample)
+
+    @property
+    def events_read(self) -> int:
+        return self.accepted + self.duplicates + self.rejected
 
     def closing_line(self) -> str:
         return (f"{self.dataset}: {self.accepted:,} accepted, {self.duplicates:,} duplicates skipped, "
@@ -62,6 +75,8 @@ class Ingestor:
         self._held: list[str] = []  # validated chunk tables not yet committed
         self._held_rows = 0
         self._batches = 0
+        self._held_through: tuple[str, str, int] | None = None
+        self.stored_through: tuple[str, str, int] | None = None  # (source, unit, number) of the last commit
 
     def close(self) -> None:
         self.con.close()
@@ -72,24 +87,39 @@ class Ingestor:
         Returns (accepted, duplicates, rejections); with ``commit=False`` the first two count
         only what a commit triggered by size did, and ``flush`` commits the rest.
         """
+        accepted, duplicates, _, rejections = self.ingest_counted(chunk, commit, keep=None)
+        return accepted, duplicates, rejections
+
+    def ingest_counted(self, chunk: RawChunk, commit: bool, keep: int | None) -> tuple[int, int, int, list[Rejection]]:
+        """As ``ingest_chunk``, returning (accepted, duplicates, rejected, the first `keep` rejections): every
+        rejection is written to the rejects file as it is found, so memory stays bounded whatever the count."""
         table = f"batch_{self._batches}"
         self._batches += 1
         self._validate_into(table, chunk.numbers, chunk.texts, create=True)
-        refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid").fetchnumpy()["line_no"]
-        rejections = [
-            Rejection(chunk.source, chunk.unit, number, None, (FieldError("", problem),),
+        kept: list[Rejection] = []
+        early = [
+            Rejection(chunk.source, chunk.unit, number, guess_event_id(head), (FieldError(field, problem),),
                       head.decode("utf-8", "replace"))
-            for number, problem, head in chunk.refused
+            for number, problem, head, field in chunk.refused
         ]
-        if len(refused):
-            rejections += self._recheck_refused(table, chunk, np.asarray(refused))
-        self.rejects.write(rejections)
+        rejected = self._record(early, kept, keep)
+        refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid").fetchnumpy()["line_no"]
+        for start in range(0, len(refused), RECHECK_BATCH):
+            part = np.asarray(refused[start:start + RECHECK_BATCH])
+            rejected += self._record(self._recheck_refused(table, chunk, part), kept, keep)
         self._held.append(table)
         self._held_rows += len(chunk)
+        if len(chunk):
+            self._held_through = (chunk.source, chunk.unit, int(chunk.numbers[-1]))
         accepted = duplicates = 0
         if commit or self._held_rows >= COMMIT_ROWS:
             accepted, duplicates = self.flush()
-        return accepted, duplicates, rejections
+        return accepted, duplicates, rejected, kept
+
+    def _record(self, rejections: list[Rejection], kept: list[Rejection], keep: int | None) -> int:
+        self.rejects.write(rejections)
+        kept.extend(rejections if keep is None else rejections[:max(keep - len(kept), 0)])
+        return len(rejections)
 
     def flush(self) -> tuple[int, int]:
         """Commit every validated row held back; returns (accepted, duplicates)."""
@@ -102,6 +132,7 @@ class Ingestor:
         for table in self._held:
             duck.run(self.con, f"DROP TABLE {table}")
         self._held, self._held_rows = [], 0
+        self.stored_through = self._held_through
         return result.accepted, result.duplicates
 
     def _validate_into(self, table: str, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
@@ -187,27 +218,106 @@ def prefetch(chunks: Iterator[RawChunk], depth: int = 2) -> Iterator[RawChunk]:
 ProgressCallback = Callable[[Path, int], None]
 
 
+class FilesNotIngested(InputFileError):
+    """Some input files could not be read (whole or in part); every other event of the command was ingested.
+
+    ``report`` counts what was ingested, ``failures`` says what went wrong with each file.
+    """
+
+    def __init__(self, report: IngestReport, failures: list[InputFileError]) -> None:
+        super().__init__(failures[0].path, "; ".join(f.problem for f in failures))
+        self.args = ("\n".join(str(f) for f in failures),)
+        self.report = report
+        self.failures = failures
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DiskFull(StoreError):
+    """The disk under the home filled up during an ingest; the message says what was stored."""
+
+
+def screened(chunks: Iterator[RawChunk], limits: Limits) -> Iterator[RawChunk]:
+    """The chunks with texts over a bound (size, depth) or holding non-finite numbers refused one by one."""
+    for chunk in chunks:
+        yield screen_chunk(chunk, limits)
+
+
 def ingest_files(
     home: Home,
     dataset: Dataset,
     paths: Iterable[Path],
     fmt: str | None = None,
     on_progress: ProgressCallback | None = None,
+    limits: Limits | None = None,
 ) -> IngestReport:
-    """Ingest files and folders of one dataset; valid events are kept whatever else is in the file."""
+    """Ingest files and folders of one dataset; valid events are kept whatever else is in the file.
+
+    A file that cannot be read through (truncated, over a bound, or holding no events) does not stop the
+    others: the events read before the problem are stored, and FilesNotIngested is raised at the end with the
+    report and each file's problem. A full disk stops at once with DiskFull.
+    """
     started = time.perf_counter()
+    limits = limits or Limits()
     files = expand_paths(paths)
     report = IngestReport(dataset.name)
     ingestor = Ingestor(home, dataset)
+    failures: list[InputFileError] = []
     try:
         for path in files:
-            for chunk in prefetch(read_source(path, dataset, fmt)):
-                report.add(*ingestor.ingest_chunk(chunk, commit=False))
-                if on_progress:
-                    on_progress(path, chunk.bytes_done)
+            read_before = report.events_read
+            failure: InputFileError | None = None
+            try:
+                for chunk in prefetch(screened(read_source(path, dataset, fmt, limits), limits)):
+                    accepted, duplicates, rejected, kept = ingestor.ingest_counted(chunk, False, report.room)
+                    report.add(accepted, duplicates, kept, rejected)
+                    if on_progress:
+                        on_progress(path, chunk.bytes_done)
+            except InputFileError as exc:  # the events read before it are committed below
+                failure = exc
             report.add(*ingestor.flush(), [])  # line numbers restart with the next file
+            if failure is None and report.events_read == read_before:
+                failure = InputFileError(path, _holds_no_events(path))
+            if failure is not None:
+                failures.append(failure)
+    except Exception as exc:
+        if _disk_full(exc):
+            raise DiskFull(_disk_full_message(home, ingestor, files, exc)) from None
+        raise
     finally:
         ingestor.close()
     report.rejects_file = ingestor.rejects.written
     report.seconds = time.perf_counter() - started
+    if failures:
+        raise FilesNotIngested(report, failures)
     return report
+
+
+def _holds_no_events(path: Path) -> str:
+    if path.stat().st_size == 0:
+        return "the file is empty: there are no events in it"
+    return "holds no events (only blank lines, or a header without rows): check it is the file you meant"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT, raised as OSError or wrapped by DuckDB (an IOException with the system's words)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(seen) for words in ("No space left on device", "Disk quota exceeded")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full_message(home: Home, ingestor: Ingestor, files: list[Path], exc: BaseException) -> str:
+    reason = "no space left on device" if "quota" not in str(exc).lower() else "disk quota exceeded"
+    if ingestor.stored_through is None:
+        stored = f"nothing was stored from {files[0]} on" if files else "nothing was stored"
+    else:
+        source, unit, number = ingestor.stored_through
+        stored = f"events were stored up to {unit} {number:,} of {source}, nothing after it"
+    return (f"the disk holding the agentwatch home {home.root} is full ({reason}): {stored}; free some space and "
+            "run the same command again (events already stored are skipped as duplicates)")

@@ -71,7 +71,7 @@ def guess_event_id(text: str | bytes) -> str | None:
     """The event_id of a refused text, when it has a readable one (for the error message)."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
         return None
     event_id = value.get("event_id") if isinstance(value, dict) else None
     return event_id if isinstance(event_id, str) else None

@@ -9,24 +9,26 @@ JSON objects by SQL generated from the dataset's field list.
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from agentwatch.core.errors import InputFileError
+from agentwatch.core.limits import Limits
 from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 
 CHUNK_BYTES = 64 << 20
 STORE_BOOKKEEPING_COLUMNS = frozenset({"event_key", "ingested_at"})
-MAX_EVENT_BYTES = 8 << 20  # a longer line is refused on its own (the HTTP API caps bodies at 10 MiB)
+CHUNK_ROWS = 1_000_000  # lines per chunk at most: millions of tiny lines must not make one huge table
+INFLATE_PIECE = 1 << 20  # bytes inflated per gzip read: a damaged stream loses none of the lines before it
+DEFAULT_LIMITS = Limits()
 FORMATS = ("jsonl", "json", "csv", "parquet")
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -40,9 +42,9 @@ class RawChunk:
     numbers: np.ndarray  # int64, one per text
     texts: pa.Array  # large_string
     bytes_done: int  # how far into the source this chunk reaches, for progress bars
-    # Lines refused before validation (too long, not UTF-8): (number, problem, first bytes). Their
-    # slots in `texts` are null, so the validator skips them.
-    refused: tuple[tuple[int, str, bytes], ...] = ()
+    # Texts refused before validation (too long, too deep, not UTF-8, ...): (number, problem, first bytes,
+    # field or ""). Their slots in `texts` are null, so the validator skips them.
+    refused: tuple[tuple[int, str, bytes, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -58,96 +60,188 @@ def detect_format(path: Path) -> str:
     raise InputFileError(path, "cannot tell the format from the file name; pass --format " + "|".join(FORMATS))
 
 
-def read_source(path: Path, dataset: Dataset, fmt: str | None = None) -> Iterator[RawChunk]:
+def read_source(path: Path, dataset: Dataset, fmt: str | None = None, limits: Limits | None = None
+                ) -> Iterator[RawChunk]:
     """Chunks of one input file."""
     if not path.is_file():
         raise InputFileError(path, "no such file")
     fmt = fmt or detect_format(path)
+    limits = limits or DEFAULT_LIMITS
     if fmt == "jsonl":
-        return read_jsonl(path)
+        return read_jsonl(path, limits)
     if fmt == "json":
-        return read_json_document(path)
+        return read_json_document(path, limits)
     if fmt in ("csv", "parquet"):
-        return read_flat_table(path, dataset, fmt)
+        return read_flat_table(path, dataset, fmt, limits)
     raise InputFileError(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def _open_binary(path: Path) -> BinaryIO:
+class StreamStopped(Exception):
+    """Reading a compressed stream stopped early: the bytes before it were returned, this says why."""
+
+
+class _Inflated:
+    """A .gz file's inflated bytes, at most `bound` of them. Reading past the bound, or into damage, raises
+    StreamStopped only after every byte before it has been returned, so no complete line is lost."""
+
+    def __init__(self, path: Path, bound: int) -> None:
+        self._file = gzip.open(path, "rb")  # noqa: SIM115 (closed by __exit__)
+        self._bound = bound
+        self._total = 0
+        self._stopped: StreamStopped | None = None
+
+    def __enter__(self) -> _Inflated:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def read(self, size: int) -> bytes:
+        if self._stopped:
+            raise self._stopped
+        pieces, got = [], 0
+        while got < size and not self._stopped:
+            room = self._bound - self._total
+            try:
+                if room <= 0:
+                    if self._file.read1(1):
+                        self._stopped = StreamStopped(
+                            f"inflates to more than {self._bound:,} bytes, the bound set by "
+                            "limits.max_decompressed_bytes in agentwatch.yaml: reading stopped {where} (raise the "
+                            "bound if the file is genuine)")
+                    break
+                piece = self._file.read1(min(size - got, room, INFLATE_PIECE))  # one piece: none lost on error
+            except EOFError:
+                self._stopped = StreamStopped("is truncated {where}: the compressed data ends before the end of "
+                                              "the file (was the copy or download cut short?)")
+                break
+            except (OSError, zlib.error) as exc:  # not gzip at all, or damaged inside
+                self._stopped = StreamStopped(f"is not a readable .gz file {{where}} ({exc or type(exc).__name__})")
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+            self._total += len(piece)
+        if not pieces and self._stopped:
+            raise self._stopped
+        return b"".join(pieces)
+
+
+def _open_binary(path: Path, limits: Limits) -> BinaryIO | _Inflated:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return _Inflated(path, limits.max_decompressed_bytes)
     return open(path, "rb")
 
 
-def read_jsonl(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+def read_jsonl(path: Path, limits: Limits | None = None, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
     """JSONL lines in chunks of about `chunk_bytes`, split on newlines by numpy (no per-line loop)."""
+    limits = limits or Limits()
     try:
-        with _open_binary(path) as stream:
-            yield from split_lines(stream, str(path), chunk_bytes)
-    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a broken or truncated .gz
-        raise InputFileError(path, f"cannot read the file: {exc or type(exc).__name__}") from None
+        with _open_binary(path, limits) as stream:
+            yield from split_lines(stream, str(path), limits.max_event_bytes, chunk_bytes)
+    except StreamStopped as exc:
+        raise InputFileError(path, str(exc)) from None
+    except OSError as exc:  # unreadable
+        raise InputFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
 
 
-def split_lines(stream: BinaryIO | io.BytesIO, source: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
-    """Split a byte stream into line chunks; each text keeps its newline (JSON ignores it)."""
+class _Reader(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def split_lines(stream: _Reader, source: str, max_event_bytes: int = DEFAULT_LIMITS.max_event_bytes,
+                chunk_bytes: int = CHUNK_BYTES) -> Iterator[RawChunk]:
+    """Split a byte stream into line chunks; each text keeps its newline (JSON ignores it).
+
+    A line longer than `max_event_bytes` is refused as soon as it is known to be, and passed over block by
+    block to its newline: memory stays within a block plus the bound whatever the input.
+    """
     head = stream.read(len(UTF8_BOM))
     carry = b"" if head == UTF8_BOM else head  # editors on Windows start UTF-8 files with a BOM
     next_line = 1
     done = len(head)
-    while True:
-        block = stream.read(chunk_bytes)
-        done += len(block)
-        data = carry + block
-        if not block:
-            if data.strip():
+    skipping: list = []  # [bytes passed so far, first bytes] of an over-long line
+    try:
+        while True:
+            block = stream.read(chunk_bytes)
+            done += len(block)
+            eof = not block
+            if skipping:
+                end = block.find(b"\n")
+                if end < 0 and not eof:
+                    skipping[0] += len(block)
+                    continue
+                end = len(block) - 1 if end < 0 else end
+                yield _long_line(source, next_line, skipping[0] + end + 1, skipping[1], max_event_bytes, done)
+                next_line += 1
+                skipping = []
+                block = block[end + 1:]
+                if eof:
+                    return
+            data = carry + block
+            if eof:
+                if not data.strip():
+                    return
                 data += b"\n"  # a last line without its newline
-            else:
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            cut = int(ends[-1]) + 1 if len(ends) else 0
+            carry = data[cut:]
+            for start in range(0, len(ends), CHUNK_ROWS):  # a chunk of tiny lines stays a bounded table
+                part = ends[start:start + CHUNK_ROWS]
+                first = int(ends[start - 1]) + 1 if start else 0
+                offsets = np.concatenate(([first], part + 1)).astype(np.int64)
+                texts, refused = _line_texts(data, offsets, next_line)
+                numbers = np.arange(next_line, next_line + len(part), dtype=np.int64)
+                next_line += len(part)
+                yield RawChunk(source, "line", numbers, texts, done, refused)
+            if len(carry) > max_event_bytes:
+                skipping = [len(carry), carry[:1024]]
+                carry = b""
+            if eof:
                 return
-        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-        if len(ends) == 0:
-            carry = data
-            continue
-        cut = int(ends[-1]) + 1
-        carry, data = data[cut:], data[:cut]
-        offsets = np.concatenate(([0], ends + 1)).astype(np.int64)
-        texts, refused = _line_texts(data, offsets, next_line)
-        numbers = np.arange(next_line, next_line + len(ends), dtype=np.int64)
-        next_line += len(ends)
-        yield RawChunk(source, "line", numbers, texts, done, refused)
-        if not block:
-            return
+    except StreamStopped as exc:
+        if skipping:  # the over-long line the stream stopped in is refused like any other
+            yield _long_line(source, next_line, skipping[0], skipping[1], max_event_bytes, done)
+        where = f"after line {next_line - 1:,}; the lines before it were read" if next_line > 1 else "at its start"
+        raise StreamStopped(str(exc).replace("{where}", where)) from None
+
+
+def _long_line(source: str, number: int, size: int, head: bytes, limit: int, done: int) -> RawChunk:
+    problem = (f"the event is {size:,} bytes, more than {limit:,} bytes (limits.max_event_bytes): refused "
+               "without being read whole")
+    return RawChunk(source, "line", np.array([number], dtype=np.int64), pa.nulls(1, pa.large_string()), done,
+                    ((number, problem, head, ""),))
 
 
 def _line_texts(data: bytes, offsets: np.ndarray, first_line: int) -> tuple[pa.Array, tuple]:
-    """The lines as a string array over `data` (no copy); too long or non-UTF-8 lines become nulls."""
+    """The lines as a string array over `data` (no copy); lines that are not UTF-8 become nulls."""
     count = len(offsets) - 1
     texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-    bad: dict[int, str] = {
-        int(i): f"the event is {int(offsets[i + 1] - offsets[i]):,} bytes; the limit is {MAX_EVENT_BYTES:,}"
-        for i in np.flatnonzero(np.diff(offsets) > MAX_EVENT_BYTES)
-    }
+    bad: dict[int, str] = {}
     try:
         texts.validate(full=True)  # UTF-8 of every line, vectorized
     except pa.ArrowInvalid:  # rare: find the offending lines one by one
         for i in range(count):
-            if i not in bad:
-                try:
-                    data[offsets[i]:offsets[i + 1]].decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    bad[i] = f"not valid UTF-8 text ({exc.reason} at byte {exc.start})"
+            try:
+                data[offsets[i]:offsets[i + 1]].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad[i] = f"not valid UTF-8 text ({exc.reason} at byte {exc.start})"
     if not bad:
         return texts, ()
     valid = np.ones(count, dtype=bool)
     valid[list(bad)] = False
     bitmap = pa.array(valid).buffers()[1]
     texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data), bitmap, len(bad))
-    refused = tuple((first_line + i, problem, bytes(data[offsets[i]:min(offsets[i + 1], offsets[i] + 1024)]))
+    refused = tuple((first_line + i, problem, bytes(data[offsets[i]:min(offsets[i + 1], offsets[i] + 1024)]), "")
                     for i, problem in sorted(bad.items()))
     return texts, refused
 
 
-def read_json_document(path: Path) -> Iterator[RawChunk]:
+def read_json_document(path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[RawChunk]:
     """A JSON array of events, or one or more JSON objects; each element becomes one text."""
-    first = _first_significant_byte(path)
+    last = _last_significant_byte(path, limits)  # first: it holds a .gz to the decompression bound
+    first = _first_significant_byte(path, limits)
     if first not in (b"[", b"{"):
         raise InputFileError(path, "expected a JSON array or object at the start of the file")
     layout = "array" if first == b"[" else "unstructured"
@@ -160,28 +254,35 @@ def read_json_document(path: Path) -> Iterator[RawChunk]:
         raise InputFileError(path, f"not valid JSON: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
-    if layout == "array" and _last_significant_byte(path) != b"]":  # DuckDB reads a cut-off array without a word
+    if layout == "array" and last != b"]":  # DuckDB reads a cut-off array without a word
         raise InputFileError(path, "not valid JSON: the array is not closed (no final ']'); is the file truncated?")
     texts = table.column("raw").combine_chunks().cast(pa.large_string())
     numbers = np.arange(1, len(texts) + 1, dtype=np.int64)
     yield RawChunk(str(path), "item", numbers, texts, path.stat().st_size)
 
 
-def _last_significant_byte(path: Path) -> bytes:
-    with _open_binary(path) as stream:
-        if path.name.lower().endswith(".gz"):  # no seeking in a gzip stream: keep a sliding tail
-            tail = b""
-            while block := stream.read(1 << 20):
-                tail = (tail + block)[-4096:]
-        else:
-            stream.seek(max(path.stat().st_size - 4096, 0))
-            tail = stream.read()
+def _last_significant_byte(path: Path, limits: Limits) -> bytes:
+    """The last non-blank byte; a .gz is inflated through to its end (within the bound) on the way."""
+    try:
+        with _open_binary(path, limits) as stream:
+            if isinstance(stream, _Inflated):  # no seeking in a gzip stream: keep a sliding tail
+                tail = b""
+                while block := stream.read(1 << 20):
+                    tail = (tail + block)[-4096:]
+            else:
+                stream.seek(max(path.stat().st_size - 4096, 0))
+                tail = stream.read()
+    except StreamStopped as exc:
+        raise InputFileError(path, str(exc).replace("{where}", "before any event was read")) from None
     return tail.rstrip(b" \t\r\n")[-1:]
 
 
-def _first_significant_byte(path: Path) -> bytes:
-    with _open_binary(path) as stream:
-        head = stream.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")
+def _first_significant_byte(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    try:
+        with _open_binary(path, limits) as stream:
+            head = stream.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")
+    except StreamStopped:
+        return b""
     return head[:1]
 
 
@@ -261,8 +362,10 @@ def flat_to_json_sql(dataset: Dataset, columns: dict[str, str], relation: str) -
     return f"SELECT {event} AS raw FROM {relation}"
 
 
-def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk]:
+def read_flat_table(path: Path, dataset: Dataset, fmt: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[RawChunk]:
     """CSV (header row, nested objects as JSON text) or Parquet in the flat layout."""
+    if path.name.lower().endswith(".gz"):
+        _last_significant_byte(path, limits)  # DuckDB inflates it: hold it to the bound first
     con = duck.connect()
     try:
         if fmt == "csv":
@@ -274,6 +377,7 @@ def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk
         try:
             described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")
             columns = {row[0]: row[1] for row in described}
+            _require_event_columns(path, dataset, fmt, columns, limits)
             table = con.sql(flat_to_json_sql(dataset, columns, relation)).to_arrow_table()
         except InputFileError:
             raise
@@ -284,3 +388,22 @@ def read_flat_table(path: Path, dataset: Dataset, fmt: str) -> Iterator[RawChunk
     texts = table.column("raw").combine_chunks().cast(pa.large_string())
     numbers = np.arange(first_number, first_number + len(texts), dtype=np.int64)
     yield RawChunk(str(path), "line" if fmt == "csv" else "row", numbers, texts, path.stat().st_size)
+
+
+def _require_event_columns(path: Path, dataset: Dataset, fmt: str, columns: dict[str, str], limits: Limits) -> None:
+    """A flat file none of whose columns names an event field holds no events, whatever it holds."""
+    known = {name for spec in dataset.fields for name in _flat_names(spec)}
+    known |= {f"{spec.key}.{sub.key}" for spec in dataset.fields for sub in spec.subfields}
+    known |= {name for spec in dataset.fields for sub in spec.subfields for name in _flat_names(sub)}
+    if known & set(columns):
+        return
+    what = "CSV but its header" if fmt == "csv" else "Parquet but its columns"
+    problem = f"read as {what} names no event field (expected columns such as event_id, ts, ...)"
+    first = _first_significant_byte(path, limits)
+    if first == b"{":
+        problem += "; it looks like JSONL: pass --format jsonl (or name the file .jsonl)"
+    elif first == b"[":
+        problem += "; it looks like a JSON array: pass --format json (or name the file .json)"
+    else:
+        problem += "; see docs/formats.md for the flat layout"
+    raise InputFileError(path, problem)

@@ -1,0 +1,117 @@
+"""Rules every event text is held to before validation, whatever format it came in: size, nesting depth and
+finite numbers.
+
+They run on the JSON texts the readers produce (JSONL lines, JSON array items, CSV and Parquet rows turned
+into JSON), so every format obeys the same bounds; cheap vectorized tests pick the few texts that may break a
+rule, and only those are looked at one by one. ``json_depth`` and ``non_finite_field`` are the shared rules
+the HTTP API can apply to its events too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from agentwatch.collector.ingest.sources import RawChunk
+from agentwatch.core.limits import Limits
+
+NON_FINITE_MESSAGE = "a number is out of range for a double (e.g. 1e999); send a finite number or null"
+# A text that may hold a non-finite number: the words, an exponent of three digits or more, or a number with
+# more digits than a double can hold. The exact test (json.loads) runs on these only.
+_MAYBE_NON_FINITE = r"NaN|Infinity|[0-9.][eE]\+?0*[1-9][0-9]{2}|[0-9]{309}"
+_QUOTE, _BACKSLASH = 34, 92
+_OPENERS, _CLOSERS = (123, 91), (125, 93)  # { [ and } ]
+
+
+def json_depth(text: str | bytes) -> int:
+    """How deep a JSON text nests objects and arrays (``{}`` is 1, ``{"a": [1]}`` is 2), without parsing it:
+    brackets inside strings do not count. Linear numpy passes, so a 100,000-deep text costs no recursion."""
+    data = np.frombuffer(text.encode() if isinstance(text, str) else text, dtype=np.uint8)
+    if not len(data):
+        return 0
+    index = np.arange(len(data))
+    backslash = data == _BACKSLASH
+    run = index - np.maximum.accumulate(np.where(backslash, -1, index))  # backslashes ending at each byte
+    escaped = np.concatenate(([False], run[:-1] % 2 == 1))  # after an odd run of backslashes
+    inside = np.cumsum((data == _QUOTE) & ~escaped) % 2 == 1
+    step = np.isin(data, _OPENERS).astype(np.int64) - np.isin(data, _CLOSERS)
+    step[inside] = 0
+    return int(np.cumsum(step).max(initial=0))
+
+
+class _NonFinite:
+    """Stands for a NaN, an infinity or a number too large for a double while a text is parsed."""
+
+
+_MARK = _NonFinite()
+
+
+def _finite_or_mark(text: str) -> Any:
+    number = float(text)
+    return number if math.isfinite(number) else _MARK
+
+
+def non_finite_field(text: str | bytes) -> str | None:
+    """The dotted path (``inputs.deal.size``, list items by index) of the first NaN, Infinity or number beyond
+    a double (``1e999``) in a JSON text; "" when the text is that number, None when it holds none (or is not
+    valid JSON: the validator says why)."""
+    try:
+        value = json.loads(text, parse_constant=lambda _: _MARK, parse_float=_finite_or_mark)
+        path = _path_to_mark(value)
+    except (ValueError, RecursionError):
+        return None
+    return None if path is None else ".".join(path)
+
+
+def _path_to_mark(value: Any) -> list[str] | None:
+    if value is _MARK:
+        return []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _path_to_mark(item)
+        if found is not None:
+            return [str(key), *found]
+    return None
+
+
+def screen_chunk(chunk: RawChunk, limits: Limits) -> RawChunk:
+    """The chunk with each text that breaks a bound or holds a non-finite number refused on its own (its slot
+    nulled, the reason in ``refused``), so the validator never parses it."""
+    texts = chunk.texts
+    problems: dict[int, tuple[str, str]] = {}  # position -> (field, problem)
+    sizes = pc.binary_length(texts).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(np.nan_to_num(sizes, nan=0) > limits.max_event_bytes).tolist():
+        problems[i] = ("", f"the event is {int(sizes[i]):,} bytes, more than {limits.max_event_bytes:,} bytes "
+                                "(limits.max_event_bytes)")
+    brackets = pc.add(pc.count_substring(texts, "{"), pc.count_substring(texts, "["))
+    for i in _positions(pc.greater(brackets, limits.max_depth)):
+        if i in problems:
+            continue
+        depth = json_depth(texts[i].as_py())
+        if depth > limits.max_depth:
+            problems[i] = ("", f"the event is nested {depth:,} levels deep, more than {limits.max_depth:,} "
+                               "(limits.max_depth)")
+    for i in _positions(pc.match_substring_regex(texts, _MAYBE_NON_FINITE)):
+        if i not in problems and (path := non_finite_field(texts[i].as_py())) is not None:
+            problems[i] = (path, NON_FINITE_MESSAGE)
+    if not problems:
+        return chunk
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[list(problems)] = True
+    nulled = pc.if_else(pa.array(mask), pa.scalar(None, texts.type), texts)
+    refused = tuple((int(chunk.numbers[i]), problem, _head(texts[i].as_py()), field)
+                    for i, (field, problem) in sorted(problems.items()))
+    return RawChunk(chunk.source, chunk.unit, chunk.numbers, nulled, chunk.bytes_done, chunk.refused + refused)
+
+
+def _positions(flags: pa.Array) -> list[int]:
+    return np.flatnonzero(pc.fill_null(flags, False).to_numpy(zero_copy_only=False)).tolist()
+
+
+def _head(text: str) -> bytes:
+    return text[:1024].encode("utf-8", "replace")
