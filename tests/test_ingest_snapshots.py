@@ -195,3 +195,25 @@ def test_hubspot_properties_with_object_name(home, query):
     assert query(SNAPSHOT_ROWS) == [("hubspot", "contacts", TAKEN_AT, len(live))]
     names = query("SELECT f.name FROM (SELECT unnest(fields) AS f FROM schema_snapshots)")
     assert [n for (n,) in names] == live
+
+
+def test_snapshot_files_are_held_to_the_limits(home, make_snapshot, tmp_path):
+    """A .gz snapshot file that inflates past limits.max_decompressed_bytes, and a payload nested deeper than
+    limits.max_depth (100,000 deep: a RecursionError once), are each refused with a named error."""
+    import gzip
+
+    from agentwatch.core.errors import InputFileError
+    from agentwatch.core.limits import Limits
+
+    big = tmp_path / "big.json.gz"
+    big.write_bytes(gzip.compress(json.dumps([make_snapshot()] * 2000).encode()))
+    with pytest.raises(InputFileError, match=r"limits\.max_decompressed_bytes"):
+        ingest_snapshot_files(home, [big], limits=Limits(max_decompressed_bytes=10_000))
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(InputFileError, match=r"limits\.max_depth"):
+        ingest_snapshot_files(home, [deep])
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text(json.dumps(make_snapshot()) + "\n" + "[" * 100 + "]" * 100 + "\n")
+    with pytest.raises(InputFileError, match=r"line 2 .*limits\.max_depth"):
+        ingest_snapshot_files(home, [lines])

@@ -149,7 +149,8 @@ def ingest_schema(
 ) -> None:
     """Ingest CRM schema snapshots: native, a Salesforce describe result, or HubSpot properties."""
     when = parse_time(taken_at, "--taken-at") if taken_at else None
-    report = ingest_snapshot_files(Home.resolve(home), paths, fmt.value, when, object_name)
+    resolved = Home.resolve(home)
+    report = ingest_snapshot_files(resolved, paths, fmt.value, when, object_name, config_for(resolved, None).limits)
     _print_report(report)
     if report.rejected:
         raise typer.Exit(1)

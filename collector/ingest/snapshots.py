@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +23,10 @@ from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_propertie
 from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
 from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, field_errors
+from agentwatch.collector.ingest.screen import json_depth
 from agentwatch.core.errors import ConfigError, FormatError, InputFileError
 from agentwatch.core.home import Home
+from agentwatch.core.limits import Limits
 from agentwatch.schemas import SchemaSnapshot
 from agentwatch.store import duck
 from agentwatch.store.datasets import SCHEMA_SNAPSHOTS
@@ -95,11 +98,12 @@ def ingest_snapshot_files(
     fmt: str = "native",
     taken_at: datetime | None = None,
     object_name: str | None = None,
+    limits: Limits | None = None,
 ) -> IngestReport:
     """Ingest snapshot files (JSON: one payload or a list of native snapshots; JSONL of native ones) in one commit."""
     located: list[Located] = []
     for path in expand_paths(paths):
-        items, unit = _read_items(path, fmt)
+        items, unit = _read_items(path, fmt, limits or Limits())
         located.extend((str(path), unit, number, item) for number, item in items)
     return _ingest_located(home, located, fmt, taken_at, object_name)
 
@@ -129,24 +133,22 @@ def _ingest_located(
     return report
 
 
-def _read_items(path: Path, fmt: str) -> tuple[list[tuple[int, Any]], str]:
+def _read_items(path: Path, fmt: str, limits: Limits) -> tuple[list[tuple[int, Any]], str]:
     """The payloads of one file with their numbers (line numbers for JSONL: blank lines count)."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else path.read_bytes()
-        text = raw.decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"cannot read as UTF-8 JSON text: {exc}") from None
+    text = _read_text(path, limits)
     if path.name.lower().endswith(".gz"):
         path = path.with_suffix("")  # the format is that of the name inside
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         items = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
+                _require_depth(path, line, limits, f"line {number}")
                 try:
                     items.append((number, json.loads(line)))
                 except ValueError as exc:
                     raise InputFileError(path, f"line {number} is not valid JSON: {exc}") from None
         return items, "line"
+    _require_depth(path, text, limits, "the payload")
     try:
         payload = json.loads(text)
     except ValueError as exc:
@@ -154,6 +156,28 @@ def _read_items(path: Path, fmt: str) -> tuple[list[tuple[int, Any]], str]:
     if fmt == "native" and isinstance(payload, list):
         return list(enumerate(payload, start=1)), "item"
     return [(1, payload)], "file"
+
+
+def _read_text(path: Path, limits: Limits) -> str:
+    """The file as text; a .gz is inflated up to limits.max_decompressed_bytes (snapshot files are read whole)."""
+    try:
+        if not path.name.lower().endswith(".gz"):
+            return path.read_bytes().decode("utf-8-sig")
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read(limits.max_decompressed_bytes + 1)
+        if len(raw) > limits.max_decompressed_bytes:
+            raise InputFileError(path, f"inflates to more than {limits.max_decompressed_bytes:,} bytes, the bound set "
+                                       "by limits.max_decompressed_bytes in agentwatch.yaml; nothing was read from it")
+        return raw.decode("utf-8-sig")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read as UTF-8 JSON text: {exc}") from None
+
+
+def _require_depth(path: Path, text: str, limits: Limits, what: str) -> None:
+    """Parsing a text nested deeper than the bound would cost a RecursionError: refuse it first."""
+    if text.count("{") + text.count("[") > limits.max_depth and (depth := json_depth(text)) > limits.max_depth:
+        raise InputFileError(path, f"{what} is nested {depth:,} levels deep, more than {limits.max_depth:,} "
+                                   "(limits.max_depth)")
 
 
 def _rejection(source: str, unit: str, number: int, item: Any, errors: tuple[FieldError, ...]) -> Rejection:
