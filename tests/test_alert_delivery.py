@@ -20,9 +20,11 @@ from agentwatch.app.api.app import create_app
 from agentwatch.app.cli import app as cli_app
 from agentwatch.checks.engine import evaluate, incident_store
 from agentwatch.checks.incidents import IncidentStore
+from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
 from tests.receiver import Receiver
+from tests.test_api import bearer, wait_ready
 from tests.test_cli import run_cli
 
 SECRET = "s3cret-signing-key"
@@ -197,9 +199,14 @@ def test_a_final_failure_is_visible_in_the_cli_and_health_and_can_be_retried(hom
     listed = runner.invoke(cli_app, ["alerts", "outbox", "--state", "failed", "--json", "--home", str(home.root)])
     (row,) = json.loads(listed.stdout)
     assert row["attempts"] == 3 and "500" in row["last_error"] and row["incidents"] == ["INC-1"]
+    read_key = KeyStore(home).create("read", name="health")[1]
     with TestClient(create_app(home)) as client:
-        health = client.get("/healthz").json()
-    assert health["status"] == "degraded" and health["alerts_failed"] == 1 and "500" in health["last_alert_error"]
+        wait_ready(client)
+        health = client.get("/healthz").json()  # no key: a status, its reasons as codes, counts
+        detail = client.get("/v1/health", headers=bearer(read_key)).json()  # the error text needs scope read
+    assert health["status"] == "degraded" and health["alerts_failed"] == 1
+    assert [r["code"] for r in health["reasons"]] == ["delivery_failed"] and "last_alert_error" not in health
+    assert "500" in detail["last_alert_error"]
     retried = runner.invoke(cli_app, ["alerts", "retry", "--all-failed", "--home", str(home.root)])
     assert retried.exit_code == 0
     pass_until(home, lambda: receiver.delivered())
