@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import queue
 import threading
 import time
@@ -17,11 +16,12 @@ from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog
 from agentwatch.collector.ingest.screen import screen_chunk
 from agentwatch.collector.ingest.sources import FORMATS, RawChunk, read_source
 from agentwatch.collector.ingest.sql import validation_query
-from agentwatch.core.errors import InputFileError, StoreError
+from agentwatch.core.errors import InputFileError, StoreFullError
 from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
 from agentwatch.store import duck
 from agentwatch.store.datasets import Dataset
+from agentwatch.store.space import is_no_space
 from agentwatch.store.writer import DatasetWriter
 
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
@@ -234,7 +234,7 @@ class FilesNotIngested(InputFileError):
         return str(self.args[0])
 
 
-class DiskFull(StoreError):
+class DiskFull(StoreFullError):
     """The disk under the home filled up during an ingest; the message says what was stored."""
 
 
@@ -301,12 +301,10 @@ def _holds_no_events(path: Path) -> str:
 
 
 def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT, raised as OSError or wrapped by DuckDB (an IOException with the system's words)."""
+    """Out of space (ENOSPC, EDQUOT), said by the OS, by DuckDB, or by the store's StoreFullError."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(words in str(seen) for words in ("No space left on device", "Disk quota exceeded")):
+        if is_no_space(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
