@@ -299,3 +299,17 @@ def test_a_full_disk_ends_file_ingest_with_one_error_line(tmp_path: Path) -> Non
         assert str(home) in errors[0] and "full" in errors[0] and "nothing after" in errors[0]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# -- large events: the validator's memory ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_chunk_of_large_events_fits_the_validators_memory(tmp_path: Path) -> None:
+    """1,100 valid events of 60 KB (66 MB, one read chunk) are stored: in one Arrow batch, DuckDB ran out of
+    its 1 GB validating them and the command ended in a traceback."""
+    home = Home.resolve(tmp_path / "home")
+    path = tmp_path / "large.jsonl"
+    path.write_text("\n".join(line(n, rationale="r" * 60_000) for n in range(1100)) + "\n")
+    report = ingest_files(home, ACTIONS, [path])
+    assert (report.accepted, report.rejected) == (1100, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, explain, guess_event_id
 from agentwatch.collector.ingest.screen import screen_chunk
@@ -27,6 +29,7 @@ from agentwatch.store.writer import DatasetWriter
 SAMPLE_REJECTIONS = 20  # how many rejections a report keeps for display
 RECHECK_BATCH = 10_000  # refused texts explained (and written to the rejects file) at a time
 ARROW_BATCH_ROWS = 16_384
+ARROW_BATCH_BYTES = 4 << 20
 COMMIT_ROWS = 1_000_000  # file ingest commits at most this many rows at once (fewer, larger Parquet files)
 
 
@@ -137,8 +140,11 @@ class Ingestor:
 
     def _validate_into(self, table: str, numbers: np.ndarray, texts: pa.Array, create: bool) -> None:
         arrow = pa.table({"line_no": numbers, "raw": texts})
-        # DuckDB scans an Arrow table one record batch per thread: small batches use both cores.
-        batches = arrow.to_batches(max_chunksize=ARROW_BATCH_ROWS)
+        # DuckDB scans an Arrow table one record batch per thread: small batches use both cores. Batches are
+        # also cut by bytes, as DuckDB holds several copies of a batch's texts while validating it: 64 MB of
+        # 60 KB events in one batch ran out of its 1 GB.
+        batches = [piece for start, length in _byte_slices(texts)
+                   for piece in arrow.slice(start, length).to_batches(max_chunksize=ARROW_BATCH_ROWS)]
         self.con.register("chunk", pa.Table.from_batches(batches, schema=arrow.schema))
         try:
             verb = f"CREATE TEMP TABLE {table} AS" if create else f"INSERT INTO {table}"
@@ -172,6 +178,16 @@ class Ingestor:
                 rejections.append(Rejection(chunk.source, chunk.unit, number, guess_event_id(text),
                                             (problem,), text))
         return rejections
+
+
+def _byte_slices(texts: pa.Array) -> list[tuple[int, int]]:
+    """(start, length) runs of `texts` holding about ARROW_BATCH_BYTES each (at least one text a run)."""
+    sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    cuts = np.searchsorted(ends, np.arange(ARROW_BATCH_BYTES, total, ARROW_BATCH_BYTES), side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(texts)])))
+    return [(int(start), int(stop - start)) for start, stop in itertools.pairwise(bounds)] or [(0, 0)]
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:

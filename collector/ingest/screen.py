@@ -88,8 +88,7 @@ def screen_chunk(chunk: RawChunk, limits: Limits) -> RawChunk:
     for i in np.flatnonzero(np.nan_to_num(sizes, nan=0) > limits.max_event_bytes).tolist():
         problems[i] = ("", f"the event is {int(sizes[i]):,} bytes, more than {limits.max_event_bytes:,} bytes "
                                 "(limits.max_event_bytes)")
-    brackets = pc.add(pc.count_substring(texts, "{"), pc.count_substring(texts, "["))
-    for i in _positions(pc.greater(brackets, limits.max_depth)):
+    for i in np.flatnonzero(_openers(texts) > limits.max_depth).tolist():
         if i in problems:
             continue
         depth = json_depth(texts[i].as_py())
@@ -107,6 +106,22 @@ def screen_chunk(chunk: RawChunk, limits: Limits) -> RawChunk:
     refused = tuple((int(chunk.numbers[i]), problem, _head(texts[i].as_py()), field)
                     for i, (field, problem) in sorted(problems.items()))
     return RawChunk(chunk.source, chunk.unit, chunk.numbers, nulled, chunk.bytes_done, chunk.refused + refused)
+
+
+def _openers(texts: pa.Array) -> np.ndarray:
+    """`{` and `[` per text (an upper bound of its depth), counted by numpy over the texts' shared buffer:
+    several times faster than two Arrow substring counts. Null texts count 0."""
+    texts = texts.cast(pa.large_string())
+    _, offset_buffer, data_buffer = texts.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    if not len(texts) or offsets[-1] == offsets[0]:
+        return np.zeros(len(texts), dtype=np.int32)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    starts = np.minimum(offsets[:-1] - offsets[0], len(data) - 1)
+    counts = np.add.reduceat((data == 123) | (data == 91), starts, dtype=np.int32)
+    counts[np.diff(offsets) == 0] = 0  # reduceat gives an empty text the byte at its start
+    counts[~texts.is_valid().to_numpy(zero_copy_only=False)] = 0
+    return counts
 
 
 def _positions(flags: pa.Array) -> list[int]:
