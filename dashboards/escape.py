@@ -7,7 +7,10 @@ there could load a remote image (`![x](http://...)`), plant a link, or restyle t
 value literal: every ASCII punctuation mark is backslash-escaped (CommonMark lets any of them be escaped, and
 Streamlit's extensions all start with one: its icon rewrite and its emoji and math detection look at the raw
 source, which then holds `\\:` and `\\$` instead), and line breaks become spaces (a value stays on its line, so
-it cannot start a heading, a list or a table). Tables (`st.dataframe`) show text as text and need none of this.
+it cannot start a heading, a list or a table). GitHub-flavoured autolinks (``http://...``, ``www.x``, ``a@b.c``)
+are found in the text after escapes are undone, so escaping cannot stop them: an invisible WORD JOINER (U+2060)
+goes inside each trigger (after the ``:`` of ``://``, after ``www`` before ``.``, before ``@``), so the page
+shows the same characters, unlinked. Tables (`st.dataframe`) show text as text and need none of this.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import string
 
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+JOINER = "\u2060"  # WORD JOINER: zero-width, so the text reads the same, but no autolink pattern matches across it
+_AUTOLINKS = re.compile(r"(:)(?=//)|(www)(?=\.)|()(?=@)", re.IGNORECASE)
 
 
 def md(value: object) -> str:
     """`value` as literal text inside Markdown: ``md("![x](http://h/i.png)")`` shows exactly those characters."""
-    return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    text = _AUTOLINKS.sub(lambda m: m.group(0) + JOINER, _LINE_BREAKS.sub(" ", str(value)))
+    return _PUNCTUATION.sub(r"\\\1", text)

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
+from agentwatch.app.dashboard_launch import NO_KEY_ENV
 from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+
+
+def listening_on(address: str | None) -> None:
+    """Make AppTest's dashboard believe Streamlit listens on `address` (the option the access check reads)."""
+    streamlit_config.set_option("server.address", address)
+
+
+@pytest.fixture(autouse=True)
+def open_dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As `agentwatch dashboard --no-key` on loopback (what `agentwatch demo` runs): no key asked. Autouse in
+    every module that imports it: the pages' tests are about the pages, test_dashboard_access about the door."""
+    monkeypatch.setenv(NO_KEY_ENV, "1")
+    listening_on("127.0.0.1")
+    yield
+    listening_on(None)
 
 
 def open_page(monkeypatch: pytest.MonkeyPatch, home: Home, page: str, timeout: float = 60,
@@ -50,7 +68,7 @@ def hostile(url: str) -> str:
 
 def planted(text: str) -> list[str]:
     """The pieces of `hostile` found in `text` as live Markdown (an escaped value holds none of them)."""
-    return [p for p in ("![x](", "[click](", ":red[x]", "$x$", ":material/home:", "<img")
+    return [p for p in ("![x](", "[click](", ":red[x]", "$x$", ":material/home:", "<img", "://")
             if re.search(r"(?<!\\)" + re.escape(p), text)]
 
 

@@ -22,7 +22,10 @@ from agentwatch.core.home import Home
 from agentwatch.dashboards.escape import md
 from agentwatch.schemas.incidents import agents_named
 from agentwatch.store.datasets import ACTIONS
-from tests.dashboard_support import sql
+from tests.dashboard_support import (
+    open_dashboard,  # noqa: F401  (autouse: no key asked)
+    sql,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "lead-router"

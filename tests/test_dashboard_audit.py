@@ -19,7 +19,11 @@ from agentwatch.dashboards import audit_trail as trail
 from agentwatch.dashboards.escape import md
 from agentwatch.store.reader import open_reader
 from tests.checks_support import T0, iso, store_events
-from tests.dashboard_support import open_page, sql
+from tests.dashboard_support import (
+    open_dashboard,  # noqa: F401  (autouse: no key asked)
+    open_page,
+    sql,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "router"

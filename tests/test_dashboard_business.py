@@ -12,7 +12,11 @@ from streamlit.testing.v1 import AppTest
 from agentwatch.core.home import Home
 from agentwatch.dashboards.business_pipeline import minutes_text
 from tests.checks_support import T0, iso, store_events
-from tests.dashboard_support import open_page, sql
+from tests.dashboard_support import (
+    open_dashboard,  # noqa: F401  (autouse: no key asked)
+    open_page,
+    sql,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTING = "('lead.route', 'lead.assign_owner')"

@@ -1,5 +1,6 @@
 """End to end: the real dashboard on loopback, driven by Debian's headless Chromium, opens the demo's
-deal_stage incident, acknowledges it, and saves a screenshot.
+deal_stage incident, acknowledges it, and saves a screenshot; asks a page's first request for the key; and
+shows Markdown planted in events as text (no remote image fetched, no planted link).
 
 Set AGENTWATCH_SCREENSHOTS=docs/screenshots to also write the screenshot the README shows.
 """
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -25,6 +29,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from agentwatch.app.dashboard_launch import start_dashboard
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
+from agentwatch.dashboards.escape import JOINER
+from tests.dashboard_support import store_hostile
 from tests.test_serve_checks import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,10 +40,11 @@ PAGE_TIMEOUT_S = 60.0
 
 
 @contextmanager
-def serving(home: Home) -> Iterator[str]:
-    """The real dashboard (`streamlit run` through agentwatch's launcher) on a free loopback port; its URL."""
+def serving(home: Home, no_key: bool = False) -> Iterator[str]:
+    """The real dashboard (`streamlit run` through agentwatch's launcher) on a free loopback port; its URL.
+    `no_key`: opened without a key, as `agentwatch demo` does."""
     port = free_port()
-    process = start_dashboard(home, port=port, quiet=True)
+    process = start_dashboard(home, port=port, quiet=True, no_key=no_key)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -67,9 +74,9 @@ def home_copy(demo_home: Home, tmp_path: Path, config_extra: str = "") -> Home:
 
 @pytest.fixture
 def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
-    """The real dashboard on a copy of the demo home."""
+    """The real dashboard on a copy of the demo home, as `agentwatch demo` serves it (no key)."""
     home = home_copy(demo_home, tmp_path)
-    with serving(home) as url:
+    with serving(home, no_key=True) as url:
         yield home, url
 
 
@@ -130,3 +137,69 @@ def test_a_page_url_as_first_request_still_asks_for_the_key(demo_home, tmp_path,
             lambda driver: "API key" in driver.find_element(By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "Rollback plan" not in body and "Showing the latest" not in body
+
+
+class Counting(BaseHTTPRequestHandler):
+    """Counts every request (an image the browser fetches, a link it follows) and answers a 1x1 GIF."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        body = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
+        self.send_response(200)
+        self.send_header("Content-Type", "image/gif")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def trap() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server recording every request it gets: its URL and the paths requested."""
+    Counting.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", Counting.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_planted_markdown_fetches_no_image_and_plants_no_link(home, trap, browser) -> None:
+    """Events, incidents, a pause and a silence carry remote images, links and Streamlit directives pointing at a
+    loopback server in every text field; every page shows them as text: no request reaches the server, no <img>
+    or <a> in the page points at it, and the literal text is on the page."""
+    trap_url, requests = trap
+    bad = store_hostile(home, trap_url)
+    wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
+
+    def body() -> str:  # as a person reads it: without the invisible joiners that keep URLs from linking
+        return browser.find_element(By.TAG_NAME, "body").text.replace(JOINER, "")
+
+    def nothing_planted(page: str) -> None:
+        planted = browser.find_elements(By.CSS_SELECTOR, f'img[src^="{trap_url}"], a[href^="{trap_url}"]')
+        assert not planted, f"{page}: {[e.get_attribute('outerHTML') for e in planted]}"
+
+    with serving(home, no_key=True) as url:
+        for path, ready_text in [("?incident=INC-1", "Linked incidents"), ("?incident=INC-2", "Linked incidents"),
+                                 ("agents", "Latest incidents"), ("schema", "snapshots of"),
+                                 ("notifications", "Expire"), ("audit", "Rollback plan")]:
+            browser.get(f"{url}/{path}")
+            wait.until(lambda driver, want=ready_text: want in body())
+            nothing_planted(path)
+            if path != "audit":  # the audit trail's values are in tables until an event is picked
+                assert "[click](" in body(), path  # the planted link as the text it is
+        picker = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-audit_event input")))
+        picker.click()
+        picker.send_keys("crm.update_field")
+        picker.send_keys("\n")
+        wait.until(lambda driver: "rationale:" in body())
+        assert f"rationale: {bad}" in body()  # the value as written, not rendered
+        nothing_planted("audit event")
+    assert requests == [], f"the browser fetched planted URLs: {requests}"

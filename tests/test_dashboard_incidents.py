@@ -23,6 +23,7 @@ from agentwatch.dashboards.escape import md
 from agentwatch.dashboards.incident_view import evidence_rows
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
+from tests.dashboard_support import open_dashboard  # noqa: F401  (autouse: no key asked)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}

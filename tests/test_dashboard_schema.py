@@ -13,7 +13,11 @@ from streamlit.testing.v1 import AppTest
 from agentwatch.core.home import Home
 from agentwatch.dashboards import schema_history
 from agentwatch.dashboards.context import local
-from tests.dashboard_support import open_page, sql
+from tests.dashboard_support import (
+    open_dashboard,  # noqa: F401  (autouse: no key asked)
+    open_page,
+    sql,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RED = "color: #b00020; font-weight: bold"

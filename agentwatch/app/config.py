@@ -28,8 +28,10 @@ class DashboardConfig(BaseModel):
     """Who may open the dashboard."""
 
     model_config = ConfigDict(extra="forbid")
-    require_key: bool = Field(False, description="Ask for an API key of scope read (or admin) before showing "
-                                                 "anything; `agentwatch keys create --scope read` makes one.")
+    require_key: bool = Field(True, description="Ask for an API key of scope read (or admin) before showing "
+                                                "anything; `agentwatch keys create --scope read` makes one. false "
+                                                "is honoured only when the dashboard listens on loopback "
+                                                "(docs/dashboard.md).")
 
 
 class Config(ChecksConfig):

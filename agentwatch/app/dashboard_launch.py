@@ -1,12 +1,15 @@
 """Start the Streamlit dashboard as its own process (``agentwatch dashboard``, and ``agentwatch demo`` beside the API).
 
 Streamlit runs its own server; agentwatch only hands it the home and the config through the environment, and
-binds it to loopback unless told otherwise.
+binds it to loopback unless told otherwise. The dashboard asks for an API key unless it listens on loopback AND
+the operator opted out (``dashboard: {require_key: false}``, or ``--no-key``): :func:`key_required` is that rule,
+applied by the dashboard itself to the address Streamlit really listens on.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import signal
 import socket
@@ -21,6 +24,25 @@ from agentwatch.core.home import CONFIG_ENV, HOME_ENV, Home
 
 # The dashboard is the floor above this one: it is run as Streamlit's script, never imported from here.
 DASHBOARD_SCRIPT = "agentwatch.dashboards.app"
+# Set to 1 by `--no-key` (and `agentwatch demo`): open without a key, honoured on loopback only.
+NO_KEY_ENV = "AGENTWATCH_DASHBOARD_NO_KEY"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost); no host means every interface."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def key_required(host: str | None, require_key: bool, no_key: bool) -> bool:
+    """Whether the dashboard asks for a key: always off loopback; on loopback unless the operator opted out."""
+    return not (is_loopback(host) and (not require_key or no_key))
 
 
 def dashboard_script() -> Path:
@@ -50,12 +72,19 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def start_dashboard(home: Home, host: str = "127.0.0.1", port: int = 8501, config: Path | None = None,
-                    quiet: bool = False) -> subprocess.Popen:
-    """The dashboard process, started; the caller waits for it or stops it."""
+                    quiet: bool = False, no_key: bool = False) -> subprocess.Popen:
+    """The dashboard process, started; the caller waits for it or stops it. `no_key` opens it without a key
+    (loopback only: elsewhere it is refused, as the dashboard would ask anyway)."""
+    if no_key and not is_loopback(host):
+        raise ConfigError(f"--no-key is honoured on loopback only: listening on {host}, the dashboard always asks "
+                          "for an API key of scope read (`agentwatch keys create --scope read`)")
     check_port_free(host, port)
     if config is not None and not config.exists():
         raise ConfigError(f"--config {config}: no such file")
     env = {**os.environ, HOME_ENV: str(home.root)}
+    env.pop(NO_KEY_ENV, None)  # only this call's choice counts, not one inherited from a parent's environment
+    if no_key:
+        env[NO_KEY_ENV] = "1"
     if config is not None:
         env[CONFIG_ENV] = str(config.resolve())
     output = subprocess.DEVNULL if quiet else None
