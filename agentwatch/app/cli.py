@@ -233,9 +233,13 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
     config: ConfigOption = None,
     home: HomeOption = None,
+    no_key: Annotated[bool, typer.Option("--no-key", help="Open without an API key; refused unless --host is "
+                                                          "loopback (elsewhere a key is always asked).")] = False,
 ) -> None:
-    """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail)."""
-    process = start_dashboard(Home.resolve(home), host, port, config)
+    """Run the dashboard (incidents, agents, schema, routing accuracy, outcomes, pipeline quality, audit trail).
+    It asks for an API key of scope read unless it listens on loopback and --no-key or `dashboard: {require_key:
+    false}` opts out."""
+    process = start_dashboard(Home.resolve(home), host, port, config, no_key=no_key)
     out.print(f"dashboard: http://{host}:{port}    stop: Ctrl-C", highlight=False)
     wait_for_dashboard(process)
 
@@ -285,7 +289,8 @@ def demo(
     resolved = Home.resolve(home)
     run_demo(resolved, days=days, seed=seed, console=out, checks=not no_checks)
     if not no_serve:
-        board = start_dashboard(resolved, port=dashboard_port, quiet=True) if dashboard_port else None
+        # the demo listens on loopback and opens without a key (as --no-key): `make demo` shows it at once
+        board = start_dashboard(resolved, port=dashboard_port, quiet=True, no_key=True) if dashboard_port else None
         if board:
             out.print(f"dashboard: http://127.0.0.1:{dashboard_port}  (the rename: open the incident "
                       "schema.field_renamed)", highlight=False)
