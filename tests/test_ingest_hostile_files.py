@@ -313,3 +313,16 @@ def test_a_chunk_of_large_events_fits_the_validators_memory(tmp_path: Path) -> N
     path.write_text("\n".join(line(n, rationale="r" * 60_000) for n in range(1100)) + "\n")
     report = ingest_files(home, ACTIONS, [path])
     assert (report.accepted, report.rejected) == (1100, 0)
+
+
+def test_csv_and_json_files_are_read_in_pieces(tmp_path: Path) -> None:
+    """A large CSV or JSON file comes as several chunks (never one table of the whole file), numbered on."""
+    from agentwatch.collector.ingest.sources import TABLE_CHUNK_ROWS, read_source
+
+    count = TABLE_CHUNK_ROWS * 2 + 7
+    texts = [line(n) for n in range(count)]
+    for fmt, first in (("csv", 2), ("json", 1)):
+        path = write_events(tmp_path / f"big.{fmt}", texts, fmt)
+        chunks = list(read_source(path, ACTIONS))
+        assert [len(c) for c in chunks] == [TABLE_CHUNK_ROWS, TABLE_CHUNK_ROWS, 7]
+        assert chunks[-1].numbers[-1] == first + count - 1

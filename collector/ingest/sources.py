@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -26,6 +27,7 @@ from agentwatch.store.datasets import Dataset, FieldSpec, Kind
 
 CHUNK_BYTES = 64 << 20
 STORE_BOOKKEEPING_COLUMNS = frozenset({"event_key", "ingested_at"})
+TABLE_CHUNK_ROWS = 50_000  # JSON items, CSV and Parquet rows per chunk: a large file is read in pieces
 CHUNK_ROWS = 1_000_000  # lines per chunk at most: millions of tiny lines must not make one huge table
 INFLATE_PIECE = 1 << 20  # bytes inflated per gzip read: a damaged stream loses none of the lines before it
 DEFAULT_LIMITS = Limits()
@@ -245,20 +247,32 @@ def read_json_document(path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[
     if first not in (b"[", b"{"):
         raise InputFileError(path, "expected a JSON array or object at the start of the file")
     layout = "array" if first == b"[" else "unstructured"
-    con = duck.connect()
-    try:
-        table = con.sql(
-            f"SELECT json::VARCHAR AS raw FROM read_json_objects({sql_string(str(path))}, format = '{layout}')"
-        ).to_arrow_table()
-    except Exception as exc:  # DuckDB says where the JSON breaks
-        raise InputFileError(path, f"not valid JSON: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
     if layout == "array" and last != b"]":  # DuckDB reads a cut-off array without a word
         raise InputFileError(path, "not valid JSON: the array is not closed (no final ']'); is the file truncated?")
-    texts = table.column("raw").combine_chunks().cast(pa.large_string())
-    numbers = np.arange(1, len(texts) + 1, dtype=np.int64)
-    yield RawChunk(str(path), "item", numbers, texts, path.stat().st_size)
+    sql = f"SELECT json::VARCHAR AS raw FROM read_json_objects({sql_string(str(path))}, format = '{layout}')"
+    yield from _query_texts(path, sql, "item", 1, "not valid JSON")
+
+
+def _query_texts(path: Path, sql: str, unit: str, first_number: int, problem: str,
+                 con: duckdb.DuckDBPyConnection | None = None) -> Iterator[RawChunk]:
+    """The `raw` column of a DuckDB query as chunks of TABLE_CHUNK_ROWS texts, read as they are yielded (a
+    large file is never held whole); a DuckDB error becomes `problem` naming the file, the chunks before it
+    kept."""
+    con = con or duck.connect()
+    number, size = first_number, path.stat().st_size
+    try:
+        try:
+            reader = con.execute(sql).to_arrow_reader(TABLE_CHUNK_ROWS)
+            batches = iter(reader)
+            while (batch := next(batches, None)) is not None:
+                texts = batch.column(0).cast(pa.large_string())
+                numbers = np.arange(number, number + len(texts), dtype=np.int64)
+                number += len(texts)
+                yield RawChunk(str(path), unit, numbers, texts, size)
+        except duckdb.Error as exc:  # DuckDB says where the file breaks
+            raise InputFileError(path, f"{problem}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
 
 
 def _last_significant_byte(path: Path, limits: Limits) -> bytes:
@@ -367,27 +381,25 @@ def read_flat_table(path: Path, dataset: Dataset, fmt: str, limits: Limits = DEF
     if path.name.lower().endswith(".gz"):
         _last_significant_byte(path, limits)  # DuckDB inflates it: hold it to the bound first
     con = duck.connect()
+    if fmt == "csv":
+        relation = f"read_csv({sql_string(str(path))}, header = true, all_varchar = true)"
+        first_number = 2  # line 1 is the header
+    else:
+        relation = f"read_parquet({sql_string(str(path))}, hive_partitioning = false)"
+        first_number = 1
     try:
-        if fmt == "csv":
-            relation = f"read_csv({sql_string(str(path))}, header = true, all_varchar = true)"
-            first_number = 2  # line 1 is the header
-        else:
-            relation = f"read_parquet({sql_string(str(path))}, hive_partitioning = false)"
-            first_number = 1
-        try:
-            described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")
-            columns = {row[0]: row[1] for row in described}
-            _require_event_columns(path, dataset, fmt, columns, limits)
-            table = con.sql(flat_to_json_sql(dataset, columns, relation)).to_arrow_table()
-        except InputFileError:
-            raise
-        except Exception as exc:
-            raise InputFileError(path, f"cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
-    finally:
+        described = duck.run(con, f"DESCRIBE SELECT * FROM {relation}")
+    except duckdb.Error as exc:
         con.close()
-    texts = table.column("raw").combine_chunks().cast(pa.large_string())
-    numbers = np.arange(first_number, first_number + len(texts), dtype=np.int64)
-    yield RawChunk(str(path), "line" if fmt == "csv" else "row", numbers, texts, path.stat().st_size)
+        raise InputFileError(path, f"cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
+    columns = {row[0]: row[1] for row in described}
+    try:
+        _require_event_columns(path, dataset, fmt, columns, limits)
+    except InputFileError:
+        con.close()
+        raise
+    yield from _query_texts(path, flat_to_json_sql(dataset, columns, relation), "line" if fmt == "csv" else "row",
+                            first_number, f"cannot read as {fmt}", con)
 
 
 def _require_event_columns(path: Path, dataset: Dataset, fmt: str, columns: dict[str, str], limits: Limits) -> None:
