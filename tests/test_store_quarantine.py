@@ -210,8 +210,7 @@ def test_a_serving_wal_flushes_past_a_damaged_part(home: Home, tmp_path: Path,
         def answers() -> bool:
             assert server.poll() is None, log.read_text()
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                return True
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()["status"] != "starting"
             except httpx.TransportError:
                 return False
 
