@@ -203,6 +203,7 @@ def test_status_json_reports_what_the_store_holds(filled_home, tmp_path):
 def test_status_tables_on_an_empty_home(tmp_path):
     """`status` on a new home prints the store path on one line and says there are no rejects."""
     home = tmp_path / "a-home-with-a-long-name-so-that-the-path-is-wider-than-eighty-columns" / "home"
+    Home.resolve(home)  # status reads: it refuses a home that does not exist
     result = run_cli("status", "--home", home, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"store: {home.resolve()}" in result.stdout.splitlines()

@@ -215,7 +215,7 @@ def listed(home: Path, *flags: str) -> list[dict]:
 
 def test_cli_add_list_expire(tmp_path: Path) -> None:
     """add prints the id, matchers and end; list --json shows it active; expire ends it; list then omits it."""
-    home = tmp_path / "home"
+    home = Home.resolve(tmp_path / "home").root  # silence commands need an existing home
     code, out, err = agentwatch("silence", "add", "--match", "check=volume.action_spike", "--match",
                                 "agent_id=lead-router", "--for", "2h", "--comment", "webinar traffic",
                                 "--by", "ana@laptop", "--home", home)
@@ -243,7 +243,7 @@ def test_cli_add_list_expire(tmp_path: Path) -> None:
 
 def test_cli_table_shows_glob_brackets_literally(tmp_path: Path) -> None:
     """A pattern with [...] is printed as typed in the table, not eaten as rich markup."""
-    home = tmp_path / "home"
+    home = Home.resolve(tmp_path / "home").root  # silence commands need an existing home
     code, _, err = agentwatch("silence", "add", "--match", "field=deal_[st]*", "--for", "30m", "--comment", "x",
                               "--home", home)
     assert code == 0, err
@@ -254,7 +254,7 @@ def test_cli_table_shows_glob_brackets_literally(tmp_path: Path) -> None:
 def test_cli_by_defaults_to_the_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --by the silence records $USER@host as its maker."""
     monkeypatch.setenv("USER", "ana")
-    home = tmp_path / "home"
+    home = Home.resolve(tmp_path / "home").root  # silence commands need an existing home
     code, _, err = agentwatch("silence", "add", "--match", "check=*", "--for", "1h", "--comment", "x", "--home", home)
     assert code == 0, err
     assert listed(home)[0]["created_by"] == operator_name()
@@ -274,7 +274,7 @@ def test_cli_by_defaults_to_the_operator(tmp_path: Path, monkeypatch: pytest.Mon
 def test_cli_mistakes_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch, args: list[str], named: str) -> None:
     """A bad or missing --match, --for or --comment exits 2 with one `error:` line naming it, and stores nothing."""
-    home = tmp_path / "home"
+    home = Home.resolve(tmp_path / "home").root  # silence commands need an existing home
     error = main_error(capsys, monkeypatch, "silence", "add", *args, "--home", home)
     assert named in error
     assert listed(home, "--all") == []
@@ -283,5 +283,6 @@ def test_cli_mistakes_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Captur
 def test_cli_expire_of_an_unknown_id_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`silence expire SIL-9` when there is no such silence exits 2 with one line naming the id."""
-    error = main_error(capsys, monkeypatch, "silence", "expire", "SIL-9", "--home", tmp_path / "home")
+    error = main_error(capsys, monkeypatch, "silence", "expire", "SIL-9", "--home",
+                       Home.resolve(tmp_path / "home").root)
     assert "'SIL-9'" in error

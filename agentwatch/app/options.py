@@ -1,5 +1,9 @@
 """What several commands share: the ``--home``, ``--config`` and ``--only`` options, and how an option's time or
-duration is read (a mistake names the option and ends as one ``error:`` line)."""
+duration is read (a mistake names the option and ends as one ``error:`` line).
+
+``--home`` holds the one rule on creating a home: only the commands that write events or keys (``CREATES_HOME``)
+may create it; every other command refuses a home that holds no store, so a mistyped path is an error rather than
+an empty home reported all clear."""
 
 from __future__ import annotations
 
@@ -11,10 +15,32 @@ import typer
 
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
 from agentwatch.schemas import parse_rfc3339
 
+CREATES_HOME = (("ingest",), ("serve",), ("keys", "create"), ("demo",))  # command paths (and their subcommands)
+
+
+def _command_path(ctx: typer.Context) -> tuple[str, ...]:
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(names)
+
+
+def _home_exists_unless_created(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Refuse a home without a store unless the command may create one."""
+    path = _command_path(ctx)
+    if not ctx.resilient_parsing and not any(path[:len(p)] == p for p in CREATES_HOME):
+        Home.existing(value)
+    return value
+
+
 HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch).")
+    Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch); it must "
+                                             "exist except for ingest, serve, keys create and demo, which create it.",
+                              callback=_home_exists_unless_created)
 ]
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Config file (default: agentwatch.yaml in the home).")

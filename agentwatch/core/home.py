@@ -35,7 +35,7 @@ class Home:
     @classmethod
     def resolve(cls, override: Path | str | None = None) -> Home:
         """The home given, else AGENTWATCH_HOME, else ./.agentwatch; created if missing."""
-        root = Path(override or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+        root = _root(override)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"{HOME_ENV}={root} is a file; point it at a folder (it is created if missing)")
         home = cls(root.resolve())
@@ -46,6 +46,20 @@ class Home:
             problem = f"cannot use {root} as the agentwatch home ({HOME_ENV} or --home): {exc.strerror}"
             raise ConfigError(problem) from None
         return home
+
+    @classmethod
+    def existing(cls, override: Path | str | None = None) -> Home:
+        """The home :meth:`resolve` finds, which must already hold a store: a command that reads refuses a mistyped
+        path, where creating an empty home would report all clear about nothing."""
+        root = _root(override)
+        missing = not root.exists()
+        if missing or (root.is_dir() and not (root / "store").is_dir()):
+            source = "--home" if override else HOME_ENV if os.environ.get(HOME_ENV) else "the default home"
+            where = root.absolute()
+            state = "does not exist" if missing else "holds no agentwatch store"
+            raise ConfigError(f"{where} ({source}) {state}; check the path, or create the home: `agentwatch ingest "
+                              f"actions FILE --home {where}` or `agentwatch serve --home {where}` make one")
+        return cls.resolve(override)  # which refuses a file
 
     @property
     def store(self) -> Path:
@@ -89,3 +103,7 @@ class Home:
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.store / dataset
+
+
+def _root(override: Path | str | None) -> Path:
+    return Path(override or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
