@@ -9,6 +9,7 @@ JSON objects by SQL generated from the dataset's field list.
 from __future__ import annotations
 
 import gzip
+import itertools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -262,13 +263,18 @@ def _query_texts(path: Path, sql: str, unit: str, first_number: int, problem: st
     number, size = first_number, path.stat().st_size
     try:
         try:
-            reader = con.execute(sql).to_arrow_reader(TABLE_CHUNK_ROWS)
-            batches = iter(reader)
-            while (batch := next(batches, None)) is not None:
-                texts = batch.column(0).cast(pa.large_string())
-                numbers = np.arange(number, number + len(texts), dtype=np.int64)
-                number += len(texts)
-                yield RawChunk(str(path), unit, numbers, texts, size)
+            reader = con.sql(sql).to_arrow_reader(TABLE_CHUNK_ROWS)
+            pending: list[pa.Array] = []
+            for batch in itertools.chain(reader, [None]):  # DuckDB's batches vary in size: gather them into full chunks
+                if batch is not None:
+                    pending.append(batch.column(0))
+                rows = sum(len(p) for p in pending)
+                if rows and (batch is None or rows >= TABLE_CHUNK_ROWS):
+                    texts = pa.concat_arrays(pending).cast(pa.large_string())
+                    pending = []
+                    numbers = np.arange(number, number + len(texts), dtype=np.int64)
+                    number += len(texts)
+                    yield RawChunk(str(path), unit, numbers, texts, size)
         except duckdb.Error as exc:  # DuckDB says where the file breaks
             raise InputFileError(path, f"{problem}: {str(exc).splitlines()[0]}") from None
     finally:
