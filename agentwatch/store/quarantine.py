@@ -43,6 +43,8 @@ EFFECT = ("its events are lost from queries (nothing else is); re-send them to s
 # Errors that say something about the query, never about a file: they do not start a search for damage.
 NOT_DAMAGE = (duckdb.ParserException, duckdb.CatalogException, duckdb.InterruptException,
               duckdb.OutOfMemoryException, duckdb.ConstraintException, duckdb.TransactionException)
+# A file this process cannot open for these reasons is not damaged.
+NOT_DAMAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 PART_IN_MESSAGE = re.compile(r"""["'](/[^"']+?\.parquet)["']""")
 KEY_COLUMNS = ("event_id", "event_key")  # de-duplication needs them in every part
 
@@ -94,7 +96,11 @@ def part_problem(path: Path, expected: pa.Schema | None) -> str | None:
         schema = pq.read_schema(path)
     except FileNotFoundError:
         return None  # moved meanwhile (by another process's repair)
-    except (OSError, pa.ArrowException) as exc:
+    except OSError as exc:
+        if exc.errno in NOT_DAMAGE_ERRNOS:
+            return None  # this process may not read it: a sound file must not be moved for that
+        return f"not a readable Parquet file: {exc}"
+    except pa.ArrowException as exc:
         return f"not a readable Parquet file: {exc}"
     if path.name != SCHEMA_PART and (missing := [c for c in KEY_COLUMNS if c not in schema.names]):
         return f"no {' or '.join(missing)} column"
@@ -150,8 +156,9 @@ def repair(home: Home, exc: BaseException) -> bool:
         named = {p for p in named if p.is_relative_to(home.store)}
         for dataset in DATASETS.values():
             damaged = dict(find_damaged(home, dataset))
-            for path in named:  # DuckDB named it, its footer may be sound: the data behind it is not
-                if path.is_relative_to(home.dataset_dir(dataset.name)) and path.exists() and path not in damaged:
+            for path in named:  # DuckDB could not decode it, though its footer is sound: the data behind it is bad
+                if (path.is_relative_to(home.dataset_dir(dataset.name)) and path.exists() and path not in damaged
+                        and _bad_content(exc)):
                     damaged[path] = f"DuckDB cannot read it: {_first_line(exc)}"
             for path, reason in damaged.items():
                 changed |= quarantine_part(home, dataset, path, reason) is not None
@@ -170,6 +177,12 @@ def survive_damage(home: Home, attempt: Callable[[], T], before_retry: Callable[
     if before_retry is not None:
         before_retry()
     return attempt()
+
+
+def _bad_content(exc: BaseException) -> bool:
+    """DuckDB's Invalid Input errors are about a file's content; its IO errors (cannot open: too many open files,
+    permissions) say nothing against the file."""
+    return isinstance(exc, duckdb.InvalidInputException)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ fails on it, and the query runs again over the rest (``agentwatch.store.quaranti
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import cast
 
@@ -21,7 +22,9 @@ from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS, Dataset
 from agentwatch.store.guarded import GuardedConnection
 from agentwatch.store.layout import EMPTY_PARTITION, SCHEMA_PART, ensure_schema_part, parts_glob, schema_part_path
-from agentwatch.store.quarantine import SuspectedDamage, survive_damage
+from agentwatch.store.quarantine import SuspectedDamage, repair, survive_damage
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EMPTY_PARTITION", "SCHEMA_PART", "create_views", "ensure_schema_part", "latest_event_sql",
            "open_reader", "schema_part_path", "view_sql"]
@@ -46,10 +49,13 @@ def create_views(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     for dataset in DATASETS.values():
         def create(d: Dataset = dataset) -> None:
             duck.run(con, f"CREATE OR REPLACE VIEW {d.name} AS {view_sql(home, d)}")
-            if wrong := _wrong_types(con, d):
-                raise SuspectedDamage(f"the view {d.name} reads {wrong}: a part holds other column types")
 
         survive_damage(home, create)
+        if (wrong := _wrong_types(con, dataset)) and repair(home, SuspectedDamage(wrong)):
+            survive_damage(home, create)
+            wrong = _wrong_types(con, dataset)
+        if wrong:  # no part to blame: read on as before, and say so
+            log.warning("the view %s reads %s, though no part holds other column types", dataset.name, wrong)
 
 
 def _wrong_types(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
