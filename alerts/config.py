@@ -229,9 +229,10 @@ def validate_alerts(alerts: AlertsConfig, guard: GuardConfig, known_checks: list
         if problem:
             raise ConfigError(f"{where(('guard', 'pause_on'))}: {problem}")
     for name, destination in alerts.destinations.items():
-        problem = _secret_problem(destination)
-        if problem:
-            raise ConfigError(f"{where(('alerts', 'destinations', name, problem[0]))}: {problem[1]}")
+        unreadable = _secret_problem(destination)
+        if unreadable:
+            field, what = unreadable
+            raise ConfigError(f"{where(('alerts', 'destinations', name, field))}: {what}")
 
 
 def _patterns(value: str | list[str] | None) -> list[str]:

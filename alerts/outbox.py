@@ -21,7 +21,7 @@ row of its group was delivered would send an older state last, so such a row is 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -89,7 +89,7 @@ def enqueue(con: sqlite3.Connection, notifications: Iterable[Notification], now:
     return con.total_changes - before
 
 
-def _supersede(con: sqlite3.Connection, rules: dict[str, tuple[str, ...]], early_states: tuple[str, ...],
+def _supersede(con: sqlite3.Connection, rules: Mapping[str, tuple[str, ...]], early_states: tuple[str, ...],
                later_states: tuple[str, ...], now: datetime, ids: list[str] | None = None) -> list[str]:
     """Mark superseded the rows in `early_states` (those of `ids`, or all) that a later row of their destination
     and group in `later_states` makes needless by `rules` (never one a sender holds); returns their ids."""

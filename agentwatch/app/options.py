@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,10 +22,12 @@ CREATES_HOME = (("ingest",), ("serve",), ("keys", "create"), ("demo",))  # comma
 
 
 def _command_path(ctx: typer.Context) -> tuple[str, ...]:
+    """The names of the command and its groups below the program, e.g. ("keys", "create")."""
     names: list[str] = []
-    while ctx.parent is not None:
-        names.insert(0, ctx.info_name or "")
-        ctx = ctx.parent
+    current: Any = ctx  # typer's and click's Context types differ for mypy; parents are plain click contexts
+    while current.parent is not None:
+        names.insert(0, current.info_name or "")
+        current = current.parent
     return tuple(names)
 
 
