@@ -329,3 +329,13 @@ def test_csv_and_json_files_are_read_in_pieces(tmp_path: Path) -> None:
         assert all(len(c) < 2 * TABLE_CHUNK_ROWS for c in chunks)
         numbers = np.concatenate([c.numbers for c in chunks])
         assert (numbers == np.arange(first, first + count)).all()
+
+
+def test_a_refused_event_keeps_its_id_and_text_in_the_rejects_file(tmp_path: Path) -> None:
+    """An event refused for a non-finite number is written whole to the rejects file, with its event_id."""
+    home = Home.resolve(tmp_path / "home")
+    path = write_events(tmp_path / "n.jsonl", [with_inputs(1, '{"x": NaN}'), line(2)], "jsonl")
+    report = ingest_files(home, ACTIONS, [path])
+    assert report.rejects_file is not None
+    [record] = [json.loads(text) for text in report.rejects_file.read_text().splitlines()]
+    assert (record["number"], record["event_id"], record["raw"]) == (1, "e1", with_inputs(1, '{"x": NaN}'))

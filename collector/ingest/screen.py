@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from agentwatch.collector.ingest.rejects import MAX_RAW_CHARS
 from agentwatch.collector.ingest.sources import RawChunk
 from agentwatch.core.limits import Limits
 
@@ -129,4 +130,5 @@ def _positions(flags: pa.Array) -> list[int]:
 
 
 def _head(text: str) -> bytes:
-    return text[:1024].encode("utf-8", "replace")
+    """As much of a refused text as its reject keeps: enough to fix and send it again."""
+    return text[:MAX_RAW_CHARS].encode("utf-8", "replace")
