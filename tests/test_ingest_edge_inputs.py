@@ -110,8 +110,11 @@ def test_unusable_home_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot use"):
         Home.resolve(blocker / "home")
-    result = subprocess.run([sys.executable, "-m", "agentwatch.app.cli", "status", "--home", str(blocker / "home")],
-                            capture_output=True, text=True, timeout=60)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_line(1))
+    # ingest creates a missing home (a reading command such as status refuses one that does not exist)
+    result = subprocess.run([sys.executable, "-m", "agentwatch.app.cli", "ingest", "actions", str(events), "--home",
+                             str(blocker / "home")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "cannot use" in result.stderr
 
