@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     lease_until REAL NOT NULL DEFAULT 0,       -- a sender holds the row until then
+    lease_holder TEXT,                         -- host:pid:start of that sender (agentwatch.alerts.leases)
     last_error TEXT,
     last_status INTEGER,
     created_at REAL NOT NULL,
@@ -84,10 +85,10 @@ def open_alerts_db(path: Path) -> SqliteFile:
     return db
 
 
-# Columns an outbox made before notifications were ordered lacks, and how to fill them from what it holds (rows
-# were inserted in planned order, so rowid is that order).
+# Columns an outbox made before notifications were ordered (and leases named their holder) lacks, and how to
+# fill them from what it holds (rows were inserted in planned order, so rowid is that order).
 ORDER_COLUMNS = {"group_key": "json_extract(body, '$.group_key')", "event": "json_extract(body, '$.event')",
-                 "seq": "rowid", "superseded_by": "NULL"}
+                 "seq": "rowid", "superseded_by": "NULL", "lease_holder": "NULL"}
 ORDER_INDEX = ("CREATE INDEX IF NOT EXISTS outbox_order ON outbox (destination, group_key, seq);"
                "CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);")
 

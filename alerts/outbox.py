@@ -4,8 +4,9 @@ A notification is queued in the same transaction that records it as sent (see ``
 delivered by whichever process gets to it first: a sender leases one row at a time before sending it, so two
 processes never send one row at once, and a row is only marked while it is still pending (a sender that lost
 its lease cannot overwrite another's result). A row is marked delivered after the destination answered 2xx;
-a crash between the answer and the mark resends it once the lease ends, with the same id
-(``X-Agentwatch-Delivery``, PagerDuty's ``dedup_key``), so receivers can drop the copy. After
+a crash between the answer and the mark resends it once the lease ends (at once when the holder was killed on
+this host, see ``agentwatch.alerts.leases``), with the same id (``X-Agentwatch-Delivery``, PagerDuty's
+``dedup_key``), so receivers can drop the copy. After
 ``max_attempts`` it is marked failed, and stays visible (``agentwatch alerts outbox``, ``/healthz``) until
 retried.
 
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agentwatch.alerts.leases import holder_gone, this_holder
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
 from agentwatch.schemas.notifications import Notification
@@ -107,6 +109,14 @@ def _supersede(con: sqlite3.Connection, rules: Mapping[str, tuple[str, ...]], ea
     return [early for early, _ in found]
 
 
+def _release_leases_of_the_dead(con: sqlite3.Connection, now: datetime) -> None:
+    """End the leases of senders that were killed mid-send (see ``agentwatch.alerts.leases``)."""
+    holders = [h for (h,) in con.execute("SELECT DISTINCT lease_holder FROM outbox WHERE state = 'pending' "
+                                         "AND lease_until > ? AND lease_holder IS NOT NULL", [_epoch(now)])]
+    con.executemany("UPDATE outbox SET lease_until = 0 WHERE lease_holder = ? AND state = 'pending'",
+                    [(h,) for h in holders if holder_gone(h)])
+
+
 def _marks(values: Iterable[object]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -121,12 +131,14 @@ class Outbox:
         """Pending rows due by `now` that no other sender holds and no earlier pending row of their destination
         and group holds back, leased to the caller for `lease_s`; superseded rows are marked so first."""
         with self.db.writing() as con:
+            _release_leases_of_the_dead(con, now)
             _supersede(con, SUPERSEDED_BY, ("pending",), ("pending",), now)
             rows = con.execute(f"SELECT {COLUMNS} FROM outbox AS o WHERE state = 'pending' AND next_attempt_at <= ? "
                                f"AND lease_until <= ? AND NOT {BEHIND} ORDER BY seq LIMIT ?",
                                [_epoch(now), _epoch(now), limit]).fetchall()
-            con.executemany("UPDATE outbox SET lease_until = ? WHERE id = ?",
-                            [(_epoch(now) + lease_s, r[0]) for r in rows])
+            holder = this_holder()
+            con.executemany("UPDATE outbox SET lease_until = ?, lease_holder = ? WHERE id = ?",
+                            [(_epoch(now) + lease_s, holder, r[0]) for r in rows])
         return [_row(r) for r in rows]
 
     def delivered(self, row_id: str, status: int | None, now: datetime) -> None:

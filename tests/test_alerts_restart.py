@@ -7,11 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentwatch.alerts.db import alerts_db
-from agentwatch.alerts.outbox import Outbox
+from agentwatch.alerts.delivery import LEASE_S
+from agentwatch.alerts.outbox import Outbox, enqueue
 from agentwatch.core.home import Home
+from agentwatch.schemas.notifications import Notification
 from tests.test_alert_delivery import incident, save, write_config
 from tests.test_serve_checks import free_port, healthy, wait_until
 
@@ -108,3 +111,33 @@ def test_a_running_servers_guard_flips_on_a_critical_incident_and_back_on_resolv
         if server.poll() is None:
             server.kill()
             server.wait(timeout=DEADLINE_S)
+
+
+CLAIM_THEN_DIE = """
+import os, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from agentwatch.alerts.db import open_alerts_db
+from agentwatch.alerts.outbox import Outbox
+assert Outbox(open_alerts_db(Path(sys.argv[1]))).claim_due(datetime.now(UTC), float(sys.argv[2]), 1)
+os.kill(os.getpid(), signal.SIGKILL)  # killed mid-send: the lease is never given back
+"""
+
+
+def test_a_lease_held_by_a_killed_sender_is_taken_over_at_once(tmp_path) -> None:
+    """A sender killed while sending leaves its row leased for minutes; the next sender sees the holder is gone
+    and takes the row at once (the root of the restart test's flake: a kill landing mid-send held the row back
+    past the deadline). A lease whose holder lives is still respected."""
+    home = Home.resolve(tmp_path / "home")
+    first = incident(1)
+    note = Notification(id="n-1", event="trigger", destination="hook", group_key="INC-1", dedup_key="d",
+                        status="open", severity="critical", title="t", incidents=[first], dashboard_url="http://x",
+                        created_at=first.opened_at)
+    box = Outbox(alerts_db(home))
+    with box.db.writing() as con:
+        enqueue(con, [note], datetime.now(UTC))
+    child = subprocess.run([sys.executable, "-c", CLAIM_THEN_DIE, str(home.alerts_file), str(LEASE_S)],
+                           capture_output=True, text=True, timeout=DEADLINE_S)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert [r.id for r in box.claim_due(datetime.now(UTC), LEASE_S)] == ["n-1"]
+    assert box.claim_due(datetime.now(UTC), LEASE_S) == []  # now this live process holds it
