@@ -339,3 +339,35 @@ def test_a_refused_event_keeps_its_id_and_text_in_the_rejects_file(tmp_path: Pat
     assert report.rejects_file is not None
     [record] = [json.loads(text) for text in report.rejects_file.read_text().splitlines()]
     assert (record["number"], record["event_id"], record["raw"]) == (1, "e1", with_inputs(1, '{"x": NaN}'))
+
+
+@pytest.mark.parametrize("cap", [7, 25_000])  # inside one recheck batch, and across batches and chunks
+def test_a_file_over_the_reject_cap_stops_there_keeping_what_came_before(tmp_path: Path, cap: int) -> None:
+    """A flood of refused events (3 GiB of `{}` lines took days to explain one by one) stops at
+    limits.max_rejects_per_file: every valid event before the cap-th refusal is stored, none after it, each
+    refusal up to the cap is in the rejects file, the error names the setting and the line, and the next file
+    of the command is read."""
+    home = Home.resolve(tmp_path / "home")
+    flood = tmp_path / "flood.jsonl"
+    rows = []
+    for n in range(3 * cap):  # every third line valid, the others refused
+        rows.append(line(n) if n % 3 == 0 else "{}")
+    flood.write_text("\n".join(rows) + "\n")
+    after = tmp_path / "after.jsonl"
+    after.write_text(line(10**7) + "\n")
+    with pytest.raises(FilesNotIngested) as caught:
+        ingest_files(home, ACTIONS, [flood, after], limits=Limits(max_rejects_per_file=cap))
+    # The cap-th refusal is on line 3*(cap-1)/2+... : count lines until `cap` refusals have been seen.
+    refusals, stop_line = 0, 0
+    for number, text in enumerate(rows, start=1):
+        refusals += text == "{}"
+        if refusals == cap:
+            stop_line = number
+            break
+    expected = {f"e{n}" for n in range(3 * cap) if n % 3 == 0 and n + 1 < stop_line} | {f"e{10**7}"}
+    assert stored_ids(home) == expected
+    assert caught.value.report.rejected == cap
+    message = str(caught.value)
+    assert "limits.max_rejects_per_file" in message and f"line {stop_line:,}" in message and str(flood) in message
+    written = sum(1 for path in home.rejects.glob("*.jsonl") for _ in path.open())
+    assert written == cap

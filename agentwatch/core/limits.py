@@ -33,6 +33,11 @@ class Limits(BaseModel):
     max_decompressed_bytes: int = Field(
         4096 * MIB, gt=0, description="Bytes a compressed (.gz) input file may inflate to; reading stops there "
                                       "with one error, keeping the events read before it.")
+    max_rejects_per_file: int = Field(
+        100_000, gt=0, description="Refused events in one input file; past it, reading that file stops with one "
+                                   "error (the valid events before are kept, the other files are read): a file "
+                                   "this wrong is the wrong file or a broken producer, and explaining every "
+                                   "refusal of a billion-line file would take days.")
     requests_per_second: float = Field(
         200.0, gt=0, description="API requests one key may make per second, sustained (bursts of twice that are "
                                  "let through); more are answered 429 with Retry-After.")

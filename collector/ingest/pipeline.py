@@ -80,9 +80,15 @@ class Ingestor:
         self._batches = 0
         self._held_through: tuple[str, str, int] | None = None
         self.stored_through: tuple[str, str, int] | None = None  # (source, unit, number) of the last commit
+        self.reject_limit: int | None = None  # refusals one file may have (None: no cap)
+        self.reject_budget: int | None = None  # of which this many are left for the current file
 
     def close(self) -> None:
         self.con.close()
+
+    def start_file(self) -> None:
+        """A new input file: its refusals are counted from zero."""
+        self.reject_budget = self.reject_limit
 
     def ingest_chunk(self, chunk: RawChunk, commit: bool = True) -> tuple[int, int, list[Rejection]]:
         """Validate one chunk; commit it (and any held back) unless `commit` is False.
@@ -105,11 +111,20 @@ class Ingestor:
                       head.decode("utf-8", "replace"))
             for number, problem, head, field in chunk.refused
         ]
-        rejected = self._record(early, kept, keep)
-        refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid").fetchnumpy()["line_no"]
-        for start in range(0, len(refused), RECHECK_BATCH):
-            part = np.asarray(refused[start:start + RECHECK_BATCH])
-            rejected += self._record(self._recheck_refused(table, chunk, part), kept, keep)
+        rejected = 0
+        try:
+            rejected = self._record(self._within_budget(early, table, chunk), kept, keep)
+            # In line order: a file over its reject cap stops at its first `cap` refusals.
+            refused = self.con.execute(f"SELECT line_no FROM {table} WHERE NOT valid ORDER BY line_no"
+                                       ).fetchnumpy()["line_no"]
+            for start in range(0, len(refused), RECHECK_BATCH):
+                part = np.asarray(refused[start:start + RECHECK_BATCH])
+                rejected += self._record(self._within_budget(self._recheck_refused(table, chunk, part), table,
+                                                             chunk), kept, keep)
+        except TooManyRejects as exc:  # the file ends here: the report still counts this chunk's refusals
+            exc.rejected += rejected
+            exc.sample = kept + exc.sample[:max((keep or 0) - len(kept), 0)]
+            raise
         self._held.append(table)
         self._held_rows += len(chunk)
         if len(chunk):
@@ -118,6 +133,25 @@ class Ingestor:
         if commit or self._held_rows >= COMMIT_ROWS:
             accepted, duplicates = self.flush()
         return accepted, duplicates, rejected, kept
+
+    def _within_budget(self, rejections: list[Rejection], table: str, chunk: RawChunk) -> list[Rejection]:
+        """The rejections, counted against the file's budget. Over it, those up to the budget are written, the
+        chunk's rows after the last of them are dropped, what came before is held for commit, and
+        TooManyRejects ends the file."""
+        if self.reject_budget is None or not rejections:
+            return rejections
+        if len(rejections) <= self.reject_budget:
+            self.reject_budget -= len(rejections)
+            return rejections
+        kept = sorted(rejections, key=lambda r: r.number)[:self.reject_budget]
+        last = kept[-1].number if kept else int(chunk.numbers[0]) - 1
+        self.rejects.write(kept)
+        duck.run(self.con, f"DELETE FROM {table} WHERE line_no > $1", [last])
+        self._held.append(table)
+        self._held_rows += len(chunk)
+        self._held_through = (chunk.source, chunk.unit, last)
+        self.reject_budget = 0
+        raise TooManyRejects(chunk.source, chunk.unit, last, len(kept), kept, self.reject_limit or 0)
 
     def _record(self, rejections: list[Rejection], kept: list[Rejection], keep: int | None) -> int:
         self.rejects.write(rejections)
@@ -250,6 +284,19 @@ class FilesNotIngested(InputFileError):
         return str(self.args[0])
 
 
+class TooManyRejects(InputFileError):
+    """A file refused more events than limits.max_rejects_per_file; reading it stopped there."""
+
+    def __init__(self, source: str, unit: str, number: int, rejected: int, sample: list[Rejection],
+                 limit: int) -> None:
+        super().__init__(source, f"{limit:,} events refused, the most one file may have "
+                                 f"(limits.max_rejects_per_file): reading stopped after {unit} {number:,}, the valid "
+                                 "events before it were stored and the refusals written to the rejects folder; "
+                                 "is this the right file? Fix what produced it, or raise the setting")
+        self.rejected = rejected  # in the chunk where reading stopped (the earlier chunks are counted already)
+        self.sample = sample
+
+
 class DiskFull(StoreFullError):
     """The disk under the home filled up during an ingest; the message says what was stored."""
 
@@ -279,17 +326,22 @@ def ingest_files(
     files = expand_paths(paths)
     report = IngestReport(dataset.name)
     ingestor = Ingestor(home, dataset)
+    ingestor.reject_limit = limits.max_rejects_per_file
     failures: list[InputFileError] = []
     try:
         for path in files:
             read_before = report.events_read
             failure: InputFileError | None = None
+            ingestor.start_file()
             try:
                 for chunk in prefetch(screened(read_source(path, dataset, fmt, limits), limits)):
                     accepted, duplicates, rejected, kept = ingestor.ingest_counted(chunk, False, report.room)
                     report.add(accepted, duplicates, kept, rejected)
                     if on_progress:
                         on_progress(path, chunk.bytes_done)
+            except TooManyRejects as exc:  # its last chunk's refusals were written, not yet counted
+                report.add(0, 0, exc.sample[:report.room], exc.rejected)
+                failure = exc
             except InputFileError as exc:  # the events read before it are committed below
                 failure = exc
             report.add(*ingestor.flush(), [])  # line numbers restart with the next file
