@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/check_speed.py --dir $(BENCH_DIR)/speed
 	$(BIN)/python bench/dashboard.py --home $(BENCH_DIR)/speed/store-big
 	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/check_realdata.py
 
 clean:

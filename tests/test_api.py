@@ -306,7 +306,7 @@ def test_healthz_needs_no_key(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "reasons": [], "wal_pending": 0, "alerts_pending": 0,
-                               "alerts_failed": 0,
+                               "alerts_failed": 0, "quarantined_parts": 0,
                                "checks": {"last_run": None, "lag_s": None}}  # no check has run on this home
 
 
@@ -319,8 +319,8 @@ def test_health_details_need_read_scope(client: TestClient, keys: dict, home: Ho
         assert response.status_code == 200, response.text
         assert response.json() | {"home": None} == {
             "status": "ok", "reasons": [], "wal_pending": 0, "alerts_pending": 0, "alerts_failed": 0,
-            "checks": {"last_run": None, "lag_s": None}, "home": None, "startup_error": None, "wal_failure": None,
-            "last_flush_error": None, "last_alert_error": None}
+            "quarantined_parts": 0, "checks": {"last_run": None, "lag_s": None}, "home": None, "startup_error": None,
+            "wal_failure": None, "last_flush_error": None, "last_alert_error": None}
         assert response.json()["home"] == str(home.root)
 
 

@@ -106,7 +106,8 @@ def test_healthz_shows_no_paths_or_error_texts(client: TestClient, keys: dict, h
     public = client.get("/healthz")
     assert public.status_code == 200
     body = public.json()
-    assert set(body) == {"status", "reasons", "wal_pending", "alerts_pending", "alerts_failed", "checks"}
+    assert set(body) == {"status", "reasons", "wal_pending", "alerts_pending", "alerts_failed", "checks",
+                         "quarantined_parts"}
     assert body["status"] == "ok" and body["reasons"] == []
     assert str(home.root) not in public.text
     assert_error_shape(client.get("/v1/health"), 401)

@@ -163,7 +163,12 @@ def test_commands_carry_on_with_a_damaged_part(home: Home, stored: Path, tmp_pat
     assert str(stored) in done.stderr and "quarantine" in done.stderr  # one clear message naming the file
     _assert_quarantined(home, stored)
     if command[0] == "status":
-        assert json.loads(done.stdout)["actions"]["total"] == EVENTS_PER_DAY
+        summary = json.loads(done.stdout)
+        assert summary["actions"]["total"] == EVENTS_PER_DAY
+        (listed,) = summary["quarantined"]  # and status keeps saying so afterwards
+        assert listed["original"] == str(stored) and listed["dataset"] == "actions"
+        again = _agentwatch(home, "status")
+        assert again.returncode == 0 and "quarantined actions part" in again.stdout, again.stdout
     if command[0] == "ingest":
         assert len(_event_ids(home)) == 2 * EVENTS_PER_DAY
     assert len([p for p in list_parts(home.dataset_dir("actions")) if p.name != SCHEMA_PART]) == (
@@ -230,6 +235,11 @@ def test_a_serving_wal_flushes_past_a_damaged_part(home: Home, tmp_path: Path,
         # Re-sent ids make the server look them up in the store; new ones must be flushed into it.
         send(first[:10] + _events(make_action, "2026-10-03", "three"))
         _wait_for("the second flush", lambda: pending_events(home) == 0 and bool(quarantined_parts(home)), log)
+        # Health says so: degraded (200) with the reason's code, and no path to unauthenticated callers.
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        assert health.status_code == 200 and health.json()["status"] == "degraded", health.text
+        assert [r["code"] for r in health.json()["reasons"]] == ["parts_quarantined"]
+        assert health.json()["quarantined_parts"] == 1 and str(home.root) not in health.text
     finally:
         server.terminate()
         server.wait(timeout=60)

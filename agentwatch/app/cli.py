@@ -188,6 +188,10 @@ def status(
     rejects = summary["rejects"]
     out.print("rejects: " + (", ".join(f"{k} {v:,}" for k, v in rejects.items()) if rejects else "none"),
               highlight=False)
+    for part in summary["quarantined"]:
+        out.print(f"quarantined {part['dataset']} part (its events are out of every query): {part['path']} "
+                  f"({part['reason']}; moved {_short(part['quarantined_at'])}, from {part['original']})",
+                  highlight=False, soft_wrap=True)
     if summary["wal_pending"]:
         out.print(f"acknowledged by the API, not yet flushed: {summary['wal_pending']:,}", highlight=False)
     out.print(_checks_line(summary["checks"]), highlight=False, soft_wrap=True)

@@ -10,6 +10,7 @@ from agentwatch.collector.ingest.rejects import reject_counts
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
 from agentwatch.store.keyindex import list_parts
+from agentwatch.store.quarantine import quarantined_parts
 from agentwatch.store.reader import SCHEMA_PART, latest_event_sql, open_reader
 
 
@@ -49,6 +50,9 @@ def store_status(home: Home) -> dict[str, Any]:
         "schema_snapshots": snapshots,
         "rejects": reject_counts(home.rejects),
         "wal_pending": pending_events(home),
+        "quarantined": [{"dataset": part.dataset, "path": str(part.path), "original": str(part.original),
+                         "size": part.size, "reason": part.reason, "quarantined_at": part.quarantined_at}
+                        for part in quarantined_parts(home)],
         "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
     }

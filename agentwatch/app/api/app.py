@@ -44,6 +44,7 @@ from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
 from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
+from agentwatch.store.quarantine import quarantined_parts
 
 API_VERSION = "1"
 
@@ -74,7 +75,7 @@ class HealthReason(BaseModel):
 
     severity: Literal["failing", "degraded"]
     code: str = Field(description="Stable snake_case code: wal_unavailable, wal_unwritable, disk_full, flush_failing, "
-                                  "delivery_failed, checks_behind.")
+                                  "delivery_failed, parts_quarantined, checks_behind.")
     text: str = Field(description="A short fixed phrase (never a path or an error text).")
 
 
@@ -83,8 +84,8 @@ class Health(BaseModel):
 
     status: Literal["starting", "ok", "degraded", "failing"] = Field(
         description="starting (503): the write-ahead log is being replayed, events are not taken yet; failing (503): "
-                    "events cannot be logged or flushed; degraded (200): notifications failed or the checks are "
-                    "behind; ok (200).")
+                    "events cannot be logged or flushed; degraded (200): notifications failed, damaged store parts "
+                    "were quarantined or the checks are behind; ok (200).")
     reasons: list[HealthReason] = Field(description="Why the status is not ok (empty when it is).")
     wal_pending: int = Field(description="Events acknowledged and not yet flushed into the store.")
     alerts_pending: int = Field(description="Notifications queued and not yet delivered (retries included).")
@@ -93,6 +94,8 @@ class Health(BaseModel):
     checks: dict[str, Any] = Field(description="The latest live run of the checks (`last_run`: finished_at, as_of, "
                                                "seconds, failed_checks) and `lag_s`, how far the newest action is "
                                                "past what it evaluated.")
+    quarantined_parts: int = Field(description="Damaged store parts moved to the quarantine folder (their events "
+                                               "are out of every query; `agentwatch status` lists them).")
 
 
 class HealthDetail(Health):
@@ -421,7 +424,9 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     async def health(request: Request) -> tuple[dict[str, Any], dict[str, Any], int]:
         delivery = await run_in_threadpool(delivery_health, home)
         checks = await run_in_threadpool(checks_keeping_up, home)
-        return health_bodies(Facts(home, startup, disk_full, delivery, checks, settings.check_every_s, now()))
+        quarantined = len(await run_in_threadpool(quarantined_parts, home))
+        return health_bodies(Facts(home, startup, disk_full, delivery, checks, quarantined, settings.check_every_s,
+                                   now()))
 
     @app.get(
         "/healthz",

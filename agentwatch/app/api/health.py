@@ -29,6 +29,7 @@ class Facts:
     disk_full: DiskFull
     delivery: dict[str, Any]
     checks: dict[str, Any]
+    quarantined: int  # store parts moved aside as damaged
     check_every_s: float | None
     now: datetime
 
@@ -42,6 +43,8 @@ RULES: list[Callable[[Facts], Reason | None]] = [
     if f.startup.wal.last_flush_error else None,
     lambda f: ("degraded", "delivery_failed", "some notifications could not be delivered")
     if f.delivery["alerts_failed"] else None,
+    lambda f: ("degraded", "parts_quarantined", "damaged store parts were quarantined; their events are out of "
+               "every query (agentwatch status lists them)") if f.quarantined else None,
     lambda f: ("degraded", "checks_behind", "the last check run failed or is overdue")
     if checks_degraded(f.checks, f.check_every_s, f.now) else None,
 ]
@@ -69,6 +72,7 @@ def health_bodies(facts: Facts) -> tuple[dict[str, Any], dict[str, Any], int]:
         "alerts_pending": facts.delivery["alerts_pending"],
         "alerts_failed": facts.delivery["alerts_failed"],
         "checks": facts.checks,
+        "quarantined_parts": facts.quarantined,
     }
     full = {
         **public,
