@@ -21,6 +21,7 @@ from agentwatch.app.api.app import (
     ApiSettings,
     create_app,
 )
+from agentwatch.collector.ingest.screen import NON_FINITE_MESSAGE
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot
@@ -231,7 +232,7 @@ def test_non_finite_numbers_are_refused_per_event(client: TestClient, keys: dict
     result = assert_error_shape(response, 422, "invalid_events")
     assert result["accepted"] == 1
     assert [(d["index"], d["event_id"]) for d in result["error"]["details"]] == [(0, "e1")]
-    assert "out of range" in result["error"]["details"][0]["errors"][0]["message"]
+    assert result["error"]["details"][0]["errors"] == [{"field": "inputs.size", "message": NON_FINITE_MESSAGE}]
     flushed(client)
     assert query(home, "SELECT rationale FROM actions") == [("NaN Infinity -Infinity",)]
 

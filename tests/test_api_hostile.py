@@ -177,7 +177,7 @@ def _depth(value: Any) -> int:
 def test_the_structure_scan_agrees_with_the_parser(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Item counts, item texts and depths from the byte scan equal the parser's, with strings full of brackets,
     commas and escapes, whatever the chunk boundaries."""
-    from agentwatch.app.api import structure
+    from agentwatch.core import json_structure as structure
 
     monkeypatch.setattr(structure, "CHUNK", chunk)
     values: list[Any] = [

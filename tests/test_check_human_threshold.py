@@ -204,11 +204,13 @@ def test_incident_resolves_on_the_agents_later_actions_under_the_threshold(home:
     assert resolved.status_note.startswith("10 record.update actions by lead-router since 2026-10-05 11:00 UTC")
 
 
-def test_the_documented_example_loads_and_routes_the_incident(home: Home, tmp_path: Path) -> None:
-    """The yaml in the check's docstring (docs/checks.md) loads, and its route sends the check's incident to
-    revops-slack."""
+def test_the_documented_example_loads_and_routes_the_incident(home: Home, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The yaml in the check's docstring (docs/checks.md) loads (with the webhook variable it names set: an
+    unset one is a config error), and its route sends the check's incident to revops-slack."""
     example = re.search(r"```yaml\n(.*?)```", inspect.cleandoc(module.HumanThreshold.__doc__ or ""), re.S)
     assert example
+    monkeypatch.setenv("REVOPS_SLACK_WEBHOOK", "https://hooks.slack.com/services/T0/B0/x")
     path = tmp_path / "agentwatch.yaml"
     path.write_text(example.group(1), encoding="utf-8")
     config = load_config(path)

@@ -91,3 +91,18 @@ def test_status_counts_many_and_large_reject_files(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_two_runs_in_one_second_keep_separate_counts(tmp_path: Path) -> None:
+    """Two ingest runs of one process within the same second each get their own reject file and count (they
+    shared one file, and the second run's count replaced the first's: status under-counted)."""
+    from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, reject_counts
+
+    home = Home.resolve(tmp_path / "home")
+    home.rejects.mkdir(parents=True, exist_ok=True)
+    first, second = RejectLog(home.rejects, "actions"), RejectLog(home.rejects, "actions")  # microseconds apart
+    problem = (FieldError("agent_id", "Field required"),)
+    first.write([Rejection("a.jsonl", "line", n, None, problem, "{}") for n in range(3)])
+    second.write([Rejection("b.jsonl", "line", n, None, problem, "{}") for n in range(4)])
+    assert first.path != second.path
+    assert reject_counts(home.rejects) == {"actions": 7}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,7 +79,7 @@ def guess_event_id(text: str | bytes) -> str | None:
 
 
 class RejectLog:
-    """Appends rejections of one ingest run to ``rejects/<dataset>-<time>-<pid>.jsonl``.
+    """Appends rejections of one ingest run to ``rejects/<dataset>-<time>-<pid>-<random>.jsonl``.
 
     Beside it, ``<same name>.count`` holds how many it has (replaced atomically after each write), so that
     ``status`` reads a few bytes per run instead of every rejected event.
@@ -86,7 +87,9 @@ class RejectLog:
 
     def __init__(self, directory: Path, dataset: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self.path = directory / f"{dataset}-{stamp}-{os.getpid()}.jsonl"
+        # Unique per run: two runs of one process in the same second shared a file, and the second's count
+        # file overwrote the first's.
+        self.path = directory / f"{dataset}-{stamp}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
         self.dataset = dataset
         self.count = 0
 
@@ -118,7 +121,7 @@ def reject_counts(directory: Path) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for path in sorted(directory.glob("*.jsonl")):
-        dataset = path.name.split("-", 1)[0]  # RejectLog names files <dataset>-<time>-<pid>.jsonl
+        dataset = path.name.split("-", 1)[0]  # RejectLog names files <dataset>-<time>-<pid>-<random>.jsonl
         count = _recorded_count(path.with_suffix(COUNT_SUFFIX))
         if count is None:
             count = _count_lines(path)

@@ -3,8 +3,8 @@ finite numbers.
 
 They run on the JSON texts the readers produce (JSONL lines, JSON array items, CSV and Parquet rows turned
 into JSON), so every format obeys the same bounds; cheap vectorized tests pick the few texts that may break a
-rule, and only those are looked at one by one. ``json_depth`` and ``non_finite_field`` are the shared rules
-the HTTP API can apply to its events too.
+rule, and only those are looked at one by one. The depth rule is ``agentwatch.core.json_structure`` (the HTTP
+API's too); ``non_finite_field`` is the API's rule for non-finite numbers too.
 """
 
 from __future__ import annotations
@@ -19,30 +19,13 @@ import pyarrow.compute as pc
 
 from agentwatch.collector.ingest.rejects import MAX_RAW_CHARS
 from agentwatch.collector.ingest.sources import RawChunk
+from agentwatch.core.json_structure import OPENERS, max_depth, too_deep_message
 from agentwatch.core.limits import Limits
 
 NON_FINITE_MESSAGE = "a number is out of range for a double (e.g. 1e999); send a finite number or null"
 # A text that may hold a non-finite number: the words, an exponent of three digits or more, or a number with
 # more digits than a double can hold. The exact test (json.loads) runs on these only.
 _MAYBE_NON_FINITE = r"NaN|Infinity|[0-9.][eE]\+?0*[1-9][0-9]{2}|[0-9]{309}"
-_QUOTE, _BACKSLASH = 34, 92
-_OPENERS, _CLOSERS = (123, 91), (125, 93)  # { [ and } ]
-
-
-def json_depth(text: str | bytes) -> int:
-    """How deep a JSON text nests objects and arrays (``{}`` is 1, ``{"a": [1]}`` is 2), without parsing it:
-    brackets inside strings do not count. Linear numpy passes, so a 100,000-deep text costs no recursion."""
-    data = np.frombuffer(text.encode() if isinstance(text, str) else text, dtype=np.uint8)
-    if not len(data):
-        return 0
-    index = np.arange(len(data))
-    backslash = data == _BACKSLASH
-    run = index - np.maximum.accumulate(np.where(backslash, -1, index))  # backslashes ending at each byte
-    escaped = np.concatenate(([False], run[:-1] % 2 == 1))  # after an odd run of backslashes
-    inside = np.cumsum((data == _QUOTE) & ~escaped) % 2 == 1
-    step = np.isin(data, _OPENERS).astype(np.int64) - np.isin(data, _CLOSERS)
-    step[inside] = 0
-    return int(np.cumsum(step).max(initial=0))
 
 
 class _NonFinite:
@@ -92,10 +75,9 @@ def screen_chunk(chunk: RawChunk, limits: Limits) -> RawChunk:
     for i in np.flatnonzero(_openers(texts) > limits.max_depth).tolist():
         if i in problems:
             continue
-        depth = json_depth(texts[i].as_py())
+        depth = max_depth(texts[i].as_py().encode())
         if depth > limits.max_depth:
-            problems[i] = ("", f"the event is nested {depth:,} levels deep, more than {limits.max_depth:,} "
-                               "(limits.max_depth)")
+            problems[i] = ("", too_deep_message(depth, limits.max_depth))
     for i in _positions(pc.match_substring_regex(texts, _MAYBE_NON_FINITE)):
         if i not in problems and (path := non_finite_field(texts[i].as_py())) is not None:
             problems[i] = (path, NON_FINITE_MESSAGE)
@@ -119,7 +101,7 @@ def _openers(texts: pa.Array) -> np.ndarray:
         return np.zeros(len(texts), dtype=np.int32)
     data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
     starts = np.minimum(offsets[:-1] - offsets[0], len(data) - 1)
-    counts = np.add.reduceat((data == 123) | (data == 91), starts, dtype=np.int32)
+    counts = np.add.reduceat(np.isin(data, OPENERS), starts, dtype=np.int32)
     counts[np.diff(offsets) == 0] = 0  # reduceat gives an empty text the byte at its start
     counts[~texts.is_valid().to_numpy(zero_copy_only=False)] = 0
     return counts

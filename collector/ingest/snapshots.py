@@ -23,9 +23,9 @@ from agentwatch.collector.formats.hubspot import snapshot_from_hubspot_propertie
 from agentwatch.collector.formats.salesforce import snapshot_from_salesforce_describe
 from agentwatch.collector.ingest.pipeline import IngestReport, expand_paths
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog, field_errors
-from agentwatch.collector.ingest.screen import json_depth
 from agentwatch.core.errors import ConfigError, FormatError, InputFileError
 from agentwatch.core.home import Home
+from agentwatch.core.json_structure import max_depth, may_nest_deeper, too_deep_message
 from agentwatch.core.limits import Limits
 from agentwatch.schemas import SchemaSnapshot
 from agentwatch.store import duck
@@ -175,9 +175,8 @@ def _read_text(path: Path, limits: Limits) -> str:
 
 def _require_depth(path: Path, text: str, limits: Limits, what: str) -> None:
     """Parsing a text nested deeper than the bound would cost a RecursionError: refuse it first."""
-    if text.count("{") + text.count("[") > limits.max_depth and (depth := json_depth(text)) > limits.max_depth:
-        raise InputFileError(path, f"{what} is nested {depth:,} levels deep, more than {limits.max_depth:,} "
-                                   "(limits.max_depth)")
+    if may_nest_deeper(text.encode(), limits.max_depth) and (depth := max_depth(text.encode())) > limits.max_depth:
+        raise InputFileError(path, too_deep_message(depth, limits.max_depth, what))
 
 
 def _rejection(source: str, unit: str, number: int, item: Any, errors: tuple[FieldError, ...]) -> Rejection:

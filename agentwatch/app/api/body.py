@@ -18,7 +18,14 @@ import pydantic_core
 from fastapi import Request
 
 from agentwatch.app.api.errors import ApiError
-from agentwatch.app.api.structure import depth_at_end, max_depth, may_nest_deeper, split_top_level, top_level_items
+from agentwatch.core.json_structure import (
+    depth_at_end,
+    max_depth,
+    may_nest_deeper,
+    split_top_level,
+    too_deep_message,
+    top_level_items,
+)
 from agentwatch.core.limits import Limits
 
 PARSER_DEPTH_ERROR = "recursion limit exceeded"  # what pydantic-core's parser (jiter) says past its own limit
@@ -170,6 +177,4 @@ def too_deep(text: bytes, limits: Limits) -> int | None:
 
 def depth_message(depth: int | None, limits: Limits) -> str:
     """Why an event too deep is refused, naming the bound and its setting."""
-    found = f"{depth:,} levels" if depth is not None else "too deeply"
-    return (f"the event nests objects and arrays {found} deep, over this server's limit of {limits.max_depth} "
-            "(setting limits.max_depth): flatten it, e.g. store deep structures as a JSON string")
+    return too_deep_message(depth, limits.max_depth)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Any
 
@@ -14,6 +13,7 @@ from agentwatch.app.api.body import TooDeep, depth_message, parse_batch, too_dee
 from agentwatch.app.api.errors import EventRejection, error_response
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.collector.ingest.rejects import field_errors
+from agentwatch.collector.ingest.screen import NON_FINITE_MESSAGE, non_finite_field
 from agentwatch.collector.wal import WriteAheadLog
 from agentwatch.core.errors import StoreFullError
 from agentwatch.core.limits import Limits
@@ -21,29 +21,13 @@ from agentwatch.store.datasets import Dataset
 from agentwatch.store.space import is_no_space
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} has no JSON form")
-
-
-def _non_finite(text: bytes) -> bool:
-    """True when a serialized event holds Infinity or NaN (a number like 1e999 parses as inf)."""
-    if b"Infinity" not in text and b"NaN" not in text:
-        return False  # the usual case, decided by two byte searches
-    try:
-        json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
-        return True
-    return False  # the words were inside strings
-
-
 def _problems(item: Any, text: bytes, validate: Any, limits: Limits) -> list[dict[str, str]] | None:
     """Why one item is refused (field, message pairs), or None when it is a valid event."""
     depth = too_deep(text, limits)
     if depth is not None:
         return [{"field": "", "message": depth_message(depth, limits)}]
-    if _non_finite(text):
-        return [{"field": "", "message": "a number is out of range for a double (e.g. 1e999); send a finite number "
-                                         "or null"}]
+    if (b"Infinity" in text or b"NaN" in text) and (field := non_finite_field(text)) is not None:
+        return [{"field": field, "message": NON_FINITE_MESSAGE}]  # the parser reads 1e999 as inf: Infinity here
     try:
         validate(text)
     except ValidationError as exc:

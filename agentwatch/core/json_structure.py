@@ -131,3 +131,11 @@ def split_top_level(body: bytes) -> list[bytes] | None:
     edges = [start, *bounds, end]
     items = [body[a + 1:b] for a, b in itertools.pairwise(edges)]
     return [] if len(items) == 1 and not items[0].strip() else items
+
+
+def too_deep_message(depth: int | None, bound: int, what: str = "the event") -> str:
+    """Why a text nested deeper than `bound` is refused (files and the API say it alike); `depth` None when it
+    was too deep to measure whole."""
+    found = f"is nested {depth:,} levels deep" if depth is not None else "is nested too deeply"
+    return (f"{what} {found}, more than {bound:,} (limits.max_depth): flatten it, e.g. send a deep structure "
+            "as a JSON string")
