@@ -73,6 +73,10 @@ def test_a_full_disk_answers_507_logs_once_and_recovers(small_disk: Path, tmp_pa
         assert [r["code"] for r in health.json()["reasons"]] == ["disk_full"]
 
         os.unlink(filler)
+        # Health sees the room by itself: a load balancer sends nothing to a failing server, so recovery must
+        # not wait for a write.
+        recovered = httpx.get(f"{url}/healthz", timeout=10)
+        assert recovered.status_code == 200 and recovered.json()["status"] == "ok", recovered.text
         response = httpx.post(f"{url}/v1/actions", json=batch, headers=bearer(token), timeout=30)
         assert response.json() == {"accepted": 100, "duplicates": 0}
         deadline_health = httpx.get(f"{url}/healthz", timeout=10).json()

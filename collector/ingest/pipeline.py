@@ -82,6 +82,7 @@ class Ingestor:
         self.stored_through: tuple[str, str, int] | None = None  # (source, unit, number) of the last commit
         self.reject_limit: int | None = None  # refusals one file may have (None: no cap)
         self.reject_budget: int | None = None  # of which this many are left for the current file
+        self._last_refused: int | None = None  # the line of the current file's last refusal counted
 
     def close(self) -> None:
         self.con.close()
@@ -89,6 +90,7 @@ class Ingestor:
     def start_file(self) -> None:
         """A new input file: its refusals are counted from zero."""
         self.reject_budget = self.reject_limit
+        self._last_refused = None
 
     def ingest_chunk(self, chunk: RawChunk, commit: bool = True) -> tuple[int, int, list[Rejection]]:
         """Validate one chunk; commit it (and any held back) unless `commit` is False.
@@ -140,11 +142,14 @@ class Ingestor:
         TooManyRejects ends the file."""
         if self.reject_budget is None or not rejections:
             return rejections
-        if len(rejections) <= self.reject_budget:
-            self.reject_budget -= len(rejections)
+        ordered = sorted(rejections, key=lambda r: r.number)
+        if len(ordered) <= self.reject_budget:
+            self.reject_budget -= len(ordered)
+            self._last_refused = max(self._last_refused or 0, ordered[-1].number)
             return rejections
-        kept = sorted(rejections, key=lambda r: r.number)[:self.reject_budget]
-        last = kept[-1].number if kept else int(chunk.numbers[0]) - 1
+        kept = ordered[:self.reject_budget]
+        # The budget may have run out exactly with an earlier batch: the file then stops at its last refusal.
+        last = kept[-1].number if kept else self._last_refused or int(chunk.numbers[0]) - 1
         self.rejects.write(kept)
         duck.run(self.con, f"DELETE FROM {table} WHERE line_no > $1", [last])
         self._held.append(table)

@@ -47,6 +47,7 @@ from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
 from agentwatch.store.quarantine import quarantined_parts
 
 API_VERSION = "1"
+RECOVERED_FREE_BYTES = 512 << 10  # free space that ends a full-disk episode: room for an ordinary batch
 
 
 class ApiSettings(BaseModel):
@@ -422,6 +423,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         return store_status(home)
 
     async def health(request: Request) -> tuple[dict[str, Any], dict[str, Any], int]:
+        disk_full.recheck(RECOVERED_FREE_BYTES)
         delivery = await run_in_threadpool(delivery_health, home)
         checks = await run_in_threadpool(checks_keeping_up, home)
         quarantined = len(await run_in_threadpool(quarantined_parts, home))

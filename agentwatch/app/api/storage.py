@@ -4,6 +4,7 @@ when it ends (the probe's full disk logged a traceback per request)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 
 from agentwatch.app.api.errors import ApiError
@@ -13,7 +14,8 @@ log = logging.getLogger(__name__)
 
 class DiskFull:
     """Whether the WAL's disk is full now: set by a write that failed for lack of space, cleared by one that
-    succeeded."""
+    succeeded or by a health probe that finds room again (a load balancer sends nothing to a server whose
+    health says failing, so waiting for a write alone would never end the episode)."""
 
     def __init__(self, home: Home) -> None:
         self.home = home
@@ -33,6 +35,17 @@ class DiskFull:
                         f"the disk under {self.home.root} is full: nothing of this batch was acknowledged; free "
                         f"space under {self.home.root} and retry (events are de-duplicated by event_id, so a retry "
                         "never stores one twice)")
+
+    def recheck(self, needed_bytes: int) -> None:
+        """End an episode when the WAL's disk has room for a batch of `needed_bytes` again."""
+        if not self.active:
+            return
+        try:
+            free = shutil.disk_usage(self.home.wal if self.home.wal.exists() else self.home.root).free
+        except OSError:
+            return
+        if free >= needed_bytes:
+            self.wrote()
 
     def wrote(self) -> None:
         """Record a write that succeeded: ends an episode."""
