@@ -26,7 +26,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	PYTHON=$(BIN)/python scripts/typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

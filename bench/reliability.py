@@ -337,7 +337,8 @@ def scenario_bad_files(root: Path, bound_mib: int = 256) -> list[Row]:
     case("deep", "a 100,000-deep line between two valid ones: both stored, one reject", deep, ".jsonl", 2)
     case("bomb_no_newline", f"gzip inflating to {2 * bound_mib} MiB without a newline: stopped at the bound",
          bomb_no_newline, ".jsonl.gz", 0)
-    case("bomb_lines", f"gzip of {2 * bound_mib} MiB of {{}} lines: stopped at the bound, valid one kept",
+    case("bomb_lines", f"gzip of {2 * bound_mib} MiB of {{}} lines: stopped by a bound (the reject cap comes "
+         "first), the valid line kept",
          bomb_lines, ".jsonl.gz", 1)
     case("truncated_gz", "a truncated .gz: its complete events stored, one error", truncated, ".jsonl.gz", -1)
     case("non_finite", "NaN/Infinity/1e999 in inputs: that event refused as the API does", non_finite, ".jsonl", 1)

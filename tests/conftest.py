@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The CLI's rich consoles take their width when agentwatch.app is first imported: wide tables whatever test
+# imports it first, in whichever pytest worker (cells cut at 80 columns failed tests that read them).
+os.environ["COLUMNS"] = "250"
 
 from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
