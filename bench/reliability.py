@@ -132,6 +132,14 @@ def new_home(root: Path, name: str, config: str = "") -> tuple[Home, str]:
     return home, KeyStore(home).create("admin", name="bench")[1]
 
 
+def stored_event_ids(home: Home) -> set[str]:
+    con = open_reader(home)
+    try:
+        return {row[0] for row in con.execute("SELECT event_id FROM actions").fetchall()}
+    finally:
+        con.close()
+
+
 def stored_ids(home: Home) -> tuple[int, int]:
     """(rows, distinct event ids) of the actions dataset."""
     con = open_reader(home)
@@ -200,11 +208,7 @@ def scenario_kills(root: Path, kills: int = 10, clients: int = 4) -> list[Row]:
     server.stop()
     rows, distinct = stored_ids(home)
     sent = {event_id for _, ids in work for batch in ids for event_id in batch}
-    con = open_reader(home)
-    try:
-        stored = {row[0] for row in con.execute("SELECT event_id FROM actions").fetchall()}
-    finally:
-        con.close()
+    stored = stored_event_ids(home)
     lost = len(acked - stored)
     doubled = rows - distinct
     strays = len(stored - sent)
@@ -420,11 +424,7 @@ def scenario_disk_full(root: Path) -> list[Row]:
             after = httpx.get(f"{server.base}/healthz", timeout=30).json()["status"]
         server.stop()
         log = (root / "disk.log").read_text()
-        con = open_reader(home)
-        try:
-            stored = {row[0] for row in con.execute("SELECT event_id FROM actions").fetchall()}
-        finally:
-            con.close()
+        stored = stored_event_ids(home)
         lost = len(acked - stored)
         tracebacks = log.count("Traceback")
         ok = (refused_at is not None and refused_at[0] == 507 and lost == 0 and health.json()["status"] != "ok"
