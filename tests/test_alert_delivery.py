@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -72,11 +70,6 @@ def pass_until(home: Home, done, timeout: float = DEADLINE_S) -> None:
         assert time.monotonic() < deadline, f"not done within {timeout} s"
         alert_pass(home)
         time.sleep(0.05)
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
 
 
 def test_a_receiver_failing_five_times_then_succeeding_gets_exactly_one_delivery(home, receiver) -> None:

@@ -79,11 +79,6 @@ def query(home: Home, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
-
-
-@pytest.fixture
 def keys(home: Home) -> dict[str, Any]:
     store = KeyStore(home)
     tokens = {scope: store.create(scope, name=f"test {scope}") for scope in ("ingest", "read", "admin")}

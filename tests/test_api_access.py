@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +13,6 @@ from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
 from tests.test_api import TestClient, action, assert_error_shape, bearer, wait_ready
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
 
 
 @pytest.fixture

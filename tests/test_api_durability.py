@@ -63,11 +63,6 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
-
-
-@pytest.fixture
 def token(home: Home) -> str:
     return KeyStore(home).create("ingest", name="durability test")[1]
 

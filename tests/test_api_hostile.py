@@ -39,11 +39,6 @@ def nested_text(depth: int) -> bytes:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
-
-
-@pytest.fixture
 def token(home: Home) -> str:
     return KeyStore(home).create("ingest", name="hostile test")[1]
 

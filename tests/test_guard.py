@@ -50,11 +50,6 @@ def incident(number: int, check: str = NULLS, severity: str = "critical", status
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
-
-
-@pytest.fixture
 def controls(home: Home) -> AgentControls:
     return AgentControls(alerts_db(home))
 

@@ -6,18 +6,12 @@ import json
 import os
 import re
 import stat
-from pathlib import Path
 
 import pytest
 
 from agentwatch.core.api_keys import SCOPES, KeyStore, parse_token
 from agentwatch.core.errors import AuthError, ConfigError
 from agentwatch.core.home import Home
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home.resolve(tmp_path / "home")
 
 
 def test_create_returns_a_token_that_authenticates(home: Home) -> None:
