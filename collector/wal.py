@@ -45,7 +45,7 @@ from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
 from agentwatch.store.event_keys import event_key
 from agentwatch.store.keyindex import EventKeyIndex
-from agentwatch.store.layout import parts_glob
+from agentwatch.store.partitions import parts_sql, visible_files
 from agentwatch.store.quarantine import survive_damage
 from agentwatch.store.space import is_no_space, no_space_is_store_full, store_full
 
@@ -345,15 +345,24 @@ class WriteAheadLog:
             "event_id": pa.array([ids[i] for i in np.flatnonzero(maybe)], pa.string()),
             "event_key": pa.array(keys[maybe], pa.uint64()),
         })
-        sql = (f"SELECT DISTINCT p.event_id FROM read_parquet({parts_glob(self.home, dataset)}, union_by_name = true) "
-               "AS p JOIN _suspects AS s ON p.event_key = s.event_key AND p.event_id = s.event_id")
+
+        def confirm(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+            # the visible parts only, listed at each try (a repair moves one out): a merged part's rows are in the
+            # file that replaced it (agentwatch.store.partitions)
+            files = visible_files(self.home, dataset)
+            if not files:
+                return []
+            return duck.run(con, f"SELECT DISTINCT p.event_id FROM read_parquet({parts_sql(files)}, union_by_name "
+                                 "= true) AS p JOIN _suspects AS s ON p.event_key = s.event_key AND p.event_id = "
+                                 "s.event_id")
+
         with self._confirm_lock:
             if self._confirm_con is None:
                 self._confirm_con = duck.connect(memory_limit="512MB")
             con = self._confirm_con
             con.register("_suspects", suspects)
             try:
-                rows = survive_damage(self.home, lambda: duck.run(con, sql))
+                rows = survive_damage(self.home, lambda: confirm(con))
             except duckdb.IOException:  # no part at all any more
                 rows = []
             finally:

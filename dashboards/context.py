@@ -2,7 +2,8 @@
 
 Queries run in DuckDB over the store's Parquet views (never the whole event table into pandas) and return
 Polars frames. Results are cached by Streamlit, keyed by the SQL, its parameters and a cheap fingerprint of
-the store (the modification times of its partition folders), so a page reloads from cache until new data lands.
+the store (``agentwatch.store.partitions.store_version``: the modification times of its partition folders), so
+a page reloads from cache until new data lands.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import CONFIG_ENV, Home
 from agentwatch.core.sqlite import SqliteFile
 from agentwatch.dashboards.escape import md
+from agentwatch.store.partitions import store_version
 from agentwatch.store.reader import open_reader
 
-CACHE_TTL_S = 300  # a safety net: the fingerprint already changes when new parts land
+CACHE_TTL_S = 300  # a safety net: the store version already changes when new parts land
 
 
 def home() -> Home:
@@ -68,18 +70,6 @@ def _connection(root: str) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def store_fingerprint(root: Path) -> tuple:
-    """Changes whenever a part lands: each dataset folder's partitions and their modification times."""
-    store = root / "store"
-    marks: list[tuple[str, int]] = []
-    if store.is_dir():
-        for dataset in sorted(os.scandir(store), key=lambda e: e.name):
-            if dataset.is_dir():
-                marks.append((dataset.name, dataset.stat().st_mtime_ns))
-                marks += [(d.name, d.stat().st_mtime_ns) for d in os.scandir(dataset.path) if d.is_dir()]
-    return tuple(marks)
-
-
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=500)
 def _cached_query(root: str, fingerprint: tuple, sql: str, params: tuple) -> pl.DataFrame:
     cursor = _connection(root).cursor()  # one cursor per query: sessions run on different threads
@@ -91,8 +81,8 @@ def _cached_query(root: str, fingerprint: tuple, sql: str, params: tuple) -> pl.
 
 def query(sql: str, *params: Any) -> pl.DataFrame:
     """Run SQL over the views ``actions``, ``outcomes`` and ``schema_snapshots``; cached until the store changes."""
-    root = home().root
-    return _cached_query(str(root), store_fingerprint(root), sql, tuple(params))
+    where = home()
+    return _cached_query(str(where.root), store_version(where), sql, tuple(params))
 
 
 def incidents() -> IncidentStore:

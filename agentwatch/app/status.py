@@ -9,7 +9,7 @@ from agentwatch.checks.engine import incident_store
 from agentwatch.collector.ingest.rejects import reject_counts
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
-from agentwatch.store.keyindex import list_parts
+from agentwatch.store.partitions import visible_files
 from agentwatch.store.quarantine import quarantined_parts
 from agentwatch.store.reader import SCHEMA_PART, latest_event_sql, open_reader
 
@@ -53,7 +53,7 @@ def store_status(home: Home) -> dict[str, Any]:
         "quarantined": [{"dataset": part.dataset, "path": str(part.path), "original": str(part.original),
                          "size": part.size, "reason": part.reason, "quarantined_at": part.quarantined_at}
                         for part in quarantined_parts(home)],
-        "part_files": {name: sum(1 for p in list_parts(home.dataset_dir(name)) if p.name != SCHEMA_PART)
+        "part_files": {name: sum(1 for p in visible_files(home, name) if p.name != SCHEMA_PART)
                        for name in ("actions", "outcomes", "schema_snapshots")},
     }
 

@@ -2,40 +2,72 @@
 
 It stands in for the ``duckdb.DuckDBPyConnection`` a reader gets from ``open_reader``: ``execute``, ``sql`` and
 ``query`` (and the relations they return, and its cursors) run through ``quarantine.survive_damage``, so a query
-that fails on a damaged part quarantines it and runs once more over the rest. Everything else is the
-connection's own.
+that fails on a damaged part quarantines it and runs once more over the rest. Before each of them the views are
+listed again when ``store_version`` changed since they were built (``StoreViews``, shared by a connection and its
+cursors), so a long-lived connection reads the parts that landed meanwhile and not the ones a compaction merged.
+Everything else is the connection's own.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import duckdb
 
 from agentwatch.core.home import Home
+from agentwatch.store.partitions import store_version
 from agentwatch.store.quarantine import survive_damage
+
+
+class StoreViews:
+    """The views of one connection and the store version they were built at; rebuilt when the version moved."""
+
+    def __init__(self, home: Home, build: Callable[[duckdb.DuckDBPyConnection], None],
+                 version: Callable[[Home], tuple] = store_version) -> None:
+        self._home = home
+        self._build = build
+        self._version = version
+        self._built: tuple | None = None
+        self._lock = threading.Lock()  # cursors of one connection share its catalog: one rebuild at a time
+
+    def refresh(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rebuild the views on `con` when the store may have changed since they were built."""
+        version = self._version(self._home)  # taken before listing: a change during the build shows next time
+        if version == self._built:
+            return
+        with self._lock:
+            if version != self._built:
+                self._build(con)
+                self._built = version
 
 
 class GuardedConnection:
     """A connection (or cursor) over the store; see the module's docstring."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, home: Home) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, home: Home, views: StoreViews | None = None) -> None:
         self._con = con
         self._home = home
+        self._views = views
+
+    def _fresh(self) -> duckdb.DuckDBPyConnection:
+        if self._views is not None:
+            self._views.refresh(self._con)
+        return self._con
 
     def execute(self, *args: Any, **kwargs: Any) -> GuardedConnection:
-        survive_damage(self._home, lambda: self._con.execute(*args, **kwargs))
+        survive_damage(self._home, lambda: self._fresh().execute(*args, **kwargs))
         return self  # as DuckDB's own: the result is fetched from the connection
 
     def sql(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        return GuardedRelation.of(self._home, lambda: self._con.sql(*args, **kwargs))
+        return GuardedRelation.of(self._home, lambda: self._fresh().sql(*args, **kwargs))
 
     def query(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        return GuardedRelation.of(self._home, lambda: self._con.query(*args, **kwargs))
+        return GuardedRelation.of(self._home, lambda: self._fresh().query(*args, **kwargs))
 
     def cursor(self) -> GuardedConnection:
-        return GuardedConnection(self._con.cursor(), self._home)
+        return GuardedConnection(self._con.cursor(), self._home, self._views)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)

@@ -1,9 +1,11 @@
 """Read the store: DuckDB views over the Parquet parts, one per dataset.
 
-Any number of processes may read while one writes: parts appear by atomic rename, and a view
-re-lists its files every time a query runs, so a long-lived connection sees new parts as they land.
+Any number of processes may read while one writes and a compaction merges: each view reads an explicit list of
+the dataset's visible parts (``agentwatch.store.partitions``: a merged file hides the parts it replaces, and those
+are deleted only after a grace period), and the connection lists them again before a query whenever
+``store_version`` changed, so a long-lived connection sees new parts as they land and never a row twice.
 Every dataset holds one zero-row part with the full column types (``part-schema.parquet``, in the
-``day=1970-01-01`` partition where there are partitions), so the glob always matches a file and
+``day=1970-01-01`` partition where there are partitions), so the list always holds a file and
 the view's types are right before any event arrives. A damaged part is quarantined when a query
 fails on it, and the query runs again over the rest (``agentwatch.store.quarantine``).
 """
@@ -20,8 +22,9 @@ from agentwatch.core.home import Home
 from agentwatch.core.sql import quote_identifier
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS, Dataset
-from agentwatch.store.guarded import GuardedConnection
-from agentwatch.store.layout import EMPTY_PARTITION, SCHEMA_PART, ensure_schema_part, parts_glob, schema_part_path
+from agentwatch.store.guarded import GuardedConnection, StoreViews
+from agentwatch.store.layout import EMPTY_PARTITION, SCHEMA_PART, ensure_schema_part, schema_part_path
+from agentwatch.store.partitions import parts_sql, store_version, visible_files
 from agentwatch.store.quarantine import SuspectedDamage, repair, survive_damage
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,8 @@ def view_sql(home: Home, dataset: Dataset) -> str:
     columns = dataset.table_columns()
     names = ", ".join(quote_identifier(n) for n, _ in columns)
     hive = ", hive_partitioning = true, hive_types = {'day': DATE}" if dataset.partitioned_by_day else ""
-    return f"SELECT {names} FROM read_parquet({parts_glob(home, dataset.name)}, union_by_name = true{hive})"
+    files = parts_sql(visible_files(home, dataset.name))
+    return f"SELECT {names} FROM read_parquet({files}, union_by_name = true{hive})"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, home: Home) -> None:
@@ -82,9 +86,10 @@ def _declared_types(name: str) -> dict[str, str]:
 def open_reader(home: Home, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     """A fresh in-memory connection with a view per dataset, whose queries survive a damaged part."""
     con = duck.connect(memory_limit=memory_limit)
-    create_views(con, home)
+    views = StoreViews(home, lambda c: create_views(c, home), store_version)
+    views.refresh(con)
     # A GuardedConnection behaves as the connection it wraps (its other methods are the connection's own).
-    return cast(duckdb.DuckDBPyConnection, GuardedConnection(con, home))
+    return cast(duckdb.DuckDBPyConnection, GuardedConnection(con, home, views))
 
 
 UTC_TODAY_SQL = "CAST(timezone('UTC', now()) AS DATE)"

@@ -4,7 +4,7 @@ A batch arrives as a DuckDB table with the dataset's stored columns (but ``inges
 ``line_no`` column. Under the dataset's write lock the writer
 
 1. drops ids repeated inside the batch (the first occurrence wins),
-2. drops ids already stored (the key index says "maybe", the stored ids confirm),
+2. drops ids already stored (the key index says "maybe", the stored ids of the visible parts confirm),
 3. writes the rest as Parquet into a staging folder, fsyncs, and renames each file into its
    ``day=`` partition with ``os.replace``, so a reader never sees a half-written file.
 
@@ -33,7 +33,7 @@ from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import Dataset
 from agentwatch.store.keyindex import EventKeyIndex
-from agentwatch.store.layout import parts_glob
+from agentwatch.store.partitions import parts_sql, visible_files
 from agentwatch.store.quarantine import survive_damage
 from agentwatch.store.space import no_space_is_store_full
 
@@ -97,13 +97,16 @@ class DatasetWriter:
         if not maybe_stored.any():
             return source, keys
         con.register("_maybe_stored_keys", pa.table({"event_key": pa.array(keys[maybe_stored])}))
-        stored_ids = (
-            f"CREATE OR REPLACE TEMP TABLE _stored_ids AS SELECT DISTINCT event_id "
-            f"FROM read_parquet({parts_glob(self.home, self.dataset.name)}, union_by_name = true) "
-            "WHERE event_key IN (SELECT event_key FROM _maybe_stored_keys)"
-        )
+
+        def stored_ids() -> None:  # listed at each try: a repair moves a damaged part out
+            files = visible_files(self.home, self.dataset.name)
+            stored = (f"SELECT DISTINCT event_id FROM read_parquet({parts_sql(files)}, union_by_name = true) "
+                      "WHERE event_key IN (SELECT event_key FROM _maybe_stored_keys)" if files else
+                      "SELECT CAST(NULL AS VARCHAR) AS event_id WHERE false")  # every partition expired
+            duck.run(con, f"CREATE OR REPLACE TEMP TABLE _stored_ids AS {stored}")
+
         try:
-            survive_damage(self.home, lambda: duck.run(con, stored_ids))
+            survive_damage(self.home, stored_ids)
         finally:
             con.unregister("_maybe_stored_keys")
         duck.run(
