@@ -103,6 +103,29 @@ class IncidentStore:
                         [status, incident.model_dump_json(), incident_id])
         return incident
 
+    def forget_events(self, event_ids: Iterable[str]) -> int:
+        """Drop erased events from every incident's sample_event_ids (``agentwatch erase``), so no page links to an
+        event that is gone; returns how many incidents changed. Filtered in SQLite: only incidents citing one."""
+        erased = sorted(set(event_ids))
+        if not erased:
+            return 0
+        changed = 0
+        with self._writing() as con:
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS _erased (event_id TEXT PRIMARY KEY)")
+            con.execute("DELETE FROM _erased")
+            con.executemany("INSERT OR IGNORE INTO _erased VALUES (?)", [(i,) for i in erased])
+            rows = con.execute("SELECT id, body FROM incidents WHERE EXISTS (SELECT 1 FROM json_each(body, "
+                               "'$.sample_event_ids') AS s JOIN _erased AS e ON e.event_id = s.value)").fetchall()
+            gone = set(erased)
+            for incident_id, body in rows:
+                incident = Incident.model_validate_json(body)
+                kept = [i for i in incident.sample_event_ids if i not in gone]
+                con.execute("UPDATE incidents SET body = ? WHERE id = ?",
+                            [incident.model_copy(update={"sample_event_ids": kept}).model_dump_json(), incident_id])
+                changed += 1
+            con.execute("DROP TABLE _erased")
+        return changed
+
     def next_number(self, con: sqlite3.Connection) -> int:
         row = con.execute("SELECT value FROM meta WHERE name = 'next_incident'").fetchone()
         return int(row[0]) if row else 1

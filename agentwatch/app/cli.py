@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from agentwatch.app import check_commands
+from agentwatch.app import check_commands, store_commands
 from agentwatch.app.agent_commands import agent_app
 from agentwatch.app.alert_commands import alerts_app
 from agentwatch.app.config import config_for
@@ -49,6 +49,8 @@ app.add_typer(check_commands.incident_app, name="incident")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(silence_app, name="silence")
 app.add_typer(agent_app, name="agent")
+app.command()(store_commands.compact)
+app.command()(store_commands.erase)
 
 out = Console()
 err = Console(stderr=True)

@@ -1,11 +1,11 @@
 """The whole ``agentwatch.yaml``: the home's file, or the one ``--config`` names.
 
 Each component owns and validates its sections: the checks (``agents``, ``workflow``, ``fields``, ``checks``,
-``expectations``) in ``agentwatch.checks``, ``alerts`` and ``guard`` in ``agentwatch.alerts``; ``dashboard`` is
-the application's own. This module reads the file once, validates the whole with pydantic (the first mistake
-is reported with the file, the line and the key path, e.g. ``agentwatch.yaml line 7
-(agents.lead-router.max_records_per_action): Input should be a valid integer``), then calls each component's
-own check of what pydantic cannot see.
+``expectations``) in ``agentwatch.checks``, ``alerts`` and ``guard`` in ``agentwatch.alerts``, ``store`` in
+``agentwatch.store.settings``; ``dashboard`` is the application's own. This module reads the file once,
+validates the whole with pydantic (the first mistake is reported with the file, the line and the key path, e.g.
+``agentwatch.yaml line 7 (agents.lead-router.max_records_per_action): Input should be a valid integer``), then
+calls each component's own check of what pydantic cannot see.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from agentwatch.core.config_file import read_config_file
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
+from agentwatch.store.settings import StoreSettings
 
 
 class DashboardConfig(BaseModel):
@@ -42,6 +43,8 @@ class Config(ChecksConfig):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="Who may open the dashboard.")
     limits: Limits = Field(default_factory=Limits, description="Bounds on requests, files and events "
                                                                "(docs/reliability.md).")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Compaction and retention of the store "
+                                                                           "(docs/store.md).")
 
 
 def load_config(path: Path | None) -> Config:

@@ -1,4 +1,5 @@
-"""Run the checks on a schedule inside ``agentwatch serve`` (default every minute)."""
+"""Background work inside ``agentwatch serve``: the checks on a schedule (default every minute), and store
+maintenance (compaction, retention, deletions past the grace; ``store.compaction.every_seconds``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from agentwatch.checks.base import Check
 from agentwatch.checks.engine import enabled_checks, evaluate, incident_store
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
+from agentwatch.store.compaction import run_pass
+from agentwatch.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +89,63 @@ class CheckScheduler:
             else:
                 behind = False
             self._stop.wait(max(0.0, due - time.monotonic()))
+
+
+class StoreMaintenance:
+    """A daemon thread running a compaction pass (retention, merges, deletions past the grace) every
+    ``store.compaction.every_seconds`` inside ``serve``; a failure is logged and the next pass tries again."""
+
+    FAILING_AFTER = 3  # consecutive failed passes that make `failing` true
+
+    def __init__(self, home: Home, config_path: Path | None = None) -> None:
+        self.home = home
+        self.config_path = config_path
+        self.passes = 0
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="agentwatch-compaction", daemon=True)
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures >= self.FAILING_AFTER
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 120) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def run_once(self) -> float:
+        """One pass; returns the seconds until the next one (the config's interval, re-read every pass)."""
+        every = StoreSettings().compaction.every_seconds
+        try:
+            settings = config_for(self.home, self.config_path).store
+            every = settings.compaction.every_seconds
+            report = run_pass(self.home, settings, lock_timeout_s=every)
+        except Exception as exc:  # the store, the config or the disk failed: log it, the next pass tries again
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return every
+        self.passes += 1
+        for candidate, merged in report.merged:
+            log.info("compacted %s %s: %d parts -> 1 file, %d rows, %d -> %d bytes in %.1f s", candidate.dataset,
+                     candidate.partition, merged.parts_in, merged.rows_out, merged.bytes_in, merged.bytes_out,
+                     merged.seconds)
+        for expiry in report.expired:
+            log.info("retention dropped %s %s (%d events before %s)", expiry.dataset, expiry.partition,
+                     expiry.events, expiry.cutoff)
+        if report.failures:
+            self._failed("; ".join(report.failures))
+        else:
+            self.consecutive_failures, self.last_error = 0, None
+        return every
+
+    def _failed(self, error: str) -> None:
+        self.consecutive_failures += 1
+        self.last_error = error
+        log.error("compaction pass failed (%d in a row): %s", self.consecutive_failures, error)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._stop.wait(self.run_once())

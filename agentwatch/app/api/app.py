@@ -36,6 +36,7 @@ from agentwatch.app.api.health import Facts, health_bodies, now
 from agentwatch.app.api.ratelimit import RateLimits
 from agentwatch.app.api.startup import WalStartup
 from agentwatch.app.api.storage import DiskFull
+from agentwatch.app.scheduler import StoreMaintenance
 from agentwatch.app.status import checks_keeping_up, store_status
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 from agentwatch.collector.wal import WriteAheadLog
@@ -47,6 +48,7 @@ from agentwatch.store.datasets import ACTIONS, OUTCOMES, Dataset
 from agentwatch.store.quarantine import quarantined_parts
 
 API_VERSION = "1"
+MAINTENANCE_STOP_S = 5  # at shutdown, a compaction pass gets this long to finish before it is left behind
 RECOVERED_FREE_BYTES = 512 << 10  # free space that ends a full-disk episode: room for an ordinary batch
 
 
@@ -62,6 +64,8 @@ class ApiSettings(BaseModel):
                                                           "not); a last run much older than that is degraded.")
     limits: Limits = Field(default_factory=Limits, description="Bounds on batches, events and request rates (the "
                                                                "config's limits: section; `serve` reads it).")
+    maintain_store: bool = Field(True, description="Run compaction, retention and deletions past the grace in the "
+                                                   "background (the config's store: section, re-read every pass).")
 
 
 class IngestResult(BaseModel):
@@ -311,12 +315,18 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     startup = WalStartup(wal)
     disk_full = DiskFull(home)
 
+    maintenance = StoreMaintenance(home, settings.config_path) if settings.maintain_store else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(startup.begin)
+        if maintenance:
+            maintenance.start()
         try:
             yield
         finally:
+            if maintenance:  # a pass cut short by the exit is safe: its next run cleans up (rewrite.py)
+                await run_in_threadpool(maintenance.stop, MAINTENANCE_STOP_S)
             await run_in_threadpool(startup.end)
 
     app = FastAPI(
@@ -336,6 +346,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.keys = KeyStore(home)
     app.state.wal = wal
     app.state.startup = startup
+    app.state.maintenance = maintenance
     app.state.rate_limits = RateLimits(limits)
     install_error_handlers(app)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
