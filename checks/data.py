@@ -18,6 +18,7 @@ import polars as pl
 
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.store import duck
+from agentwatch.store.rollups import Rollup, RollupStore, Span
 
 T = TypeVar("T")
 BUCKET = timedelta(minutes=5)  # the grain of every time series the checks keep
@@ -38,6 +39,8 @@ class EvalData:
     # incident still open when that is earlier. An open incident freezes its check's baseline at its start, so a
     # live run days into it must read as far back as a backtest that has been running since before it.
     anchor: datetime | None = None
+    # The aggregates kept in the home (None: every rollup is computed from the events, as a full recompute does).
+    rollups: RollupStore | None = None
     _shared: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -54,6 +57,17 @@ class EvalData:
         """A WHERE condition keeping the run's range (parameters are the bound times, inlined safely)."""
         start = since or self.load_from
         return f"{column} > TIMESTAMPTZ '{start.isoformat()}' AND {column} <= TIMESTAMPTZ '{self.last.isoformat()}'"
+
+    def rollup_sql(self, rollup: Rollup, since: datetime | None = None) -> str:
+        """A SELECT of a rollup's rows over the events in (since, last] (default: the run's whole range)."""
+        start = since or self.load_from
+        if self.rollups is None:
+            return rollup.select(rollup.dataset, Span(start, self.last, lo_open=True, hi_closed=True))
+        return self.rollups.sql(rollup, start, self.last)
+
+    def rollup(self, rollup: Rollup, since: datetime | None = None) -> pl.DataFrame:
+        """A rollup's rows over the events in (since, last], as a Polars frame."""
+        return self.frame(self.rollup_sql(rollup, since))
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's result as a Polars frame."""

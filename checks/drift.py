@@ -35,13 +35,13 @@ from agentwatch.checks.aggregates import action_counts
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
+from agentwatch.checks.rollup_sql import HASH_RANGE, drift_sample
 from agentwatch.checks.stats import cusum_end
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
 from agentwatch.store import duck
 
 BUCKET_US = BUCKET // MICROSECOND
-HASH_RANGE = 1_000_000  # event-id hashes are reduced to [0, HASH_RANGE) to sample reproducibly
 NONE = "(none)"  # a decision output left empty is a category of its own: "no route" is a decision too
 NOISE_SPLITS = 5  # reference-against-itself comparisons averaged into the noise level
 NUMERIC_METHOD = "Wasserstein distance (normed)"  # Evidently's display names of the two methods
@@ -300,20 +300,7 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
     # Only the windows this check compares: the run's range may reach further back for other checks.
     since = max(data.load_from, data.look_back_from - timedelta(days=o.reference_days, hours=o.current_hours))
     table = f"drift_sample_{id(data)}"
-    duck.run(data.con, f"""
-        CREATE OR REPLACE TEMP TABLE {table} AS
-        WITH hours AS (
-            SELECT agent_id, action, time_bucket(INTERVAL '1 hour', ts) AS hour, count(*) AS hour_events
-            FROM actions WHERE {data.time_filter(since=since)} AND status = 'ok' GROUP BY ALL),
-        picked AS (  -- pick the rows first, by hash: the JSON columns are read for the sample only
-            SELECT a.event_id, hash(a.event_id) % {HASH_RANGE} AS h
-            FROM actions a JOIN hours USING (agent_id, action)
-            WHERE {data.time_filter(column="a.ts", since=since)} AND a.status = 'ok'
-              AND hours.hour = time_bucket(INTERVAL '1 hour', a.ts)
-              AND hash(a.event_id) % {HASH_RANGE} < {HASH_RANGE} * {per_hour} / hours.hour_events)
-        SELECT event_id, ts, agent_id, action, agent_version, confidence, decision, inputs, picked.h
-        FROM actions JOIN picked USING (event_id)
-        WHERE {data.time_filter(since=since)} AND status = 'ok'""")
+    duck.run(data.con, f"CREATE OR REPLACE TEMP TABLE {table} AS {data.rollup_sql(drift_sample(per_hour), since)}")
     try:
         columns = _discover(data, table, o)
         frame = _extract(data, table, columns)

@@ -28,6 +28,7 @@ from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
+from agentwatch.store.rollups import RollupStore
 
 RUN_LOCK_TIMEOUT_S = 600.0  # a backtest may hold the store this long before a scheduled run gives up
 # How far back an open incident may pull a run's reads: an incident left open for months must not make every
@@ -100,7 +101,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         # sees what a backtest running since before the incident sees.
         anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
-                        anchor=anchor)
+                        anchor=anchor, rollups=RollupStore(home, con))
         ready = []
         _warm_imports(checks)
         for check in sorted(checks, key=lambda c: bool(c.warm_imports())):
