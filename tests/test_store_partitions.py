@@ -1,0 +1,95 @@
+"""What a reader sees of a partition: rewritten files hide the parts their sidecar names, an orphan sidecar hides
+nothing, an expired partition is empty, and a long-lived connection follows all of it (agentwatch.store.partitions)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentwatch.collector.ingest.pipeline import ingest_files
+from agentwatch.core.home import Home
+from agentwatch.store.compaction import run_pass
+from agentwatch.store.datasets import ACTIONS
+from agentwatch.store.keyindex import EventKeyIndex
+from agentwatch.store.layout import SCHEMA_PART
+from agentwatch.store.partitions import EXPIRED_MARKER, list_partition, store_version, visible_parts
+from agentwatch.store.reader import open_reader
+from agentwatch.store.settings import StoreSettings
+
+MERGE_NOW = StoreSettings.model_validate({"compaction": {"quiet_minutes": 0}})
+
+
+def commit(home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], events: list[dict[str, Any]]) -> None:
+    """One ingest of `events`: one part per day partition."""
+    path = write_jsonl(tmp_path / f"batch-{events[0]['event_id']}.jsonl", events)
+    assert ingest_files(home, ACTIONS, [path]).rejected == 0
+
+
+def data_parts(home: Home, partition: str) -> list[Path]:
+    return [p for p in visible_parts(home, "actions").get(partition, ()) if p.name != SCHEMA_PART]
+
+
+def test_a_rewritten_file_hides_what_its_sidecar_names_and_an_orphan_sidecar_hides_nothing(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    for _ in range(3):
+        commit(home, tmp_path, write_jsonl, [make_action()])
+    folder = home.dataset_dir("actions") / "day=2026-10-01"
+    originals = list_partition(folder)
+    assert len(originals) == 3
+
+    # a rewrite killed before its rename: the sidecar is there, its file is not
+    (folder / "part-c-orphan.replaces").write_text(json.dumps([p.name for p in originals]))
+    assert list_partition(folder) == originals
+
+    report = run_pass(home, MERGE_NOW)
+    (merged,) = list_partition(folder)
+    assert merged.name.startswith("part-c-") and merged == report.merged[0][1].file
+    assert all(p.exists() for p in originals), "merged-away parts stay until the grace has passed"
+
+
+def test_an_expired_partition_lists_as_nothing(home: Home, tmp_path: Path, write_jsonl: Callable[..., Path],
+                                               make_action: Callable[..., dict]) -> None:
+    commit(home, tmp_path, write_jsonl, [make_action(ts="2026-10-01T09:00:00Z"),
+                                         make_action(ts="2026-10-02T09:00:00Z")])
+    (home.dataset_dir("actions") / "day=2026-10-01" / EXPIRED_MARKER).write_text("{}")
+    assert set(visible_parts(home, "actions")) - {"day=1970-01-01"} == {"day=2026-10-02"}
+
+
+def test_a_long_lived_connection_sees_new_parts_and_not_merged_ones(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    reader = open_reader(home)
+    try:
+        ids = []
+        for _ in range(4):
+            event = make_action()
+            ids.append(event["event_id"])
+            commit(home, tmp_path, write_jsonl, [event])
+            assert sorted(r[0] for r in reader.execute("SELECT event_id FROM actions").fetchall()) == sorted(ids)
+        version = store_version(home)
+        run_pass(home, MERGE_NOW)
+        assert store_version(home) != version
+        assert len(data_parts(home, "day=2026-10-01")) == 1
+        rows = reader.execute("SELECT event_id, count(*) FROM actions GROUP BY event_id").fetchall()
+        assert sorted(rows) == sorted((i, 1) for i in ids)
+        cursor = reader.cursor()  # the dashboard's way: a cursor per query
+        assert cursor.execute("SELECT count(*) FROM actions").fetchone() == (4,)
+    finally:
+        reader.close()
+
+
+def test_the_key_index_does_not_grow_when_parts_it_knows_are_merged(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    for _ in range(5):
+        commit(home, tmp_path, write_jsonl, [make_action(), make_action()])
+    index = EventKeyIndex(home, "actions")
+    index.refresh()
+    assert len(index) == 10
+    run_pass(home, MERGE_NOW, now=datetime.now(UTC))
+    index.refresh()
+    assert len(index) == 10
+    fresh = EventKeyIndex(home, "actions")  # a new process reads the merged file only
+    fresh.refresh()
+    assert len(fresh) == 10
