@@ -12,6 +12,7 @@ from pydantic import Field
 
 from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.data import BUCKET, EvalData, floor_to_bucket
+from agentwatch.checks.rollup_sql import ERROR_DETAILS
 from agentwatch.checks.seasonal import SLOTS_PER_DAY, action_series, prefix_sums, suffix_max
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
@@ -21,7 +22,6 @@ PRIOR_SHARE = 0.02  # error is not "infinitely" surprising and a long clean hist
 MIN_BASE_SHARE = 0.001  # a perfectly clean history still leaves room for one error in a thousand
 RECENT_BUCKETS = 6  # a burst still goes on while its last 30 minutes favour the raised share
 TOP_CODES = 5
-SAMPLES_PER_BUCKET = 3  # error ids kept per bucket x code: enough for 20 samples, bounded memory
 
 
 class ErrorBurstOptions(CheckOptions):
@@ -104,12 +104,7 @@ class ErrorBurst(Check[ErrorBurstOptions]):
         self.details = self._error_details(data)
 
     def _error_details(self, data: EvalData) -> dict[int, ErrorDetail]:
-        frame = data.frame(
-            f"SELECT agent_id, action, time_bucket(INTERVAL '5 minutes', ts) AS bucket, "
-            f"coalesce(error_code, '(no code)') AS error_code, count(*)::BIGINT AS n, min(ts) AS first_ts, "
-            f"list(event_id ORDER BY ts)[1:{SAMPLES_PER_BUCKET}] AS ids "
-            f"FROM actions WHERE status = 'error' AND {data.time_filter()} GROUP BY ALL"
-        )
+        frame = data.rollup(ERROR_DETAILS)
         if frame.is_empty():
             return {}
         rows = pl.DataFrame({"agent_id": self.series.agents, "action": self.series.actions}).with_row_index("row")

@@ -27,6 +27,7 @@ from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Ste
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.options import options_for
+from agentwatch.checks.rollup_sql import corrected_actions as corrected_actions_rollup
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
@@ -39,12 +40,12 @@ CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
 
 
-def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, float]:
-    """The union of the outcome checks' kind -> actions mappings, their longest recent window and their
-    longest reach back (baseline + recent window), both in hours."""
+def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, float, float]:
+    """The union of the outcome checks' kind -> actions mappings, their longest recent window, their
+    longest reach back (baseline + recent window) and their longest max_lag_hours, all in hours."""
 
     union: dict[str, set[str]] = {}
-    recent = reach = 0.0
+    recent = reach = max_lag = 0.0
     for name in OUTCOME_CHECKS:
         options = options_for(config, name)
         if not isinstance(options, CorrectionOptions):
@@ -53,7 +54,8 @@ def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, fl
             union.setdefault(kind, set()).update(actions)
         recent = max(recent, options.recent_hours)
         reach = max(reach, options.baseline_days * 24 + options.recent_hours)
-    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, reach
+        max_lag = max(max_lag, options.max_lag_hours)
+    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, reach, max_lag
 
 
 def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
@@ -62,43 +64,22 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
     to the first outcome of that kind correcting it (null if none). Built once for the three checks."""
 
     def build() -> tuple[pl.DataFrame, list[str]]:
-        mapping, recent_hours, reach_hours = _all_mappings(data.config)
+        mapping, recent_hours, reach_hours, max_lag_hours = _all_mappings(data.config)
         # Only what the outcome checks read, not the whole range other checks need.
-        where = data.time_filter(since=max(data.load_from, data.look_back_from - timedelta(hours=reach_hours)))
+        since = max(data.load_from, data.look_back_from - timedelta(hours=reach_hours))
         kinds = list(mapping)
         pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
         if not pairs:  # every outcome check configured to watch nothing
             empty = {"agent_id": pl.String, "action": pl.String, "t": pl.Float64, "confidence": pl.Float64,
                      "event_id": pl.String}
             return pl.DataFrame(schema=empty), []
-        actions = ", ".join(sql_string(a) for a in sorted({a for _, a in pairs}))
-        values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
-        lags = ", ".join(f"epoch(f.c{i}) - epoch(a.ts) AS lag_{i}" for i in range(len(kinds)))
-        firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
-        named_from = (data.look_back_from - timedelta(hours=recent_hours)).isoformat()
-        frame = data.frame(f"""
-            WITH acts AS (
-                SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM actions
-                WHERE {where} AND status = 'ok' AND action IN ({actions})),
-            kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
-            outs AS (
-                SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM outcomes
-                WHERE {where} AND kind IN (SELECT kind FROM kind_actions)),
-            named AS (
-                SELECT a.event_id, o.kind, o.ts FROM outs o
-                JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts
-                JOIN kind_actions m ON m.kind = o.kind AND m.action = a.action),
-            inferred AS (
-                SELECT c.event_id, o.kind, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
-                ASOF JOIN (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)) c
-                ON o.kind = c.kind AND o.resource_type = c.resource_type AND o.resource_id = c.resource_id
-                AND o.ts >= c.ts),
-            first_correction AS (
-                SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
-                GROUP BY event_id)
-            SELECT a.agent_id, a.action, epoch(a.ts) AS t, a.confidence,
-                   CASE WHEN a.ts > TIMESTAMPTZ {sql_string(named_from)} THEN a.event_id END AS event_id, {lags}
-            FROM acts a LEFT JOIN first_correction f USING (event_id)""")
+        named_from = data.look_back_from - timedelta(hours=recent_hours)
+        rows = data.rollup_sql(corrected_actions_rollup(mapping, timedelta(hours=max_lag_hours)), since=since)
+        # Event ids only for the actions in the evaluated windows, to keep the transfer small.
+        frame = data.frame(
+            f"SELECT agent_id, action, epoch(ts) AS t, confidence, "
+            f"CASE WHEN ts > TIMESTAMPTZ {sql_string(named_from.isoformat())} THEN event_id END AS event_id, "
+            f"{', '.join(f'lag_{i}' for i in range(len(kinds)))} FROM ({rows})")
         frame = frame.with_columns(pl.col("t").cast(pl.Float64), pl.col("confidence").cast(pl.Float64),
                                    *(pl.col(f"lag_{i}").cast(pl.Float64) for i in range(len(kinds))))
         return frame.sort("t"), kinds

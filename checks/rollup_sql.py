@@ -1,34 +1,48 @@
 """The checks' aggregates as plain SQL, in one place: what ``agentwatch.store.rollups`` keeps per day.
 
-Each query reads one dataset's columns (``source``: a view or ``read_parquet`` of the Parquet layout) under a
-condition on the event time ``ts`` and returns rows stamped with a cell (a 5-minute ``bucket``, an ``hour``) whose
-values depend only on the events of that cell: so the rows of a day can be computed once, a day or an hour at a
-time, in any engine that speaks this SQL (docs/architecture.md, "Aggregates", says how to run them elsewhere).
+Each query reads the datasets it names (``src["actions"]``: a view or ``read_parquet`` of the Parquet layout) and
+returns rows stamped with a cell (a 5-minute ``bucket``, an ``hour``, an event time) for the events of a
+:class:`Span`; a row's values depend only on the events of its cell and, for the case queries, on events up to a
+fixed `reach` after it (the follow-up it waits for) or a `look_back` before it. So the rows of a day can be
+computed once, an hour at a time, in any engine that speaks this SQL (docs/architecture.md, "Aggregates").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
-from agentwatch.store.rollups import Rollup, Span
+from agentwatch.core.sql import sql_string
+from agentwatch.store.rollups import Rollup, Span, rollup_name
 
 BUCKET = timedelta(minutes=5)
 KEY_SCOPES = ("inputs", "before", "after")
 HASH_RANGE = 1_000_000  # event-id hashes are reduced to [0, HASH_RANGE) to sample reproducibly
+ERROR_SAMPLES = 3  # error ids kept per bucket x code: enough for 20 samples, bounded memory
+
+Sources = Mapping[str, str]
 
 
 def _bucket(column: str = "ts") -> str:
     return f"time_bucket(INTERVAL '5 minutes', {column})"
 
 
-def action_counts_sql(source: str, span: Span) -> str:
+def _ts(at: object) -> str:
+    return f"TIMESTAMPTZ '{at}'"
+
+
+def _list(values: list[str]) -> str:
+    return "[" + ", ".join(sql_string(v) for v in values) + "]::VARCHAR[]"
+
+
+def action_counts_sql(src: Sources, span: Span) -> str:
     """agent_id, action, bucket, events, errors."""
-    where = span.condition()
     return (f"SELECT agent_id, action, {_bucket()} AS bucket, count(*)::BIGINT AS events, "
-            f"count(*) FILTER (WHERE status = 'error')::BIGINT AS errors FROM {source} WHERE {where} GROUP BY ALL")
+            f"count(*) FILTER (WHERE status = 'error')::BIGINT AS errors FROM {src['actions']} "
+            f"WHERE {span.condition()} GROUP BY ALL")
 
 
-def key_counts_sql(source: str, span: Span) -> str:
+def key_counts_sql(src: Sources, span: Span) -> str:
     """agent_id, action, bucket, scope, key, present, nonnull: per top-level key of inputs, before and after, how
     many events carried it and how many with a value other than JSON null; plus one row per agent x action x bucket
     with scope and key NULL whose ``present`` counts the events (the share's denominator, over the same range)."""
@@ -39,36 +53,166 @@ def key_counts_sql(source: str, span: Span) -> str:
         f"SELECT agent_id, action, {_bucket()} AS bucket, '{scope}' AS scope, k AS key, count(*)::BIGINT AS present, "
         f"count(*) FILTER (WHERE json_type({scope}, {path}) <> 'NULL')::BIGINT AS nonnull "
         f"FROM (SELECT agent_id, action, ts, {scope}, unnest(list_distinct(json_keys({scope}))) AS k "
-        f"FROM {source} WHERE {where} AND json_type({scope}) = 'OBJECT') GROUP BY ALL"
+        f"FROM {src['actions']} WHERE {where} AND json_type({scope}) = 'OBJECT') GROUP BY ALL"
         for scope in KEY_SCOPES
     ]
     events = (f"SELECT agent_id, action, {_bucket()} AS bucket, NULL::VARCHAR AS scope, NULL::VARCHAR AS key, "
-              f"count(*)::BIGINT AS present, 0::BIGINT AS nonnull FROM {source} WHERE {where} GROUP BY ALL")
+              f"count(*)::BIGINT AS present, 0::BIGINT AS nonnull FROM {src['actions']} WHERE {where} GROUP BY ALL")
     return " UNION ALL ".join([*scopes, events])
 
 
-def drift_sample_sql(per_hour: int) -> str:
-    """The drift check's sample: per agent x action x hour, the `per_hour` successful actions with the smallest
-    hash of their event id (a uniform sample that stays the same when more hours are added), with the columns the
-    check compares. A template: ``{source}`` and ``{where}`` are filled per query."""
-    return f"""
-        WITH picked AS (  -- choose by hash on the narrow columns: the JSON columns are read for the sample only
-            SELECT event_id, hash(event_id) % {HASH_RANGE} AS h, time_bucket(INTERVAL '1 hour', ts) AS hour
-            FROM {{source}} WHERE {{where}} AND status = 'ok'
-            QUALIFY row_number() OVER (PARTITION BY agent_id, action, hour ORDER BY h, event_id) <= {per_hour})
-        SELECT s.event_id, s.ts, s.agent_id, s.action, s.agent_version, s.confidence, s.decision, s.inputs,
-               picked.h, picked.hour
-        FROM {{source}} s JOIN picked USING (event_id) WHERE {{where_s}} AND s.status = 'ok'"""
+def error_details_sql(src: Sources, span: Span) -> str:
+    """agent_id, action, bucket, error_code, n, first_ts, ids: the errors per bucket and code, with the first ids."""
+    return (f"SELECT agent_id, action, {_bucket()} AS bucket, coalesce(error_code, '(no code)') AS error_code, "
+            f"count(*)::BIGINT AS n, min(ts) AS first_ts, "
+            f"list(event_id ORDER BY ts, event_id)[1:{ERROR_SAMPLES}] AS ids "
+            f"FROM {src['actions']} WHERE status = 'error' AND {span.condition()} GROUP BY ALL")
 
 
 ACTION_COUNTS = Rollup("action_counts-v1", "actions", BUCKET, "bucket", action_counts_sql)
 KEY_COUNTS = Rollup("key_counts-v1", "actions", BUCKET, "bucket", key_counts_sql)
+ERROR_DETAILS = Rollup("error_details-v1", "actions", BUCKET, "bucket", error_details_sql)
 
 
 def drift_sample(per_hour: int) -> Rollup:
-    template = drift_sample_sql(per_hour)
+    """The drift check's sample: per agent x action x hour, the `per_hour` successful actions with the smallest
+    hash of their event id (a uniform sample that stays the same when more hours are added), with the columns the
+    check compares."""
 
-    def select(source: str, span: Span) -> str:
-        return template.format(source=source, where=span.condition(), where_s=span.condition("s.ts"))
+    def select(src: Sources, span: Span) -> str:
+        return f"""
+            WITH picked AS (  -- choose by hash on the narrow columns: the JSON columns are read for the sample only
+                SELECT event_id, hash(event_id) % {HASH_RANGE} AS h, time_bucket(INTERVAL '1 hour', ts) AS hour
+                FROM {src['actions']} WHERE {span.condition()} AND status = 'ok'
+                QUALIFY row_number() OVER (PARTITION BY agent_id, action, hour ORDER BY h, event_id) <= {per_hour})
+            SELECT s.event_id, s.ts, s.agent_id, s.action, s.agent_version, s.confidence, s.decision, s.inputs,
+                   picked.h, picked.hour
+            FROM {src['actions']} s JOIN picked USING (event_id) WHERE {span.condition('s.ts')} AND s.status = 'ok'"""
 
-    return Rollup(f"drift_sample-{per_hour}-v1", "actions", timedelta(hours=1), "hour", select)
+    return Rollup(rollup_name("drift_sample-v1", per_hour=per_hour), "actions", timedelta(hours=1), "hour", select)
+
+
+def follow_up_cases(pairs: list[tuple[str, str]], allowance: timedelta) -> Rollup:
+    """workflow.partial_failure's cases: each successful external action (email.send) with its deadline and
+    whether a successful write it should be followed by (crm.log_activity, same record) came by then: event_id,
+    began, due, agent_id, action, failed, write_errors, error_agents. A case reads the writes up to its deadline."""
+    externals = sorted({p[0] for p in pairs})
+    writes = sorted({p[1] for p in pairs})
+
+    def select(src: Sources, span: Span) -> str:
+        return f"""
+            WITH pairs AS (SELECT unnest({_list([p[0] for p in pairs])}) AS ext_action,
+                                  unnest({_list([p[1] for p in pairs])}) AS write_action),
+            ext AS (SELECT event_id, ts, agent_id, action, resource_type, resource_id FROM {src['actions']}
+                    WHERE {span.condition()} AND status = 'ok' AND list_contains({_list(externals)}, action)),
+            writes AS (SELECT ts, agent_id, action, resource_type, resource_id, status FROM {src['actions']}
+                       WHERE {span.wide_condition(reach=allowance)} AND status IN ('ok', 'error')
+                       AND list_contains({_list(writes)}, action))
+            SELECT e.event_id, e.ts AS began, e.ts + INTERVAL '{allowance.total_seconds()} seconds' AS due,
+                   e.agent_id, e.action,
+                   count(w.ts) FILTER (WHERE w.status = 'ok') = 0 AS failed,
+                   count(w.ts) FILTER (WHERE w.status = 'error') AS write_errors,
+                   list(DISTINCT w.agent_id) FILTER (WHERE w.status = 'error') AS error_agents
+            FROM ext e JOIN pairs p ON p.ext_action = e.action
+            LEFT JOIN writes w ON w.resource_id = e.resource_id AND w.resource_type = e.resource_type
+              AND w.action = p.write_action AND w.ts >= e.ts
+              AND w.ts <= e.ts + INTERVAL '{allowance.total_seconds()} seconds'
+            GROUP BY e.event_id, e.ts, e.agent_id, e.action"""
+
+    return Rollup(rollup_name("follow_up_cases-v1", pairs=sorted(pairs), allowance=allowance.total_seconds()),
+                  "actions", BUCKET, "began", select, reach=allowance)
+
+
+def new_record_cases(record: str, creation_actions: list[str], sla: timedelta, quiet: timedelta) -> Rollup:
+    """workflow.sla_breach's cases: the events at which a record of type `record` counts as new, with whether
+    another agent acted on it successfully within `sla`. A record is new at a creation action no other creation
+    action of it preceded within `quiet` (kind 'created'), or at any event no event of it preceded within `quiet`
+    (kind 'first': the check keeps these only for intake actions when the data holds no creation action). Also one
+    row per action and bucket (kind 'touch') counting the records the action touched, for telling intake actions.
+    Columns: began, due, creator, event_id, kind, action, failed, touched."""
+
+    def select(src: Sources, span: Span) -> str:
+        of_type = f"lower(resource_type) = lower({sql_string(record)})"
+        seconds = f"INTERVAL '{sla.total_seconds()} seconds'"
+        return f"""
+            WITH span_ev AS (SELECT resource_id, ts, agent_id, action, status, event_id FROM {src['actions']}
+                             WHERE {of_type} AND {span.wide_condition(reach=sla)}),
+            leads AS (SELECT DISTINCT resource_id FROM span_ev WHERE {span.condition()}),
+            prior AS (SELECT resource_id, ts, action, event_id FROM {src['actions']}
+                      WHERE {of_type} AND {span.wide_condition(look_back=quiet)}
+                      AND ts < {_ts(span.lo.isoformat())} AND resource_id IN (SELECT resource_id FROM leads)),
+            history AS (SELECT resource_id, ts, action, event_id, agent_id, TRUE AS own FROM span_ev
+                        WHERE {span.condition()}
+                        UNION ALL SELECT resource_id, ts, action, event_id, NULL, FALSE FROM prior),
+            marked AS (
+                SELECT *, lag(ts) OVER (PARTITION BY resource_id ORDER BY ts, event_id) AS prev_ts,
+                       max(ts) FILTER (WHERE list_contains({_list(creation_actions)}, action)) OVER (
+                           PARTITION BY resource_id ORDER BY ts, event_id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_created
+                FROM history),
+            cases AS (
+                SELECT resource_id, ts AS began, agent_id AS creator, event_id, action,
+                       CASE WHEN list_contains({_list(creation_actions)}, action)
+                            AND (prev_created IS NULL OR prev_created < ts - INTERVAL '{quiet.total_seconds()} seconds')
+                            THEN 'created' ELSE 'first' END AS kind
+                FROM marked WHERE own AND (
+                    (list_contains({_list(creation_actions)}, action)
+                     AND (prev_created IS NULL OR prev_created < ts - INTERVAL '{quiet.total_seconds()} seconds'))
+                    OR prev_ts IS NULL OR prev_ts < ts - INTERVAL '{quiet.total_seconds()} seconds')),
+            handled AS (
+                SELECT c.event_id, min(e.ts) AS first_action FROM cases c JOIN span_ev e
+                  ON e.resource_id = c.resource_id AND e.ts > c.began AND e.ts <= c.began + {seconds}
+                  AND e.agent_id <> c.creator AND e.status = 'ok'
+                GROUP BY c.event_id)
+            SELECT c.began, c.began + {seconds} AS due, c.creator, c.event_id, c.kind, c.action,
+                   coalesce(h.first_action > c.began + {seconds}, true) AS failed, NULL::BIGINT AS touched
+            FROM cases c LEFT JOIN handled h USING (event_id)
+            UNION ALL
+            SELECT {_bucket()} AS began, NULL, NULL, NULL, 'touch', action, NULL, count(DISTINCT resource_id)
+            FROM span_ev WHERE {span.condition()} GROUP BY ALL"""
+
+    name = rollup_name("new_record_cases-v1", record=record.lower(), creation=sorted(creation_actions),
+                       sla=sla.total_seconds(), quiet=quiet.total_seconds())
+    return Rollup(name, "actions", BUCKET, "began", select, reach=sla, look_back=quiet)
+
+
+def corrected_actions(mapping: Mapping[str, list[str]], reach: timedelta) -> Rollup:
+    """The outcome checks' actions: every successful action of a mapped kind (agent_id, action, t, confidence,
+    event_id) with, per outcome kind ``lag_<i>``, the seconds to the first outcome of that kind correcting it within
+    `reach` (null otherwise). An outcome corrects the action it names (corrects_event_id), or else the latest mapped
+    action on its record before it."""
+    kinds = list(mapping)
+    pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
+    actions = sorted({a for _, a in pairs})
+    values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
+    cap = reach.total_seconds()
+
+    def select(src: Sources, span: Span) -> str:
+        lags = ", ".join(f"CASE WHEN epoch(f.c{i}) - epoch(a.ts) <= {cap} THEN epoch(f.c{i}) - epoch(a.ts) END "
+                         f"AS lag_{i}" for i in range(len(kinds)))
+        firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
+        return f"""
+            WITH acts AS (  -- the span's actions and those after it: an outcome corrects the latest before it
+                SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM {src['actions']}
+                WHERE {span.wide_condition(reach=reach)} AND status = 'ok' AND list_contains({_list(actions)}, action)),
+            kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
+            outs AS (
+                SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM {src['outcomes']}
+                WHERE {span.wide_condition(reach=reach)} AND kind IN (SELECT kind FROM kind_actions)),
+            named AS (
+                SELECT a.event_id, o.kind, o.ts FROM outs o
+                JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts
+                JOIN kind_actions m ON m.kind = o.kind AND m.action = a.action),
+            inferred AS (
+                SELECT c.event_id, o.kind, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
+                ASOF JOIN (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)) c
+                ON o.kind = c.kind AND o.resource_type = c.resource_type AND o.resource_id = c.resource_id
+                AND o.ts >= c.ts),
+            first_correction AS (
+                SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
+                GROUP BY event_id)
+            SELECT a.agent_id, a.action, a.ts, a.confidence, a.event_id, {lags}
+            FROM acts a LEFT JOIN first_correction f USING (event_id) WHERE {span.condition('a.ts')}"""
+
+    name = rollup_name("corrected_actions-v1", mapping={k: sorted(v) for k, v in mapping.items()}, reach=cap)
+    return Rollup(name, "actions", timedelta(microseconds=1), "ts", select, reach=reach, also=("outcomes",))

@@ -24,6 +24,7 @@ from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Ste
 from agentwatch.checks.config import WorkflowConfig
 from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
 from agentwatch.checks.policy import ViolationOptions
+from agentwatch.checks.rollup_sql import follow_up_cases, new_record_cases
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
 
@@ -172,6 +173,22 @@ class RiseOptions(CheckOptions):
     )
 
 
+def _new_records(rows: pl.DataFrame, creation_share: float) -> pl.DataFrame:
+    """The SLA's cases (began, due, creator, event_id, failed) from the rows of `new_record_cases`: the records
+    created by a creation action when the data holds any, else those first seen through an intake action (one that
+    is the first event of at least `creation_share` of the records it touches)."""
+    cases = rows.filter(pl.col("kind") != "touch")
+    created = cases.filter(pl.col("kind") == "created")
+    if created.height:
+        chosen = created
+    else:
+        touched = rows.filter(pl.col("kind") == "touch").group_by("action").agg(pl.col("touched").sum())
+        started = cases.group_by("action").agg(pl.len().alias("started"))
+        intake = started.join(touched, on="action").filter(pl.col("started") >= creation_share * pl.col("touched"))
+        chosen = cases.filter(pl.col("action").is_in(intake["action"].to_list()))
+    return chosen.select("began", "due", "creator", "event_id", "failed")
+
+
 def by_due(frame: pl.DataFrame) -> pl.DataFrame:
     """Cases in deadline order, ties broken by event id: one order for the arrays built from the frame."""
     return frame.sort("due", "event_id")
@@ -312,34 +329,9 @@ class SlaBreach(Check[SlaOptions]):
         self.object = workflow.object
         window = timedelta(minutes=options.window_minutes)
         since = data.look_back_from - timedelta(days=options.baseline_days) - window - self.sla
-        events = (f"SELECT resource_id, ts, agent_id, action, status, event_id FROM actions "
-                  f"WHERE {data.time_filter(since=since)} AND lower(resource_type) = lower(?)")
-        frame = data.frame(
-            f"WITH ev AS ({events}), "
-            f"firsts AS (SELECT resource_id, min(ts) AS first_ts, arg_min(agent_id, ts) AS first_agent, "
-            f"  arg_min(event_id, ts) AS first_event, arg_min(action, ts) AS first_action, "
-            f"  min(ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_ts, "
-            f"  arg_min(agent_id, ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_agent, "
-            f"  arg_min(event_id, ts) FILTER (WHERE list_contains(?::VARCHAR[], action)) AS created_event "
-            f"  FROM ev GROUP BY resource_id), "
-            f"intake AS (SELECT t.action FROM (SELECT action, count(DISTINCT resource_id) AS touched FROM ev "
-            f"  GROUP BY action) t JOIN (SELECT first_action AS action, count(*) AS started FROM firsts GROUP BY 1) s "
-            f"  ON s.action = t.action WHERE s.started >= ? * t.touched), "
-            f"mode AS (SELECT count(created_ts) > 0 AS by_action FROM firsts), "
-            f"leads AS (SELECT resource_id, "
-            f"  CASE WHEN by_action THEN created_ts ELSE first_ts END AS began, "
-            f"  CASE WHEN by_action THEN created_agent ELSE first_agent END AS creator, "
-            f"  CASE WHEN by_action THEN created_event ELSE first_event END AS event_id "
-            f"  FROM firsts, mode WHERE CASE WHEN by_action THEN created_ts IS NOT NULL "
-            f"  ELSE first_action IN (SELECT action FROM intake) END), "
-            f"handled AS (SELECT l.began, l.creator, l.event_id, min(e.ts) AS first_action "
-            f"  FROM leads l LEFT JOIN ev e ON e.resource_id = l.resource_id AND e.ts > l.began "
-            f"  AND e.ts <= l.began + ? AND e.agent_id <> l.creator AND e.status = 'ok' "
-            f"  GROUP BY l.resource_id, l.began, l.creator, l.event_id) "
-            f"SELECT began, began + ? AS due, creator, event_id, coalesce(first_action > began + ?, true) AS failed "
-            f"FROM handled",
-            [self.object, *[options.creation_actions] * 3, options.creation_share, self.sla, self.sla, self.sla],
-        )
+        rows = data.rollup(new_record_cases(self.object, options.creation_actions, self.sla,
+                                            timedelta(days=options.baseline_days)), since=since)
+        frame = _new_records(rows, options.creation_share)
         frame = by_due(frame)
         self.cases = Cases.of(frame)
         self.creators = frame["creator"].to_list()
@@ -436,25 +428,7 @@ class PartialFailure(Check[PartialOptions]):
             return
         window = timedelta(minutes=options.window_minutes)
         since = data.look_back_from - timedelta(days=options.baseline_days) - window - self.allowance
-        where = data.time_filter(since=since)
-        frame = data.frame(
-            f"WITH pairs AS (SELECT unnest(?::VARCHAR[]) AS ext_action, unnest(?::VARCHAR[]) AS write_action), "
-            f"ext AS (SELECT event_id, ts, agent_id, action, resource_type, resource_id FROM actions "
-            f"  WHERE {where} AND status = 'ok' AND list_contains(?::VARCHAR[], action)), "
-            f"writes AS (SELECT ts, agent_id, action, resource_type, resource_id, status FROM actions "
-            f"  WHERE {where} AND status IN ('ok', 'error') AND list_contains(?::VARCHAR[], action)), "
-            f"cases AS (SELECT *, ts + ? AS due FROM ext) "
-            f"SELECT e.event_id, e.ts AS began, e.due, e.agent_id, e.action, "
-            f"  count(w.ts) FILTER (WHERE w.status = 'ok') = 0 AS failed, "
-            f"  count(w.ts) FILTER (WHERE w.status = 'error') AS write_errors, "
-            f"  list(DISTINCT w.agent_id) FILTER (WHERE w.status = 'error') AS error_agents "
-            f"FROM cases e JOIN pairs p ON p.ext_action = e.action "
-            f"LEFT JOIN writes w ON w.resource_id = e.resource_id AND w.resource_type = e.resource_type "
-            f"  AND w.action = p.write_action AND w.ts >= e.ts AND w.ts <= e.due "
-            f"GROUP BY e.event_id, e.ts, e.due, e.agent_id, e.action",
-            [[p[0] for p in pairs], [p[1] for p in pairs], sorted(follow_ups), sorted({p[1] for p in pairs}),
-             self.allowance],
-        )
+        frame = data.rollup(follow_up_cases(pairs, self.allowance), since=since)
         for (agent_id, action), part in frame.partition_by("agent_id", "action", as_dict=True).items():
             part = by_due(part)
             self.subjects[(agent_id, action)] = (Cases.of(part), part.select("failed", "write_errors", "error_agents"))

@@ -24,10 +24,11 @@ Parquet layout, so another engine can run them (docs/architecture.md, "Aggregate
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from agentwatch.core.locks import WriteLock
 from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
+from agentwatch.store.layout import schema_part_path
 from agentwatch.store.partitions import PARTITION_PREFIX, REWRITTEN_PREFIX, list_partition, read_sidecar, sidecar_of
 
 HOUR = timedelta(hours=1)
@@ -50,35 +52,65 @@ DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=5)
 STATE_VERSION = 1
 
-Select = Callable[[str, "Span"], str]  # (source relation, the events' time span) -> SELECT of the rollup's rows
-
-
-@dataclass(frozen=True)
-class Rollup:
-    """One aggregate: its name (with any parameter that changes its rows), the dataset it reads, the cell its rows
-    are stamped with (the column `time_column`, a whole number of cells per hour), and its query."""
-
-    name: str
-    dataset: str
-    grain: timedelta
-    time_column: str
-    select: Select
-
-
 @dataclass(frozen=True)
 class Span:
-    """Events with time in [lo, hi) (`lo_open`: (lo, hi); `hi_closed`: up to hi inclusive)."""
+    """The events whose rows a query produces: time in [lo, hi) (`lo_open`: (lo, hi); `hi_closed`: up to hi
+    inclusive). A query that follows each event a while (a case waits for its follow-up) or looks back reads
+    further, but never past `horizon`: the latest event time the run may see."""
 
     lo: datetime
     hi: datetime
     lo_open: bool = False
     hi_closed: bool = False
+    horizon: datetime | None = None
 
     def condition(self, column: str = "ts") -> str:
         low = ">" if self.lo_open else ">="
         high = "<=" if self.hi_closed else "<"
         return (f"{column} {low} TIMESTAMPTZ '{self.lo.isoformat()}' AND "
                 f"{column} {high} TIMESTAMPTZ '{self.hi.isoformat()}'")
+
+    def wide_condition(self, column: str = "ts", reach: timedelta = timedelta(0),
+                       look_back: timedelta = timedelta(0)) -> str:
+        """The events a row of this span may read: from `look_back` before it to `reach` after it (not past the
+        horizon)."""
+        end = self.hi + reach
+        if self.horizon is not None:
+            end = min(end, self.horizon)
+        return (f"{column} >= TIMESTAMPTZ '{(self.lo - look_back).isoformat()}' AND "
+                f"{column} <= TIMESTAMPTZ '{end.isoformat()}'")
+
+
+Select = Callable[[Mapping[str, str], Span], str]  # (dataset -> relation to read, span) -> SELECT of the rows
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One aggregate: its name (with every parameter that changes its rows), the dataset whose events its rows
+    stand for, the cell its rows are stamped with (the column `time_column`; whole cells per hour), its query, and
+    what else a row reads: events up to `reach` after its own (a row is final only once they are in), from
+    `look_back` before it, and of the datasets `also` (outcomes that correct an action)."""
+
+    name: str
+    dataset: str
+    grain: timedelta
+    time_column: str
+    select: Select
+    reach: timedelta = timedelta(0)
+    look_back: timedelta = timedelta(0)
+    also: tuple[str, ...] = ()
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return (self.dataset, *self.also)
+
+
+def rollup_name(base: str, **parameters: object) -> str:
+    """A rollup's name: its base and a digest of the parameters its rows depend on (other parameters, other rows)."""
+    if not parameters:
+        return base
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{base}-{digest}"
 
 
 @dataclass
@@ -114,24 +146,30 @@ def ceil_to(at: datetime, grain: timedelta) -> datetime:
 class RollupStore:
     """The stored rollups of one home, read and brought up to date through one DuckDB connection."""
 
-    def __init__(self, home: Home, con: duckdb.DuckDBPyConnection, cutoff: datetime | None = None) -> None:
+    def __init__(self, home: Home, con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> None:
         self.home = home
         self.con = con
-        # Nothing after this is stored: events of the last minutes are still arriving.
-        self.cutoff = floor_to((cutoff or datetime.now(UTC)) - SETTLE, HOUR)
+        self.now = now or datetime.now(UTC)
         self.root = home.root / "aggregates"
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
+
+    def cutoff(self, rollup: Rollup) -> datetime:
+        """Nothing after this is stored: events of the last minutes are still arriving, and a row is final only
+        once the events it follows (its `reach`) are in."""
+        return floor_to(self.now - SETTLE - rollup.reach, HOUR)
 
     def frame(self, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
         """The rollup's rows over the events with time in (since, last]."""
         return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last)))
 
     def sql(self, rollup: Rollup, since: datetime, last: datetime) -> str:
-        """A SELECT of the rollup's rows over the events with time in (since, last], stored days brought up to
-        date first (valid while this connection's temp objects and the stored files live: use it at once)."""
+        """A SELECT of the rollup's rows over the events with time in (since, last], seeing no event after `last`;
+        the stored days are brought up to date first (the SELECT may name temporary tables of this connection:
+        run it at once)."""
         stored_from = ceil_to(since + timedelta(microseconds=1), rollup.grain)  # the first whole cell
-        whole_until = floor_to(last + timedelta(microseconds=1), rollup.grain)  # the end of the last whole cell
-        stored_until = min(whole_until, self.cutoff)
+        # The end of the last whole cell whose rows read nothing after `last`.
+        whole_until = floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain)
+        stored_until = min(whole_until, self.cutoff(rollup))
         pieces: list[str] = []
         if stored_from < stored_until:
             with WriteLock(self.home.lock_file("aggregates")):
@@ -141,10 +179,12 @@ class RollupStore:
                 pieces.append(f"SELECT * FROM read_parquet({_paths(files)}) WHERE {column} >= "
                               f"TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
                               f"TIMESTAMPTZ '{stored_until.isoformat()}'")
-            raw = [Span(since, stored_from, lo_open=True), Span(stored_until, last, hi_closed=True)]
+            raw = [Span(since, stored_from, lo_open=True, horizon=last),
+                   Span(stored_until, last, hi_closed=True, horizon=last)]
         else:
-            raw = [Span(since, last, lo_open=True, hi_closed=True)]
-        pieces += [rollup.select(rollup.dataset, span) for span in raw if span.lo <= span.hi]
+            raw = [Span(since, last, lo_open=True, hi_closed=True, horizon=last)]
+        views = {dataset: dataset for dataset in rollup.datasets}  # the connection's views of every visible part
+        pieces += [rollup.select(views, span) for span in raw if span.lo <= span.hi]
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
 
     # --- keeping the days up to date --------------------------------------------------------------------------
@@ -162,70 +202,93 @@ class RollupStore:
             day += DAY
         return files
 
+    def _sources(self, rollup: Rollup, day: date, until: datetime) -> dict[str, Path]:
+        """Every visible part a row of `day` (up to `until`) may read, by its key (dataset/partition/name)."""
+        first = (_day_start(day) - rollup.look_back).date()
+        last = (until + rollup.reach).date()
+        found = {}
+        for dataset in rollup.datasets:
+            directory = self.home.dataset_dir(dataset)
+            at = first
+            while at <= last:
+                partition = f"{PARTITION_PREFIX}{at.isoformat()}"
+                found.update({f"{dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
+                at += DAY
+        return found
+
     def _update_day(self, rollup: Rollup, folder: Path, day: date, until: datetime) -> DayState | None:
-        parts = list_partition(self.home.dataset_dir(rollup.dataset) / f"{PARTITION_PREFIX}{day.isoformat()}")
+        """Bring one day's stored rows up to `until` (steps 1 and 2 of the module's docstring)."""
+        own = f"{rollup.dataset}/{PARTITION_PREFIX}{day.isoformat()}/"
+        sources = self._sources(rollup, day, until)
+        if not any(key.startswith(own) for key in sources):
+            return None  # no events that day; a part landing later makes any state found below stale
         state_path = folder / f"{PARTITION_PREFIX}{day.isoformat()}.json"
         state = _load_state(state_path)
-        if not parts:
-            return None  # no events that day; a part landing later makes the state below stale
-        names = {p.name: p for p in parts}
-        kept = self._still_valid(state, names) if state is not None else None
+        kept = self._still_valid(rollup, state, sources) if state is not None else None
         if state is not None and kept is not None and state.covered_until >= until:
-            if set(kept) != set(names):  # record the new parts (their events are all after covered_until)
-                state.parts = kept | self._row_counts([names[n] for n in names if n not in kept])
+            if set(kept) != set(sources):  # record the new parts (they hold nothing the stored rows read)
+                state.parts = kept | self._row_counts(sources, [k for k in sources if k not in kept])
                 _save_state(state_path, state)
             return state
         if state is None or kept is None:  # never summarised, or stale: summarise the whole day again
             state, kept, previous = DayState(_day_start(day), {}, None), {}, None
         else:
             previous = folder / state.file if state.file else None
-        span = Span(state.covered_until, until)
-        new_rows = self._summarise(rollup, parts, span)
-        pieces = [p for p in (str(previous) if previous else None, new_rows) if p]
-        file = self._write_rows(folder, day, pieces)
-        state = DayState(until, kept | self._row_counts([names[n] for n in names if n not in kept]), file)
+        new_rows = self._summarise(rollup, sources, Span(state.covered_until, until, horizon=until + rollup.reach))
+        file = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
+        state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file)
         _save_state(state_path, state)
         if previous is not None:
             previous.unlink(missing_ok=True)
         self.updated[rollup.name] = self.updated.get(rollup.name, 0) + 1
         return state
 
-    def _still_valid(self, state: DayState, visible: dict[str, Path]) -> dict[str, int] | None:
-        """The parts (name -> rows) the stored rows summarise, as now visible; None when they no longer hold."""
-        kept = {n: r for n, r in state.parts.items() if n in visible}
+    def _still_valid(self, rollup: Rollup, state: DayState, sources: dict[str, Path]) -> dict[str, int] | None:
+        """The parts (key -> rows) the stored rows summarise, as now visible; None when the rows no longer hold."""
+        kept = {k: r for k, r in state.parts.items() if k in sources}
         gone = set(state.parts) - set(kept)
-        new = [n for n in visible if n not in kept]
-        for name in [n for n in new if n.startswith(REWRITTEN_PREFIX)]:
-            replaced = read_sidecar(sidecar_of(visible[name])) or []
-            if replaced and set(replaced) <= gone:
-                rows = self._row_counts([visible[name]])[name]
+        new = [k for k in sources if k not in kept]
+        for key in [k for k in new if sources[k].name.startswith(REWRITTEN_PREFIX)]:
+            folder = key.rsplit("/", 1)[0]
+            replaced = {f"{folder}/{name}" for name in read_sidecar(sidecar_of(sources[key])) or []}
+            if replaced and replaced <= gone:
+                rows = self._row_counts(sources, [key])[key]
                 if rows != sum(state.parts[r] for r in replaced):
                     return None  # rows were removed (an erasure): summarise again
-                gone -= set(replaced)
-                kept[name] = rows
+                gone -= replaced
+                kept[key] = rows
         if gone:
             return None
-        fresh = [visible[n] for n in visible if n not in kept]
-        if fresh and self._earliest(fresh) < state.covered_until:
-            return None  # late events (or a re-ingest) in the summarised hours
+        fresh = [sources[k] for k in sources if k not in kept]
+        # A new part matters when it holds an event some stored row reads: a late event, a re-ingest.
+        if fresh and self._earliest(fresh) <= state.covered_until + rollup.reach:
+            return None
         return kept
 
-    def _summarise(self, rollup: Rollup, parts: tuple[Path, ...], span: Span) -> str:
-        """A SELECT of the rollup's rows over exactly `parts`, for the events in `span`."""
-        source = f"_rollup_source_{uuid.uuid4().hex[:8]}"
-        duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {source} AS {_parts_select(rollup.dataset, parts)}")
-        table = f"_rollup_rows_{uuid.uuid4().hex[:8]}"
-        duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select(source, span)}")
-        duck.run(self.con, f"DROP VIEW {source}")
+    def _summarise(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> str:
+        """A temporary table of the rollup's rows for `span`, read from exactly the parts in `sources`."""
+        tag = uuid.uuid4().hex[:8]
+        views = {}
+        for dataset in rollup.datasets:
+            parts = [p for k, p in sorted(sources.items()) if k.startswith(f"{dataset}/")]
+            views[dataset] = f"_rollup_{dataset}_{tag}"
+            select = _parts_select(dataset, [schema_part_path(self.home, DATASETS[dataset]), *parts])
+            duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {views[dataset]} AS {select}")
+        table = f"_rollup_rows_{tag}"
+        try:
+            duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select(views, span)}")
+        finally:
+            for view in views.values():
+                duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
         return table
 
-    def _write_rows(self, folder: Path, day: date, pieces: list[str]) -> str:
-        """Write the day's rows (from stored files and temp tables) to a new file; returns its name."""
+    def _write_rows(self, folder: Path, day: date, pieces: list[str | None]) -> str:
+        """Write the day's rows (a stored file and a temporary table) to a new file; returns its name."""
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{PARTITION_PREFIX}{day.isoformat()}-{uuid.uuid4().hex[:12]}.parquet"
         temp = folder / f".{name}.tmp"
         sources = [f"SELECT * FROM read_parquet({sql_string(p)})" if p.endswith(".parquet") else f"SELECT * FROM {p}"
-                   for p in pieces]
+                   for p in pieces if p]
         try:
             duck.run(self.con, f"COPY ({' UNION ALL BY NAME '.join(sources)}) TO {sql_string(str(temp))} "
                                "(FORMAT parquet, COMPRESSION zstd)")
@@ -235,18 +298,20 @@ class RollupStore:
         finally:
             temp.unlink(missing_ok=True)
             for piece in pieces:
-                if not piece.endswith(".parquet"):
+                if piece and not piece.endswith(".parquet"):
                     duck.run(self.con, f"DROP TABLE IF EXISTS {piece}")
         return name
 
-    def _row_counts(self, parts: list[Path]) -> dict[str, int]:
-        if not parts:
+    def _row_counts(self, sources: dict[str, Path], keys: list[str]) -> dict[str, int]:
+        if not keys:
             return {}
-        rows = duck.run(self.con, f"SELECT file_name, num_rows FROM parquet_file_metadata({_paths(parts)})")
-        return {Path(file).name: int(count) for file, count in rows}
+        by_path = {str(sources[k]): k for k in keys}
+        listed = _paths([Path(p) for p in by_path])
+        rows = duck.run(self.con, f"SELECT file_name, num_rows FROM parquet_file_metadata({listed})")
+        return {by_path[file]: int(count) for file, count in rows}
 
     def _earliest(self, parts: list[Path]) -> datetime:
-        (earliest,) = duck.run(self.con, f"SELECT min(ts) FROM read_parquet({_paths(parts)})")[0]
+        (earliest,) = duck.run(self.con, f"SELECT min(ts) FROM read_parquet({_paths(parts)}, union_by_name = true)")[0]
         return earliest if earliest is not None else datetime.max.replace(tzinfo=UTC)
 
 
@@ -258,8 +323,9 @@ def _paths(paths: list[Path] | tuple[Path, ...]) -> str:
     return "[" + ", ".join(sql_string(str(p)) for p in paths) + "]"
 
 
-def _parts_select(dataset: str, parts: tuple[Path, ...]) -> str:
-    """The dataset's columns read from exactly these parts (the view's columns, without the partition key)."""
+def _parts_select(dataset: str, parts: list[Path]) -> str:
+    """The dataset's columns read from exactly these parts (the view's columns, without the partition key; the
+    zero-row schema part among them gives the types)."""
     columns = ", ".join(quote_identifier(n) for n, _ in DATASETS[dataset].table_columns() if n != "day")
     return f"SELECT {columns} FROM read_parquet({_paths(parts)}, union_by_name = true)"
 
