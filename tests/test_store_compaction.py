@@ -307,3 +307,22 @@ def test_compact_command_says_what_it_would_do_and_what_it_did(
     assert len(data_parts(home, CLOSED_DAY)) == 1
     status = json.loads(agentwatch(home, "status", "--json"))
     assert status["part_files"]["actions"] == 1
+
+
+def test_every_store_setting_is_documented_with_its_default() -> None:
+    """docs/store.md's settings table has a row `store.<section>.<name>` per setting, giving its default."""
+    from tests.test_docs import DOCS, table_rows
+
+    rows = {row[0]: row for row in table_rows((DOCS / "store.md").read_text(encoding="utf-8"))}
+    problems = []
+    for section, info in StoreSettings.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type)
+        for name, field in model.model_fields.items():
+            row = rows.get(f"`store.{section}.{name}`")
+            default = "null" if field.default is None else str(field.default).removesuffix(".0")
+            if row is None:
+                problems.append(f"store.{section}.{name} has no row")
+            elif default not in " ".join(row[1:]).replace(",", ""):
+                problems.append(f"store.{section}.{name}: its row does not give the default {default}")
+    assert not problems, "docs/store.md: " + "; ".join(problems)
