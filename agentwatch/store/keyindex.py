@@ -60,7 +60,7 @@ class EventKeyIndex:
         """A rewritten file whose replaced parts were all known holds no key the index lacks."""
         if not part.name.startswith(REWRITTEN_PREFIX):
             return False
-        replaced = read_sidecar(sidecar_of(part))
+        replaced = read_sidecar(sidecar_of(part)) or []
         return bool(replaced) and all(part.with_name(name) in self._known_parts for name in replaced)
 
     def add(self, keys: np.ndarray, parts: list[Path]) -> None:
