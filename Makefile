@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/check_realdata.py
+	$(BIN)/python bench/small_files.py
 
 clean:
 	rm -rf $(VENV) .agentwatch build
