@@ -70,13 +70,17 @@ StepHook = Callable[[datetime, list[Incident]], None]
 
 def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore,
              only: list[str] | None = None, checks: list[Check] | None = None,
-             on_step: StepHook | None = None) -> RunReport:
+             on_step: StepHook | None = None, recompute: bool = False, now: datetime | None = None) -> RunReport:
     """Evaluate every enabled check at each step and save the incidents into `store`.
 
     `checks` are check objects built by an earlier call of :func:`enabled_checks` with the same config, kept
     by a caller that evaluates again and again (the scheduler), so what a check remembers between steps
     (when it last ran Evidently or a suite) holds across runs. `on_step(at, incidents)` is called after each
-    step with every incident the run knows (a replay of notifications plans at each step with it)."""
+    step with every incident the run knows (a replay of notifications plans at each step with it).
+
+    The checks read their aggregates from the home (``agentwatch.store.rollups``), brought up to date with the
+    events arrived since the last run, as of the wall clock (`now` stands in for it); `recompute` computes every
+    aggregate from the events instead, storing nothing (the reference the stored ones are tested against)."""
     started = time.perf_counter()
     checks = checks if checks is not None else enabled_checks(config, only)
     report = RunReport(steps=len(steps))
@@ -87,21 +91,23 @@ def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: Inc
     # would both open an incident for the same new finding.
     run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
     with run_lock:
-        _evaluate_locked(home, config, steps, store, checks, history, report, on_step)
+        rollups = None if recompute else RollupStore(home, open_reader(home), now)
+        _evaluate_locked(home, config, steps, store, checks, history, report, on_step, rollups)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
-                     history: timedelta, report: RunReport, on_step: StepHook | None) -> None:
-    con = open_reader(home)
+                     history: timedelta, report: RunReport, on_step: StepHook | None,
+                     rollups: RollupStore | None) -> None:
+    con = rollups.con if rollups is not None else open_reader(home)
     try:
         unresolved, number = store.load_book()
         # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
         # sees what a backtest running since before the incident sees.
         anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
-                        anchor=anchor, rollups=RollupStore(home, con))
+                        anchor=anchor, rollups=rollups)
         ready = []
         _warm_imports(checks)
         for check in sorted(checks, key=lambda c: bool(c.warm_imports())):

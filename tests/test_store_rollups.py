@@ -1,0 +1,226 @@
+"""The aggregates kept in the home (agentwatch.store.rollups) answer exactly what a full recompute answers, and
+stay right as the store changes: new events, late events, a compaction, an erasure, a run in the past.
+
+Each test stores events through the real pipeline, asks a :class:`RollupStore` whose wall clock the test sets, and
+compares with the same rollup's query over every event (what ``evaluate(recompute=True)`` reads)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from agentwatch.checks.rollup_sql import (
+    ACTION_COUNTS,
+    ERROR_DETAILS,
+    KEY_COUNTS,
+    corrected_actions,
+    drift_sample,
+    follow_up_cases,
+    new_record_cases,
+)
+from agentwatch.core.home import Home
+from agentwatch.store import duck
+from agentwatch.store.compaction import run_pass
+from agentwatch.store.erasure import Selector, erase
+from agentwatch.store.reader import open_reader
+from agentwatch.store.rollups import Rollup, RollupStore, Span
+from agentwatch.store.settings import StoreSettings
+from tests.checks_support import T0, iso, store_events
+
+ROLLUPS = [
+    ACTION_COUNTS, KEY_COUNTS, ERROR_DETAILS, drift_sample(5),
+    follow_up_cases([("email.send", "crm.log_activity")], timedelta(minutes=30)),
+    new_record_cases("lead", ["lead.created"], timedelta(minutes=15), timedelta(days=2)),
+    corrected_actions({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6)),
+]
+DAYS = 3
+
+
+def actions_between(start: datetime, hours: int, prefix: str, every: timedelta = timedelta(minutes=7)) -> list[dict]:
+    """A lead's life every `every`: created by the intake agent, routed, assigned, emailed, logged (some errors)."""
+    events, at, n = [], start, 0
+    steps = [("intake-agent", "lead.created"), ("lead-router", "lead.assign_owner"),
+             ("followup-agent", "email.send"), ("followup-agent", "crm.log_activity")]
+    while at < start + timedelta(hours=hours):
+        lead = f"L{prefix}{n % 40}"
+        for offset, (agent, action) in enumerate(steps):
+            if action == "crm.log_activity" and n % 5 == 0:
+                continue  # a follow-up write that never came
+            event = {"event_id": f"{prefix}-{n}-{offset}", "ts": iso(at + timedelta(minutes=offset * 2)),
+                     "agent_id": agent, "action": action, "resource": {"type": "lead", "id": lead},
+                     "status": "error" if n % 11 == 0 and offset == 1 else "ok",
+                     "inputs": {"region": None if n % 3 == 0 else "EMEA", "deal_stage": "proposal"},
+                     "decision": {"score": (n % 10) / 10}}
+            if event["status"] == "error":
+                event["error_code"] = "timeout"
+            events.append(event)
+        at += every
+        n += 1
+    return events
+
+
+def owner_changes(actions: list[dict]) -> list[dict]:
+    """A rep corrects every third assignment an hour later (half name the action, half only the lead)."""
+    out = []
+    for i, event in enumerate(e for e in actions if e["action"] == "lead.assign_owner" and e["status"] == "ok"):
+        if i % 3:
+            continue
+        at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00")) + timedelta(hours=1)
+        outcome = {"event_id": f"o-{event['event_id']}", "ts": iso(at), "kind": "owner_changed",
+                   "resource": event["resource"], "actor": "rep-1"}
+        if i % 2:
+            outcome["corrects_event_id"] = event["event_id"]
+        out.append(outcome)
+    return out
+
+
+def recomputed(home: Home, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
+    con = open_reader(home)
+    try:
+        views = {d: d for d in rollup.datasets}
+        span = Span(since, last, lo_open=True, hi_closed=True, horizon=last)
+        return pl.DataFrame(duck.run_arrow(con, rollup.select(views, span)))
+    finally:
+        con.close()
+
+
+def kept(home: Home, rollup: Rollup, since: datetime, last: datetime, now: datetime) -> tuple[pl.DataFrame, int]:
+    """The rollup's rows through the stored aggregates, and how many days the store summarised or extended."""
+    con = open_reader(home)
+    try:
+        store = RollupStore(home, con, now=now)
+        return store.frame(rollup, since, last), store.updated.get(rollup.name, 0)
+    finally:
+        con.close()
+
+
+def same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.columns == b.columns or sorted(a.columns) == sorted(b.columns)
+    b = b.select(a.columns)
+    key = [c for c in a.columns if a[c].dtype != pl.List(pl.String)]
+    assert a.height == b.height
+    assert a.sort(key, nulls_last=True).equals(b.sort(key, nulls_last=True))
+
+
+@pytest.fixture
+def filled(home: Home) -> Home:
+    actions = actions_between(T0, 24 * DAYS, "a")
+    store_events(home, actions=actions, outcomes=owner_changes(actions))
+    return home
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS, ids=lambda r: r.name.split("-")[0])
+def test_stored_rows_equal_a_full_recompute_at_any_range(filled: Home, rollup: Rollup) -> None:
+    now = T0 + timedelta(days=DAYS, hours=1)
+    ranges = [(T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)),  # everything, from before the first event
+              (T0 + timedelta(hours=5, minutes=3, seconds=7), T0 + timedelta(days=1, hours=20, minutes=1)),  # ragged
+              (T0 + timedelta(days=2), T0 + timedelta(days=2, hours=2))]  # whole hours
+    for since, last in ranges:
+        rows, _ = kept(filled, rollup, since, last, now)
+        assert rows.height > 0
+        same(rows, recomputed(filled, rollup, since, last))
+    assert list((filled.root / "aggregates" / rollup.name).glob("day=*.parquet")), "nothing was stored"
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS, ids=lambda r: r.name.split("-")[0])
+def test_a_live_sequence_extends_the_stored_hours_and_matches_every_time(home: Home, rollup: Rollup) -> None:
+    """Events arrive day by day while the wall clock moves: each run extends what is stored and answers exactly."""
+    since = T0 - timedelta(hours=1)
+    for day in range(DAYS):
+        actions = actions_between(T0 + timedelta(days=day), 24, f"d{day}")
+        store_events(home, actions=actions, outcomes=owner_changes(actions))
+        for hours in (6, 13, 24):
+            now = T0 + timedelta(days=day, hours=hours)
+            rows, _ = kept(home, rollup, since, now, now)
+            same(rows, recomputed(home, rollup, since, now))
+
+
+def test_late_events_update_the_aggregates_they_fall_in(filled: Home) -> None:
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    before, updated = kept(filled, ACTION_COUNTS, since, last, now)
+    assert updated == DAYS
+    _, updated = kept(filled, ACTION_COUNTS, since, last, now)
+    assert updated == 0  # nothing new: the stored days answer alone
+    late = [{"event_id": "late-1", "ts": iso(T0 + timedelta(hours=3, minutes=1)), "agent_id": "late-agent",
+             "action": "lead.enrich", "resource": {"type": "lead", "id": "L1"}, "status": "error"}]
+    store_events(filled, actions=late)
+    after, updated = kept(filled, ACTION_COUNTS, since, last, now)
+    assert updated == 1  # only the first day is summarised again
+    row = after.filter(pl.col("agent_id") == "late-agent")
+    assert row.select("bucket", "events", "errors").rows() == [(T0 + timedelta(hours=3), 1, 1)]
+    assert after.height == before.height + 1
+    same(after, recomputed(filled, ACTION_COUNTS, since, last))
+
+
+def test_new_events_after_the_stored_hours_keep_them(filled: Home) -> None:
+    """An event arriving for the open hour leaves the stored days as they are and is read raw."""
+    now = T0 + timedelta(days=DAYS - 1, hours=12)
+    since, last = T0 - timedelta(hours=1), now
+    kept(filled, KEY_COUNTS, since, last, now)
+    store_events(filled, actions=[{"event_id": "new-1", "ts": iso(now - timedelta(minutes=2)), "agent_id": "x",
+                                   "action": "lead.enrich", "resource": {"type": "lead", "id": "L9"},
+                                   "status": "ok", "inputs": {"brand_new_key": 1}}])
+    rows, updated = kept(filled, KEY_COUNTS, since, last, now)
+    assert updated == 0
+    assert rows.filter(pl.col("key") == "brand_new_key")["present"].to_list() == [1]
+    same(rows, recomputed(filled, KEY_COUNTS, since, last))
+
+
+def test_a_compaction_keeps_the_stored_days_and_an_erasure_replaces_them(filled: Home) -> None:
+    extra = actions_between(T0 + timedelta(hours=2), 3, "b")  # a second part in each of the first day's hours
+    store_events(filled, actions=extra, outcomes=owner_changes(extra))
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    for rollup in ROLLUPS:
+        kept(filled, rollup, since, last, now)
+    merged = run_pass(filled, StoreSettings.model_validate({"compaction": {"quiet_minutes": 0}}))
+    assert merged.merged, "the compaction merged nothing: the test proves nothing"
+    for rollup in ROLLUPS:
+        rows, updated = kept(filled, rollup, since, last, now)
+        assert updated == 0, f"{rollup.name} was summarised again after a compaction that changed no row"
+        same(rows, recomputed(filled, rollup, since, last))
+    erased = erase(filled, [Selector("resource_id", "La3")])
+    assert erased.events > 0
+    for rollup in ROLLUPS:
+        rows, updated = kept(filled, rollup, since, last, now)
+        assert updated > 0, f"{rollup.name} kept rows of erased events"
+        same(rows, recomputed(filled, rollup, since, last))
+
+
+def test_a_run_in_the_past_never_reads_later_events(filled: Home) -> None:
+    """Stored rows that follow events past a run's last time (the follow-up window) are not used for that run."""
+    rollup = ROLLUPS[4]  # follow-up cases: each reads the 30 minutes after it
+    now = T0 + timedelta(days=DAYS, hours=1)
+    everything, _ = kept(filled, rollup, T0 - timedelta(hours=1), T0 + timedelta(days=DAYS), now)  # stores all days
+    last = T0 + timedelta(days=1, hours=6, minutes=11)  # between an email (:10) and its logged write (:12)
+    rows, _ = kept(filled, rollup, T0, last, now)
+    same(rows, recomputed(filled, rollup, T0, last))
+    waiting = rows.filter(pl.col("due") > last).join(everything.select("event_id", pl.col("failed").alias("later")),
+                                                     on="event_id")
+    # Written after `last`: a case this run sees as still waiting, though the store already holds its write.
+    assert waiting.filter(pl.col("failed") & ~pl.col("later")).height > 0
+
+
+def test_a_damaged_state_file_is_summarised_again(filled: Home) -> None:
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    kept(filled, ACTION_COUNTS, since, last, now)
+    state = sorted((filled.root / "aggregates" / ACTION_COUNTS.name).glob("day=*.json"))[0]
+    state.write_text("{not json")
+    rows, updated = kept(filled, ACTION_COUNTS, since, last, now)
+    assert updated == 1
+    same(rows, recomputed(filled, ACTION_COUNTS, since, last))
+
+
+def test_the_wall_clock_bounds_what_is_stored(filled: Home) -> None:
+    """Nothing within the settling minutes (plus a rollup's reach) of now is stored: it is still arriving."""
+    now = T0 + timedelta(days=1, hours=10, minutes=3)
+    kept(filled, ACTION_COUNTS, T0 - timedelta(hours=1), now, now)
+    states = sorted((filled.root / "aggregates" / ACTION_COUNTS.name).glob("day=*.json"))
+    covered = max(datetime.fromisoformat(json.loads(s.read_text())["covered_until"]) for s in states)
+    assert covered == T0 + timedelta(days=1, hours=9)
+    assert covered.tzinfo is not None and covered.astimezone(UTC) <= now - timedelta(minutes=5)
