@@ -90,6 +90,23 @@ def read_sidecar(sidecar: Path) -> list[str] | None:
     return names
 
 
+_replaced: dict[Path, list[str]] = {}  # sidecars read before: written once, never changed (their names are unique)
+MAX_CACHED_SIDECARS = 100_000
+
+
+def _replaced_by(rewritten: Path) -> list[str] | None:
+    """What a present rewritten file replaces (cached), None when its sidecar is gone."""
+    sidecar = sidecar_of(rewritten)
+    if (names := _replaced.get(sidecar)) is not None:
+        return names
+    names = read_sidecar(sidecar)
+    if names:  # neither gone nor damaged: keep it
+        if len(_replaced) >= MAX_CACHED_SIDECARS:
+            _replaced.clear()
+        _replaced[sidecar] = names
+    return names
+
+
 def list_partition(folder: Path) -> tuple[Path, ...]:
     """The visible parts of one partition folder, sorted (see the module's rules)."""
     for _ in range(LIST_ATTEMPTS):
@@ -103,7 +120,7 @@ def list_partition(folder: Path) -> tuple[Path, ...]:
         hidden: set[str] = set()
         for name in parts:
             if name.startswith(REWRITTEN_PREFIX):
-                replaced = read_sidecar(sidecar_of(folder / name))
+                replaced = _replaced_by(folder / name)
                 if replaced is None:  # its file was deleted after we listed it: list again
                     break
                 hidden.update(replaced)
@@ -156,6 +173,6 @@ def store_version(home: Home) -> tuple:
                 marks.append((dataset, entry.name, mtime))
                 newest = max(newest, mtime)
     marks.sort()
-    if time.time_ns() - newest < SETTLE_NS:
+    if abs(time.time_ns() - newest) < SETTLE_NS:
         marks.append(("", "unsettled", time.monotonic_ns()))
     return tuple(marks)
