@@ -108,9 +108,9 @@ def erase(
                               "flush them, then erase")
         result = erase_events(resolved, selectors, dataset, dry_run, settings.compaction.target_row_group_rows)
         changed = 0
-        if not dry_run:
-            changed = incident_store(resolved).forget_events(i for d in result.datasets.values() for i in d.event_ids)
+        if not dry_run:  # the record first: the events are gone whatever happens to the incidents next
             record(resolved, result, selectors, requested_by, reason)
+            changed = incident_store(resolved).forget_events(i for d in result.datasets.values() for i in d.event_ids)
     finally:
         release_serve_lock(resolved)
     _print_erasure(result, changed, settings)
