@@ -93,3 +93,25 @@ def test_the_key_index_does_not_grow_when_parts_it_knows_are_merged(
     fresh = EventKeyIndex(home, "actions")  # a new process reads the merged file only
     fresh.refresh()
     assert len(fresh) == 10
+
+
+def test_a_damaged_merged_file_is_quarantined_and_its_parts_show_again_within_the_grace(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    ids = []
+    for _ in range(3):
+        event = make_action()
+        ids.append(event["event_id"])
+        commit(home, tmp_path, write_jsonl, [event])
+    reader = open_reader(home)
+    try:
+        run_pass(home, MERGE_NOW)
+        (merged,) = data_parts(home, "day=2026-10-01")
+        merged.write_bytes(merged.read_bytes()[:100])  # a truncated file
+        rows = reader.execute("SELECT event_id FROM actions ORDER BY event_id").fetchall()
+        assert [r[0] for r in rows] == sorted(ids), "the parts it replaced are still there: their rows show again"
+        assert not merged.exists() and (home.quarantine / "actions" / merged.name).exists()
+    finally:
+        reader.close()
+    run_pass(home, MERGE_NOW)  # the orphan sidecar goes, and the parts are merged again
+    (again,) = data_parts(home, "day=2026-10-01")
+    assert again != merged
