@@ -220,9 +220,10 @@ class RollupStore:
         """Bring one day's stored rows up to `until` (steps 1 and 2 of the module's docstring)."""
         own = f"{rollup.dataset}/{PARTITION_PREFIX}{day.isoformat()}/"
         sources = self._sources(rollup, day, until)
-        if not any(key.startswith(own) for key in sources):
-            return None  # no events that day; a part landing later makes any state found below stale
         state_path = folder / f"{PARTITION_PREFIX}{day.isoformat()}.json"
+        if not any(key.startswith(own) for key in sources):
+            _forget_day(folder, day)  # no events that day (any more: retention dropped the partition)
+            return None
         state = _load_state(state_path)
         kept = self._still_valid(rollup, state, sources) if state is not None else None
         if state is not None and kept is not None and state.covered_until >= until:
@@ -313,6 +314,25 @@ class RollupStore:
     def _earliest(self, parts: list[Path]) -> datetime:
         (earliest,) = duck.run(self.con, f"SELECT min(ts) FROM read_parquet({_paths(parts)}, union_by_name = true)")[0]
         return earliest if earliest is not None else datetime.max.replace(tzinfo=UTC)
+
+
+def forget(home: Home, days: list[date]) -> int:
+    """Delete every rollup's stored rows of these days (an erasure: the rows may hold values of erased events, such
+    as the drift sample's inputs); the next run summarises the days again. Returns the files deleted."""
+    root = home.root / "aggregates"
+    if not root.is_dir():
+        return 0
+    return sum(_forget_day(folder, day) for folder in root.iterdir() if folder.is_dir() for day in days)
+
+
+def _forget_day(folder: Path, day: date) -> int:
+    prefix = f"{PARTITION_PREFIX}{day.isoformat()}"
+    doomed = [*folder.glob(f"{prefix}.json"), *folder.glob(f"{prefix}-*.parquet")]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    if doomed:
+        fsync_dir(folder)
+    return len(doomed)
 
 
 def _day_start(day: date) -> datetime:
