@@ -166,10 +166,13 @@ class IncidentStore:
     def record_run(self, as_of: datetime, seconds: float, failed: builtins.list[str],
                    finished_at: datetime | None = None) -> None:
         """Remember the latest live run of the checks (``check``, or ``serve``'s scheduler): when it finished,
-        up to what time it evaluated, how long it took, and which checks failed."""
+        up to what time it evaluated, how long it took, which checks failed, and its number (runs are counted, so
+        a reader polling this can tell whether it missed one)."""
         run = {"finished_at": (finished_at or datetime.now(UTC)).isoformat(), "as_of": as_of.isoformat(),
                "seconds": round(seconds, 3), "failed_checks": failed}
         with self._writing() as con:
+            row = con.execute("SELECT value FROM meta WHERE name = 'last_check_run'").fetchone()
+            run["number"] = (json.loads(row[0]).get("number", 0) if row else 0) + 1
             con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('last_check_run', ?)", [json.dumps(run)])
 
     def last_run(self) -> dict[str, Any] | None:

@@ -97,8 +97,8 @@ class Health(BaseModel):
     alerts_failed: int = Field(description="Notifications given up on after their last retry "
                                            "(`agentwatch alerts outbox --state failed`).")
     checks: dict[str, Any] = Field(description="The latest live run of the checks (`last_run`: finished_at, as_of, "
-                                               "seconds, failed_checks) and `lag_s`, how far the newest action is "
-                                               "past what it evaluated.")
+                                               "seconds, failed_checks, number: runs are counted) and `lag_s`, how far "
+                                               "the newest action is past what it evaluated.")
     quarantined_parts: int = Field(description="Damaged store parts moved to the quarantine folder (their events "
                                                "are out of every query; `agentwatch status` lists them).")
 
