@@ -14,6 +14,7 @@ from agentwatch.checks.aggregates import action_counts
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.checks.rollup_sql import repeated_actions
 from agentwatch.core.severity import Severity
 
 
@@ -74,21 +75,9 @@ class Duplicate(Check[DuplicateOptions]):
 
     def prepare(self, data: EvalData) -> None:
         self.pairs, self.pair_times, self.volume = {}, {}, {}  # afresh: the scheduler may reuse this object
-        frame = data.frame(f"""
-            WITH ok AS (
-                SELECT agent_id, action, resource_type, resource_id, event_id, ts, coalesce(external, false) AS external
-                FROM actions WHERE {data.time_filter(since=data.look_back_from - self.history)} AND status = 'ok'),
-            repeated AS (
-                SELECT agent_id, action, resource_type, resource_id FROM ok GROUP BY ALL HAVING count(*) > 1),
-            ordered AS (
-                SELECT *, lag(event_id) OVER w AS first_event_id, lag(ts) OVER w AS first_ts,
-                       lag(external) OVER w AS first_external
-                FROM (SELECT * FROM ok SEMI JOIN repeated USING (agent_id, action, resource_type, resource_id))
-                WINDOW w AS (PARTITION BY agent_id, action, resource_type, resource_id ORDER BY ts, event_id))
-            SELECT agent_id, action, resource_type, resource_id, first_event_id, event_id, epoch(ts) AS t,
-                   external OR first_external AS external
-            FROM ordered WHERE first_ts IS NOT NULL AND epoch(ts) - epoch(first_ts) <= ?
-            ORDER BY t""", [self.options.window_minutes * 60])
+        pairs = data.rollup_sql(repeated_actions(timedelta(minutes=self.options.window_minutes)),
+                                since=data.look_back_from - self.history)
+        frame = data.frame(f"SELECT * EXCLUDE (ts), epoch(ts) AS t FROM ({pairs}) ORDER BY t")
         frame = frame.with_columns(pl.col("t").cast(pl.Float64))
         for (agent, action), group in frame.group_by("agent_id", "action"):
             self.pairs[(agent, action)] = group

@@ -92,6 +92,33 @@ def drift_sample(per_hour: int) -> Rollup:
     return Rollup(rollup_name("drift_sample-v1", per_hour=per_hour), "actions", timedelta(hours=1), "hour", select)
 
 
+def repeated_actions(window: timedelta) -> Rollup:
+    """quality.duplicate's pairs: each successful action that repeats the previous successful one of the same agent,
+    action and record within `window`: agent_id, action, resource_type, resource_id, first_event_id, event_id, ts,
+    external (either of the two reached outside)."""
+    seconds = window.total_seconds()
+
+    def select(src: Sources, span: Span) -> str:
+        return f"""
+            WITH ok AS (
+                SELECT agent_id, action, resource_type, resource_id, event_id, ts, coalesce(external, false) AS external
+                FROM {src['actions']} WHERE {span.wide_condition(look_back=window)} AND status = 'ok'),
+            repeated AS (
+                SELECT agent_id, action, resource_type, resource_id FROM ok GROUP BY ALL HAVING count(*) > 1),
+            ordered AS (
+                SELECT *, lag(event_id) OVER w AS first_event_id, lag(ts) OVER w AS first_ts,
+                       lag(external) OVER w AS first_external
+                FROM (SELECT * FROM ok SEMI JOIN repeated USING (agent_id, action, resource_type, resource_id))
+                WINDOW w AS (PARTITION BY agent_id, action, resource_type, resource_id ORDER BY ts, event_id))
+            SELECT agent_id, action, resource_type, resource_id, first_event_id, event_id, ts,
+                   external OR first_external AS external
+            FROM ordered
+            WHERE {span.condition()} AND first_ts IS NOT NULL AND epoch(ts) - epoch(first_ts) <= {seconds}"""
+
+    return Rollup(rollup_name("repeated_actions-v1", window=seconds), "actions", timedelta(microseconds=1), "ts",
+                  select, look_back=window)
+
+
 def follow_up_cases(pairs: list[tuple[str, str]], allowance: timedelta) -> Rollup:
     """workflow.partial_failure's cases: each successful external action (email.send) with its deadline and
     whether a successful write it should be followed by (crm.log_activity, same record) came by then: event_id,

@@ -20,6 +20,7 @@ from agentwatch.checks.rollup_sql import (
     drift_sample,
     follow_up_cases,
     new_record_cases,
+    repeated_actions,
 )
 from agentwatch.core.home import Home
 from agentwatch.store import duck
@@ -35,6 +36,7 @@ ROLLUPS = [
     follow_up_cases([("email.send", "crm.log_activity")], timedelta(minutes=30)),
     new_record_cases("lead", ["lead.created"], timedelta(minutes=15), timedelta(days=2)),
     corrected_actions({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6)),
+    repeated_actions(timedelta(hours=6)),
 ]
 DAYS = 3
 
