@@ -226,3 +226,34 @@ def test_the_wall_clock_bounds_what_is_stored(filled: Home) -> None:
     covered = max(datetime.fromisoformat(json.loads(s.read_text())["covered_until"]) for s in states)
     assert covered == T0 + timedelta(days=1, hours=9)
     assert covered.tzinfo is not None and covered.astimezone(UTC) <= now - timedelta(minutes=5)
+
+
+def test_an_erasure_leaves_no_erased_value_in_the_kept_aggregates(home: Home) -> None:
+    """The drift sample keeps inputs as sent: an erasure deletes the stored days it touched at once, before any run
+    summarises them again, so an erased email is nowhere in the home."""
+    actions = actions_between(T0, 24, "e")
+    for event in actions:
+        event["inputs"]["email"] = f"{event['resource']['id'].lower()}@example.com"
+    store_events(home, actions=actions)
+    now = T0 + timedelta(days=2)
+    sample = drift_sample(500)
+    kept(home, sample, T0 - timedelta(hours=1), T0 + timedelta(days=1), now)
+    stored = home.root / "aggregates" / sample.name
+
+    def files_mentioning(text: str) -> list[str]:
+        con = duck.connect(memory_limit="256MB")
+        try:
+            return [str(p) for p in sorted(stored.glob("*.parquet"))
+                    if duck.run(con, f"SELECT count(*) FROM read_parquet('{p}') WHERE inputs::VARCHAR LIKE ?",
+                                [f"%{text}%"])[0][0]]
+        finally:
+            con.close()
+
+    assert files_mentioning("le3@example.com"), "the sample holds no such input: the test proves nothing"
+    erased = erase(home, [Selector("inputs.email", "le3@example.com")])
+    assert erased.events > 0
+    assert files_mentioning("le3@example.com") == []
+    rows, updated = kept(home, sample, T0 - timedelta(hours=1), T0 + timedelta(days=1), now)
+    assert updated == 1
+    assert rows.filter(pl.col("inputs").cast(pl.String).str.contains("le3@example.com")).height == 0
+    same(rows, recomputed(home, sample, T0 - timedelta(hours=1), T0 + timedelta(days=1)))

@@ -31,8 +31,9 @@ from agentwatch.core.home import Home
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS, Dataset
 from agentwatch.store.layout import SCHEMA_PART
-from agentwatch.store.partitions import parts_sql, visible_files
+from agentwatch.store.partitions import partition_day, parts_sql, visible_files
 from agentwatch.store.rewrite import DEFAULT_ROW_GROUP_ROWS, rewrite_lock, rewrite_parts
+from agentwatch.store.rollups import forget
 
 ERASURES_FILE = "erasures.jsonl"  # in the home's root
 MAX_ROUNDS = 5  # looks for parts that landed during a rewrite
@@ -110,6 +111,8 @@ def erase(home: Home, selectors: list[Selector], datasets: list[str] | None = No
         params = [p for _, ps in conditions for p in ps]
         with rewrite_lock(home, name):
             result.datasets[name] = _erase_dataset(home, dataset, match, params, dry_run, row_group_rows)
+        if not dry_run:  # the checks' kept aggregates of those days may hold erased values (the drift sample's)
+            forget(home, [d for p in result.datasets[name].partitions if (d := partition_day(p)) is not None])
     return result
 
 
