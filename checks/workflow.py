@@ -299,7 +299,9 @@ class SlaBreach(Check[SlaOptions]):
     """A rising share of new leads waits past the SLA for a first action by another agent.
 
     A lead is created at its creation action, or at its first event when that is an intake step (see
-    ``creation_actions`` and ``creation_share``: older records first seen through outreach are not new);
+    ``creation_actions`` and ``creation_share``: older records first seen through outreach are not new); an
+    event counts as a first only when no event of the lead came in the ``baseline_days`` before it, so a
+    record's start does not move as the window slides past its first event;
     its SLA is met when another agent acts on it successfully within ``workflow.sla_first_action_minutes``.
     At each step the check looks at the leads whose deadline passed in the window and runs a Bernoulli
     CUSUM of "breached" against the usual share: the share over the same hours of the day on the previous
