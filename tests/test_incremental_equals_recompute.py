@@ -84,7 +84,7 @@ def comparable(incidents: list[Incident], opened: dict[str, datetime]) -> dict[K
     for incident in sorted(incidents, key=lambda i: int(i.id.split("-")[1])):
         key = (incident.check, json.dumps(incident.subject, sort_keys=True))
         resolved = incident.resolved_at.isoformat() if incident.resolved_at else None
-        found.setdefault(key, []).append((incident.severity, incident.started_at.isoformat(), incident.status,
+        found.setdefault(key, []).append((incident.severity.value, incident.started_at.isoformat(), incident.status,
                                           resolved, incident.affected, opened[incident.id].isoformat()))
     return found
 
