@@ -62,8 +62,8 @@ class EvalData:
         """A SELECT of a rollup's rows over the events in (since, last] (default: the run's whole range)."""
         start = since or self.load_from
         if self.rollups is None:
-            views = {dataset: dataset for dataset in rollup.datasets}
-            return rollup.select(views, Span(start, self.last, lo_open=True, hi_closed=True, horizon=self.last))
+            span = Span(start, self.last, lo_open=True, hi_closed=True, horizon=self.last)
+            return rollup.select({rollup.dataset: rollup.dataset}, span)
         return self.rollups.sql(rollup, start, self.last)
 
     def rollup(self, rollup: Rollup, since: datetime | None = None) -> pl.DataFrame:

@@ -27,7 +27,7 @@ from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Ste
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.options import options_for
-from agentwatch.checks.rollup_sql import corrected_actions as corrected_actions_rollup
+from agentwatch.checks.rollup_sql import correction_lags_sql, mapped_actions
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import sql_string
@@ -74,7 +74,9 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
                      "event_id": pl.String}
             return pl.DataFrame(schema=empty), []
         named_from = data.look_back_from - timedelta(hours=recent_hours)
-        rows = data.rollup_sql(corrected_actions_rollup(mapping, timedelta(hours=max_lag_hours)), since=since)
+        acts = data.rollup_sql(mapped_actions(sorted({a for _, a in pairs})), since=since)
+        outcomes = f"SELECT * FROM outcomes WHERE {data.time_filter(since=since)}"
+        rows = correction_lags_sql(acts, outcomes, mapping, timedelta(hours=max_lag_hours))
         # Event ids only for the actions in the evaluated windows, to keep the transfer small.
         # In time order and in the types the checks use, from DuckDB: a copy of two million rows in Polars would
         # double the run's peak memory.

@@ -203,43 +203,45 @@ def new_record_cases(record: str, creation_actions: list[str], sla: timedelta, q
     return Rollup(name, "actions", BUCKET, "began", select, reach=sla, look_back=quiet)
 
 
-def corrected_actions(mapping: Mapping[str, list[str]], reach: timedelta) -> Rollup:
-    """The outcome checks' actions: every successful action of a mapped kind (agent_id, action, t, confidence,
-    event_id) with, per outcome kind ``lag_<i>``, the seconds to the first outcome of that kind correcting it within
-    `reach` (null otherwise). An outcome corrects the action it names (corrects_event_id), or else the latest mapped
-    action on its record before it."""
-    kinds = list(mapping)
-    pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
-    actions = sorted({a for _, a in pairs})
-    values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, a in pairs)
-    cap = reach.total_seconds()
+def mapped_actions(actions: list[str]) -> Rollup:
+    """The successful actions the outcome checks judge: agent_id, action, ts, confidence, event_id and the record.
+    Their corrections are joined at read time (:func:`correction_lags_sql`): outcomes are few, actions many."""
+    listed = sorted(actions)
 
     def select(src: Sources, span: Span) -> str:
-        lags = ", ".join(f"CASE WHEN epoch(f.c{i}) - epoch(a.ts) <= {cap} THEN epoch(f.c{i}) - epoch(a.ts) END "
-                         f"AS lag_{i}" for i in range(len(kinds)))
-        firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
-        return f"""
-            WITH acts AS (  -- the span's actions and those after it: an outcome corrects the latest before it
-                SELECT event_id, agent_id, action, resource_type, resource_id, ts, confidence FROM {src['actions']}
-                WHERE {span.wide_condition(reach=reach)} AND status = 'ok' AND list_contains({_list(actions)}, action)),
-            kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
-            outs AS (
-                SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM {src['outcomes']}
-                WHERE {span.wide_condition(reach=reach)} AND kind IN (SELECT kind FROM kind_actions)),
-            named AS (
-                SELECT a.event_id, o.kind, o.ts FROM outs o
-                JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts
-                JOIN kind_actions m ON m.kind = o.kind AND m.action = a.action),
-            inferred AS (
-                SELECT c.event_id, o.kind, o.ts FROM (SELECT * FROM outs WHERE corrects_event_id IS NULL) o
-                ASOF JOIN (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)) c
-                ON o.kind = c.kind AND o.resource_type = c.resource_type AND o.resource_id = c.resource_id
-                AND o.ts >= c.ts),
-            first_correction AS (
-                SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
-                GROUP BY event_id)
-            SELECT a.agent_id, a.action, a.ts, a.confidence, a.event_id, {lags}
-            FROM acts a LEFT JOIN first_correction f USING (event_id) WHERE {span.condition('a.ts')}"""
+        return (f"SELECT agent_id, action, ts, confidence, event_id, resource_type, resource_id "
+                f"FROM {src['actions']} WHERE {span.condition()} AND status = 'ok' "
+                f"AND list_contains({_list(listed)}, action)")
 
-    name = rollup_name("corrected_actions-v1", mapping={k: sorted(v) for k, v in mapping.items()}, reach=cap)
-    return Rollup(name, "actions", timedelta(microseconds=1), "ts", select, reach=reach, also=("outcomes",))
+    return Rollup(rollup_name("mapped_actions-v1", actions=listed), "actions", timedelta(microseconds=1), "ts", select)
+
+
+def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str]], cap: timedelta) -> str:
+    """`acts` (the rows of :func:`mapped_actions`) with, per outcome kind ``lag_<i>``, the seconds to the first
+    outcome of that kind in `outcomes` correcting it, if within `cap` (else null). An outcome corrects the action it
+    names (corrects_event_id), or else the latest mapped action on its record before it."""
+    kinds = list(mapping)
+    values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, actions in mapping.items() for a in actions)
+    lags = ", ".join(f"CASE WHEN epoch(f.c{i}) - epoch(a.ts) <= {cap.total_seconds()} "
+                     f"THEN epoch(f.c{i}) - epoch(a.ts) END AS lag_{i}" for i in range(len(kinds)))
+    firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
+    return f"""
+        WITH acts AS ({acts}),
+        kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
+        outs AS (SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM ({outcomes})
+                 WHERE kind IN (SELECT kind FROM kind_actions)),
+        named AS (
+            SELECT a.event_id, o.kind, o.ts FROM outs o
+            JOIN acts a ON a.event_id = o.corrects_event_id AND a.ts <= o.ts
+            JOIN kind_actions m ON m.kind = o.kind AND m.action = a.action),
+        unnamed AS (SELECT * FROM outs WHERE corrects_event_id IS NULL),
+        inferred AS (  -- only the actions on records an unnamed outcome touched take part in the as-of join
+            SELECT c.event_id, o.kind, o.ts FROM unnamed o
+            ASOF JOIN (SELECT m.kind, a.* FROM acts a JOIN kind_actions m USING (action)
+                       SEMI JOIN unnamed u ON u.resource_type = a.resource_type AND u.resource_id = a.resource_id) c
+            ON o.kind = c.kind AND o.resource_type = c.resource_type AND o.resource_id = c.resource_id
+            AND o.ts >= c.ts),
+        first_correction AS (
+            SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred) GROUP BY event_id)
+        SELECT a.agent_id, a.action, a.ts, a.confidence, a.event_id, {lags}
+        FROM acts a LEFT JOIN first_correction f USING (event_id)"""

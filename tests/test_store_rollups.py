@@ -16,9 +16,9 @@ from agentwatch.checks.rollup_sql import (
     ACTION_COUNTS,
     ERROR_DETAILS,
     KEY_COUNTS,
-    corrected_actions,
     drift_sample,
     follow_up_cases,
+    mapped_actions,
     new_record_cases,
     repeated_actions,
 )
@@ -35,7 +35,7 @@ ROLLUPS = [
     ACTION_COUNTS, KEY_COUNTS, ERROR_DETAILS, drift_sample(5),
     follow_up_cases([("email.send", "crm.log_activity")], timedelta(minutes=30)),
     new_record_cases("lead", ["lead.created"], timedelta(minutes=15), timedelta(days=2)),
-    corrected_actions({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6)),
+    mapped_actions(["lead.assign_owner"]),
     repeated_actions(timedelta(hours=6)),
 ]
 DAYS = 3
@@ -82,7 +82,7 @@ def owner_changes(actions: list[dict]) -> list[dict]:
 def recomputed(home: Home, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
     con = open_reader(home)
     try:
-        views = {d: d for d in rollup.datasets}
+        views = {rollup.dataset: rollup.dataset}
         span = Span(since, last, lo_open=True, hi_closed=True, horizon=last)
         return pl.DataFrame(duck.run_arrow(con, rollup.select(views, span)))
     finally:

@@ -6,7 +6,8 @@ queries over a week of events on every run; a :class:`RollupStore` keeps their r
 ``aggregates/<rollup>/day=YYYY-MM-DD.parquet`` with a state file beside it saying which parts the rows summarise
 and up to which time (``covered_until``, always a whole hour). For a run over the events in ``(since, last]``:
 
-1. For each day in the range, list the day's visible parts (``agentwatch.store.partitions``) and compare them with
+1. For each day in the range, list the day's visible parts (``agentwatch.store.partitions``; with the days a row's
+   look-back and reach touch) and compare them with
    the state: the stored rows stay valid when every part they summarise is still visible, or was merged by a
    compaction into a file holding exactly its rows (same row count: an erasure's rewrite holds fewer, and
    invalidates the day), and every new part holds only events at or after ``covered_until`` (a late event, or a
@@ -88,8 +89,8 @@ Select = Callable[[Mapping[str, str], Span], str]  # (dataset -> relation to rea
 class Rollup:
     """One aggregate: its name (with every parameter that changes its rows), the dataset whose events its rows
     stand for, the cell its rows are stamped with (the column `time_column`; whole cells per hour), its query, and
-    what else a row reads: events up to `reach` after its own (a row is final only once they are in), from
-    `look_back` before it, and of the datasets `also` (outcomes that correct an action)."""
+    what else a row reads: events up to `reach` after its own (a row is final only once they are in) and from
+    `look_back` before it."""
 
     name: str
     dataset: str
@@ -98,11 +99,6 @@ class Rollup:
     select: Select
     reach: timedelta = timedelta(0)
     look_back: timedelta = timedelta(0)
-    also: tuple[str, ...] = ()
-
-    @property
-    def datasets(self) -> tuple[str, ...]:
-        return (self.dataset, *self.also)
 
 
 def rollup_name(base: str, **parameters: object) -> str:
@@ -183,7 +179,7 @@ class RollupStore:
                    Span(stored_until, last, hi_closed=True, horizon=last)]
         else:
             raw = [Span(since, last, lo_open=True, hi_closed=True, horizon=last)]
-        views = {dataset: dataset for dataset in rollup.datasets}  # the connection's views of every visible part
+        views = {rollup.dataset: rollup.dataset}  # the connection's view of every visible part
         pieces += [rollup.select(views, span) for span in raw if span.lo <= span.hi]
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
 
@@ -204,16 +200,13 @@ class RollupStore:
 
     def _sources(self, rollup: Rollup, day: date, until: datetime) -> dict[str, Path]:
         """Every visible part a row of `day` (up to `until`) may read, by its key (dataset/partition/name)."""
-        first = (_day_start(day) - rollup.look_back).date()
-        last = (until + rollup.reach).date()
+        at, last = (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date()
+        directory = self.home.dataset_dir(rollup.dataset)
         found = {}
-        for dataset in rollup.datasets:
-            directory = self.home.dataset_dir(dataset)
-            at = first
-            while at <= last:
-                partition = f"{PARTITION_PREFIX}{at.isoformat()}"
-                found.update({f"{dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
-                at += DAY
+        while at <= last:
+            partition = f"{PARTITION_PREFIX}{at.isoformat()}"
+            found.update({f"{rollup.dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
+            at += DAY
         return found
 
     def _update_day(self, rollup: Rollup, folder: Path, day: date, until: datetime) -> DayState | None:
@@ -269,18 +262,13 @@ class RollupStore:
     def _summarise(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> str:
         """A temporary table of the rollup's rows for `span`, read from exactly the parts in `sources`."""
         tag = uuid.uuid4().hex[:8]
-        views = {}
-        for dataset in rollup.datasets:
-            parts = [p for k, p in sorted(sources.items()) if k.startswith(f"{dataset}/")]
-            views[dataset] = f"_rollup_{dataset}_{tag}"
-            select = _parts_select(dataset, [schema_part_path(self.home, DATASETS[dataset]), *parts])
-            duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {views[dataset]} AS {select}")
-        table = f"_rollup_rows_{tag}"
+        view, table = f"_rollup_source_{tag}", f"_rollup_rows_{tag}"
+        parts = [schema_part_path(self.home, DATASETS[rollup.dataset]), *(p for _, p in sorted(sources.items()))]
+        duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {view} AS {_parts_select(rollup.dataset, parts)}")
         try:
-            duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select(views, span)}")
+            duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select({rollup.dataset: view}, span)}")
         finally:
-            for view in views.values():
-                duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
+            duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
         return table
 
     def _write_rows(self, folder: Path, day: date, pieces: list[str | None]) -> str:
