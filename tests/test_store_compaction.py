@@ -326,3 +326,36 @@ def test_every_store_setting_is_documented_with_its_default() -> None:
             elif default not in " ".join(row[1:]).replace(",", ""):
                 problems.append(f"store.{section}.{name}: its row does not give the default {default}")
     assert not problems, "docs/store.md: " + "; ".join(problems)
+
+
+def test_health_says_degraded_while_compaction_keeps_failing_and_ok_once_it_works(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], processes: list[subprocess.Popen]) -> None:
+    """A pass that cannot stage its merge (a file where its staging folder goes) fails every time: after three in
+    a row /healthz says degraded with compaction_failing; once the obstacle is gone the next pass merges and the
+    reason goes."""
+    for i in range(2):  # two parts in a closed day: something to merge
+        commit(home, tmp_path, write_jsonl, [{"event_id": f"h-{i}", "ts": "2026-10-01T10:00:00Z", "agent_id": "a",
+                                              "action": "lead.route", "resource": {"type": "lead", "id": "L"},
+                                              "status": "ok"}])
+    blocker = staging_root(home, "actions")
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    home.config_file.write_text("store:\n  compaction:\n    quiet_minutes: 0\n    every_seconds: 0.5\n")
+    port, log = free_port(), tmp_path / "server.log"
+    code = ("from agentwatch.app.api.server import serve; from agentwatch.core.home import Home; "
+            f"serve(Home.resolve({str(home.root)!r}), port={port}, check_every_s=None)")
+    with open(log, "ab") as out:
+        server = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
+    processes.append(server)
+    wait_healthy(server, port, log)
+
+    def reasons() -> list[str]:
+        return [r["code"] for r in httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()["reasons"]]
+
+    wait_for(lambda: "compaction_failing" in reasons(),
+             f"compaction_failing in /healthz; log:\n{log.read_text()[-2000:]}")
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()["status"] == "degraded"
+    assert len(data_parts(home, CLOSED_DAY)) == 2
+    blocker.unlink()
+    wait_for(lambda: "compaction_failing" not in reasons() and len(data_parts(home, CLOSED_DAY)) == 1,
+             f"the reason gone and the day merged; log:\n{log.read_text()[-2000:]}")

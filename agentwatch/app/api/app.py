@@ -80,7 +80,7 @@ class HealthReason(BaseModel):
 
     severity: Literal["failing", "degraded"]
     code: str = Field(description="Stable snake_case code: wal_unavailable, wal_unwritable, disk_full, flush_failing, "
-                                  "delivery_failed, parts_quarantined, checks_behind.")
+                                  "delivery_failed, parts_quarantined, checks_behind, compaction_failing.")
     text: str = Field(description="A short fixed phrase (never a path or an error text).")
 
 
@@ -438,8 +438,9 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         delivery = await run_in_threadpool(delivery_health, home)
         checks = await run_in_threadpool(checks_keeping_up, home)
         quarantined = len(await run_in_threadpool(quarantined_parts, home))
+        failing = bool(app.state.maintenance and app.state.maintenance.failing)
         return health_bodies(Facts(home, startup, disk_full, delivery, checks, quarantined, settings.check_every_s,
-                                   now()))
+                                   now(), failing))
 
     @app.get(
         "/healthz",

@@ -32,6 +32,7 @@ class Facts:
     quarantined: int  # store parts moved aside as damaged
     check_every_s: float | None
     now: datetime
+    maintenance_failing: bool = False  # the background compaction and retention passes keep failing
 
 
 RULES: list[Callable[[Facts], Reason | None]] = [
@@ -47,6 +48,8 @@ RULES: list[Callable[[Facts], Reason | None]] = [
                "every query (agentwatch status lists them)") if f.quarantined else None,
     lambda f: ("degraded", "checks_behind", "the last check run failed or is overdue")
     if checks_degraded(f.checks, f.check_every_s, f.now) else None,
+    lambda f: ("degraded", "compaction_failing", "store compaction keeps failing: small files will pile up "
+               "(the server log says why)") if f.maintenance_failing else None,
 ]
 
 
