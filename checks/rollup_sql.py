@@ -226,7 +226,7 @@ def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str
                      f"THEN epoch(f.c{i}) - epoch(a.ts) END AS lag_{i}" for i in range(len(kinds)))
     firsts = ", ".join(f"min(ts) FILTER (WHERE kind = {sql_string(k)}) AS c{i}" for i, k in enumerate(kinds))
     return f"""
-        WITH acts AS ({acts}),
+        WITH acts AS NOT MATERIALIZED ({acts}),  -- read again where used: two million rows are not held twice
         kind_actions AS (SELECT * FROM (VALUES {values}) AS m(kind, action)),
         outs AS (SELECT kind, resource_type, resource_id, ts, corrects_event_id FROM ({outcomes})
                  WHERE kind IN (SELECT kind FROM kind_actions)),
