@@ -1,24 +1,27 @@
 """Aggregates kept in the home per day partition and brought up to date as parts arrive (incremental check state).
 
-A :class:`Rollup` is a plain SQL query that turns events into rows stamped with a cell time (a 5-minute bucket,
-an hour) of one dataset; its rows for a cell depend only on the events of that cell. The checks used to run such
+A :class:`Rollup` is a plain SQL query that turns one dataset's events into rows stamped with a cell (a 5-minute
+bucket, an hour, an event's own time); a row depends only on the events of its cell, plus, for some, events up to
+a fixed `reach` after it (the follow-up a case waits for) or a `look_back` before it. The checks used to run such
 queries over a week of events on every run; a :class:`RollupStore` keeps their rows per day instead, in
 ``aggregates/<rollup>/day=YYYY-MM-DD.parquet`` with a state file beside it saying which parts the rows summarise
-and up to which time (``covered_until``, always a whole hour). For a run over the events in ``(since, last]``:
+(with their row counts) and up to which whole hour (``covered_until``). For a run over the events in
+``(since, last]``:
 
-1. For each day in the range, list the day's visible parts (``agentwatch.store.partitions``; with the days a row's
-   look-back and reach touch) and compare them with
-   the state: the stored rows stay valid when every part they summarise is still visible, or was merged by a
-   compaction into a file holding exactly its rows (same row count: an erasure's rewrite holds fewer, and
-   invalidates the day), and every new part holds only events at or after ``covered_until`` (a late event, or a
-   re-ingested partition, invalidates the day, which is then summarised again from its parts).
-2. Extend the stored rows to ``min(day end, cutoff)`` rounded down to the hour, where ``cutoff`` is the wall clock
-   less a settling margin (events still arriving for the current hour are read raw): the query runs over a view of
-   exactly the listed parts, so the state names precisely what the rows hold.
-3. Answer with the stored rows of every whole cell inside the range plus the same query over the raw events of
-   what is left (the range's ragged start, and everything from the stored end to ``last``). The answer is the
-   same whatever is stored: a store that was never summarised gives the full recompute.
+1. For each day in the range, list the visible parts the day's rows read (``agentwatch.store.partitions``: the
+   day's, and those of the days its look-back and reach touch) and compare them with the state. The stored rows
+   stay valid when every part they summarise is still visible, or was merged by a compaction into a file holding
+   exactly its rows (same count: an erasure's rewrite holds fewer, and the day is summarised again), and every new
+   part holds only events after ``covered_until + reach`` (a late event or a re-ingested day is summarised again).
+2. Extend the stored rows to the last whole hour before ``min(day end, now - SETTLE - reach)``: events still
+   arriving, and rows still waiting for their reach, are never stored. The query runs over a view of exactly the
+   listed parts, so the state names precisely what the rows hold.
+3. Answer with the stored rows of every whole cell in the range whose reach the run can see (a run in the past
+   never uses a row that read later events), plus the same query over the raw events of the rest: the range's
+   ragged start and everything from the stored end to ``last``. The answer is the same whatever is stored:
+   nothing stored gives the full recompute.
 
+Days are updated one run at a time (``locks/aggregates.lock``); deleting ``aggregates/`` is always safe.
 The queries of the checks' rollups live in one module (``agentwatch.checks.rollup_sql``): plain SQL over the
 Parquet layout, so another engine can run them (docs/architecture.md, "Aggregates").
 """
@@ -52,6 +55,7 @@ DAY = timedelta(days=1)
 # Events of the last minutes are still arriving (the API flushes every second, agents send late): never stored.
 SETTLE = timedelta(minutes=5)
 STATE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class Span:
