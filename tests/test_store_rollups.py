@@ -257,3 +257,26 @@ def test_an_erasure_leaves_no_erased_value_in_the_kept_aggregates(home: Home) ->
     assert updated == 1
     assert rows.filter(pl.col("inputs").cast(pl.String).str.contains("le3@example.com")).height == 0
     same(rows, recomputed(home, sample, T0 - timedelta(hours=1), T0 + timedelta(days=1)))
+
+
+def test_a_merge_that_takes_in_parts_landed_after_the_stored_rows_keeps_them(home: Home) -> None:
+    """serve merges today's partition every minute or so, taking in the parts that landed since the last run: the
+    stored hours stay (the merged file holds their rows plus later events only), so the day is not summarised
+    again each time."""
+    store_events(home, actions=actions_between(T0, 10, "m"))
+    now = T0 + timedelta(hours=12)
+    since = T0 - timedelta(hours=1)
+    kept(home, ACTION_COUNTS, since, now, now)  # stores 00:00 to 11:00
+    for batch in range(2):  # later events, each its own part
+        store_events(home, actions=actions_between(T0 + timedelta(hours=11, minutes=10 + 20 * batch), 1, f"n{batch}",
+                                                   every=timedelta(minutes=9)))
+    assert run_pass(home, StoreSettings.model_validate({"compaction": {"quiet_minutes": 0}})).merged
+    rows, updated = kept(home, ACTION_COUNTS, since, now, now)
+    assert updated == 0
+    same(rows, recomputed(home, ACTION_COUNTS, since, now))
+    late = actions_between(T0 + timedelta(hours=2), 1, "late")  # a late part, then merged with the rest
+    store_events(home, actions=late)
+    assert run_pass(home, StoreSettings.model_validate({"compaction": {"quiet_minutes": 0}})).merged
+    rows, updated = kept(home, ACTION_COUNTS, since, now, now)
+    assert updated == 1  # its events fall in the stored hours: summarised again
+    same(rows, recomputed(home, ACTION_COUNTS, since, now))

@@ -248,13 +248,22 @@ class RollupStore:
         new = [k for k in sources if k not in kept]
         for key in [k for k in new if sources[k].name.startswith(REWRITTEN_PREFIX)]:
             folder = key.rsplit("/", 1)[0]
-            replaced = {f"{folder}/{name}" for name in read_sidecar(sidecar_of(sources[key])) or []}
-            if replaced and replaced <= gone:
-                rows = self._row_counts(sources, [key])[key]
-                if rows != sum(state.parts[r] for r in replaced):
-                    return None  # rows were removed (an erasure): summarise again
-                gone -= replaced
-                kept[key] = rows
+            names = read_sidecar(sidecar_of(sources[key])) or []
+            tracked = {f"{folder}/{name}" for name in names} & gone
+            if not tracked:
+                continue  # a merge of parts that came after the stored rows: new, like any other part
+            # A merge of today's partition takes in the parts that landed since too: they are still on disk (the
+            # grace), so their rows and times tell whether the merged file holds anything the stored rows lack.
+            untracked = [sources[key].parent / name for name in names if f"{folder}/{name}" not in state.parts]
+            if any(not path.exists() for path in untracked):
+                return None
+            rows = self._row_counts(sources, [key])[key]
+            if rows != sum(state.parts[r] for r in tracked) + self._rows_in(untracked):
+                return None  # rows were removed (an erasure): summarise again
+            if untracked and self._earliest(untracked) <= state.covered_until + rollup.reach:
+                return None
+            gone -= tracked
+            kept[key] = rows
         if gone:
             return None
         fresh = [sources[k] for k in sources if k not in kept]
@@ -302,6 +311,11 @@ class RollupStore:
         listed = _paths([Path(p) for p in by_path])
         rows = duck.run(self.con, f"SELECT file_name, num_rows FROM parquet_file_metadata({listed})")
         return {by_path[file]: int(count) for file, count in rows}
+
+    def _rows_in(self, parts: list[Path]) -> int:
+        if not parts:
+            return 0
+        return int(duck.run(self.con, f"SELECT sum(num_rows) FROM parquet_file_metadata({_paths(parts)})")[0][0])
 
     def _earliest(self, parts: list[Path]) -> datetime:
         (earliest,) = duck.run(self.con, f"SELECT min(ts) FROM read_parquet({_paths(parts)}, union_by_name = true)")[0]
