@@ -16,7 +16,6 @@ from agentwatch.core.home import Home
 from agentwatch.core.locks import acquire_serve_lock, release_serve_lock
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
-from agentwatch.store.erasure import ERASURES_FILE
 from agentwatch.store.partitions import visible_parts
 from tests.live_support import agentwatch
 
@@ -67,7 +66,7 @@ def test_erase_removes_every_event_of_the_resource_and_nothing_else(
     assert "would erase 2 actions events from day=2026-10-01, day=2026-10-02" in dry
     assert "would erase 1 outcomes events" in dry
     assert ids(query, "actions") == ["a1", "a2", "a3", "a4", "a5"], "a dry run erases nothing"
-    assert not (home.root / ERASURES_FILE).exists()
+    assert not (home.erasures_file).exists()
 
     done = agentwatch(home, "erase", "--resource-id", "L-1", "--requested-by", "dpo@example.com",
                       "--reason", "ticket 42")
@@ -76,12 +75,12 @@ def test_erase_removes_every_event_of_the_resource_and_nothing_else(
     assert ids(query, "outcomes") == ["o2"]
     assert incident_store(home).get("INC-1").sample_event_ids == ["a2"]
 
-    (entry,) = [json.loads(line) for line in (home.root / ERASURES_FILE).read_text().splitlines()]
+    (entry,) = [json.loads(line) for line in (home.erasures_file).read_text().splitlines()]
     assert entry["requested_by"] == "dpo@example.com" and entry["reason"] == "ticket 42" and entry["os_user"]
     assert entry["selectors"] == ["resource_id"]
     assert entry["datasets"] == {"actions": {"events": 2, "partitions": ["day=2026-10-01", "day=2026-10-02"]},
                                  "outcomes": {"events": 1, "partitions": ["day=2026-10-02"]}}
-    assert "L-1" not in (home.root / ERASURES_FILE).read_text(), "the record never holds the erased value"
+    assert "L-1" not in (home.erasures_file).read_text(), "the record never holds the erased value"
 
     again = agentwatch(home, "erase", "--resource-id", "L-1")
     assert "erased 0 actions events" in again and "nothing matched: no event was erased" in again
@@ -95,7 +94,7 @@ def test_erase_by_an_inputs_key(home: Home, tmp_path: Path, write_jsonl: Callabl
     assert "erased 2 actions events" in done
     assert ids(query, "actions") == ["a2", "a3", "a5"]
     assert ids(query, "outcomes") == ["o1", "o2"], "outcomes have no inputs: untouched"
-    record = (home.root / ERASURES_FILE).read_text()
+    record = (home.erasures_file).read_text()
     assert EMAIL not in record and json.loads(record)["selectors"] == ["inputs.email"]
     # each partition is one rewritten file now, hiding the parts it replaced
     assert all(p.name.startswith("part-c-") for d in ("day=2026-10-01", "day=2026-10-02")

@@ -21,11 +21,13 @@ class Home:
     ``wal/``               events acknowledged by the HTTP API and not yet in the store
     ``rejects/``           one JSONL file per ingest run that rejected something
     ``quarantine/<dataset>/``  damaged parts moved out of the store, each with a JSON note
-    ``locks/``             flock files: one per dataset writer, and ``serve.lock``
+    ``aggregates/<rollup>/``  the checks' kept aggregates per day, with what they summarise (safe to delete)
+    ``locks/``             flock files: one per dataset writer and rewrite, ``serve.lock``, ``aggregates.lock``
     ``keys.json``          API keys, hashed
     ``agentwatch.yaml``    the config, unless ``--config`` names another file
     ``incidents.sqlite3``  the incidents
     ``alerts.sqlite3``     the alerting state: outbox, what was sent, silences, agent pauses
+    ``erasures.jsonl``     the audit record of ``agentwatch erase`` (who, when, how many; never the values)
 
     Every file name in the home is spelled here and nowhere else.
     """
@@ -96,6 +98,14 @@ class Home:
     @property
     def alerts_file(self) -> Path:
         return self.root / "alerts.sqlite3"
+
+    @property
+    def aggregates(self) -> Path:
+        return self.root / "aggregates"
+
+    @property
+    def erasures_file(self) -> Path:
+        return self.root / "erasures.jsonl"
 
     def lock_file(self, name: str) -> Path:
         """The flock file of one writer: a dataset, ``keys``, or ``serve`` (one server per home)."""

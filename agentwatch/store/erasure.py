@@ -35,7 +35,6 @@ from agentwatch.store.partitions import partition_day, parts_sql, visible_files
 from agentwatch.store.rewrite import DEFAULT_ROW_GROUP_ROWS, rewrite_lock, rewrite_parts
 from agentwatch.store.rollups import forget
 
-ERASURES_FILE = "erasures.jsonl"  # in the home's root
 MAX_ROUNDS = 5  # looks for parts that landed during a rewrite
 KEY_PATH = re.compile(r"^(inputs|before|after)((?:\.[A-Za-z0-9_-]+)+)$")
 ERASABLE = ("actions", "outcomes")
@@ -169,7 +168,7 @@ def record(home: Home, erasure: Erasure, selectors: list[Selector], requested_by
                      for name, d in erasure.datasets.items()},
         "events": erasure.events,
     }
-    path = home.root / ERASURES_FILE
+    path = home.erasures_file
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (json.dumps(entry) + "\n").encode("utf-8"))

@@ -150,7 +150,7 @@ class RollupStore:
         self.home = home
         self.con = con
         self.now = now or datetime.now(UTC)
-        self.root = home.root / "aggregates"
+        self.root = home.aggregates
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
 
     def cutoff(self, rollup: Rollup) -> datetime:
@@ -325,7 +325,7 @@ class RollupStore:
 def forget(home: Home, days: list[date]) -> int:
     """Delete every rollup's stored rows of these days (an erasure: the rows may hold values of erased events, such
     as the drift sample's inputs); the next run summarises the days again. Returns the files deleted."""
-    root = home.root / "aggregates"
+    root = home.aggregates
     if not root.is_dir():
         return 0
     return sum(_forget_day(folder, day) for folder in root.iterdir() if folder.is_dir() for day in days)
