@@ -280,3 +280,16 @@ def test_a_merge_that_takes_in_parts_landed_after_the_stored_rows_keeps_them(hom
     rows, updated = kept(home, ACTION_COUNTS, since, now, now)
     assert updated == 1  # its events fall in the stored hours: summarised again
     same(rows, recomputed(home, ACTION_COUNTS, since, now))
+
+
+def test_a_stored_file_cut_short_is_summarised_again(filled: Home) -> None:
+    """Aggregates are not fsynced (they can always be summarised again): a file a crash left shorter than its state
+    says is noticed by its size and the day is summarised again."""
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    kept(filled, KEY_COUNTS, since, last, now)
+    stored = sorted((filled.root / "aggregates" / KEY_COUNTS.name).glob("day=*.parquet"))[0]
+    stored.write_bytes(stored.read_bytes()[:100])
+    rows, updated = kept(filled, KEY_COUNTS, since, last, now)
+    assert updated == 1
+    same(rows, recomputed(filled, KEY_COUNTS, since, last))

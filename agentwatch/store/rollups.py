@@ -41,7 +41,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from agentwatch.core.durable import fsync_dir, fsync_file
+from agentwatch.core.durable import fsync_dir
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
 from agentwatch.core.sql import quote_identifier, sql_string
@@ -54,7 +54,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # Events of the last minutes are still arriving (the API flushes every second, agents send late): never stored.
 SETTLE = timedelta(minutes=5)
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -119,17 +119,25 @@ class DayState:
 
     covered_until: datetime
     parts: dict[str, int]  # part file name -> its rows
-    file: str | None  # the Parquet file of the rows (None: no rows)
+    file: str  # the Parquet file of the rows
+    file_bytes: int  # its size: a file cut short by a crash (they are not fsynced) is summarised again
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "covered_until": self.covered_until.isoformat(), "parts": self.parts,
-                "file": self.file}
+                "file": self.file, "file_bytes": self.file_bytes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DayState | None:
         if data.get("version") != STATE_VERSION:
             return None
-        return cls(datetime.fromisoformat(data["covered_until"]), dict(data["parts"]), data.get("file"))
+        return cls(datetime.fromisoformat(data["covered_until"]), dict(data["parts"]), data["file"],
+                   int(data["file_bytes"]))
+
+    def file_intact(self, folder: Path) -> bool:
+        try:
+            return (folder / self.file).stat().st_size == self.file_bytes
+        except FileNotFoundError:
+            return False
 
 
 def floor_to(at: datetime, grain: timedelta) -> datetime:
@@ -197,7 +205,7 @@ class RollupStore:
         while _day_start(day) < end:
             covered = min(_day_start(day) + DAY, end)
             state = self._update_day(rollup, folder, day, covered)
-            if state is not None and state.file:
+            if state is not None:
                 files.append(folder / state.file)
             day += DAY
         return files
@@ -222,19 +230,22 @@ class RollupStore:
             _forget_day(folder, day)  # no events that day (any more: retention dropped the partition)
             return None
         state = _load_state(state_path)
+        if state is not None and not state.file_intact(folder):
+            state = None
         kept = self._still_valid(rollup, state, sources) if state is not None else None
         if state is not None and kept is not None and state.covered_until >= until:
             if set(kept) != set(sources):  # record the new parts (they hold nothing the stored rows read)
                 state.parts = kept | self._row_counts(sources, [k for k in sources if k not in kept])
                 _save_state(state_path, state)
             return state
-        if state is None or kept is None:  # never summarised, or stale: summarise the whole day again
-            state, kept, previous = DayState(_day_start(day), {}, None), {}, None
-        else:
-            previous = folder / state.file if state.file else None
-        new_rows = self._summarise(rollup, sources, Span(state.covered_until, until, horizon=until + rollup.reach))
-        file = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
-        state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file)
+        previous: Path | None
+        if state is not None and kept is not None:
+            start, previous = state.covered_until, folder / state.file
+        else:  # never summarised, or stale: summarise the whole day again
+            start, previous, kept = _day_start(day), None, {}
+        new_rows = self._summarise(rollup, sources, Span(start, until, horizon=until + rollup.reach))
+        file, size = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
+        state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file, size)
         _save_state(state_path, state)
         if previous is not None:
             previous.unlink(missing_ok=True)
@@ -284,8 +295,9 @@ class RollupStore:
             duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
         return table
 
-    def _write_rows(self, folder: Path, day: date, pieces: list[str | None]) -> str:
-        """Write the day's rows (a stored file and a temporary table) to a new file; returns its name."""
+    def _write_rows(self, folder: Path, day: date, pieces: list[str | None]) -> tuple[str, int]:
+        """Write the day's rows (a stored file and a temporary table) to a new file; returns its name and size. Not
+        fsynced: aggregates can always be summarised again, and a run writes hundreds of them on a fresh store."""
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{PARTITION_PREFIX}{day.isoformat()}-{uuid.uuid4().hex[:12]}.parquet"
         temp = folder / f".{name}.tmp"
@@ -294,15 +306,14 @@ class RollupStore:
         try:
             duck.run(self.con, f"COPY ({' UNION ALL BY NAME '.join(sources)}) TO {sql_string(str(temp))} "
                                "(FORMAT parquet, COMPRESSION zstd)")
-            fsync_file(temp)
+            size = temp.stat().st_size
             os.replace(temp, folder / name)
-            fsync_dir(folder)
         finally:
             temp.unlink(missing_ok=True)
             for piece in pieces:
                 if piece and not piece.endswith(".parquet"):
                     duck.run(self.con, f"DROP TABLE IF EXISTS {piece}")
-        return name
+        return name, size
 
     def _row_counts(self, sources: dict[str, Path], keys: list[str]) -> dict[str, int]:
         if not keys:
@@ -367,6 +378,4 @@ def _save_state(path: Path, state: DayState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     temp.write_text(json.dumps(state.to_json()), encoding="utf-8")
-    fsync_file(temp)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+    os.replace(temp, path)  # atomic for readers; not fsynced (see `_write_rows`)
