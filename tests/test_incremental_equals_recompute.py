@@ -127,7 +127,7 @@ def backtest(home: Home, config: Config, scenario: Scenario, recompute: bool) ->
     """The scenario's range at bench/detection.py's steps, with the wall clock a day after it (all settled)."""
     steps = backtest_steps(scenario.start, scenario.end, detection.STEP)
     report = evaluate(home, config, steps, incident_store(home), recompute=recompute,
-                      now=scenario.end + timedelta(days=1))
+                      now=scenario.end + timedelta(days=1), small_range_bytes=0)
     assert not report.failures, report.failures
     return comparable(report.incidents, {i.id: at for at, i in report.opened})
 
@@ -168,7 +168,7 @@ def test_a_live_sequence_with_kept_aggregates_opens_what_recomputing_each_run_op
                          at + JUST_AFTER)
             fed = at + JUST_AFTER
             report: RunReport = evaluate(home, bench.config, [at], incident_store(home), checks=checks,
-                                         recompute=recompute, now=at)
+                                         recompute=recompute, now=at, small_range_bytes=0)
             assert not report.failures, (at, report.failures)
             opened.update({i.id: step for step, i in report.opened})
         seen[recompute] = comparable(incident_store(home).list(), opened)

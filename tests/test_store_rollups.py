@@ -93,7 +93,7 @@ def kept(home: Home, rollup: Rollup, since: datetime, last: datetime, now: datet
     """The rollup's rows through the stored aggregates, and how many days the store summarised or extended."""
     con = open_reader(home)
     try:
-        store = RollupStore(home, con, now=now)
+        store = RollupStore(home, con, now=now, small_bytes=0)  # keep whatever the size: the stored path is tested
         return store.frame(rollup, since, last), store.updated.get(rollup.name, 0)
     finally:
         con.close()
@@ -293,3 +293,17 @@ def test_a_stored_file_cut_short_is_summarised_again(filled: Home) -> None:
     rows, updated = kept(filled, KEY_COUNTS, since, last, now)
     assert updated == 1
     same(rows, recomputed(filled, KEY_COUNTS, since, last))
+
+
+def test_a_small_range_is_read_raw_and_keeps_nothing(filled: Home) -> None:
+    """Under SMALL_RANGE_BYTES of parts, reading the events costs no more than reading kept rows: nothing is kept."""
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    con = open_reader(filled)
+    try:
+        store = RollupStore(filled, con, now=now)
+        rows = store.frame(ACTION_COUNTS, since, last)
+    finally:
+        con.close()
+    assert store.updated == {} and not (filled.root / "aggregates").exists()
+    same(rows, recomputed(filled, ACTION_COUNTS, since, last))

@@ -55,6 +55,9 @@ DAY = timedelta(days=1)
 # Events of the last minutes are still arriving (the API flushes every second, agents send late): never stored.
 SETTLE = timedelta(minutes=5)
 STATE_VERSION = 2
+# Below this many bytes of parts in a run's range, reading the events is as fast as reading kept aggregates (a few
+# hundred thousand events): nothing is kept, so small homes (and the test suite's) do not pay for keeping them.
+SMALL_RANGE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,12 @@ def ceil_to(at: datetime, grain: timedelta) -> datetime:
 class RollupStore:
     """The stored rollups of one home, read and brought up to date through one DuckDB connection."""
 
-    def __init__(self, home: Home, con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> None:
+    def __init__(self, home: Home, con: duckdb.DuckDBPyConnection, now: datetime | None = None,
+                 small_bytes: int = SMALL_RANGE_BYTES) -> None:
         self.home = home
         self.con = con
         self.now = now or datetime.now(UTC)
+        self.small_bytes = small_bytes
         self.root = home.aggregates
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
 
@@ -179,7 +184,7 @@ class RollupStore:
         whole_until = floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain)
         stored_until = min(whole_until, self.cutoff(rollup))
         pieces: list[str] = []
-        if stored_from < stored_until:
+        if stored_from < stored_until and not self._small(rollup, stored_from, stored_until):
             with WriteLock(self.home.lock_file("aggregates")):
                 files = self._bring_up_to_date(rollup, stored_from, stored_until)
             if files:
@@ -194,6 +199,19 @@ class RollupStore:
         views = {rollup.dataset: rollup.dataset}  # the connection's view of every visible part
         pieces += [rollup.select(views, span) for span in raw if span.lo <= span.hi]
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
+
+    def _small(self, rollup: Rollup, start: datetime, end: datetime) -> bool:
+        """Whether the parts of [start, end) are so small that reading them costs less than keeping aggregates."""
+        total, day = 0, start.date()
+        directory = self.home.dataset_dir(rollup.dataset)
+        while _day_start(day) < end and total < self.small_bytes:
+            for part in list_partition(directory / f"{PARTITION_PREFIX}{day.isoformat()}"):
+                try:
+                    total += part.stat().st_size
+                except FileNotFoundError:  # merged away and deleted meanwhile
+                    continue
+            day += DAY
+        return total < self.small_bytes
 
     # --- keeping the days up to date --------------------------------------------------------------------------
 
