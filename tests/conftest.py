@@ -145,3 +145,11 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home = Home.resolve(tmp_path_factory.mktemp("dashboard-demo") / "home")
     run_demo(home, days=7, console=Console(file=io.StringIO()))
     return home
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding slow tests first (a stable sort: each file's order is kept). `make test` runs the files on two
+    workers (`--dist loadfile`); a slow file collected late became the suite's tail, one worker busy minutes after
+    the other was done."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
