@@ -48,7 +48,14 @@ from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
 from agentwatch.store.layout import schema_part_path
-from agentwatch.store.partitions import PARTITION_PREFIX, REWRITTEN_PREFIX, list_partition, read_sidecar, sidecar_of
+from agentwatch.store.partitions import (
+    PARTITION_PREFIX,
+    REWRITTEN_PREFIX,
+    list_partition,
+    parts_sql,
+    read_sidecar,
+    sidecar_of,
+)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -189,7 +196,7 @@ class RollupStore:
                 files = self._bring_up_to_date(rollup, stored_from, stored_until)
             if files:
                 column = quote_identifier(rollup.time_column)
-                pieces.append(f"SELECT * FROM read_parquet({_paths(files)}) WHERE {column} >= "
+                pieces.append(f"SELECT * FROM read_parquet({parts_sql(files)}) WHERE {column} >= "
                               f"TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
                               f"TIMESTAMPTZ '{stored_until.isoformat()}'")
             raw = [Span(since, stored_from, lo_open=True, horizon=last),
@@ -337,17 +344,18 @@ class RollupStore:
         if not keys:
             return {}
         by_path = {str(sources[k]): k for k in keys}
-        listed = _paths([Path(p) for p in by_path])
+        listed = parts_sql([Path(p) for p in by_path])
         rows = duck.run(self.con, f"SELECT file_name, num_rows FROM parquet_file_metadata({listed})")
         return {by_path[file]: int(count) for file, count in rows}
 
     def _rows_in(self, parts: list[Path]) -> int:
         if not parts:
             return 0
-        return int(duck.run(self.con, f"SELECT sum(num_rows) FROM parquet_file_metadata({_paths(parts)})")[0][0])
+        return int(duck.run(self.con, f"SELECT sum(num_rows) FROM parquet_file_metadata({parts_sql(parts)})")[0][0])
 
     def _earliest(self, parts: list[Path]) -> datetime:
-        (earliest,) = duck.run(self.con, f"SELECT min(ts) FROM read_parquet({_paths(parts)}, union_by_name = true)")[0]
+        sql = f"SELECT min(ts) FROM read_parquet({parts_sql(parts)}, union_by_name = true)"
+        (earliest,) = duck.run(self.con, sql)[0]
         return earliest if earliest is not None else datetime.max.replace(tzinfo=UTC)
 
 
@@ -374,15 +382,11 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-def _paths(paths: list[Path] | tuple[Path, ...]) -> str:
-    return "[" + ", ".join(sql_string(str(p)) for p in paths) + "]"
-
-
 def _parts_select(dataset: str, parts: list[Path]) -> str:
     """The dataset's columns read from exactly these parts (the view's columns, without the partition key; the
     zero-row schema part among them gives the types)."""
     columns = ", ".join(quote_identifier(n) for n, _ in DATASETS[dataset].table_columns() if n != "day")
-    return f"SELECT {columns} FROM read_parquet({_paths(parts)}, union_by_name = true)"
+    return f"SELECT {columns} FROM read_parquet({parts_sql(parts)}, union_by_name = true)"
 
 
 def _load_state(path: Path) -> DayState | None:
