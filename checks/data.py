@@ -58,17 +58,18 @@ class EvalData:
         start = since or self.load_from
         return f"{column} > TIMESTAMPTZ '{start.isoformat()}' AND {column} <= TIMESTAMPTZ '{self.last.isoformat()}'"
 
-    def rollup_sql(self, rollup: Rollup, since: datetime | None = None) -> str:
-        """A SELECT of a rollup's rows over the events in (since, last] (default: the run's whole range)."""
+    def rollup_sql(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> str:
+        """A SELECT of a rollup's rows over the events in (since, until] (default: the run's whole range), the rows
+        reading no event after the run's last time."""
         start = since or self.load_from
         if self.rollups is None:
-            span = Span(start, self.last, lo_open=True, hi_closed=True, horizon=self.last)
-            return rollup.select({rollup.dataset: rollup.dataset}, span)
-        return self.rollups.sql(rollup, start, self.last)
+            end = max(min(until or self.last, self.last), start)
+            return rollup.select(rollup.views(), Span(start, end, lo_open=True, hi_closed=True, horizon=self.last))
+        return self.rollups.sql(rollup, start, self.last, until)
 
-    def rollup(self, rollup: Rollup, since: datetime | None = None) -> pl.DataFrame:
-        """A rollup's rows over the events in (since, last], as a Polars frame."""
-        return self.frame(self.rollup_sql(rollup, since))
+    def rollup(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
+        """A rollup's rows over the events in (since, until] (default: up to the run's last time), as a frame."""
+        return self.frame(self.rollup_sql(rollup, since, until))
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's result as a Polars frame."""

@@ -25,27 +25,26 @@ from pydantic import Field, model_validator
 
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
-from agentwatch.checks.data import EvalData
+from agentwatch.checks.data import MICROSECOND, EvalData
 from agentwatch.checks.options import options_for
-from agentwatch.checks.rollup_sql import correction_lags_sql, mapped_actions
+from agentwatch.checks.rollup_sql import LAG_BINS, correction_histogram, correction_lags_sql, mapped_actions
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
-from agentwatch.core.sql import sql_string
+from agentwatch.store.rollups import floor_to
 
 HOUR = 3600.0
-LAG_BINS = 48  # resolution of the baseline's lag curve over max_lag_hours
 CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 OUTCOME_CHECKS = ("outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration")
 
 
-def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, float, float]:
-    """The union of the outcome checks' kind -> actions mappings, their longest recent window, their
-    longest reach back (baseline + recent window) and their longest max_lag_hours, all in hours."""
+def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, float]:
+    """The union of the outcome checks' kind -> actions mappings, their longest recent window and their longest
+    max_lag_hours, in hours."""
 
     union: dict[str, set[str]] = {}
-    recent = reach = max_lag = 0.0
+    recent = max_lag = 0.0
     for name in OUTCOME_CHECKS:
         options = options_for(config, name)
         if not isinstance(options, CorrectionOptions):
@@ -53,39 +52,48 @@ def _all_mappings(config: ChecksConfig) -> tuple[dict[str, list[str]], float, fl
         for kind, actions in options.kinds_to_actions().items():
             union.setdefault(kind, set()).update(actions)
         recent = max(recent, options.recent_hours)
-        reach = max(reach, options.baseline_days * 24 + options.recent_hours)
         max_lag = max(max_lag, options.max_lag_hours)
-    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, reach, max_lag
+    return {kind: sorted(actions) for kind, actions in sorted(union.items())}, recent, max_lag
 
 
 def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
-    """Every ok action any outcome check tests: agent_id, action, t (epoch s), confidence, event_id (only for
-    actions in the evaluated windows, to keep the transfer small), and per outcome kind ``lag_<i>``: seconds
-    to the first outcome of that kind correcting it (null if none). Built once for the three checks."""
+    """Every ok action any outcome check tests in the evaluated windows (after the first step's recent window
+    begins): agent_id, action, t (epoch s), confidence, event_id, and per outcome kind ``lag_<i>``: seconds to
+    the first outcome of that kind correcting it (null if none). The older actions count only in the baselines,
+    which come as hourly histograms (:func:`lag_histogram`). Built once for the three checks."""
 
     def build() -> tuple[pl.DataFrame, list[str]]:
-        mapping, recent_hours, reach_hours, max_lag_hours = _all_mappings(data.config)
-        # Only what the outcome checks read, not the whole range other checks need.
-        since = max(data.load_from, data.look_back_from - timedelta(hours=reach_hours))
+        mapping, recent_hours, max_lag_hours = _all_mappings(data.config)
         kinds = list(mapping)
         pairs = [(kind, action) for kind, actions in mapping.items() for action in actions]
         if not pairs:  # every outcome check configured to watch nothing
             empty = {"agent_id": pl.String, "action": pl.String, "t": pl.Float64, "confidence": pl.Float64,
                      "event_id": pl.String}
             return pl.DataFrame(schema=empty), []
-        named_from = data.look_back_from - timedelta(hours=recent_hours)
+        # Exact for these actions: an outcome corrects the latest action on its record before it, never an older
+        # one when a newer one is in the range.
+        since = max(data.load_from, data.look_back_from - timedelta(hours=recent_hours))
         acts = data.rollup_sql(mapped_actions(sorted({a for _, a in pairs})), since=since)
         outcomes = f"SELECT * FROM outcomes WHERE {data.time_filter(since=since)}"
         rows = correction_lags_sql(acts, outcomes, mapping, timedelta(hours=max_lag_hours))
-        # Event ids only for the actions in the evaluated windows, to keep the transfer small.
-        # Typed in DuckDB and sorted in Polars: a sort in DuckDB held the two million rows three times over.
         frame = data.frame(
-            f"SELECT agent_id, action, epoch(ts)::DOUBLE AS t, confidence::DOUBLE AS confidence, "
-            f"CASE WHEN ts > TIMESTAMPTZ {sql_string(named_from.isoformat())} THEN event_id END AS event_id, "
+            f"SELECT agent_id, action, epoch(ts)::DOUBLE AS t, confidence::DOUBLE AS confidence, event_id, "
             f"{', '.join(f'lag_{i}::DOUBLE AS lag_{i}' for i in range(len(kinds)))} FROM ({rows})")
         return frame.sort("t"), kinds
 
     return data.shared("outcome.corrected_actions", build)
+
+
+def lag_histogram(data: EvalData, options: CorrectionOptions, high_confidence: float | None) -> pl.DataFrame:
+    """agent_id, action, hour (epoch s), high, bin, n: a check's baselines as hourly lag histograms
+    (:func:`correction_histogram`, kept in the home), over the whole hours its baselines can reach: from the one
+    holding the first step's baseline start to the last before the last step's recent window (whose corrections
+    are all in by then). Whole hours, so a run reads only stored rows once they are settled."""
+    since = floor_to(data.look_back_from - timedelta(days=options.baseline_days, hours=options.recent_hours),
+                     timedelta(hours=1)) - MICROSECOND
+    until = floor_to(data.last - timedelta(hours=options.recent_hours), timedelta(hours=1)) - MICROSECOND
+    rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence)
+    return data.rollup(rollup, since=since, until=until).with_columns(pl.col("hour").dt.epoch("s").alias("hour"))
 
 
 def subject_lags(data: EvalData, mapping: dict[str, list[str]], max_lag_hours: float) -> pl.DataFrame:
@@ -104,24 +112,26 @@ def subject_lags(data: EvalData, mapping: dict[str, list[str]], max_lag_hours: f
 
 
 class Cohorts:
-    """One subject's actions (time, correction lag, confidence) with hourly cohort histograms of lags,
+    """One subject's recent actions (time, correction lag, confidence) and its hourly cohort histograms of lags,
     so the baseline's lag curve over any span of whole hours costs one subtraction."""
 
-    def __init__(self, group: pl.DataFrame, max_lag: float) -> None:
-        self.t = group["t"].to_numpy()
-        self.lag = group["lag"].to_numpy()
-        self.confidence = group["confidence"].fill_null(float("nan")).to_numpy()
-        self.event_ids = group["event_id"].to_numpy()
+    def __init__(self, histogram: pl.DataFrame, recent: pl.DataFrame, max_lag: float) -> None:
+        self.t = recent["t"].to_numpy()
+        self.lag = recent["lag"].to_numpy()
+        self.confidence = recent["confidence"].fill_null(float("nan")).to_numpy()
+        self.event_ids = recent["event_id"].to_numpy()
         self.max_lag = max_lag
         self.width = max_lag / LAG_BINS
-        self.hour0 = int(self.t[0] // HOUR) if len(self.t) else 0
-        cohort = (self.t // HOUR).astype(np.int64) - self.hour0
+        hours = histogram["hour"].to_numpy() // int(HOUR)
+        self.hour0 = int(hours.min()) if len(hours) else 0
+        cohort = hours - self.hour0
         n_cohorts = int(cohort.max()) + 1 if len(cohort) else 0
-        corrected = np.isfinite(self.lag)
-        bins = np.minimum((self.lag[corrected] // self.width).astype(np.int64), LAG_BINS - 1)
+        counts = histogram["n"].to_numpy().astype(float)
+        bins = histogram["bin"].fill_null(-1).to_numpy()
+        corrected = bins >= 0
         hist = np.zeros((n_cohorts + 1, LAG_BINS + 1))
-        np.add.at(hist, (cohort[corrected] + 1, bins), 1.0)
-        hist[:, LAG_BINS] = np.bincount(cohort + 1, minlength=n_cohorts + 1)  # last column: actions in the cohort
+        np.add.at(hist, (cohort[corrected] + 1, bins[corrected]), counts[corrected])
+        hist[:, LAG_BINS] = np.bincount(cohort + 1, weights=counts, minlength=n_cohorts + 1)  # actions per cohort
         self.cum = np.cumsum(hist, axis=0)
 
     def baseline(self, start: float, end: float) -> tuple[float, np.ndarray]:
@@ -279,10 +289,14 @@ class CorrectionRateCheck(Check[CorrectionOptionsT]):
 
     def prepare(self, data: EvalData) -> None:
         self.subjects = {}  # afresh: the object may be reused by the scheduler for the next run
-        frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        if not any(self.kinds_to_actions().values()):
+            return
+        histogram = _by_subject(lag_histogram(data, self.options, None))
+        recent = _by_subject(subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours))
         max_lag = self.options.max_lag_hours * HOUR
-        for (agent, action), group in frame.group_by("agent_id", "action", maintain_order=True):
-            self.subjects[(agent, action)] = Cohorts(group, max_lag)
+        for subject in sorted(set(histogram) | set(recent)):
+            self.subjects[subject] = Cohorts(histogram.get(subject, _EMPTY_HISTOGRAM),
+                                             recent.get(subject, _EMPTY_RECENT), max_lag)
 
     def evaluate(self, step: Step) -> list[Finding]:
         findings = []
@@ -344,6 +358,17 @@ class CorrectionRateCheck(Check[CorrectionOptionsT]):
             },
             sample_event_ids=[str(i) for i in corrected_ids if i is not None][:SAMPLE_IDS],
         )
+
+
+_EMPTY_HISTOGRAM = pl.DataFrame(schema={"hour": pl.Int64, "bin": pl.Int32, "n": pl.Int64})
+_EMPTY_RECENT = pl.DataFrame(schema={"t": pl.Float64, "lag": pl.Float64, "confidence": pl.Float64,
+                                     "event_id": pl.String})
+
+
+def _by_subject(frame: pl.DataFrame) -> dict[tuple[str, str], pl.DataFrame]:
+    """The frame's rows per (agent_id, action), in their order."""
+    return {(str(agent), str(action)): rows for (agent, action), rows in
+            frame.partition_by("agent_id", "action", as_dict=True, maintain_order=True).items()}
 
 
 def _iso(seconds: float) -> str:
@@ -425,14 +450,21 @@ class Calibration(CorrectionRateCheck[CalibrationOptions]):
 
     def prepare(self, data: EvalData) -> None:
         self.subjects, self.everything = {}, {}  # afresh: the object may be reused by the scheduler
-        frame = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
-        frame = frame.filter(pl.col("confidence").is_not_null())
+        if not any(self.kinds_to_actions().values()):
+            return
+        threshold = self.options.high_confidence
+        histogram = lag_histogram(data, self.options, threshold).filter(pl.col("high").is_not_null())
+        recent = subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours)
+        recent = recent.filter(pl.col("confidence").is_not_null())
+        every, every_recent = _by_subject(histogram), _by_subject(recent)
+        high, high_recent = _by_subject(histogram.filter("high")), _by_subject(
+            recent.filter(pl.col("confidence") >= threshold))
         max_lag = self.options.max_lag_hours * HOUR
-        for (agent, action), group in frame.group_by("agent_id", "action", maintain_order=True):
-            high = group.filter(pl.col("confidence") >= self.options.high_confidence)
-            if len(high):
-                self.subjects[(agent, action)] = Cohorts(high, max_lag)
-                self.everything[(agent, action)] = Cohorts(group, max_lag)
+        for subject in sorted(set(high) | set(high_recent)):  # decisions made with high confidence in the range
+            self.subjects[subject] = Cohorts(high.get(subject, _EMPTY_HISTOGRAM),
+                                             high_recent.get(subject, _EMPTY_RECENT), max_lag)
+            self.everything[subject] = Cohorts(every.get(subject, _EMPTY_HISTOGRAM),
+                                               every_recent.get(subject, _EMPTY_RECENT), max_lag)
 
     def _evaluate(self, step: Step, agent: str, action: str, cohorts: Cohorts) -> Finding | None:
         opts = self.options

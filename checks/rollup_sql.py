@@ -245,3 +245,38 @@ def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str
             SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred) GROUP BY event_id)
         SELECT a.agent_id, a.action, a.ts, a.confidence, a.event_id, {lags}
         FROM acts a LEFT JOIN first_correction f USING (event_id)"""
+
+
+LAG_BINS = 48  # resolution of an outcome check's lag curve over its max_lag
+
+
+def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, high_confidence: float | None) -> Rollup:
+    """An outcome check's baseline, without its rows: per agent x action x hour of the successful actions `mapping`
+    judges (outcome kind -> the actions it corrects), how many had their first correction within each lag bin
+    (``max_lag / LAG_BINS`` wide; ``bin`` NULL: not corrected within `max_lag`), split by ``high`` (confidence at
+    least `high_confidence`; NULL without a confidence, or without a threshold). Columns: agent_id, action, hour,
+    high, bin, n. A row reads the outcomes, and the later actions on the same records, up to `max_lag` after it."""
+    kinds = {kind: sorted(actions) for kind, actions in sorted(mapping.items())}
+    actions = sorted({a for listed in kinds.values() for a in listed})
+    width = max_lag.total_seconds() / LAG_BINS
+    high = "NULL::BOOLEAN" if high_confidence is None else f"confidence >= {float(high_confidence)!r}"
+
+    def select(src: Sources, span: Span) -> str:
+        # Actions up to max_lag after the span take part in the as-of join: a later action on the record is the one
+        # an unnamed outcome corrects.
+        acts = (f"SELECT agent_id, action, ts, confidence, event_id, resource_type, resource_id "
+                f"FROM {src['actions']} WHERE {span.wide_condition(reach=max_lag)} AND status = 'ok' "
+                f"AND list_contains({_list(actions)}, action)")
+        outcomes = f"SELECT * FROM {src['outcomes']} WHERE {span.wide_condition(reach=max_lag)}"
+        lags = correction_lags_sql(acts, outcomes, kinds, max_lag)
+        lag = f"least({', '.join(f'lag_{i}' for i in range(len(kinds)))})"  # NULLs ignored: the first kind to come
+        # (least() ignores NULLs, so the bin of an uncorrected action is kept NULL by the CASE.)
+        return f"""
+            SELECT agent_id, action, time_bucket(INTERVAL '1 hour', ts) AS hour, {high} AS high,
+                   CASE WHEN {lag} IS NOT NULL THEN least(floor({lag} / {width!r}), {LAG_BINS - 1}) END::INTEGER
+                   AS bin, count(*)::BIGINT AS n
+            FROM ({lags}) WHERE {span.condition()} GROUP BY ALL"""
+
+    name = rollup_name("correction_histogram-v1", kinds=kinds, max_lag=max_lag.total_seconds(),
+                       high=high_confidence)
+    return Rollup(name, "actions", timedelta(hours=1), "hour", select, reach=max_lag, reads=("outcomes",))

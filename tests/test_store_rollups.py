@@ -16,6 +16,7 @@ from agentwatch.checks.rollup_sql import (
     ACTION_COUNTS,
     ERROR_DETAILS,
     KEY_COUNTS,
+    correction_histogram,
     drift_sample,
     follow_up_cases,
     mapped_actions,
@@ -37,7 +38,9 @@ ROLLUPS = [
     new_record_cases("lead", ["lead.created"], timedelta(minutes=15), timedelta(days=2)),
     mapped_actions(["lead.assign_owner"]),
     repeated_actions(timedelta(hours=6)),
+    correction_histogram({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6), 0.5),
 ]
+HISTOGRAM = ROLLUPS[-1]
 DAYS = 3
 
 
@@ -55,7 +58,7 @@ def actions_between(start: datetime, hours: int, prefix: str, every: timedelta =
                      "agent_id": agent, "action": action, "resource": {"type": "lead", "id": lead},
                      "status": "error" if n % 11 == 0 and offset == 1 else "ok",
                      "inputs": {"region": None if n % 3 == 0 else "EMEA", "deal_stage": "proposal"},
-                     "decision": {"score": (n % 10) / 10}}
+                     "decision": {"score": (n % 10) / 10}, "confidence": (n % 10) / 10}
             if event["status"] == "error":
                 event["error_code"] = "timeout"
             events.append(event)
@@ -82,9 +85,8 @@ def owner_changes(actions: list[dict]) -> list[dict]:
 def recomputed(home: Home, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
     con = open_reader(home)
     try:
-        views = {rollup.dataset: rollup.dataset}
         span = Span(since, last, lo_open=True, hi_closed=True, horizon=last)
-        return pl.DataFrame(duck.run_arrow(con, rollup.select(views, span)))
+        return pl.DataFrame(duck.run_arrow(con, rollup.select(rollup.views(), span)))
     finally:
         con.close()
 
@@ -156,6 +158,32 @@ def test_late_events_update_the_aggregates_they_fall_in(filled: Home) -> None:
     assert row.select("bucket", "events", "errors").rows() == [(T0 + timedelta(hours=3), 1, 1)]
     assert after.height == before.height + 1
     same(after, recomputed(filled, ACTION_COUNTS, since, last))
+
+
+def test_a_late_outcome_updates_the_stored_histogram_of_the_action_it_corrects(filled: Home) -> None:
+    """The outcome checks' histograms read a second dataset: an outcome that lands after its action's day was
+    stored (a rep's correction exported late) summarises that day again, and the action counts as corrected."""
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 - timedelta(hours=1), T0 + timedelta(days=DAYS)
+    before, _ = kept(filled, HISTOGRAM, since, last, now)
+    _, updated = kept(filled, HISTOGRAM, since, last, now)
+    assert updated == 0
+    acted = T0 + timedelta(hours=2, minutes=1)  # lead Lz's assignment, corrected 90 minutes later
+    store_events(filled, actions=[{"event_id": "lz-1", "ts": iso(acted), "agent_id": "late-router",
+                                   "action": "lead.assign_owner", "resource": {"type": "lead", "id": "Lz"},
+                                   "status": "ok"}])
+    _, updated = kept(filled, HISTOGRAM, since, last, now)
+    assert updated == 1
+    store_events(filled, outcomes=[{"event_id": "late-outcome", "ts": iso(acted + timedelta(minutes=90)),
+                                    "kind": "owner_changed", "resource": {"type": "lead", "id": "Lz"},
+                                    "actor": "rep-1"}])
+    after, updated = kept(filled, HISTOGRAM, since, last, now)
+    assert updated == 1  # the action's day is summarised again
+    row = after.filter(pl.col("agent_id") == "late-router")
+    width_minutes = 6 * 60 / 48
+    assert row.select("hour", "bin", "n").rows() == [(T0 + timedelta(hours=2), int(90 // width_minutes), 1)]
+    assert after.height == before.height + 1
+    same(after, recomputed(filled, HISTOGRAM, since, last))
 
 
 def test_new_events_after_the_stored_hours_keep_them(filled: Home) -> None:

@@ -104,7 +104,8 @@ class Rollup:
     """One aggregate: its name (with every parameter that changes its rows), the dataset whose events its rows
     stand for, the cell its rows are stamped with (the column `time_column`; whole cells per hour), its query, and
     what else a row reads: events up to `reach` after its own (a row is final only once they are in) and from
-    `look_back` before it."""
+    `look_back` before it, and the events of the datasets in `reads` over that same stretch (the outcomes that
+    correct an action)."""
 
     name: str
     dataset: str
@@ -113,6 +114,16 @@ class Rollup:
     select: Select
     reach: timedelta = timedelta(0)
     look_back: timedelta = timedelta(0)
+    reads: tuple[str, ...] = ()
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset the query reads, its own first."""
+        return (self.dataset, *self.reads)
+
+    def views(self) -> dict[str, str]:
+        """Each dataset the query reads, as the reader's view of every visible part of it."""
+        return {name: name for name in self.datasets}
 
 
 def rollup_name(base: str, **parameters: object) -> str:
@@ -178,17 +189,19 @@ class RollupStore:
         once the events it follows (its `reach`) are in."""
         return floor_to(self.now - SETTLE - rollup.reach, HOUR)
 
-    def frame(self, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
-        """The rollup's rows over the events with time in (since, last]."""
-        return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last)))
+    def frame(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> pl.DataFrame:
+        """The rollup's rows over the events with time in (since, until] (default: last), seeing none after last."""
+        return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last, until)))
 
-    def sql(self, rollup: Rollup, since: datetime, last: datetime) -> str:
-        """A SELECT of the rollup's rows over the events with time in (since, last], seeing no event after `last`;
-        the stored days are brought up to date first (the SELECT may name temporary tables of this connection:
-        run it at once)."""
+    def sql(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> str:
+        """A SELECT of the rollup's rows over the events with time in (since, until] (default: up to `last`), seeing
+        no event after `last`; the stored days are brought up to date first (the SELECT may name temporary tables
+        of this connection: run it at once)."""
+        end = max(min(until or last, last), since)  # an empty range is a query that finds nothing
         stored_from = ceil_to(since + timedelta(microseconds=1), rollup.grain)  # the first whole cell
-        # The end of the last whole cell whose rows read nothing after `last`.
-        whole_until = floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain)
+        # The end of the last whole cell of (since, end] whose rows read nothing after `last`.
+        whole_until = min(floor_to(end + timedelta(microseconds=1), rollup.grain),
+                          floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain))
         stored_until = min(whole_until, self.cutoff(rollup))
         pieces: list[str] = []
         if stored_from < stored_until and not self._small(rollup, stored_from, stored_until):
@@ -200,11 +213,10 @@ class RollupStore:
                               f"TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
                               f"TIMESTAMPTZ '{stored_until.isoformat()}'")
             raw = [Span(since, stored_from, lo_open=True, horizon=last),
-                   Span(stored_until, last, hi_closed=True, horizon=last)]
+                   Span(stored_until, end, hi_closed=True, horizon=last)]
         else:
-            raw = [Span(since, last, lo_open=True, hi_closed=True, horizon=last)]
-        views = {rollup.dataset: rollup.dataset}  # the connection's view of every visible part
-        pieces += [rollup.select(views, span) for span in raw if span.lo <= span.hi]
+            raw = [Span(since, end, lo_open=True, hi_closed=True, horizon=last)]
+        pieces += [rollup.select(rollup.views(), span) for span in raw if span.lo <= span.hi]
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
 
     def _small(self, rollup: Rollup, start: datetime, end: datetime) -> bool:
@@ -237,13 +249,14 @@ class RollupStore:
 
     def _sources(self, rollup: Rollup, day: date, until: datetime) -> dict[str, Path]:
         """Every visible part a row of `day` (up to `until`) may read, by its key (dataset/partition/name)."""
-        at, last = (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date()
-        directory = self.home.dataset_dir(rollup.dataset)
+        first, last = (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date()
         found = {}
-        while at <= last:
-            partition = f"{PARTITION_PREFIX}{at.isoformat()}"
-            found.update({f"{rollup.dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
-            at += DAY
+        for dataset in rollup.datasets:
+            directory, at = self.home.dataset_dir(dataset), first
+            while at <= last:
+                partition = f"{PARTITION_PREFIX}{at.isoformat()}"
+                found.update({f"{dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
+                at += DAY
         return found
 
     def _update_day(self, rollup: Rollup, folder: Path, day: date, until: datetime) -> DayState | None:
@@ -311,13 +324,17 @@ class RollupStore:
     def _summarise(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> str:
         """A temporary table of the rollup's rows for `span`, read from exactly the parts in `sources`."""
         tag = uuid.uuid4().hex[:8]
-        view, table = f"_rollup_source_{tag}", f"_rollup_rows_{tag}"
-        parts = [schema_part_path(self.home, DATASETS[rollup.dataset]), *(p for _, p in sorted(sources.items()))]
-        duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {view} AS {_parts_select(rollup.dataset, parts)}")
+        table = f"_rollup_rows_{tag}"
+        views = {dataset: f"_rollup_source_{dataset}_{tag}" for dataset in rollup.datasets}
+        for dataset, view in views.items():
+            parts = [schema_part_path(self.home, DATASETS[dataset]),
+                     *(p for key, p in sorted(sources.items()) if key.startswith(f"{dataset}/"))]
+            duck.run(self.con, f"CREATE OR REPLACE TEMP VIEW {view} AS {_parts_select(dataset, parts)}")
         try:
-            duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select({rollup.dataset: view}, span)}")
+            duck.run(self.con, f"CREATE TEMP TABLE {table} AS {rollup.select(views, span)}")
         finally:
-            duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
+            for view in views.values():
+                duck.run(self.con, f"DROP VIEW IF EXISTS {view}")
         return table
 
     def _write_rows(self, folder: Path, day: date, pieces: list[str | None]) -> tuple[str, int]:
