@@ -4,10 +4,14 @@ bumps stay quiet."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
+from agentwatch.app.config import Config
 from agentwatch.checks.drift import Column, Score, _evidently, _statistic
+from agentwatch.checks.engine import backtest_steps, enabled_checks, evaluate
+from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.home import Home
 from tests.checks_support import T0, iso, opened, run, store_events
 
@@ -119,3 +123,23 @@ def test_numpy_screen_matches_evidently() -> None:
     for score in scores:
         assert abs(values[score.column.name] - _statistic(score.column.numeric, score.reference, score.current)) < 1e-9
     assert {m["method"] for m in report if m["column"]} == {"wasserstein", "jensenshannon"}
+
+
+def test_serves_minute_runs_read_the_sample_only_when_an_assessment_is_due(home: Home, tmp_path: Path) -> None:
+    """`serve` keeps the check object and runs it every few minutes: between two hourly assessments it re-reports
+    the verdicts without reading the store, and opens what a backtest at the same times opens."""
+    shift_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_traffic(6, 800, seed=1, shift_at=shift_at, shift=0.3, bump_at=shift_at))
+    config = Config.model_validate(OPTIONS)
+    times = backtest_steps(T0 + timedelta(days=4, hours=9), T0 + timedelta(days=4, hours=20), timedelta(minutes=10))
+    [check] = enabled_checks(config, only=[CHECK])
+    live = IncidentStore(tmp_path / "live.sqlite3")
+    loads, opened_live = set(), []
+    for at in times:
+        report = evaluate(home, config, [at], live, checks=[check])
+        assert not report.failures
+        loads.add(check.loaded_at)
+        opened_live += [(at, incident.started_at, incident.severity) for at, incident in report.opened]
+    assert len(loads) == 12  # one read an hour over the 11 hours (67 runs)
+    replay = evaluate(home, config, times, IncidentStore(tmp_path / "replay.sqlite3"), only=[CHECK])
+    assert opened_live and opened_live == [(at, i.started_at, i.severity) for at, i in replay.opened]
