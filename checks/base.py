@@ -4,6 +4,10 @@ A check never touches the incident store. It reports :class:`Finding` objects; t
 into incidents (open, update, resolve) and links causes to effects. ``prepare`` runs the heavy,
 vectorised work once over the whole evaluation range (DuckDB or Polars), so a backtest of a thousand
 steps costs one scan plus a thousand cheap look-ups, not a thousand scans.
+
+A check whose statistics move over hours sets ``every_minutes``: the engine evaluates it at most that often in
+step time and re-reports its last findings in between, and `serve`'s minute runs that fall in between do not
+prepare it at all (:meth:`Check.due`).
 """
 
 from __future__ import annotations
@@ -97,6 +101,11 @@ class CheckOptions(BaseModel):
         "incident last fired, none of them firing it: ten events judged normal show the condition cleared, while "
         "no events (an agent paused by the guard, a night) show nothing, and keep the incident open."
     )
+    every_minutes: float | None = Field(
+        None, gt=0, description="Evaluate at most this often (evaluation time), the last findings standing in "
+        "between; unset: at every evaluation. Checks whose statistics move over hours set it, so `serve`'s minute "
+        "runs skip them until they are due."
+    )
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)
@@ -117,6 +126,15 @@ class Check(Generic[OptionsT]):
     def __init__(self, options: OptionsT, config: ChecksConfig) -> None:
         self.options: OptionsT = options
         self.config = config
+        # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
+        self.evaluated_at: datetime | None = None
+        self.last_findings: list[Finding] = []
+
+    def due(self, at: datetime) -> bool:
+        """Whether the engine evaluates this check at `at`: unless `every_minutes` is set and the last evaluation
+        came less than that before `at` (a run in the past is always due)."""
+        every, last = self.options.every_minutes, self.evaluated_at
+        return every is None or last is None or not timedelta(0) <= at - last < timedelta(minutes=every)
 
     def warm_imports(self) -> tuple[str, ...]:
         """Slow modules this check will import; the engine imports them in a background thread while the

@@ -69,8 +69,8 @@ class DriftOptions(CheckOptions):
     )
     every_minutes: float = Field(
         60, gt=0,
-        description="Recompute each agent x action at most this often (step time), re-reporting the last verdict "
-                    "in between. Drift builds over hours (its delay target is 24 h); an hourly refresh costs "
+        description="Recompute at most this often (step time), re-reporting the last verdicts in between. Drift "
+                    "builds over hours (its delay target is 24 h); an hourly refresh costs "
                     "little and keeps a 14-day backtest fast.",
     )
     max_rows: int = Field(
@@ -171,7 +171,6 @@ class Score:
 class Memory:
     """What the check remembers of one agent x action between evaluations."""
 
-    evaluated_at: datetime | None = None
     assessed_at: datetime | None = None  # the last evaluation with enough rows to judge
     finding: Finding | None = None
     report_at: datetime | None = None
@@ -207,48 +206,21 @@ class DriftDistribution(Check[DriftOptions]):
 
     def __init__(self, options: DriftOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
+        # Kept across runs when the scheduler reuses this object: verdicts and reports carry over.
         self.memory: dict[tuple[str, str], Memory] = {}
-        self.streams: dict[tuple[str, str], Stream] = {}
-        self.sampled: set[tuple[str, str]] | None = None  # the agent x action pairs of the last load
-        self.loaded_at: datetime | None = None  # its last step time
 
     def prepare(self, data: EvalData) -> None:
         o = self.options
         self.current = timedelta(hours=o.current_hours)
         self.reference = timedelta(days=o.reference_days)
-        pairs = set(action_counts(data).select("agent_id", "action").unique().iter_rows())
-        if self._nothing_due(data, pairs):
-            return  # `serve`'s minute runs between two hourly assessments re-report the verdicts: no reads
         self.streams = _load_streams(data, o)
-        self.sampled, self.loaded_at = pairs, data.last
-
-    def _nothing_due(self, data: EvalData, pairs: set[tuple[str, str]]) -> bool:
-        """Whether a one-step run finds every stream of the last load assessed less than `every_minutes` ago (so
-        `evaluate` reads none of their rows), that load that recent too (a pair too thin to compare then may have
-        enough rows now), and no new agent x action to look at."""
-        if self.sampled is None or self.loaded_at is None or data.first != data.last or not pairs <= self.sampled:
-            return False
-        every = timedelta(minutes=self.options.every_minutes)
-        if not timedelta(0) <= data.last - self.loaded_at < every:
-            return False
-        for key in self.streams:
-            memory = self.memory.get(key)
-            if memory is None or memory.evaluated_at is None:
-                return False
-            if not timedelta(0) <= data.last - memory.evaluated_at < every:
-                return False
-        return True
 
     def evaluate(self, step: Step) -> list[Finding]:
         o = self.options
         findings = []
-        for key, stream in self.streams.items():
+        for key, stream in self.streams.items():  # at most every `every_minutes`: the engine re-reports between
             memory = self.memory.setdefault(key, Memory())
-            due = memory.evaluated_at is None or step.at - memory.evaluated_at >= timedelta(minutes=o.every_minutes)
-            if due:
-                memory.evaluated_at = step.at
-                memory.finding = self._assess(stream, step, memory, o)
+            memory.finding = self._assess(stream, step, memory, o)
             if memory.finding is not None:
                 findings.append(memory.finding)
         return findings

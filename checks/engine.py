@@ -44,6 +44,7 @@ class RunReport:
     opened: list[tuple[datetime, Incident]] = field(default_factory=list)  # (step time, incident as opened)
     failures: dict[str, str] = field(default_factory=dict)  # check name -> error
     prepare_seconds: dict[str, float] = field(default_factory=dict)  # check name -> time spent in prepare
+    resting: list[str] = field(default_factory=list)  # checks not due in this one-step run: not prepared
     seconds: float = 0.0
     incidents: list[Incident] = field(default_factory=list)  # every incident the run touched, final state
 
@@ -110,9 +111,15 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
                         anchor=anchor, rollups=rollups)
-        ready = []
-        _warm_imports(checks)
-        for check in sorted(checks, key=lambda c: bool(c.warm_imports())):
+        open_checks = {i.check for i in unresolved}
+        # A one-step run (serve's minute) leaves a check that is not due as it is: its last findings stand. Its open
+        # incidents make it due anyway: their clearance reads the prepared state.
+        resting = [c for c in checks if len(steps) == 1 and not c.due(steps[0]) and c.name not in open_checks]
+        report.resting = [c.name for c in resting]
+        ready = list(resting)
+        preparing = [c for c in checks if c not in resting]
+        _warm_imports(preparing)
+        for check in sorted(preparing, key=lambda c: bool(c.warm_imports())):
             began = time.perf_counter()
             try:
                 check.prepare(data)
@@ -132,7 +139,9 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
                 if check.name in report.failures:
                     continue
                 try:
-                    findings.extend(check.evaluate(step))
+                    if check.due(at):
+                        check.last_findings, check.evaluated_at = check.evaluate(step), at
+                    findings.extend(check.last_findings)
                 except Exception as exc:
                     report.failures[check.name] = f"{type(exc).__name__} at {at.isoformat()}: {exc}"
 

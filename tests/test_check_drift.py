@@ -134,12 +134,19 @@ def test_serves_minute_runs_read_the_sample_only_when_an_assessment_is_due(home:
     times = backtest_steps(T0 + timedelta(days=4, hours=9), T0 + timedelta(days=4, hours=20), timedelta(minutes=10))
     [check] = enabled_checks(config, only=[CHECK])
     live = IncidentStore(tmp_path / "live.sqlite3")
-    loads, opened_live = set(), []
+    loads, opened_live = [], []
     for at in times:
         report = evaluate(home, config, [at], live, checks=[check])
         assert not report.failures
-        loads.add(check.loaded_at)
+        if CHECK in report.prepare_seconds:
+            loads.append(at)
+        else:
+            assert report.resting == [CHECK]
         opened_live += [(at, incident.started_at, incident.severity) for at, incident in report.opened]
-    assert len(loads) == 12  # one read an hour over the 11 hours (67 runs)
     replay = evaluate(home, config, times, IncidentStore(tmp_path / "replay.sqlite3"), only=[CHECK])
     assert opened_live and opened_live == [(at, i.started_at, i.severity) for at, i in replay.opened]
+    # One read an hour until the drift opened an incident; from then on every run reads (its clearance may).
+    first_open = opened_live[0][0]
+    hourly = [at for at in times if (at - times[0]) % timedelta(hours=1) == timedelta(0)]
+    assert [at for at in loads if at <= first_open] == [at for at in hourly if at <= first_open]
+    assert len([at for at in loads if at <= first_open]) >= 3

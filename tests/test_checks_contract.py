@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from agentwatch.checks.activity import Activity
-from agentwatch.checks.base import REGISTRY, CheckOptions, Step, subject_key
+from agentwatch.checks.base import REGISTRY, Check, CheckOptions, Finding, Step, subject_key
 from agentwatch.checks.catalog import load_all
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.docs import DOCS_PATH, render
+from agentwatch.checks.engine import evaluate
+from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.severity import Severity
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
@@ -106,3 +108,55 @@ def test_no_data_never_resolves_and_the_incident_says_what_it_waits_for(name, ho
         assert seen.note.startswith("no "), seen.note
     else:  # an added field or a picklist change needs no repair: reported for report_hours, then resolved
         assert seen.cleared and "breaks no reader" in seen.note, seen
+
+
+class _Counting(Check[CheckOptions]):
+    """A check that fires on every evaluation, counting prepares and evaluations (the engine's cadence under test)."""
+
+    name = "quality.cadence_probe"
+    family = "quality"
+    history = timedelta(hours=1)
+
+    def __init__(self, every_minutes: float | None) -> None:
+        super().__init__(CheckOptions(every_minutes=every_minutes), ChecksConfig())
+        self.prepared: list[datetime] = []
+        self.evaluated: list[datetime] = []
+
+    def prepare(self, data: EvalData) -> None:
+        self.prepared.append(data.last)
+
+    def evaluate(self, step: Step) -> list[Finding]:
+        self.evaluated.append(step.at)
+        return [Finding(self.name, {"agent_id": "a"}, Severity.info, f"probe at {step.at:%H:%M}", step.at, 1)]
+
+
+def test_a_check_with_every_minutes_is_evaluated_that_often_and_its_last_findings_stand_between(home, tmp_path):
+    """In a backtest and in one-step runs (serve's minutes) alike: evaluated every `every_minutes` of step time,
+    the last findings re-reported in between, and a one-step run in between does not prepare the check, unless
+    one of its incidents is open (its clearance may read the prepared state) or the run is in the past."""
+    times = [T0 + timedelta(minutes=m) for m in range(0, 61, 5)]
+    replay = _Counting(every_minutes=15)
+    evaluate(home, ChecksConfig(), times, IncidentStore(tmp_path / "replay.sqlite3"), checks=[replay])
+    assert replay.evaluated == [T0 + timedelta(minutes=m) for m in (0, 15, 30, 45, 60)]
+
+    live, store = _Counting(every_minutes=15), IncidentStore(tmp_path / "live.sqlite3")
+    summaries = []
+    for at in times:
+        report = evaluate(home, ChecksConfig(), [at], store, checks=[live])
+        summaries.append(next(i.summary for i in report.incidents))
+    assert live.evaluated == replay.evaluated
+    assert summaries[1:3] == ["probe at 00:00"] * 2 and summaries[3] == "probe at 00:15"  # the findings stood
+    assert live.prepared == times  # its incident is open: prepared every run
+
+    quiet = _Counting(every_minutes=15)
+    for at in times[:4]:
+        report = evaluate(home, ChecksConfig(), [at], IncidentStore(tmp_path / f"q{at:%M}.sqlite3"), checks=[quiet])
+        assert report.resting == ([] if at in (T0, T0 + timedelta(minutes=15)) else [quiet.name])
+    assert quiet.prepared == [T0, T0 + timedelta(minutes=15)]
+    evaluate(home, ChecksConfig(), [T0 + timedelta(minutes=5)], IncidentStore(tmp_path / "past.sqlite3"),
+             checks=[quiet])
+    assert quiet.prepared[-1] == T0 + timedelta(minutes=5)  # a run in the past is always due
+
+    every_step = _Counting(every_minutes=None)
+    evaluate(home, ChecksConfig(), times, IncidentStore(tmp_path / "all.sqlite3"), checks=[every_step])
+    assert every_step.evaluated == times
