@@ -46,6 +46,7 @@ from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
 from agentwatch.core.home import Home
 from agentwatch.store import duck
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.store.kept_rows import KeptRows
 
 END = datetime(2026, 10, 19, tzinfo=UTC)  # a Monday, 00:00 UTC: the last event time of both stores
 NOW = END + timedelta(minutes=1)  # the wall clock the kept aggregates see: serve running a minute after the data
@@ -177,20 +178,22 @@ def _peak_mb() -> int:
 
 
 def serve_minute(home_dir: Path, per_minute: int) -> dict:
-    """What serve's scheduler does: the same check objects evaluate at NOW, then again a minute later after a minute
-    of new events landed (its own part, as one API flush or a few would write). Times the second evaluation."""
+    """What serve's scheduler does: the same check objects (and the aggregates' files it holds in memory) evaluate at
+    NOW, then again a minute later after a minute of new events landed (its own part, as one API flush or a few
+    would write). Times the second evaluation, and says which checks were not due in it (their cadence)."""
     config, home = bench_config(), Home.resolve(home_dir)
-    checks = enabled_checks(config)
+    checks, kept = enabled_checks(config), KeptRows()
     with tempfile.TemporaryDirectory() as tmp:
         incidents = IncidentStore(Path(tmp) / "incidents.sqlite3")
-        evaluate(home, config, [NOW], incidents, checks=checks, now=NOW)
+        evaluate(home, config, [NOW], incidents, checks=checks, now=NOW, kept=kept)
         _add_minute(home, Path(tmp), per_minute)
         later = NOW + timedelta(minutes=1)
         started = time.perf_counter()
-        report = evaluate(home, config, [later], incidents, checks=checks, now=later)
+        report = evaluate(home, config, [later], incidents, checks=checks, now=later, kept=kept)
         seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "new_events": per_minute, "incidents": len(report.incidents),
-            "failures": report.failures, "peak_rss_mb": _peak_mb()}
+            "failures": report.failures, "not_due": report.resting, "kept_mb": round(kept.nbytes / 2**20),
+            "peak_rss_mb": _peak_mb()}
 
 
 def _add_minute(home: Home, work: Path, count: int) -> None:

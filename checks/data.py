@@ -58,6 +58,13 @@ class EvalData:
         start = since or self.load_from
         return f"{column} > TIMESTAMPTZ '{start.isoformat()}' AND {column} <= TIMESTAMPTZ '{self.last.isoformat()}'"
 
+    def view(self, dataset: str, since: datetime) -> str:
+        """The relation to read the dataset's events after `since` from: a view over only the days from `since` to
+        the run's last time (the store-wide view when computing from scratch)."""
+        if self.rollups is None:
+            return dataset
+        return self.rollups.view(dataset, since.date(), self.last.date())
+
     def rollup_sql(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> str:
         """A SELECT of a rollup's rows over the events in (since, until] (default: the run's whole range), the rows
         reading no event after the run's last time."""

@@ -27,6 +27,7 @@ from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
 from agentwatch.schemas.incidents import Incident
+from agentwatch.store.kept_rows import KeptRows
 from agentwatch.store.reader import open_reader
 from agentwatch.store.rollups import SMALL_RANGE_BYTES, RollupStore
 
@@ -72,7 +73,7 @@ StepHook = Callable[[datetime, list[Incident]], None]
 def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore,
              only: list[str] | None = None, checks: list[Check] | None = None,
              on_step: StepHook | None = None, recompute: bool = False, now: datetime | None = None,
-             small_range_bytes: int = SMALL_RANGE_BYTES) -> RunReport:
+             small_range_bytes: int = SMALL_RANGE_BYTES, kept: KeptRows | None = None) -> RunReport:
     """Evaluate every enabled check at each step and save the incidents into `store`.
 
     `checks` are check objects built by an earlier call of :func:`enabled_checks` with the same config, kept
@@ -83,7 +84,8 @@ def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: Inc
     The checks read their aggregates from the home (``agentwatch.store.rollups``), brought up to date with the
     events arrived since the last run, as of the wall clock (`now` stands in for it); `recompute` computes every
     aggregate from the events instead, storing nothing (the reference the stored ones are tested against), as a run
-    does anyway over less than `small_range_bytes` of parts."""
+    does anyway over less than `small_range_bytes` of parts. `kept` holds the stored files' rows in memory for a
+    caller that runs again and again (the scheduler), so the next run does not read them again."""
     started = time.perf_counter()
     checks = checks if checks is not None else enabled_checks(config, only)
     report = RunReport(steps=len(steps))
@@ -94,7 +96,7 @@ def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: Inc
     # would both open an incident for the same new finding.
     run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
     with run_lock:
-        rollups = None if recompute else RollupStore(home, open_reader(home), now, small_range_bytes)
+        rollups = None if recompute else RollupStore(home, open_reader(home), now, small_range_bytes, kept)
         _evaluate_locked(home, config, steps, store, checks, history, report, on_step, rollups)
     report.seconds = time.perf_counter() - started
     return report

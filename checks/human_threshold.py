@@ -159,7 +159,7 @@ def _crossing_events(data: EvalData, since: datetime, options: HumanThresholdOpt
         "  coalesce(?::BIGINT IS NOT NULL AND coalesce(records_affected, 1) > ?::BIGINT, false) AS over_records, "
         "  ?::BOOLEAN AND coalesce(external, false) AS customer_facing, "
         "  coalesce(list_bool_or(list_transform(?::VARCHAR[], lambda p: action GLOB p)), false) AS listed "
-        f"  FROM actions WHERE {data.time_filter(since=since)} AND approved_by IS NULL "
+        f"  FROM {data.view('actions', since)} WHERE {data.time_filter(since=since)} AND approved_by IS NULL "
         "  AND list_contains(?::VARCHAR[], status)) "
         "WHERE over_records OR customer_facing OR listed ORDER BY ts",
         [options.max_records, options.max_records, options.customer_facing, options.actions, options.statuses],

@@ -74,7 +74,7 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
         # one when a newer one is in the range.
         since = max(data.load_from, data.look_back_from - timedelta(hours=recent_hours))
         acts = data.rollup_sql(mapped_actions(sorted({a for _, a in pairs})), since=since)
-        outcomes = f"SELECT * FROM outcomes WHERE {data.time_filter(since=since)}"
+        outcomes = f"SELECT * FROM {data.view('outcomes', since)} WHERE {data.time_filter(since=since)}"
         rows = correction_lags_sql(acts, outcomes, mapping, timedelta(hours=max_lag_hours))
         frame = data.frame(
             f"SELECT agent_id, action, epoch(ts)::DOUBLE AS t, confidence::DOUBLE AS confidence, event_id, "

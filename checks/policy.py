@@ -214,7 +214,7 @@ def _violations(data: EvalData, since: datetime, statuses: list[str]) -> pl.Data
         f"  CASE WHEN p.agent_id IS NULL THEN d.forbidden ELSE p.forbidden END AS forbidden, "
         f"  CASE WHEN p.agent_id IS NULL THEN d.requires ELSE p.requires END AS requires, "
         f"  CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records "
-        f"  FROM actions a LEFT JOIN policy p ON p.agent_id = a.agent_id "
+        f"  FROM {data.view('actions', since)} a LEFT JOIN policy p ON p.agent_id = a.agent_id "
         f"  CROSS JOIN (SELECT * FROM policy WHERE agent_id IS NULL) d "
         f"  WHERE {data.time_filter(since=since)} AND list_contains(?::VARCHAR[], a.status)) "
         f"SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, {flags} "

@@ -27,6 +27,7 @@ from agentwatch.core.home import Home
 from agentwatch.store import duck
 from agentwatch.store.compaction import run_pass
 from agentwatch.store.erasure import Selector, erase
+from agentwatch.store.kept_rows import KeptRows
 from agentwatch.store.reader import open_reader
 from agentwatch.store.rollups import Rollup, RollupStore, Span
 from agentwatch.store.settings import StoreSettings
@@ -91,11 +92,13 @@ def recomputed(home: Home, rollup: Rollup, since: datetime, last: datetime) -> p
         con.close()
 
 
-def kept(home: Home, rollup: Rollup, since: datetime, last: datetime, now: datetime) -> tuple[pl.DataFrame, int]:
+def kept(home: Home, rollup: Rollup, since: datetime, last: datetime, now: datetime,
+         in_memory: KeptRows | None = None) -> tuple[pl.DataFrame, int]:
     """The rollup's rows through the stored aggregates, and how many days the store summarised or extended."""
     con = open_reader(home)
     try:
-        store = RollupStore(home, con, now=now, small_bytes=0)  # keep whatever the size: the stored path is tested
+        # Keep whatever the size: the stored path is tested.
+        store = RollupStore(home, con, now=now, small_bytes=0, kept=in_memory)
         return store.frame(rollup, since, last), store.updated.get(rollup.name, 0)
     finally:
         con.close()
@@ -140,6 +143,28 @@ def test_a_live_sequence_extends_the_stored_hours_and_matches_every_time(home: H
             now = T0 + timedelta(days=day, hours=hours)
             rows, _ = kept(home, rollup, since, now, now)
             same(rows, recomputed(home, rollup, since, now))
+
+
+def test_files_held_in_memory_between_runs_answer_what_reading_them_answers(home: Home) -> None:
+    """serve holds the stored files between its runs (KeptRows): as days are extended, summarised again after a
+    late event, and new days begin, every answer stays the full recompute's; a small bound evicts, never errs."""
+    since = T0 - timedelta(hours=1)
+    roomy, tight = KeptRows(), KeptRows(max_bytes=2_000)
+    for day in range(DAYS):
+        actions = actions_between(T0 + timedelta(days=day), 24, f"m{day}")
+        store_events(home, actions=actions, outcomes=owner_changes(actions))
+        if day == 2:
+            late = actions_between(T0 + timedelta(hours=4), 1, "late")
+            store_events(home, actions=late, outcomes=owner_changes(late))
+        for hours in (9, 24):
+            now = T0 + timedelta(days=day, hours=hours)
+            for rollup in (ACTION_COUNTS, ERROR_DETAILS, HISTOGRAM):
+                expected = recomputed(home, rollup, since, now)
+                for in_memory in (roomy, tight):
+                    rows, _ = kept(home, rollup, since, now, now, in_memory)
+                    same(rows, expected)
+    assert roomy.nbytes > 0 and roomy.tables > 3
+    assert tight.nbytes <= 2_000
 
 
 def test_late_events_update_the_aggregates_they_fall_in(filled: Home) -> None:

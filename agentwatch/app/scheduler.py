@@ -15,6 +15,7 @@ from agentwatch.checks.engine import enabled_checks, evaluate, incident_store
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
 from agentwatch.store.compaction import run_pass
+from agentwatch.store.kept_rows import KeptRows
 from agentwatch.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class CheckScheduler:
         self.runs = 0
         self.skipped = 0  # runs skipped because an earlier one was still going
         self._checks: tuple[str, list[Check]] | None = None  # (the config they were built from, the checks)
+        self._kept: KeptRows | None = None  # the aggregates' files read by earlier runs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentwatch-checks", daemon=True)
 
@@ -45,7 +47,8 @@ class CheckScheduler:
         try:
             config = config_for(self.home, self.config_path)  # re-read: an edited config applies next run
             store, at = incident_store(self.home), datetime.now(UTC)
-            report = evaluate(self.home, config, [at], store, checks=self._checks_for(config))
+            report = evaluate(self.home, config, [at], store, checks=self._checks_for(config),
+                              kept=self._kept_for(config.store.aggregates.kept_in_memory_mb))
             store.record_run(at, report.seconds, sorted(report.failures))
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
@@ -67,6 +70,15 @@ class CheckScheduler:
         if self._checks is None or self._checks[0] != fingerprint:
             self._checks = (fingerprint, enabled_checks(config))
         return self._checks[1]
+
+    def _kept_for(self, megabytes: int) -> KeptRows | None:
+        """The aggregates' files held between runs, within the configured bound (a new bound starts afresh)."""
+        limit = megabytes * 1024 * 1024
+        if limit == 0:
+            self._kept = None
+        elif self._kept is None or self._kept.max_bytes != limit:
+            self._kept = KeptRows(limit)
+        return self._kept
 
     def _loop(self) -> None:
         """Run on a fixed rate. A run longer than the interval never piles runs up: the ones that fell due

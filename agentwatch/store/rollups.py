@@ -47,6 +47,7 @@ from agentwatch.core.locks import WriteLock
 from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
+from agentwatch.store.kept_rows import KeptRows
 from agentwatch.store.layout import schema_part_path
 from agentwatch.store.partitions import (
     PARTITION_PREFIX,
@@ -176,13 +177,15 @@ class RollupStore:
     """The stored rollups of one home, read and brought up to date through one DuckDB connection."""
 
     def __init__(self, home: Home, con: duckdb.DuckDBPyConnection, now: datetime | None = None,
-                 small_bytes: int = SMALL_RANGE_BYTES) -> None:
+                 small_bytes: int = SMALL_RANGE_BYTES, kept: KeptRows | None = None) -> None:
         self.home = home
         self.con = con
+        self.kept = kept  # stored files held in memory from earlier runs of this process (serve's)
         self.now = now or datetime.now(UTC)
         self.small_bytes = small_bytes
         self.root = home.aggregates
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
+        self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
 
     def cutoff(self, rollup: Rollup) -> datetime:
         """Nothing after this is stored: events of the last minutes are still arriving, and a row is final only
@@ -207,17 +210,50 @@ class RollupStore:
         if stored_from < stored_until and not self._small(rollup, stored_from, stored_until):
             with WriteLock(self.home.lock_file("aggregates")):
                 files = self._bring_up_to_date(rollup, stored_from, stored_until)
-            if files:
-                column = quote_identifier(rollup.time_column)
-                pieces.append(f"SELECT * FROM read_parquet({parts_sql(files)}) WHERE {column} >= "
-                              f"TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
-                              f"TIMESTAMPTZ '{stored_until.isoformat()}'")
+            column = quote_identifier(rollup.time_column)
+            within = (f"WHERE {column} >= TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
+                      f"TIMESTAMPTZ '{stored_until.isoformat()}'")
+            pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
             raw = [Span(since, stored_from, lo_open=True, horizon=last),
                    Span(stored_until, end, hi_closed=True, horizon=last)]
         else:
             raw = [Span(since, end, lo_open=True, hi_closed=True, horizon=last)]
-        pieces += [rollup.select(rollup.views(), span) for span in raw if span.lo <= span.hi]
+        pieces += [rollup.select(self._raw_views(rollup, span), span) for span in raw if span.lo <= span.hi]
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
+
+    def _raw_views(self, rollup: Rollup, span: Span) -> dict[str, str]:
+        """Temporary views over the visible parts of only the days a span's rows read (its look-back and reach
+        included): the store-wide views would make every query of the last hour bind every part of every day."""
+        last = span.hi + rollup.reach
+        if span.horizon is not None:
+            last = min(last, span.horizon)
+        first = (span.lo - rollup.look_back).date()
+        return {dataset: self.view(dataset, first, last.date()) for dataset in rollup.datasets}
+
+    def view(self, dataset: str, first: date, last: date) -> str:
+        """A temporary view of the dataset over the visible parts of the day partitions first..last only (made once
+        per run): the store-wide view binds every part of every day, at every query."""
+        key = (dataset, first, last)
+        if key not in self._views:
+            name = f"_days_{dataset}_{uuid.uuid4().hex[:8]}"
+            listed = [schema_part_path(self.home, DATASETS[dataset]), *_day_parts(self.home, dataset, first, last)]
+            duck.run(self.con, f"CREATE TEMP VIEW {name} AS {_parts_select(dataset, listed)}")
+            self._views[key] = name
+        return self._views[key]
+
+    def _stored_sources(self, files: list[Path]) -> list[str]:
+        """What to read the stored files from: the files, or the tables held from earlier runs (registered on this
+        run's connection under names of their own)."""
+        if not files:
+            return []
+        if self.kept is None:
+            return [f"read_parquet({parts_sql(files)})"]
+        names = []
+        for file in files:
+            name = f"_kept_{uuid.uuid4().hex[:12]}"
+            self.con.register(name, self.kept.table(file))
+            names.append(name)
+        return names
 
     def _small(self, rollup: Rollup, start: datetime, end: datetime) -> bool:
         """Whether the parts of [start, end) are so small that reading them costs less than keeping aggregates."""
@@ -249,15 +285,12 @@ class RollupStore:
 
     def _sources(self, rollup: Rollup, day: date, until: datetime) -> dict[str, Path]:
         """Every visible part a row of `day` (up to `until`) may read, by its key (dataset/partition/name)."""
-        first, last = (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date()
-        found = {}
-        for dataset in rollup.datasets:
-            directory, at = self.home.dataset_dir(dataset), first
-            while at <= last:
-                partition = f"{PARTITION_PREFIX}{at.isoformat()}"
-                found.update({f"{dataset}/{partition}/{p.name}": p for p in list_partition(directory / partition)})
-                at += DAY
-        return found
+        return self._parts_between(rollup, (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date())
+
+    def _parts_between(self, rollup: Rollup, first: date, last: date) -> dict[str, Path]:
+        """The visible parts of the rollup's datasets in the day partitions first..last, by dataset/partition/name."""
+        return {f"{dataset}/{p.parent.name}/{p.name}": p for dataset in rollup.datasets
+                for p in _day_parts(self.home, dataset, first, last)}
 
     def _update_day(self, rollup: Rollup, folder: Path, day: date, until: datetime) -> DayState | None:
         """Bring one day's stored rows up to `until` (steps 1 and 2 of the module's docstring)."""
@@ -393,6 +426,16 @@ def _forget_day(folder: Path, day: date) -> int:
     if doomed:
         fsync_dir(folder)
     return len(doomed)
+
+
+def _day_parts(home: Home, dataset: str, first: date, last: date) -> list[Path]:
+    """The visible parts of the dataset's day partitions first..last."""
+    directory, at = home.dataset_dir(dataset), first
+    found: list[Path] = []
+    while at <= last:
+        found += list_partition(directory / f"{PARTITION_PREFIX}{at.isoformat()}")
+        at += DAY
+    return found
 
 
 def _day_start(day: date) -> datetime:

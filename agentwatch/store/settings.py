@@ -39,6 +39,13 @@ class RetentionDays(BaseModel):
                                                                  "before today (UTC) are dropped.")
 
 
+class AggregateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kept_in_memory_mb: int = Field(
+        256, ge=0, description="`agentwatch serve` holds this many MB of the kept aggregates' files in memory "
+        "between its minute runs, so it does not read the same week of files every minute; 0 reads them each run.")
+
+
 class StoreSettings(BaseModel):
     """The ``store:`` section."""
 
@@ -48,3 +55,5 @@ class StoreSettings(BaseModel):
                                            description="Merging small parts into large files.")
     retention_days: RetentionDays = Field(default_factory=RetentionDays,
                                           description="How long events are kept (default: forever).")
+    aggregates: AggregateSettings = Field(default_factory=AggregateSettings,
+                                          description="The checks' kept aggregates (docs/architecture.md).")
