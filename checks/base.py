@@ -12,6 +12,7 @@ prepare it at all (:meth:`Check.due`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,19 @@ class Finding:
     @property
     def key(self) -> str:
         return subject_key(self.check, self.subject)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "subject": self.subject, "severity": self.severity.value,
+                "summary": self.summary, "started_at": self.started_at.isoformat(), "affected": self.affected,
+                "evidence": json.loads(json.dumps(self.evidence, default=str)),
+                "sample_event_ids": self.sample_event_ids}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(check=data["check"], subject=dict(data["subject"]), severity=Severity(data["severity"]),
+                   summary=data["summary"], started_at=datetime.fromisoformat(data["started_at"]),
+                   affected=int(data["affected"]), evidence=dict(data["evidence"]),
+                   sample_event_ids=list(data["sample_event_ids"]))
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,28 @@ class Check(Generic[OptionsT]):
         # Kept across runs when the scheduler reuses this object, so `every_minutes` holds in `serve` too.
         self.evaluated_at: datetime | None = None
         self.last_findings: list[Finding] = []
+
+    def cadence_state(self) -> dict[str, Any] | None:
+        """What a later process needs to keep this check's cadence (`check` run by cron keeps serve's): when it was
+        last evaluated and what it found, with a fingerprint of its options and config. None without a cadence."""
+        if self.options.every_minutes is None or self.evaluated_at is None:
+            return None
+        return {"fingerprint": self._fingerprint(), "evaluated_at": self.evaluated_at.isoformat(),
+                "findings": [f.to_json() for f in self.last_findings]}
+
+    def restore_cadence(self, state: Mapping[str, Any] | None) -> None:
+        """Take up the cadence a run in another process left (:meth:`cadence_state`), unless this object has its
+        own, or the options or config changed since (then the check is due)."""
+        if state is None or self.evaluated_at is not None or self.options.every_minutes is None:
+            return
+        if state.get("fingerprint") != self._fingerprint():
+            return
+        self.evaluated_at = datetime.fromisoformat(state["evaluated_at"])
+        self.last_findings = [Finding.from_json(f) for f in state["findings"]]
+
+    def _fingerprint(self) -> str:
+        text = self.name + self.options.model_dump_json() + self.config.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def due(self, at: datetime) -> bool:
         """Whether the engine evaluates this check at `at`: unless `every_minutes` is set and the last evaluation

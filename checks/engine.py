@@ -113,6 +113,9 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
                         anchor=anchor, rollups=rollups)
+        cadences = store.cadences()
+        for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
+            check.restore_cadence(cadences.get(check.name))
         open_checks = {i.check for i in unresolved}
         # A one-step run (serve's minute) leaves a check that is not due as it is: its last findings stand. Its open
         # incidents make it due anyway: their clearance reads the prepared state.
@@ -161,6 +164,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
                 on_step(at, list(book.by_id.values()))
         report.incidents = [book.by_id[i] for i in sorted(book.touched, key=incident_number)]
         store.save(report.incidents, book.first_number)
+        store.save_cadences({c.name: state for c in ready if (state := c.cadence_state()) is not None})
     finally:
         con.close()
 

@@ -183,6 +183,23 @@ class IncidentStore:
             row = con.execute("SELECT value FROM meta WHERE name = 'last_check_run'").fetchone()
         return json.loads(row[0]) if row else None
 
+    def cadences(self) -> dict[str, dict[str, Any]]:
+        """Check name -> what its last run left of its cadence (``Check.cadence_state``)."""
+        if not self.path.exists():
+            return {}
+        with self._reading() as con:
+            row = con.execute("SELECT value FROM meta WHERE name = 'check_cadences'").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def save_cadences(self, states: dict[str, dict[str, Any]]) -> None:
+        """Record the checks' cadence states (others' stay as they were)."""
+        if not states:
+            return
+        with self._writing() as con:
+            row = con.execute("SELECT value FROM meta WHERE name = 'check_cadences'").fetchone()
+            merged = {**(json.loads(row[0]) if row else {}), **states}
+            con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('check_cadences', ?)", [json.dumps(merged)])
+
     def load_book(self) -> tuple[builtins.list[Incident], int]:
         """The incidents not resolved, and the next free number, to start a run from."""
         with self._reading() as con:

@@ -117,8 +117,9 @@ class _Counting(Check[CheckOptions]):
     family = "quality"
     history = timedelta(hours=1)
 
-    def __init__(self, every_minutes: float | None) -> None:
+    def __init__(self, every_minutes: float | None, fires: bool = True) -> None:
         super().__init__(CheckOptions(every_minutes=every_minutes), ChecksConfig())
+        self.fires = fires
         self.prepared: list[datetime] = []
         self.evaluated: list[datetime] = []
 
@@ -127,7 +128,10 @@ class _Counting(Check[CheckOptions]):
 
     def evaluate(self, step: Step) -> list[Finding]:
         self.evaluated.append(step.at)
-        return [Finding(self.name, {"agent_id": "a"}, Severity.info, f"probe at {step.at:%H:%M}", step.at, 1)]
+        if not self.fires:
+            return []
+        return [Finding(self.name, {"agent_id": "a"}, Severity.info, f"probe at {step.at:%H:%M}", step.at, 1,
+                        evidence={"at": step.at}, sample_event_ids=["e-1"])]
 
 
 def test_a_check_with_every_minutes_is_evaluated_that_often_and_its_last_findings_stand_between(home, tmp_path):
@@ -160,3 +164,29 @@ def test_a_check_with_every_minutes_is_evaluated_that_often_and_its_last_finding
     every_step = _Counting(every_minutes=None)
     evaluate(home, ChecksConfig(), times, IncidentStore(tmp_path / "all.sqlite3"), checks=[every_step])
     assert every_step.evaluated == times
+
+
+def test_a_fresh_process_keeps_the_cadence_the_last_run_left(home, tmp_path):
+    """`check` run by cron each minute builds new check objects every time: the incident store carries the cadence
+    over, so they prepare and evaluate when serve's kept objects would, and re-report the last findings between;
+    changed options make the check due at once."""
+    times = [T0 + timedelta(minutes=m) for m in range(0, 61, 5)]
+    store, prepared, evaluated = IncidentStore(tmp_path / "quiet.sqlite3"), [], []
+    for at in times:
+        probe = _Counting(every_minutes=15, fires=False)  # a new object per run, as a new process has
+        evaluate(home, ChecksConfig(), [at], store, checks=[probe])
+        prepared += probe.prepared
+        evaluated += probe.evaluated
+    assert evaluated == prepared == [T0 + timedelta(minutes=m) for m in (0, 15, 30, 45, 60)]
+
+    store = IncidentStore(tmp_path / "firing.sqlite3")
+    summaries = []
+    for at in times[:4]:
+        report = evaluate(home, ChecksConfig(), [at], store, checks=[_Counting(every_minutes=15)])
+        summaries.append(next(i.summary for i in report.incidents))
+    assert summaries == ["probe at 00:00"] * 3 + ["probe at 00:15"]
+    assert next(iter(store.cadences().values()))["findings"][0]["evidence"] == {"at": (T0 + timedelta(minutes=15))
+                                                                                .isoformat(sep=" ")}
+    changed = _Counting(every_minutes=20)
+    evaluate(home, ChecksConfig(), [times[4]], store, checks=[changed])
+    assert changed.evaluated == [times[4]]
