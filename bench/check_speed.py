@@ -189,7 +189,13 @@ def warm_check(home_dir: Path, incidents: Path, per_minute: int) -> dict:
 
 
 def _peak_mb() -> int:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+    """This process's peak RSS. Linux's VmHWM, not getrusage's ru_maxrss: that one survives fork and exec, so a child
+    of the process that built the stores (1.4 GB) would report the builder's peak as its own."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+        return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
 
 
 def serve_minutes(home_dir: Path, per_minute: int, minutes: int = SERVE_MINUTES) -> dict:
