@@ -117,8 +117,8 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
             check.restore_cadence(cadences.get(check.name))
         open_checks = {i.check for i in unresolved}
-        # A one-step run (serve's minute) leaves a check that is not due as it is: its last findings stand. Its open
-        # incidents make it due anyway: their clearance reads the prepared state.
+        # A one-step run (serve's minute) does not prepare a check that is not due: its last findings stand. One with
+        # an open incident is prepared all the same (not evaluated): the incident's clearance reads what it prepared.
         resting = [c for c in checks if len(steps) == 1 and not c.due(steps[0]) and c.name not in open_checks]
         report.resting = [c.name for c in resting]
         ready = list(resting)
