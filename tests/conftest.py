@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ os.environ["COLUMNS"] = "250"
 
 from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
+from tests.live_support import stop
 
 _ids = itertools.count(1)
 
@@ -153,3 +155,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the other was done."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """Processes a test starts (servers): killed when it ends, whatever happened."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        stop(process)

@@ -31,6 +31,13 @@ def agentwatch(home: Home, *args: str) -> str:
     return done.stdout
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Kill a server a test started, if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
 class Feed:
     """The simulated files, handed to a home in time order: `until(t)` ingests everything up to `t` not yet in."""
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,23 +55,9 @@ def wait_healthy(process: subprocess.Popen, port: int, log: Path) -> None:
     raise AssertionError(f"server did not answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
-
-
 @pytest.fixture
 def token(home: Home) -> str:
     return KeyStore(home).create("ingest", name="durability test")[1]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        stop(process)
 
 
 def batch_body(number: int) -> bytes:

@@ -19,8 +19,9 @@ from agentwatch.app.api.app import ApiSettings, create_app
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
+from tests.live_support import stop
 from tests.test_api import TestClient, action, assert_error_shape, bearer, flushed, query, wait_ready
-from tests.test_api_durability import free_port, stop, wait_healthy
+from tests.test_api_durability import free_port, wait_healthy
 
 ITEMS = 3_495_000
 

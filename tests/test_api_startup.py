@@ -13,8 +13,9 @@ import pytest
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
+from tests.live_support import stop
 from tests.test_api import action, bearer, query
-from tests.test_api_durability import START_TIMEOUT_S, free_port, start_server, stop, wait_healthy
+from tests.test_api_durability import START_TIMEOUT_S, free_port, start_server, wait_healthy
 
 PENDING = 20_000
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,11 @@ from agentwatch.store.reader import open_reader
 from agentwatch.store.rewrite import staging_root
 from agentwatch.store.settings import StoreSettings
 from tests.live_support import agentwatch
-from tests.test_api_durability import free_port, stop, wait_healthy
+from tests.test_api_durability import free_port, wait_healthy
 
 DEADLINE_S = 180.0  # waits on a busy 2-core machine; none is a timing assertion
 CLOSED_DAY = "day=2026-10-01"
 MERGE_NOW = StoreSettings.model_validate({"compaction": {"quiet_minutes": 0}})
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        stop(process)
 
 
 def commit(home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], events: list[dict[str, Any]]) -> None:
