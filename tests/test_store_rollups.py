@@ -360,3 +360,22 @@ def test_a_small_range_is_read_raw_and_keeps_nothing(filled: Home) -> None:
         con.close()
     assert store.updated == {} and not (filled.root / "aggregates").exists()
     same(rows, recomputed(filled, ACTION_COUNTS, since, last))
+
+
+def test_a_days_view_reads_exactly_the_visible_parts_of_those_days(filled: Home) -> None:
+    """Raw reads of a run go through views over only the days they need; a dataset without day partitions keeps
+    the store-wide view."""
+    con = open_reader(filled)
+    try:
+        store = RollupStore(filled, con, now=T0 + timedelta(days=DAYS))
+        second = (T0 + timedelta(days=1)).date()
+        view = store.view("actions", second, second)
+        assert store.view("actions", second, second) == view  # made once per run
+        (counted, first_ts, last_ts), = duck.run(con, f"SELECT count(*), min(ts), max(ts) FROM {view}")
+        (expected,), = duck.run(con, "SELECT count(*) FROM actions WHERE CAST(timezone('UTC', ts) AS DATE) = ?",
+                                [second])
+        assert counted == expected > 0
+        assert first_ts.date() == last_ts.date() == second
+        assert store.view("schema_snapshots", second, second) == "schema_snapshots"
+    finally:
+        con.close()

@@ -233,6 +233,8 @@ class RollupStore:
     def view(self, dataset: str, first: date, last: date) -> str:
         """A temporary view of the dataset over the visible parts of the day partitions first..last only (made once
         per run): the store-wide view binds every part of every day, at every query."""
+        if not DATASETS[dataset].partitioned_by_day:
+            return dataset  # no day partitions to choose from: the store-wide view
         key = (dataset, first, last)
         if key not in self._views:
             name = f"_days_{dataset}_{uuid.uuid4().hex[:8]}"
