@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 
 SAMPLE_IDS = 20  # event ids an incident keeps as examples
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def subject_key(check: str, subject: Mapping[str, str]) -> str:
@@ -57,8 +58,9 @@ class Finding:
         return subject_key(self.check, self.subject)
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "subject": self.subject, "severity": self.severity.value,
-                "summary": self.summary, "started_at": self.started_at.isoformat(), "affected": self.affected,
+        return {"check": self.check, "subject": {str(k): str(v) for k, v in self.subject.items()},
+                "severity": self.severity.value, "summary": self.summary,
+                "started_at": self.started_at.isoformat(), "affected": int(self.affected),
                 "evidence": json.loads(json.dumps(self.evidence, default=str)),
                 "sample_event_ids": self.sample_event_ids}
 
@@ -116,9 +118,10 @@ class CheckOptions(BaseModel):
         "no events (an agent paused by the guard, a night) show nothing, and keep the incident open."
     )
     every_minutes: float | None = Field(
-        None, gt=0, description="Evaluate at most this often (evaluation time), the last findings standing in "
-        "between; unset: at every evaluation. Checks whose statistics move over hours set it, so `serve`'s minute "
-        "runs skip them until they are due."
+        None, gt=0, description="Evaluate once per this many minutes of evaluation time (at the first evaluation in "
+        "each slot, counted from the Unix epoch: 5, 15 or 60 minutes start on the hour), the last findings standing "
+        "in between; unset: at every evaluation. Checks whose statistics move over hours set it, so `serve`'s "
+        "minute runs skip them until due."
     )
 
 
@@ -168,9 +171,14 @@ class Check(Generic[OptionsT]):
 
     def due(self, at: datetime) -> bool:
         """Whether the engine evaluates this check at `at`: unless `every_minutes` is set and the last evaluation
-        came less than that before `at` (a run in the past is always due)."""
+        was in the same `every_minutes` slot of the clock (slots from the Unix epoch, so serve's runs, whose times
+        jitter by milliseconds, cron's and a backtest's steps all evaluate at the first time of each slot). A run at
+        or before the last evaluation's time is always due: it may see events that came in since."""
         every, last = self.options.every_minutes, self.evaluated_at
-        return every is None or last is None or not timedelta(0) <= at - last < timedelta(minutes=every)
+        if every is None or last is None or at <= last:
+            return True
+        slot = timedelta(minutes=every)
+        return (at - EPOCH) // slot > (last - EPOCH) // slot
 
     def warm_imports(self) -> tuple[str, ...]:
         """Slow modules this check will import; the engine imports them in a background thread while the

@@ -198,7 +198,8 @@ class IncidentStore:
         with self._writing() as con:
             row = con.execute("SELECT value FROM meta WHERE name = 'check_cadences'").fetchone()
             merged = {**(json.loads(row[0]) if row else {}), **states}
-            con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('check_cadences', ?)", [json.dumps(merged)])
+            con.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('check_cadences', ?)",
+                        [json.dumps(merged, default=str)])
 
     def load_book(self) -> tuple[builtins.list[Incident], int]:
         """The incidents not resolved, and the next free number, to start a run from."""

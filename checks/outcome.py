@@ -92,7 +92,8 @@ def lag_histogram(data: EvalData, options: CorrectionOptions, high_confidence: f
     since = floor_to(data.look_back_from - timedelta(days=options.baseline_days, hours=options.recent_hours),
                      timedelta(hours=1)) - MICROSECOND
     until = floor_to(data.last - timedelta(hours=options.recent_hours), timedelta(hours=1)) - MICROSECOND
-    rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence)
+    rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence,
+                                  attribution=_all_mappings(data.config)[0])
     return data.rollup(rollup, since=since, until=until).with_columns(pl.col("hour").dt.epoch("s").alias("hour"))
 
 

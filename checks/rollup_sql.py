@@ -250,33 +250,45 @@ def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str
 LAG_BINS = 48  # resolution of an outcome check's lag curve over its max_lag
 
 
-def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, high_confidence: float | None) -> Rollup:
+def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, high_confidence: float | None,
+                         attribution: Mapping[str, list[str]] | None = None) -> Rollup:
     """An outcome check's baseline, without its rows: per agent x action x hour of the successful actions `mapping`
     judges (outcome kind -> the actions it corrects), how many had their first correction within each lag bin
     (``max_lag / LAG_BINS`` wide; ``bin`` NULL: not corrected within `max_lag`), split by ``high`` (confidence at
     least `high_confidence`; NULL without a confidence, or without a threshold). Columns: agent_id, action, hour,
-    high, bin, n. A row reads the outcomes, and the later actions on the same records, up to `max_lag` after it."""
-    kinds = {kind: sorted(actions) for kind, actions in sorted(mapping.items())}
-    actions = sorted({a for listed in kinds.values() for a in listed})
+    high, bin, n. A row reads the outcomes, and the later actions on the same records, up to `max_lag` after it.
+    An outcome that names no action corrects the latest action on its record among those `attribution` maps to its
+    kind (default: `mapping`): the outcome checks attribute over the union of their mappings, as their recent
+    windows do (:func:`correction_lags_sql`), so a check watching fewer actions does not blame an older one."""
+    own = {kind: sorted(actions) for kind, actions in sorted(mapping.items())}
+    kinds = {kind: sorted(actions) for kind, actions in sorted((attribution or mapping).items())}
+    for kind, actions in own.items():  # attribution covers what the check judges
+        kinds[kind] = sorted(set(kinds.get(kind, [])) | set(actions))
+    kinds = dict(sorted(kinds.items()))
+    read = sorted({a for listed in kinds.values() for a in listed})
+    judged = sorted({a for listed in own.values() for a in listed})
     width = max_lag.total_seconds() / LAG_BINS
     high = "NULL::BOOLEAN" if high_confidence is None else f"confidence >= {float(high_confidence)!r}"
+    # The check's lag: its own kinds only, each for the actions it maps to that kind.
+    terms = [f"CASE WHEN list_contains({_list(own[kind])}, action) THEN lag_{i} END"
+             for i, kind in enumerate(kinds) if kind in own]
 
     def select(src: Sources, span: Span) -> str:
         # Actions up to max_lag after the span take part in the as-of join: a later action on the record is the one
         # an unnamed outcome corrects.
         acts = (f"SELECT agent_id, action, ts, confidence, event_id, resource_type, resource_id "
                 f"FROM {src['actions']} WHERE {span.wide_condition(reach=max_lag)} AND status = 'ok' "
-                f"AND list_contains({_list(actions)}, action)")
+                f"AND list_contains({_list(read)}, action)")
         outcomes = f"SELECT * FROM {src['outcomes']} WHERE {span.wide_condition(reach=max_lag)}"
         lags = correction_lags_sql(acts, outcomes, kinds, max_lag)
-        lag = f"least({', '.join(f'lag_{i}' for i in range(len(kinds)))})"  # NULLs ignored: the first kind to come
+        lag = f"least({', '.join(terms)})"  # NULLs ignored: the first of its kinds to come
         # (least() ignores NULLs, so the bin of an uncorrected action is kept NULL by the CASE.)
         return f"""
             SELECT agent_id, action, time_bucket(INTERVAL '1 hour', ts) AS hour, {high} AS high,
                    CASE WHEN {lag} IS NOT NULL THEN least(floor({lag} / {width!r}), {LAG_BINS - 1}) END::INTEGER
                    AS bin, count(*)::BIGINT AS n
-            FROM ({lags}) WHERE {span.condition()} GROUP BY ALL"""
+            FROM ({lags}) WHERE {span.condition()} AND list_contains({_list(judged)}, action) GROUP BY ALL"""
 
-    name = rollup_name("correction_histogram-v1", kinds=kinds, max_lag=max_lag.total_seconds(),
+    name = rollup_name("correction_histogram-v2", kinds=own, attribution=kinds, max_lag=max_lag.total_seconds(),
                        high=high_confidence)
     return Rollup(name, "actions", timedelta(hours=1), "hour", select, reach=max_lag, reads=("outcomes",))

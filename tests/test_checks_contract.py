@@ -190,3 +190,14 @@ def test_a_fresh_process_keeps_the_cadence_the_last_run_left(home, tmp_path):
     changed = _Counting(every_minutes=20)
     evaluate(home, ChecksConfig(), [times[4]], store, checks=[changed])
     assert changed.evaluated == [times[4]]
+
+
+def test_cadence_slots_absorb_the_jitter_of_serves_run_times():
+    """serve's runs start a few milliseconds early or late: a check every 5 minutes evaluated at 00:00:00.4 is due
+    again at 00:05:00.35 (the next slot), not a minute later; within a slot it is not; a rerun at or before its last
+    evaluation is."""
+    probe = _Counting(every_minutes=5)
+    probe.evaluated_at = T0 + timedelta(milliseconds=400)
+    assert probe.due(T0 + timedelta(minutes=5, milliseconds=350))
+    assert not probe.due(T0 + timedelta(minutes=4, seconds=59, milliseconds=999))
+    assert probe.due(T0 + timedelta(milliseconds=400)) and probe.due(T0)

@@ -379,3 +379,24 @@ def test_a_days_view_reads_exactly_the_visible_parts_of_those_days(filled: Home)
         assert store.view("schema_snapshots", second, second) == "schema_snapshots"
     finally:
         con.close()
+
+
+def test_an_unnamed_outcome_blames_the_latest_action_any_outcome_check_watches(home: Home) -> None:
+    """A check watching only lead.route must not count a route as corrected when the rep's unnamed owner change
+    came after a later lead.assign_owner on the same lead: the outcome checks attribute over the union of their
+    mappings, in the baseline histogram as in the recent window."""
+    lead = {"type": "lead", "id": "L-7"}
+    store_events(home, actions=[
+        {"event_id": "r-1", "ts": iso(T0 + timedelta(hours=1)), "agent_id": "router", "action": "lead.route",
+         "resource": lead, "status": "ok"},
+        {"event_id": "a-1", "ts": iso(T0 + timedelta(hours=1, minutes=1)), "agent_id": "router",
+         "action": "lead.assign_owner", "resource": lead, "status": "ok"},
+    ], outcomes=[{"event_id": "o-1", "ts": iso(T0 + timedelta(hours=1, minutes=30)), "kind": "owner_changed",
+                  "resource": lead, "actor": "rep-1"}])
+    since, last = T0, T0 + timedelta(hours=12)
+    own = {"owner_changed": ["lead.route"]}
+    union = {"owner_changed": ["lead.assign_owner", "lead.route"]}
+    alone = recomputed(home, correction_histogram(own, timedelta(hours=6), None), since, last)
+    shared = recomputed(home, correction_histogram(own, timedelta(hours=6), None, attribution=union), since, last)
+    assert alone.select("action", "bin", "n").rows() == [("lead.route", int(30 // 7.5), 1)]  # 30 min, 7.5-min bins
+    assert shared.select("action", "bin", "n").rows() == [("lead.route", None, 1)]  # the assignment was blamed
