@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentwatch.core.severity import Severity
 from agentwatch.schemas.incidents import Incident
+from agentwatch.store.rollups import floor_to
 
 if TYPE_CHECKING:
     from agentwatch.checks.activity import Activity
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 
 SAMPLE_IDS = 20  # event ids an incident keeps as examples
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def subject_key(check: str, subject: Mapping[str, str]) -> str:
@@ -178,7 +178,7 @@ class Check(Generic[OptionsT]):
         if every is None or last is None or at <= last:
             return True
         slot = timedelta(minutes=every)
-        return (at - EPOCH) // slot > (last - EPOCH) // slot
+        return floor_to(at, slot) > floor_to(last, slot)
 
     def warm_imports(self) -> tuple[str, ...]:
         """Slow modules this check will import; the engine imports them in a background thread while the

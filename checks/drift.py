@@ -69,9 +69,9 @@ class DriftOptions(CheckOptions):
     )
     every_minutes: float = Field(
         60, gt=0,
-        description="Recompute at most this often (step time), re-reporting the last verdicts in between. Drift "
-                    "builds over hours (its delay target is 24 h); an hourly refresh costs "
-                    "little and keeps a 14-day backtest fast.",
+        description="Recompute once per this many minutes (slots of the clock), re-reporting the last "
+                    "verdicts in between. Drift builds over hours (its delay target is 24 h); an hourly refresh "
+                    "costs little and keeps a 14-day backtest fast.",
     )
     max_rows: int = Field(
         2000, ge=100,

@@ -114,7 +114,7 @@ def _first_line(exc: Exception) -> str:
 
 class ExpectationOptions(CheckOptions):
     every_minutes: float = Field(
-        60, gt=0, description="Run the suites at most once per this many minutes of evaluation time; between runs "
+        60, gt=0, description="Run the suites once per this many minutes (slots of the clock); between runs "
         "the last verdict stands. Hourly keeps a two-week backtest fast and still answers within the hour."
     )
     window_minutes: float = Field(

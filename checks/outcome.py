@@ -178,9 +178,9 @@ class CorrectionCusum:
 
 class CorrectionOptions(CheckOptions):
     every_minutes: float | None = Field(
-        15, gt=0, description="Evaluate at most every this many minutes, the last findings standing in between: "
-        "corrections trickle in over hours (the delay target is a day), so `serve` reads a day of actions four "
-        "times an hour, not sixty."
+        15, gt=0, description="Evaluate once per this many minutes (slots of the clock), the last findings "
+        "standing in between: corrections trickle in over hours (the delay target is a day), so `serve` reads a day "
+        "of actions four times an hour, not sixty."
     )
     resolve_after_minutes: float = Field(
         360, gt=0, description="Resolve once the correction rate has been normal this long; corrections trickle "

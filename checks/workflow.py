@@ -140,9 +140,10 @@ class InvalidTransition(Check[TransitionOptions]):
 
 class RiseOptions(CheckOptions):
     every_minutes: float | None = Field(
-        5, gt=0, description="Evaluate at most every this many minutes, the last findings standing in between: a "
-        "case is judged only once its deadline passed, so the test moves at the pace of deadlines, and five minutes "
-        "(one bucket) adds little to a delay of half an hour while `serve` reads a week of cases a fifth as often."
+        5, gt=0, description="Evaluate once per this many minutes (slots of the clock), the last findings "
+        "standing in between: a case is judged only once its deadline passed, so the test moves at the pace of "
+        "deadlines, and five minutes (one bucket) adds little to a delay of half an hour while `serve` reads a week "
+        "of cases a fifth as often."
     )
     window_minutes: float = Field(
         120, gt=0,

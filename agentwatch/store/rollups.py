@@ -260,9 +260,8 @@ class RollupStore:
     def _small(self, rollup: Rollup, start: datetime, end: datetime) -> bool:
         """Whether the parts of [start, end) are so small that reading them costs less than keeping aggregates."""
         total, day = 0, start.date()
-        directory = self.home.dataset_dir(rollup.dataset)
         while _day_start(day) < end and total < self.small_bytes:
-            for part in list_partition(directory / f"{PARTITION_PREFIX}{day.isoformat()}"):
+            for part in _day_parts(self.home, rollup.dataset, day, day):
                 try:
                     total += part.stat().st_size
                 except FileNotFoundError:  # merged away and deleted meanwhile
