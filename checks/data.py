@@ -18,7 +18,7 @@ import polars as pl
 
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.store import duck
-from agentwatch.store.rollups import Rollup, RollupStore, Span
+from agentwatch.store.rollups import Rollup, RollupStore, requested_span
 
 T = TypeVar("T")
 BUCKET = timedelta(minutes=5)  # the grain of every time series the checks keep
@@ -66,16 +66,16 @@ class EvalData:
         return self.rollups.view(dataset, since.date(), self.last.date())
 
     def rollup_sql(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> str:
-        """A SELECT of a rollup's rows over the events in (since, until] (default: the run's whole range), the rows
-        reading no event after the run's last time."""
+        """A SELECT of a rollup's rows of the cells from the one holding `since` (default: the run's first time to
+        load) to `until` (default: the run's last time), the rows reading no event after the run's last time."""
         start = since or self.load_from
         if self.rollups is None:
-            end = max(min(until or self.last, self.last), start)
-            return rollup.select(rollup.views(), Span(start, end, lo_open=True, hi_closed=True, horizon=self.last))
+            return rollup.select(rollup.views(), requested_span(rollup, start, self.last, until))
         return self.rollups.sql(rollup, start, self.last, until)
 
     def rollup(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
-        """A rollup's rows over the events in (since, until] (default: up to the run's last time), as a frame."""
+        """A rollup's rows of the cells from the one holding `since` to `until` (default: the run's last time), as
+        a frame."""
         return self.frame(self.rollup_sql(rollup, since, until))
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:

@@ -29,7 +29,7 @@ from agentwatch.store.compaction import run_pass
 from agentwatch.store.erasure import Selector, erase
 from agentwatch.store.kept_rows import KeptRows
 from agentwatch.store.reader import open_reader
-from agentwatch.store.rollups import Rollup, RollupStore, Span
+from agentwatch.store.rollups import Rollup, RollupStore, requested_span
 from agentwatch.store.settings import StoreSettings
 from tests.checks_support import T0, iso, store_events
 
@@ -86,8 +86,7 @@ def owner_changes(actions: list[dict]) -> list[dict]:
 def recomputed(home: Home, rollup: Rollup, since: datetime, last: datetime) -> pl.DataFrame:
     con = open_reader(home)
     try:
-        span = Span(since, last, lo_open=True, hi_closed=True, horizon=last)
-        return pl.DataFrame(duck.run_arrow(con, rollup.select(rollup.views(), span)))
+        return pl.DataFrame(duck.run_arrow(con, rollup.select(rollup.views(), requested_span(rollup, since, last))))
     finally:
         con.close()
 
@@ -130,6 +129,27 @@ def test_stored_rows_equal_a_full_recompute_at_any_range(filled: Home, rollup: R
         assert rows.height > 0
         same(rows, recomputed(filled, rollup, since, last))
     assert list((filled.root / "aggregates" / rollup.name).glob("day=*.parquet")), "nothing was stored"
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS, ids=lambda r: r.name.split("-")[0])
+def test_a_ragged_start_is_answered_from_the_stored_cells(filled: Home, rollup: Rollup) -> None:
+    """A run asking from a ragged time gets whole cells from the one holding it, all of them stored: only the
+    events after the stored cells are read raw (a ragged start read raw once cost as much as the rest of the
+    range, since its cases read a whole look-back or reach too)."""
+    now = T0 + timedelta(days=DAYS, hours=1)
+    since, last = T0 + timedelta(days=1, hours=5, minutes=3, seconds=7), T0 + timedelta(days=2)
+    con = open_reader(filled)
+    try:
+        sql = RollupStore(filled, con, now=now, small_bytes=0).sql(rollup, since, last)
+        pieces = sql.split(" UNION ALL BY NAME ")
+        assert sum("read_parquet" in p for p in pieces) >= 1
+        assert sum("_days_" in p for p in pieces) <= 1, "only the events after the stored cells are read raw"
+        rows = pl.DataFrame(duck.run_arrow(con, sql))
+    finally:
+        con.close()
+    same(rows, recomputed(filled, rollup, since, last))
+    cell_start = since if rollup.grain < timedelta(minutes=5) else T0 + timedelta(days=1, hours=5)
+    assert requested_span(rollup, since, last).lo == cell_start  # a row per event; per 5 minutes or hour
 
 
 @pytest.mark.parametrize("rollup", ROLLUPS, ids=lambda r: r.name.split("-")[0])

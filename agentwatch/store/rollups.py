@@ -168,9 +168,16 @@ def floor_to(at: datetime, grain: timedelta) -> datetime:
     return epoch + ((at - epoch) // grain) * grain
 
 
-def ceil_to(at: datetime, grain: timedelta) -> datetime:
-    floor = floor_to(at, grain)
-    return floor if floor == at else floor + grain
+def requested_span(rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> Span:
+    """The events whose rows a run asking for (since, until] gets: whole cells from the one holding `since`, up to
+    `until` (default and at most `last`) inclusive. Widening the start to its cell's start (at most one grain of
+    extra history) lets the stored cells answer all of it: a ragged start read raw cost as much as the rest of the
+    range together, since a case there still reads its whole look-back or reach. An `until` not after `since` asks
+    for nothing (an open span)."""
+    end = min(until or last, last)
+    if end <= since:
+        return Span(since, since, lo_open=True, hi_closed=True, horizon=last)
+    return Span(floor_to(since, rollup.grain), end, hi_closed=True, horizon=last)
 
 
 class RollupStore:
@@ -193,16 +200,19 @@ class RollupStore:
         return floor_to(self.now - SETTLE - rollup.reach, HOUR)
 
     def frame(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> pl.DataFrame:
-        """The rollup's rows over the events with time in (since, until] (default: last), seeing none after last."""
+        """The rollup's rows of the cells from the one holding `since` to `until` (default: last), seeing no event
+        after last (see `requested_span`)."""
         return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last, until)))
 
     def sql(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> str:
-        """A SELECT of the rollup's rows over the events with time in (since, until] (default: up to `last`), seeing
-        no event after `last`; the stored days are brought up to date first (the SELECT may name temporary tables
-        of this connection: run it at once)."""
-        end = max(min(until or last, last), since)  # an empty range is a query that finds nothing
-        stored_from = ceil_to(since + timedelta(microseconds=1), rollup.grain)  # the first whole cell
-        # The end of the last whole cell of (since, end] whose rows read nothing after `last`.
+        """A SELECT of the rollup's rows of the cells from the one holding `since` to `until` (default: up to
+        `last`), seeing no event after `last` (see `requested_span`); the stored days are brought up to date first
+        (the SELECT may name temporary tables of this connection: run it at once)."""
+        requested = requested_span(rollup, since, last, until)
+        if requested.lo_open:
+            return rollup.select(self._raw_views(rollup, requested), requested)  # an empty range: nothing
+        stored_from, end = requested.lo, requested.hi
+        # The end of the last whole cell of the range whose rows read nothing after `last`.
         whole_until = min(floor_to(end + timedelta(microseconds=1), rollup.grain),
                           floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain))
         stored_until = min(whole_until, self.cutoff(rollup))
@@ -214,11 +224,11 @@ class RollupStore:
             within = (f"WHERE {column} >= TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
                       f"TIMESTAMPTZ '{stored_until.isoformat()}'")
             pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
-            raw = [Span(since, stored_from, lo_open=True, horizon=last),
-                   Span(stored_until, end, hi_closed=True, horizon=last)]
+            raw = Span(stored_until, end, hi_closed=True, horizon=last)
         else:
-            raw = [Span(since, end, lo_open=True, hi_closed=True, horizon=last)]
-        pieces += [rollup.select(self._raw_views(rollup, span), span) for span in raw if span.lo <= span.hi]
+            raw = requested
+        if raw.lo <= raw.hi:
+            pieces.append(rollup.select(self._raw_views(rollup, raw), raw))
         return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
 
     def _raw_views(self, rollup: Rollup, span: Span) -> dict[str, str]:
