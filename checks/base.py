@@ -136,6 +136,9 @@ class Check(Generic[OptionsT]):
     family: ClassVar[str]
     clears_when: ClassVar[str]  # the evidence that resolves its incidents, and what no data does (docs/checks.md)
     Options: ClassVar[type[CheckOptions]] = CheckOptions
+    # `prepare` starts work in another process and returns (Great Expectations' 3-second import): the engine
+    # prepares such checks first, so the work overlaps the others'.
+    prepares_in_background: ClassVar[bool] = False
     # How much history before the first evaluation time `prepare` needs (baselines, reference windows); a check
     # whose need depends on its options sets it per instance.
     history: timedelta = timedelta(days=1)
@@ -179,11 +182,6 @@ class Check(Generic[OptionsT]):
             return True
         slot = timedelta(minutes=every)
         return floor_to(at, slot) > floor_to(last, slot)
-
-    def warm_imports(self) -> tuple[str, ...]:
-        """Slow modules this check will import; the engine imports them in a background thread while the
-        other checks scan the store, and prepares this check last."""
-        return ()
 
     def prepare(self, data: EvalData) -> None:
         """Compute what `evaluate` needs over the whole range of `data` (once per run)."""

@@ -7,8 +7,6 @@ A check that fails is reported and skipped; it never stops the others.
 
 from __future__ import annotations
 
-import importlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,8 +121,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         report.resting = [c.name for c in resting]
         ready = list(resting)
         preparing = [c for c in checks if c not in resting]
-        _warm_imports(preparing)
-        for check in sorted(preparing, key=lambda c: bool(c.warm_imports())):
+        for check in sorted(preparing, key=lambda c: not c.prepares_in_background):
             began = time.perf_counter()
             try:
                 check.prepare(data)
@@ -167,15 +164,6 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         store.save_cadences({c.name: state for c in ready if (state := c.cadence_state()) is not None})
     finally:
         con.close()
-
-
-def _warm_imports(checks: list[Check]) -> None:
-    """Import the slow libraries some checks need (Great Expectations: ~4 s) on another thread while the
-    others scan the store; DuckDB releases the GIL, so the two overlap on a second core."""
-    modules = sorted({m for c in checks for m in c.warm_imports()})
-    if modules:
-        threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True,
-                         name="agentwatch-warm-imports").start()
 
 
 def backtest_steps(start: datetime, end: datetime, every: timedelta) -> list[datetime]:

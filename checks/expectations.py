@@ -16,15 +16,14 @@ The config lists expectations per dataset::
           column: amount
           kwargs: {min_value: 0}
 
-Every entry is validated here (pydantic, and GX's own model for the kwargs); errors name the entry,
-e.g. ``expectations.actions[1] (expect_column_values_to_be_in_set): value_set: field required``.
+Every entry is validated by its model at config load, and by GX's own model for the name and kwargs when the
+check builds its suites; errors name the entry, e.g.
+``expectations.actions[1] (expect_column_values_to_be_in_set): value_set: field required``. GX runs in a child
+process (``agentwatch.checks.gx_worker``), so its 3-second import overlaps the other checks.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
+from agentwatch.checks.gx_worker import GxWorker, json_safe
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import quote_identifier, sql_string
@@ -74,42 +74,24 @@ class ExpectationSpec(BaseModel):
         return names
 
 
-def parse_expectations(config: ChecksConfig, with_gx: bool = True) -> dict[str, list[ExpectationSpec]]:
-    """The config's expectations, validated; a ConfigError names the dataset and index of a bad one.
-    `with_gx` also has Great Expectations check each name and its arguments (a 4-second import)."""
-    if with_gx:
-        import great_expectations as gx  # noqa: F401 - slow import, only when expectations are configured
-        from great_expectations.exceptions import ExpectationNotFoundError
-        from great_expectations.expectations.registry import get_expectation_impl
-
+def parse_expectations(config: ChecksConfig) -> dict[str, list[ExpectationSpec]]:
+    """The config's expectations, validated by their model; a ConfigError names the dataset and index of a bad one.
+    GX itself checks each name and its arguments when the check builds its suites (in its own process: see
+    `agentwatch.checks.gx_worker`)."""
     parsed: dict[str, list[ExpectationSpec]] = {}
     for dataset, entries in config.expectations.items():
         if dataset not in DATASETS:
             raise ConfigError(f"expectations.{dataset}: unknown dataset; expectations apply to actions or outcomes")
         parsed[dataset] = []
         for index, raw in enumerate(entries):
-            where = f"expectations.{dataset}[{index}]"
             try:
                 spec = ExpectationSpec.model_validate(raw)
             except ValidationError as exc:
                 first = exc.errors()[0]
-                raise ConfigError(f"{where} ({'.'.join(map(str, first['loc']))}): {first['msg']}") from None
-            if not with_gx:
-                parsed[dataset].append(spec)
-                continue
-            try:
-                get_expectation_impl(spec.expectation)(**spec.arguments())
-            except ExpectationNotFoundError:
-                raise ConfigError(f"{where}: {spec.expectation!r} is not a Great Expectations expectation") from None
-            except Exception as exc:  # GX's own (pydantic v1) validation of the arguments
-                raise ConfigError(f"{where} ({spec.expectation}): {_first_line(exc)}") from None
+                raise ConfigError(f"expectations.{dataset}[{index}] ({'.'.join(map(str, first['loc']))}): "
+                                  f"{first['msg']}") from None
             parsed[dataset].append(spec)
     return parsed
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
 
 
 class ExpectationOptions(CheckOptions):
@@ -147,20 +129,16 @@ class ExpectationFailed(Check[ExpectationOptions]):
     name: ClassVar[str] = "quality.expectation_failed"
     family: ClassVar[str] = "quality"
     Options: ClassVar[type[CheckOptions]] = ExpectationOptions
+    prepares_in_background: ClassVar[bool] = True
     history: timedelta = timedelta(hours=1)
 
     def __init__(self, options: ExpectationOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
         self.history = timedelta(minutes=options.window_minutes)
-        # GX checks names and arguments in `prepare`: its import is slow, and the engine runs it in the
-        # background meanwhile (see `warm_imports`).
-        self.specs = parse_expectations(config, with_gx=False) if config.expectations else {}
+        self.specs = parse_expectations(config) if config.expectations else {}
         self.frames: dict[str, pl.DataFrame] = {}
-        self.batches: dict[str, Any] = {}
-        self.suites: dict[str, Any] = {}
-
-    def warm_imports(self) -> tuple[str, ...]:
-        return ("great_expectations",) if any(self.specs.values()) else ()
+        # GX runs in a child process started by `prepare`; a running serve keeps it (and its import) across runs.
+        self.worker = GxWorker()
 
     def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
                      activity: Activity) -> tuple[int, str]:
@@ -169,28 +147,17 @@ class ExpectationFailed(Check[ExpectationOptions]):
         return activity.rows(dataset, since, step.at), f"{dataset} events"
 
     def prepare(self, data: EvalData) -> None:
+        self.frames = {}
         if not any(self.specs.values()):
             return
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-        self.specs = parse_expectations(self.config)
-        import great_expectations as gx  # lazy: a 4-second import, only when expectations are configured
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-        from great_expectations.expectations.registry import get_expectation_impl
-
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_pandas("agentwatch")
+        self.worker.start()  # GX imports in the child while this run loads the rows and the other checks prepare
         since = data.look_back_from - timedelta(minutes=self.options.window_minutes)
         for dataset, specs in self.specs.items():
             if not specs:
                 continue
             self.frames[dataset] = self._load(data, dataset, specs, since)
-            asset = source.add_dataframe_asset(dataset)
-            self.batches[dataset] = asset.add_batch_definition_whole_dataframe("window")
-            self.suites[dataset] = gx.ExpectationSuite(name=dataset, expectations=[
-                get_expectation_impl(s.expectation)(**s.arguments(), meta={"index": i}) for i, s in enumerate(specs)
-            ])
+            self.worker.send_suite(dataset, [{"expectation": s.expectation, "arguments": s.arguments(),
+                                              "where": f"expectations.{dataset}[{i}]"} for i, s in enumerate(specs)])
 
     def _load(self, data: EvalData, dataset: str, specs: list[ExpectationSpec], since: datetime) -> pl.DataFrame:
         """event_id, ts and every column the expectations read, over the run's windows."""
@@ -220,6 +187,7 @@ class ExpectationFailed(Check[ExpectationOptions]):
 
     def evaluate(self, step: Step) -> list[Finding]:  # at most every `every_minutes`: the engine re-reports between
         findings = []
+        self.worker.wait()  # a suite GX refused fails the check even when no rows need checking
         for dataset in self.frames:
             findings.extend(self._run(dataset, step.at))
         return findings
@@ -238,19 +206,18 @@ class ExpectationFailed(Check[ExpectationOptions]):
             window = window.sample(opts.max_rows, seed=0)
         table = window.drop("__ts").rename({"__event_id": "event_id"}) if "event_id" not in window.columns \
             else window.drop("__ts", "__event_id")
-        batch = self.batches[dataset].get_batch(batch_parameters={"dataframe": table.to_pandas()})
-        result = batch.validate(self.suites[dataset], result_format={
+        results = self.worker.validate(dataset, table.to_arrow(), {
             "result_format": "SUMMARY", "unexpected_index_column_names": ["event_id"], "partial_unexpected_count": 20,
         })
         findings = []
-        for outcome in result.results:
-            index = outcome.expectation_config.meta["index"]
+        for outcome in results:
+            index = outcome["index"]
             spec = self.specs[dataset][index]
-            if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            if outcome["exception"] is not None:
                 raise RuntimeError(f"expectations.{dataset}[{index}] ({spec.expectation}) could not run: "
-                                   f"{outcome.exception_info.get('exception_message')}")
-            if not outcome.success:
-                findings.append(self._finding(dataset, spec, outcome.result, window, start, at, sampled))
+                                   f"{outcome['exception']}")
+            if not outcome["success"]:
+                findings.append(self._finding(dataset, spec, outcome["result"], window, start, at, sampled))
         return findings
 
     def _finding(self, dataset: str, spec: ExpectationSpec, result: dict, window: pl.DataFrame, start: datetime,
@@ -264,15 +231,15 @@ class ExpectationFailed(Check[ExpectationOptions]):
             share = result.get("unexpected_percent") or 0.0
             what = f"{unexpected:,} of {result.get('element_count') or rows:,} {dataset} ({share:.1f}%)"
         else:
-            what = f"The {rows:,} {dataset} (observed {_json_safe(result.get('observed_value'))})"
+            what = f"The {rows:,} {dataset} (observed {json_safe(result.get('observed_value'))})"
         detail = f" ({spec.expectation} on {spec.column})" if spec.name and spec.column else ""
         summary = (f"{what} in the {self.options.window_minutes:g} min to {at:%a %H:%M} UTC fail the expectation "
                    f"'{spec.label}'{detail}.")
         evidence = {
             "dataset": dataset, "expectation": spec.expectation, "column": spec.column,
-            "kwargs": _json_safe(spec.kwargs), "rows_checked": rows, "sampled": sampled,
+            "kwargs": json_safe(spec.kwargs), "rows_checked": rows, "sampled": sampled,
             "window": [start.isoformat(), at.isoformat()],
-            **{k: _json_safe(result[k]) for k in ("element_count", "unexpected_count", "unexpected_percent",
+            **{k: json_safe(result[k]) for k in ("element_count", "unexpected_count", "unexpected_percent",
                                                    "missing_count", "partial_unexpected_list",
                                                    "partial_unexpected_counts", "observed_value") if k in result},
         }
@@ -287,17 +254,3 @@ class ExpectationFailed(Check[ExpectationOptions]):
 def _json_key(key: str) -> str:
     return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-
-def _json_safe(value: Any) -> Any:
-    """A GX result value as plain JSON: numpy numbers as numbers, NaN as null, anything else as text."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()  # numpy scalar
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)

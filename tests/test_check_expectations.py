@@ -7,6 +7,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from agentwatch.app.config import Config
+from agentwatch.checks.engine import enabled_checks, evaluate, incident_store
 from agentwatch.core.errors import ConfigError
 from tests.checks_support import T0, iso, opened, run, store_events
 
@@ -120,3 +122,43 @@ def test_expectation_on_a_missing_column_is_reported(home):
     suite = {"actions": [{"expectation": "expect_column_values_to_not_be_null", "column": "region"}]}
     report = run(home, START, END, config={"expectations": suite}, only=["quality.expectation_failed"])
     assert "expectations.actions[0]" in report.failures["quality.expectation_failed"]
+
+
+def _serve_runs(home, checks, times):
+    """Evaluations as a running serve makes them: the same check objects, one step each."""
+    config = Config.model_validate({"expectations": SUITE})
+    return [evaluate(home, config, [at], incident_store(home), checks=checks, only=["quality.expectation_failed"])
+            for at in times]
+
+
+def test_a_running_serve_keeps_one_great_expectations_process_and_replaces_a_dead_one(home):
+    """GX validates in a child process started by the first run and kept by the next ones (its import is paid
+    once); one that died between runs is replaced by the next run, one that dies during a run fails that run's
+    check with a message naming it."""
+    actions, outcomes = traffic(4, broken=True)
+    store_events(home, actions=actions, outcomes=outcomes)
+    config = Config.model_validate({"expectations": SUITE})
+    checks = [c for c in enabled_checks(config) if c.name == "quality.expectation_failed"]
+    worker = checks[0].worker
+    first, second = _serve_runs(home, checks, [FAULT + timedelta(minutes=30), FAULT + timedelta(minutes=90)])
+    assert not first.failures and not second.failures
+    assert "employees known" in {i.subject["expectation"] for i in first.incidents}
+    pid = worker.process.pid
+
+    worker.process.kill()
+    worker.process.wait()
+    replaced, = _serve_runs(home, checks, [FAULT + timedelta(minutes=150)])
+    assert not replaced.failures and worker.process.pid != pid and worker.running
+
+    def kill(at, incidents):  # the child dies after the first of two steps
+        if worker.running:
+            worker.process.kill()
+            worker.process.wait()
+
+    steps = [FAULT + timedelta(minutes=70), FAULT + timedelta(minutes=130)]  # before the last run: both due
+    broken = evaluate(home, config, steps, incident_store(home), checks=checks, on_step=kill,
+                      only=["quality.expectation_failed"])
+    failure = broken.failures["quality.expectation_failed"]
+    assert "the Great Expectations process" in failure and "exit code -9" in failure, failure
+    worker.close()
+    assert worker.process is None

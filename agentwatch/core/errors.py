@@ -9,7 +9,8 @@ turns them into a one-line message and exit code 2) can catch them all::
     │   └── InputFileError   a whole input file cannot be read (missing, unreadable, not JSON)
     ├── StoreError           the store on disk is unusable (lock timeout, the write-ahead log failing)
     │   └── StoreFullError   no space left on the disk (or quota) of the home: nothing was stored or acknowledged
-    └── AuthError            a key is missing, unknown, revoked or lacks the scope
+    ├── AuthError            a key is missing, unknown, revoked or lacks the scope
+    └── WorkerError          a helper process (Great Expectations') exited, hung or broke its protocol
 
 Errors about single events are not exceptions: they are collected as ``Rejection`` rows
 (``agentwatch.collector.ingest.rejects``) so that one bad event never costs the valid ones beside it.
@@ -52,3 +53,8 @@ class StoreFullError(StoreError):
 
 class AuthError(AgentwatchError):
     """An API key is missing, unknown, revoked, or lacks the scope an operation needs."""
+
+
+class WorkerError(AgentwatchError):
+    """A helper process failed: it exited, did not answer in time or broke its protocol; the message says which,
+    with the last line it printed."""

@@ -1,0 +1,297 @@
+"""Great Expectations in a child process: the user's suites validate there, the other checks run meanwhile.
+
+Importing GX takes about 3 s of single-threaded Python (it pulls in scipy.stats, altair and pandas). Imported in
+the checking process, that time adds to every run that validates, and a background thread made it worse: the
+import holds the GIL the other checks' Python needs (measured on the 10M-event store: 8.3 s with the thread, 7.1 s
+without, 3.5 s with no suite). In a child started when the check is prepared, the import runs on the other core
+while the checks scan the store, and a long-lived `serve` pays it once. GX's pandas and scipy also stay out of the
+checking process's memory, and a GX crash fails this check, not the run.
+
+The protocol, over the child's stdin and stdout, one request answered at a time and in order:
+
+1. The parent sends a message: a 4-byte big-endian length, then that many bytes of JSON (the request); a
+   ``validate`` request is followed by a second message, the rows as an Arrow IPC stream.
+2. ``suite`` (``dataset``, ``entries``: expectation, arguments, where): the child builds the dataset's suite and
+   answers ``{}``, or ``{"error": ...}`` naming the entry GX refused (its name or its arguments).
+3. ``validate`` (``dataset``, ``result_format``): the child validates the rows against the dataset's suite and
+   answers ``{"results": [{"index", "success", "result", "exception"}]}``, values as plain JSON.
+4. End of input: the child exits. The parent closing its end (or dying) is what stops it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from typing import IO, Any
+
+import pyarrow as pa
+
+from agentwatch.core.errors import ConfigError, WorkerError
+
+# A request or answer larger than this is refused: the rows are at most `max_rows` (200k by default) of a few
+# columns, answers carry at most 20 sample values per expectation.
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+# A child that does not answer within this long is stopped and the check fails: GX's import plus 200k rows take
+# seconds; minutes mean it hangs.
+ANSWER_TIMEOUT_S = 600.0
+_LENGTH = struct.Struct(">I")
+
+
+class GxWorker:
+    """The parent's handle on one child process. Requests are written at once; answers are read in order when
+    they are needed, so the child's import overlaps whatever the parent does in between."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._pending: list[str] = []  # the ops of requests sent and not yet answered, oldest first
+        self._stop: weakref.finalize | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the child unless it is running (it imports GX at once)."""
+        if self.running:
+            return
+        self.close()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by _stop_process
+        env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
+        self.process = subprocess.Popen([sys.executable, "-m", "agentwatch.checks.gx_worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr)
+
+    def send_suite(self, dataset: str, entries: list[dict[str, Any]]) -> None:
+        """Have the child (started if it is not running) build the dataset's suite from entries (expectation,
+        arguments, where); a refusal comes back as a ConfigError from the next `wait` or `validate`."""
+        self.start()
+        self._send({"op": "suite", "dataset": dataset, "entries": entries})
+
+    def validate(self, dataset: str, rows: pa.Table, result_format: dict[str, Any]) -> list[dict[str, Any]]:
+        """The dataset's suite's results over the rows (one dict per expectation, in the suite's order)."""
+        self.wait()
+        self._send({"op": "validate", "dataset": dataset, "result_format": result_format}, _ipc_bytes(rows))
+        return list(self._answer()["results"])
+
+    def wait(self) -> None:
+        """Read the answers still due (waiting for the import if it is not done); a suite GX refused raises its
+        ConfigError here."""
+        while self._pending:
+            self._answer()
+
+    def close(self) -> None:
+        """Stop the child (it is stopped too when this handle is collected, or at exit)."""
+        if self._stop is not None:
+            self._stop()
+        self.process, self._stderr, self._stop, self._pending = None, None, None, []
+
+    def _send(self, request: dict[str, Any], payload: bytes | None = None) -> None:
+        if not self.running:  # not started again here: a new child would lack the suites sent to this one
+            raise self._failure(f"is not running for {request['op']}: it exited")
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            _write_message(self.process.stdin, json.dumps(request).encode())
+            if payload is not None:
+                _write_message(self.process.stdin, payload)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise self._failure(f"could not be sent a request ({exc})") from None
+        self._pending.append(request["op"])
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        op = self._pending.pop(0)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        try:
+            raw = _read_message(self.process.stdout, deadline)
+        except TimeoutError:
+            self.close()
+            raise WorkerError(f"the Great Expectations process gave no answer to {op} within "
+                                f"{ANSWER_TIMEOUT_S:.0f} s and was stopped") from None
+        if raw is None:
+            raise self._failure(f"exited before answering {op}")
+        answer = json.loads(raw)
+        if "error" in answer:
+            if answer.get("kind") == "config":
+                raise ConfigError(answer["error"])
+            raise WorkerError(f"Great Expectations failed on {op}: {answer['error']}")
+        return dict(answer)
+
+    def _failure(self, what: str) -> WorkerError:
+        """An error saying the child failed, with the end of what it printed, and the child stopped."""
+        code = self.process.poll() if self.process is not None else None
+        tail = ""
+        if self._stderr is not None:
+            self._stderr.seek(0, io.SEEK_END)
+            self._stderr.seek(max(0, self._stderr.tell() - 2000))
+            lines = [line for line in self._stderr.read().decode(errors="replace").splitlines() if line.strip()]
+            tail = f": {lines[-1].strip()}" if lines else ""
+        self.close()
+        exited = f" (exit code {code})" if code is not None else ""
+        return WorkerError(f"the Great Expectations process {what}{exited}{tail}")
+
+
+def _stop_process(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout, stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _ipc_bytes(rows: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return bytes(sink.getvalue())
+
+
+def _write_message(stream: IO[bytes], body: bytes) -> None:
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise WorkerError(f"a message of {len(body):,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte bound")
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
+
+
+def _read_message(stream: IO[bytes], deadline: float | None = None) -> bytes | None:
+    """One message, or None at the end of input; TimeoutError past the deadline."""
+    head = _read_exact(stream, _LENGTH.size, deadline)
+    if head is None:
+        return None
+    (length,) = _LENGTH.unpack(head)
+    if length > MAX_MESSAGE_BYTES:
+        raise WorkerError(f"a message of {length:,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte bound")
+    body = _read_exact(stream, length, deadline)
+    if body is None:
+        raise WorkerError("the input ended inside a message")
+    return body
+
+
+def _read_exact(stream: IO[bytes], size: int, deadline: float | None) -> bytes | None:
+    """`size` bytes read straight from the file descriptor (waiting at most until the deadline), or None when the
+    input ends before the first byte."""
+    chunks, got, fd = [], 0, stream.fileno()
+    while got < size:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, min(size - got, 1 << 20))
+        if not chunk:
+            if got == 0:
+                return None
+            raise WorkerError("the input ended inside a message")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def json_safe(value: Any) -> Any:
+    """A GX result value as plain JSON: numpy numbers as numbers, NaN as null, anything else as text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+# --- the child ---------------------------------------------------------------------------------------------
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """Answer requests until the input ends (the child's whole life)."""
+    import logging  # the child's own imports: GX first, while the parent works
+
+    import great_expectations as gx  # the 3-second import this process exists for
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("agentwatch")
+    suites: dict[str, tuple[Any, Any]] = {}  # dataset -> (batch definition, suite)
+    while (raw := _read_message(requests)) is not None:
+        request = json.loads(raw)
+        try:
+            if request["op"] == "suite":
+                suites[request["dataset"]] = _suite(gx, source, request["dataset"], request["entries"])
+                answer: dict[str, Any] = {}
+            else:
+                body = _read_message(requests)
+                if body is None:
+                    return
+                rows = pa.ipc.open_stream(body).read_all().to_pandas()
+                batch_definition, suite = suites[request["dataset"]]
+                answer = {"results": _validate(batch_definition, suite, rows, request["result_format"])}
+        except ConfigError as exc:
+            answer = {"error": str(exc), "kind": "config"}
+        except Exception as exc:  # GX's own failure: reported to the parent, the child keeps serving
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        _write_message(answers, json.dumps(answer).encode())
+        answers.flush()
+
+
+def _suite(gx: Any, source: Any, dataset: str, entries: list[dict[str, Any]]) -> tuple[Any, Any]:
+    from great_expectations.exceptions import ExpectationNotFoundError  # in the child only: GX is loaded
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    expectations = []
+    for index, entry in enumerate(entries):
+        name, where = entry["expectation"], entry["where"]
+        try:
+            expectations.append(get_expectation_impl(name)(**entry["arguments"], meta={"index": index}))
+        except ExpectationNotFoundError:
+            raise ConfigError(f"{where}: {name!r} is not a Great Expectations expectation") from None
+        except Exception as exc:  # GX's own (pydantic v1) validation of the arguments
+            raise ConfigError(f"{where} ({name}): {_first_line(exc)}") from None
+    if dataset in {asset.name for asset in source.assets}:
+        source.delete_asset(dataset)
+    batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("window")
+    return batch_definition, gx.ExpectationSuite(name=dataset, expectations=expectations)
+
+
+def _validate(batch_definition: Any, suite: Any, rows: Any, result_format: dict[str, Any]) -> list[dict[str, Any]]:
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": rows})
+    result = batch.validate(suite, result_format=result_format)
+    out = []
+    for outcome in result.results:
+        info = outcome.exception_info or {}
+        raised = info.get("raised_exception")
+        out.append({"index": outcome.expectation_config.meta["index"], "success": bool(outcome.success),
+                    "result": json_safe(outcome.result),
+                    "exception": info.get("exception_message") if raised else None})
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+
+
+def main() -> int:
+    # The answers go to the real stdout; anything GX prints goes to stderr, never into the protocol.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, answers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
