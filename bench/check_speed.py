@@ -308,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             ingest_s["backtest"] = build(small, args.backtest_events, warmup_days + BACKTEST_DAYS)
         shutil.rmtree(big / "aggregates", ignore_errors=True)  # the first check after the ingest builds them
+        for store in (big, small):  # the minutes an earlier run added: every run starts from the same events
+            for dataset in (ACTIONS, OUTCOMES):
+                shutil.rmtree(Home.resolve(store).dataset_dir(dataset) / f"day={NOW.date().isoformat()}",
+                              ignore_errors=True)
         first = in_child("check", big)
         per_minute = round(args.events / (args.days * 1440))
         incidents = work / "incidents-cron.sqlite3"

@@ -165,6 +165,45 @@ def test_a_live_sequence_extends_the_stored_hours_and_matches_every_time(home: H
             same(rows, recomputed(home, rollup, since, now))
 
 
+@pytest.mark.parametrize("rollup", [r for r in ROLLUPS if not r.look_back and r.grain < timedelta(hours=1)],
+                         ids=lambda r: r.name.split("-")[0])
+def test_serve_holds_the_settled_cells_after_the_stored_hours_and_extends_them(home: Home, rollup: Rollup) -> None:
+    """Files store whole hours; serve holds the settled cells after them in memory: summarised once, extended as
+    minutes pass, summarised again after a late event or when the stored hours move on. Every answer is the full
+    recompute's."""
+    since, day = T0 - timedelta(hours=1), T0 + timedelta(days=1)
+    first = actions_between(T0, 24, "d0")
+    store_events(home, actions=first, outcomes=owner_changes(first))
+    arriving = actions_between(day, 24, "d1")
+    held, landed, what = KeptRows(), day, []
+
+    def run_at(now: datetime) -> None:
+        nonlocal landed
+        batch = [e for e in arriving if iso(landed) < e["ts"] <= iso(now)]
+        if batch:  # the minutes' events, as the API's flushes store them
+            store_events(home, actions=batch, outcomes=[o for o in owner_changes(batch) if o["ts"] <= iso(now)])
+        landed = now
+        con = open_reader(home)
+        try:
+            store = RollupStore(home, con, now=now, small_bytes=0, kept=held)
+            rows = pl.DataFrame(duck.run_arrow(con, store.sql(rollup, since, now)))
+            what.append(store.tails.get(rollup.name))
+        finally:
+            con.close()
+        same(rows, recomputed(home, rollup, since, now))
+
+    for minute in (40, 46, 52):
+        run_at(day + timedelta(hours=10, minutes=minute))
+    late = [dict(e, event_id=f"late-{e['event_id']}") for e in arriving[:1]]
+    for event in late:
+        event["ts"] = iso(day + timedelta(hours=10, minutes=1))
+    store_events(home, actions=late)
+    run_at(day + timedelta(hours=10, minutes=53))
+    run_at(day + timedelta(hours=11, minutes=50))
+    assert what == ["summarised", "extended", "extended", "summarised", "summarised"]
+    assert held.nbytes > 0
+
+
 def test_files_held_in_memory_between_runs_answer_what_reading_them_answers(home: Home) -> None:
     """serve holds the stored files between its runs (KeptRows): as days are extended, summarised again after a
     late event, and new days begin, every answer stays the full recompute's; a small bound evicts, never errs."""

@@ -1,14 +1,19 @@
-"""Stored aggregate files held in memory between runs of one process (`serve`'s minute runs).
+"""Aggregate rows held in memory between runs of one process (`serve`'s minute runs).
 
 A stored day file of ``agentwatch.store.rollups`` never changes once written (an update writes a new file under a
 new name), so its rows can be held by path and handed to the next run as an Arrow table instead of being read and
 decoded again from Parquet: `serve` reads the same week of files every minute. Bounded by bytes, least recently
 used first out; a process that runs once (`check`) holds nothing.
+
+Also held: each rollup's settled cells after its stored ones (a :class:`HeldTail`, at most about an hour of rows),
+which files store only per whole hour; `serve` extends them minute by minute instead of reading the hour again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from threading import Lock
 
@@ -18,13 +23,24 @@ import pyarrow.parquet as pq
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class HeldTail:
+    """A rollup's rows of the cells [lo, hi), summarised from exactly the parts named in `parts`."""
+
+    lo: datetime
+    hi: datetime
+    parts: frozenset[str]
+    table: pa.Table
+
+
 class KeptRows:
-    """Arrow tables of stored aggregate files, by path, at most `max_bytes` of them."""
+    """Arrow tables of stored aggregate files, by path, and of held tails, by rollup: at most `max_bytes` of them."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._bytes = 0
+        self._tails: dict[str, HeldTail] = {}  # rollup name -> its held tail
         self._lock = Lock()  # the scheduler's run and a manual evaluation may share one
 
     def table(self, path: Path) -> pa.Table:
@@ -40,10 +56,32 @@ class KeptRows:
             if key not in self._tables and table.nbytes <= self.max_bytes:
                 self._tables[key] = table
                 self._bytes += table.nbytes
-                while self._bytes > self.max_bytes:
-                    _, evicted = self._tables.popitem(last=False)
-                    self._bytes -= evicted.nbytes
+                self._evict()
         return table
+
+    def _evict(self) -> None:
+        """Drop the least recently used files, then tails, until within the bound (under the lock)."""
+        while self._bytes > self.max_bytes and self._tables:
+            _, evicted = self._tables.popitem(last=False)
+            self._bytes -= evicted.nbytes
+        while self._bytes > self.max_bytes and self._tails:
+            _, dropped = self._tails.popitem()
+            self._bytes -= dropped.table.nbytes
+
+    def tail(self, rollup: str) -> HeldTail | None:
+        """The rollup's held tail, if any."""
+        with self._lock:
+            return self._tails.get(rollup)
+
+    def hold_tail(self, rollup: str, tail: HeldTail) -> None:
+        """Hold the rollup's tail (replacing the one before)."""
+        with self._lock:
+            old = self._tails.pop(rollup, None)
+            if old is not None:
+                self._bytes -= old.table.nbytes
+            self._tails[rollup] = tail
+            self._bytes += tail.table.nbytes
+            self._evict()
 
     @property
     def nbytes(self) -> int:

@@ -16,10 +16,13 @@ queries over a week of events on every run; a :class:`RollupStore` keeps their r
 2. Extend the stored rows to the last whole hour before ``min(day end, now - SETTLE - reach)``: events still
    arriving, and rows still waiting for their reach, are never stored. The query runs over a view of exactly the
    listed parts, so the state names precisely what the rows hold.
-3. Answer with the stored rows of every whole cell in the range whose reach the run can see (a run in the past
-   never uses a row that read later events), plus the same query over the raw events of the rest: the range's
-   ragged start and everything from the stored end to ``last``. The answer is the same whatever is stored:
-   nothing stored gives the full recompute.
+3. Answer with the stored rows of every cell in the range (whole cells, from the one holding ``since``) whose
+   reach the run can see (a run in the past never uses a row that read later events), plus the same query over
+   the raw events from the stored end to ``last``. The answer is the same whatever is stored: nothing stored
+   gives the full recompute.
+4. A process that runs every minute (``serve``, with :class:`KeptRows`) also holds the settled cells after the
+   stored hours in memory, summarised once and extended as minutes pass by the rule of step 1, so a run reads
+   raw only the last few minutes (not for rollups that look back: their look-back is the cost, read either way).
 
 Days are updated one run at a time (``locks/aggregates.lock``); deleting ``aggregates/`` is always safe.
 The queries of the checks' rollups live in one module (``agentwatch.checks.rollup_sql``): plain SQL over the
@@ -40,6 +43,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from agentwatch.core.durable import fsync_dir
 from agentwatch.core.home import Home
@@ -47,7 +51,7 @@ from agentwatch.core.locks import WriteLock
 from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
-from agentwatch.store.kept_rows import KeptRows
+from agentwatch.store.kept_rows import HeldTail, KeptRows
 from agentwatch.store.layout import schema_part_path
 from agentwatch.store.partitions import (
     PARTITION_PREFIX,
@@ -192,6 +196,8 @@ class RollupStore:
         self.small_bytes = small_bytes
         self.root = home.aggregates
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
+        self.tails: dict[str, str] = {}  # rollup name -> what became of its held tail: summarised, extended, held
+        self._earliest_seen: dict[Path, datetime] = {}  # part -> its earliest event (parts never change)
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
 
     def cutoff(self, rollup: Rollup) -> datetime:
@@ -224,7 +230,15 @@ class RollupStore:
             within = (f"WHERE {column} >= TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
                       f"TIMESTAMPTZ '{stored_until.isoformat()}'")
             pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
-            raw = Span(stored_until, end, hi_closed=True, horizon=last)
+            raw_from = stored_until
+            # serve: the settled cells after the stored ones are held between runs. Not for a rollup that looks
+            # back: its cost is the look-back, which the rest of the range would read again.
+            if self.kept is not None and not rollup.look_back:
+                held_until = min(whole_until, floor_to(self.now - SETTLE - rollup.reach, rollup.grain))
+                if stored_until < held_until:
+                    pieces.append(self._held_tail(rollup, stored_until, held_until))
+                    raw_from = held_until
+            raw = Span(raw_from, end, hi_closed=True, horizon=last)
         else:
             raw = requested
         if raw.lo <= raw.hi:
@@ -266,6 +280,42 @@ class RollupStore:
             self.con.register(name, self.kept.table(file))
             names.append(name)
         return names
+
+    def _held_tail(self, rollup: Rollup, lo: datetime, hi: datetime) -> str:
+        """A SELECT of the rollup's rows of [lo, hi), the settled cells after the stored ones, from rows this process
+        holds: summarised once, then extended run by run, by the rule of a stored day (step 1): they stay valid while
+        every part they summarise is visible and every new part holds only events after them and their reach."""
+        assert self.kept is not None
+        sources = self._parts_between(rollup, (lo - rollup.look_back).date(), (hi + rollup.reach).date())
+        held = self.kept.tail(rollup.name)
+        if held is not None and (held.lo != lo or not held.parts <= sources.keys()):
+            held = None  # the stored hours moved on, or a part was merged or erased
+        fresh = [sources[k] for k in sources if held is not None and k not in held.parts]
+        if held is not None and fresh and self._earliest(fresh) <= held.hi + rollup.reach:
+            held = None  # a late event
+        if held is None:
+            held = HeldTail(lo, hi, frozenset(sources), self._rows(rollup, sources, Span(lo, hi)))
+            self.tails[rollup.name] = "summarised"
+        elif held.hi < hi:
+            more = self._rows(rollup, sources, Span(held.hi, hi))
+            table = pa.concat_tables([held.table, more.select(held.table.column_names)], promote_options="permissive")
+            held = HeldTail(lo, hi, frozenset(sources), table)
+            self.tails[rollup.name] = "extended"
+        else:
+            held = HeldTail(lo, held.hi, frozenset(sources), held.table)  # record the new parts
+            self.tails[rollup.name] = "held"
+        self.kept.hold_tail(rollup.name, held)
+        name = f"_held_{uuid.uuid4().hex[:12]}"
+        self.con.register(name, held.table)
+        return f"SELECT * FROM {name} WHERE {quote_identifier(rollup.time_column)} < TIMESTAMPTZ '{hi.isoformat()}'"
+
+    def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
+        """The rollup's rows of the span (complete: its reach is in), read from exactly the parts in `sources`."""
+        table = self._summarise(rollup, sources, Span(span.lo, span.hi, horizon=span.hi + rollup.reach))
+        try:
+            return duck.run_arrow(self.con, f"SELECT * FROM {table}")
+        finally:
+            duck.run(self.con, f"DROP TABLE IF EXISTS {table}")
 
     def _small(self, rollup: Rollup, start: datetime, end: datetime) -> bool:
         """Whether the parts of [start, end) are so small that reading them costs less than keeping aggregates."""
@@ -415,9 +465,14 @@ class RollupStore:
         return int(duck.run(self.con, f"SELECT sum(num_rows) FROM parquet_file_metadata({parts_sql(parts)})")[0][0])
 
     def _earliest(self, parts: list[Path]) -> datetime:
-        sql = f"SELECT min(ts) FROM read_parquet({parts_sql(parts)}, union_by_name = true)"
-        (earliest,) = duck.run(self.con, sql)[0]
-        return earliest if earliest is not None else datetime.max.replace(tzinfo=UTC)
+        unseen = [p for p in parts if p not in self._earliest_seen]
+        if unseen:
+            sql = (f"SELECT filename, min(ts) FROM read_parquet({parts_sql(unseen)}, union_by_name = true, "
+                   "filename = true) GROUP BY filename")
+            found = {Path(name): at for name, at in duck.run(self.con, sql)}
+            for part in unseen:  # a part with no rows holds nothing earlier than anything
+                self._earliest_seen[part] = found.get(part, datetime.max.replace(tzinfo=UTC))
+        return min(self._earliest_seen[p] for p in parts)
 
 
 def forget(home: Home, days: list[date]) -> int:
