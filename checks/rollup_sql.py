@@ -165,7 +165,8 @@ def new_record_cases(record: str, creation_actions: list[str], sla: timedelta, q
             WITH span_ev AS (SELECT resource_id, ts, agent_id, action, status, event_id FROM {src['actions']}
                              WHERE {of_type} AND {span.wide_condition(reach=sla)}),
             leads AS (SELECT DISTINCT resource_id FROM span_ev WHERE {span.condition()}),
-            prior AS (SELECT resource_id, ts, action, event_id FROM {src['actions']}
+            -- A prior event's id orders nothing (it is before every own event): not read, a week of ids is costly.
+            prior AS (SELECT resource_id, ts, action, NULL::VARCHAR AS event_id FROM {src['actions']}
                       WHERE {of_type} AND {span.wide_condition(look_back=quiet)}
                       AND ts < {_ts(span.lo.isoformat())} AND resource_id IN (SELECT resource_id FROM leads)),
             history AS (SELECT resource_id, ts, action, event_id, agent_id, TRUE AS own FROM span_ev

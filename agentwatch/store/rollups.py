@@ -196,7 +196,8 @@ class RollupStore:
         self.small_bytes = small_bytes
         self.root = home.aggregates
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
-        self.tails: dict[str, str] = {}  # rollup name -> what became of its held tail: summarised, extended, held
+        # rollup name -> what this store did with its held tail: summarised, extended, held; stored (into a day)
+        self.tails: dict[str, list[str]] = {}
         self._earliest_seen: dict[Path, datetime] = {}  # part -> its earliest event (parts never change)
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
 
@@ -295,19 +296,42 @@ class RollupStore:
             held = None  # a late event
         if held is None:
             held = HeldTail(lo, hi, frozenset(sources), self._rows(rollup, sources, Span(lo, hi)))
-            self.tails[rollup.name] = "summarised"
+            self.tails.setdefault(rollup.name, []).append("summarised")
         elif held.hi < hi:
             more = self._rows(rollup, sources, Span(held.hi, hi))
             table = pa.concat_tables([held.table, more.select(held.table.column_names)], promote_options="permissive")
             held = HeldTail(lo, hi, frozenset(sources), table)
-            self.tails[rollup.name] = "extended"
+            self.tails.setdefault(rollup.name, []).append("extended")
         else:
             held = HeldTail(lo, held.hi, frozenset(sources), held.table)  # record the new parts
-            self.tails[rollup.name] = "held"
+            self.tails.setdefault(rollup.name, []).append("held")
         self.kept.hold_tail(rollup.name, held)
         name = f"_held_{uuid.uuid4().hex[:12]}"
         self.con.register(name, held.table)
         return f"SELECT * FROM {name} WHERE {quote_identifier(rollup.time_column)} < TIMESTAMPTZ '{hi.isoformat()}'"
+
+    def _rows_held(self, rollup: Rollup, sources: dict[str, Path], start: datetime, until: datetime) -> str | None:
+        """A temporary table of the rows of [start, until) from the rollup's held tail (plus the few minutes after
+        it), when it starts there and is still valid for these parts: serve held the hour it stores next already."""
+        held = self.kept.tail(rollup.name) if self.kept is not None else None
+        if held is None or held.lo != start or not held.parts <= sources.keys():
+            return None
+        fresh = [sources[k] for k in sources if k not in held.parts]
+        if fresh and self._earliest(fresh) <= held.hi + rollup.reach:
+            return None
+        name, table = f"_held_{uuid.uuid4().hex[:12]}", f"_rollup_rows_{uuid.uuid4().hex[:8]}"
+        self.con.register(name, held.table)
+        try:
+            duck.run(self.con, f"CREATE TEMP TABLE {table} AS SELECT * FROM {name} WHERE "
+                               f"{quote_identifier(rollup.time_column)} < TIMESTAMPTZ '{until.isoformat()}'")
+        finally:
+            self.con.unregister(name)
+        if held.hi < until:
+            rest = self._summarise(rollup, sources, Span(held.hi, until, horizon=until + rollup.reach))
+            duck.run(self.con, f"INSERT INTO {table} BY NAME SELECT * FROM {rest}")
+            duck.run(self.con, f"DROP TABLE {rest}")
+        self.tails.setdefault(rollup.name, []).append("stored")
+        return table
 
     def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
         """The rollup's rows of the span (complete: its reach is in), read from exactly the parts in `sources`."""
@@ -375,7 +399,8 @@ class RollupStore:
             start, previous = state.covered_until, folder / state.file
         else:  # never summarised, or stale: summarise the whole day again
             start, previous, kept = _day_start(day), None, {}
-        new_rows = self._summarise(rollup, sources, Span(start, until, horizon=until + rollup.reach))
+        new_rows = (self._rows_held(rollup, sources, start, until)
+                    or self._summarise(rollup, sources, Span(start, until, horizon=until + rollup.reach)))
         file, size = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
         state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file, size)
         _save_state(state_path, state)
