@@ -35,7 +35,7 @@ from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
-from agentwatch.checks.gx_worker import GxWorker, json_safe
+from agentwatch.checks.gx_worker import json_safe, shared_worker
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.severity import Severity
 from agentwatch.core.sql import quote_identifier, sql_string
@@ -137,8 +137,9 @@ class ExpectationFailed(Check[ExpectationOptions]):
         self.history = timedelta(minutes=options.window_minutes)
         self.specs = parse_expectations(config) if config.expectations else {}
         self.frames: dict[str, pl.DataFrame] = {}
-        # GX runs in a child process started by `prepare`; a running serve keeps it (and its import) across runs.
-        self.worker = GxWorker()
+        # GX runs in this process's one child, started by the first `prepare` that needs it and kept (one import).
+        self.worker = shared_worker()
+        self.suite_keys: dict[str, str] = {}  # dataset -> its suite's key in the child
 
     def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
                      activity: Activity) -> tuple[int, str]:
@@ -147,7 +148,7 @@ class ExpectationFailed(Check[ExpectationOptions]):
         return activity.rows(dataset, since, step.at), f"{dataset} events"
 
     def prepare(self, data: EvalData) -> None:
-        self.frames = {}
+        self.frames, self.suite_keys = {}, {}
         if not any(self.specs.values()):
             return
         self.worker.start()  # GX imports in the child while this run loads the rows and the other checks prepare
@@ -156,8 +157,9 @@ class ExpectationFailed(Check[ExpectationOptions]):
             if not specs:
                 continue
             self.frames[dataset] = self._load(data, dataset, specs, since)
-            self.worker.send_suite(dataset, [{"expectation": s.expectation, "arguments": s.arguments(),
-                                              "where": f"expectations.{dataset}[{i}]"} for i, s in enumerate(specs)])
+            self.suite_keys[dataset] = self.worker.send_suite([
+                {"expectation": s.expectation, "arguments": s.arguments(), "where": f"expectations.{dataset}[{i}]"}
+                for i, s in enumerate(specs)])
 
     def _load(self, data: EvalData, dataset: str, specs: list[ExpectationSpec], since: datetime) -> pl.DataFrame:
         """event_id, ts and every column the expectations read, over the run's windows."""
@@ -187,7 +189,7 @@ class ExpectationFailed(Check[ExpectationOptions]):
 
     def evaluate(self, step: Step) -> list[Finding]:  # at most every `every_minutes`: the engine re-reports between
         findings = []
-        self.worker.wait()  # a suite GX refused fails the check even when no rows need checking
+        self.worker.wait(list(self.suite_keys.values()))  # a refused suite fails the check, rows or not
         for dataset in self.frames:
             findings.extend(self._run(dataset, step.at))
         return findings
@@ -206,7 +208,7 @@ class ExpectationFailed(Check[ExpectationOptions]):
             window = window.sample(opts.max_rows, seed=0)
         table = window.drop("__ts").rename({"__event_id": "event_id"}) if "event_id" not in window.columns \
             else window.drop("__ts", "__event_id")
-        results = self.worker.validate(dataset, table.to_arrow(), {
+        results = self.worker.validate(self.suite_keys[dataset], table.to_arrow(), {
             "result_format": "SUMMARY", "unexpected_index_column_names": ["event_id"], "partial_unexpected_count": 20,
         })
         findings = []

@@ -11,15 +11,16 @@ The protocol, over the child's stdin and stdout, one request answered at a time 
 
 1. The parent sends a message: a 4-byte big-endian length, then that many bytes of JSON (the request); a
    ``validate`` request is followed by a second message, the rows as an Arrow IPC stream.
-2. ``suite`` (``dataset``, ``entries``: expectation, arguments, where): the child builds the dataset's suite and
-   answers ``{}``, or ``{"error": ...}`` naming the entry GX refused (its name or its arguments).
-3. ``validate`` (``dataset``, ``result_format``): the child validates the rows against the dataset's suite and
-   answers ``{"results": [{"index", "success", "result", "exception"}]}``, values as plain JSON.
+2. ``suite`` (``key``, ``entries``: expectation, arguments, where): the child builds the suite named `key` and
+   answers ``{}``, or ``{"error": ..., "kind": "config"}`` naming the entry GX refused (its name or arguments).
+3. ``validate`` (``key``, ``result_format``): the child validates the rows against that suite and answers
+   ``{"results": [{"index", "success", "result", "exception"}]}``, values as plain JSON.
 4. End of input: the child exits. The parent closing its end (or dying) is what stops it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -29,8 +30,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
+from collections import OrderedDict
 from typing import IO, Any
 
 import pyarrow as pa
@@ -43,18 +46,24 @@ MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 # A child that does not answer within this long is stopped and the check fails: GX's import plus 200k rows take
 # seconds; minutes mean it hangs.
 ANSWER_TIMEOUT_S = 600.0
+# Suites the child keeps (a serve whose config is reloaded sends new ones; each is a few expectations).
+MAX_SUITES = 64
 _LENGTH = struct.Struct(">I")
 
 
 class GxWorker:
     """The parent's handle on one child process. Requests are written at once; answers are read in order when
-    they are needed, so the child's import overlaps whatever the parent does in between."""
+    they are needed, so the child's import overlaps whatever the parent does in between. Suites are named by a
+    key (a digest of their entries), so the checks of several configs (serve after a reload, a test session)
+    share one child, and one import, safely; a lock keeps each request and its answer together."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
-        self._pending: list[str] = []  # the ops of requests sent and not yet answered, oldest first
+        self._pending: list[tuple[str, str]] = []  # (op, suite key) of requests sent and not yet answered
+        self._refused: dict[str, str] = {}  # suite key -> why GX refused it (a ConfigError's message)
         self._stop: weakref.finalize | None = None
+        self._lock = threading.RLock()
 
     @property
     def running(self) -> bool:
@@ -62,38 +71,48 @@ class GxWorker:
 
     def start(self) -> None:
         """Start the child unless it is running (it imports GX at once)."""
-        if self.running:
-            return
-        self.close()
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by _stop_process
-        env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
-        self.process = subprocess.Popen([sys.executable, "-m", "agentwatch.checks.gx_worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self._stderr, env=env)
-        self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr)
+        with self._lock:
+            if self.running:
+                return
+            self.close()
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; see _stop_process
+            env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
+            self.process = subprocess.Popen([sys.executable, "-m", "agentwatch.checks.gx_worker"],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+            self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr)
 
-    def send_suite(self, dataset: str, entries: list[dict[str, Any]]) -> None:
-        """Have the child (started if it is not running) build the dataset's suite from entries (expectation,
-        arguments, where); a refusal comes back as a ConfigError from the next `wait` or `validate`."""
-        self.start()
-        self._send({"op": "suite", "dataset": dataset, "entries": entries})
+    def send_suite(self, entries: list[dict[str, Any]]) -> str:
+        """Have the child (started if it is not running) build a suite from entries (expectation, arguments,
+        where); returns its key. A refusal comes back as a ConfigError from `wait` or `validate` on that key."""
+        key = hashlib.sha256(json.dumps(entries, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        with self._lock:
+            self.start()
+            self._send({"op": "suite", "key": key, "entries": entries})
+        return key
 
-    def validate(self, dataset: str, rows: pa.Table, result_format: dict[str, Any]) -> list[dict[str, Any]]:
-        """The dataset's suite's results over the rows (one dict per expectation, in the suite's order)."""
-        self.wait()
-        self._send({"op": "validate", "dataset": dataset, "result_format": result_format}, _ipc_bytes(rows))
-        return list(self._answer()["results"])
+    def validate(self, key: str, rows: pa.Table, result_format: dict[str, Any]) -> list[dict[str, Any]]:
+        """The results of the suite `key` over the rows (one dict per expectation, in the suite's order)."""
+        with self._lock:
+            self.wait([key])
+            self._send({"op": "validate", "key": key, "result_format": result_format}, _ipc_bytes(rows))
+            return list(self._answer()["results"])
 
-    def wait(self) -> None:
-        """Read the answers still due (waiting for the import if it is not done); a suite GX refused raises its
-        ConfigError here."""
-        while self._pending:
-            self._answer()
+    def wait(self, keys: list[str]) -> None:
+        """Read the answers still due (waiting for the import if it is not done); raises the ConfigError of a suite
+        among `keys` that GX refused."""
+        with self._lock:
+            while self._pending:
+                self._answer()
+            for key in keys:
+                if key in self._refused:
+                    raise ConfigError(self._refused[key])
 
     def close(self) -> None:
         """Stop the child (it is stopped too when this handle is collected, or at exit)."""
-        if self._stop is not None:
-            self._stop()
-        self.process, self._stderr, self._stop, self._pending = None, None, None, []
+        with self._lock:
+            if self._stop is not None:
+                self._stop()
+            self.process, self._stderr, self._stop, self._pending, self._refused = None, None, None, [], {}
 
     def _send(self, request: dict[str, Any], payload: bytes | None = None) -> None:
         if not self.running:  # not started again here: a new child would lack the suites sent to this one
@@ -106,11 +125,11 @@ class GxWorker:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise self._failure(f"could not be sent a request ({exc})") from None
-        self._pending.append(request["op"])
+        self._pending.append((request["op"], request["key"]))
 
     def _answer(self) -> dict[str, Any]:
         assert self.process is not None and self.process.stdout is not None
-        op = self._pending.pop(0)
+        op, key = self._pending.pop(0)
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         try:
             raw = _read_message(self.process.stdout, deadline)
@@ -123,7 +142,8 @@ class GxWorker:
         answer = json.loads(raw)
         if "error" in answer:
             if answer.get("kind") == "config":
-                raise ConfigError(answer["error"])
+                self._refused[key] = answer["error"]  # raised to the check that sent it, by `wait`
+                return {}
             raise WorkerError(f"Great Expectations failed on {op}: {answer['error']}")
         return dict(answer)
 
@@ -139,6 +159,14 @@ class GxWorker:
         self.close()
         exited = f" (exit code {code})" if code is not None else ""
         return WorkerError(f"the Great Expectations process {what}{exited}{tail}")
+
+
+_SHARED = GxWorker()
+
+
+def shared_worker() -> GxWorker:
+    """This process's one Great Expectations child (started on first use): every check and run shares it."""
+    return _SHARED
 
 
 def _stop_process(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
@@ -226,19 +254,23 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("agentwatch")
-    suites: dict[str, tuple[Any, Any]] = {}  # dataset -> (batch definition, suite)
+    suites: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key -> (batch definition, suite), newest last
     while (raw := _read_message(requests)) is not None:
         request = json.loads(raw)
         try:
             if request["op"] == "suite":
-                suites[request["dataset"]] = _suite(gx, source, request["dataset"], request["entries"])
+                suites[request["key"]] = _suite(gx, source, request["key"], request["entries"])
+                suites.move_to_end(request["key"])
+                while len(suites) > MAX_SUITES:  # configs reloaded many times: the oldest suites go
+                    old_key, _ = suites.popitem(last=False)
+                    source.delete_asset(old_key)
                 answer: dict[str, Any] = {}
             else:
                 body = _read_message(requests)
                 if body is None:
                     return
                 rows = pa.ipc.open_stream(body).read_all().to_pandas()
-                batch_definition, suite = suites[request["dataset"]]
+                batch_definition, suite = suites[request["key"]]
                 answer = {"results": _validate(batch_definition, suite, rows, request["result_format"])}
         except ConfigError as exc:
             answer = {"error": str(exc), "kind": "config"}
@@ -248,7 +280,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         answers.flush()
 
 
-def _suite(gx: Any, source: Any, dataset: str, entries: list[dict[str, Any]]) -> tuple[Any, Any]:
+def _suite(gx: Any, source: Any, key: str, entries: list[dict[str, Any]]) -> tuple[Any, Any]:
     from great_expectations.exceptions import ExpectationNotFoundError  # in the child only: GX is loaded
     from great_expectations.expectations.registry import get_expectation_impl
 
@@ -261,10 +293,10 @@ def _suite(gx: Any, source: Any, dataset: str, entries: list[dict[str, Any]]) ->
             raise ConfigError(f"{where}: {name!r} is not a Great Expectations expectation") from None
         except Exception as exc:  # GX's own (pydantic v1) validation of the arguments
             raise ConfigError(f"{where} ({name}): {_first_line(exc)}") from None
-    if dataset in {asset.name for asset in source.assets}:
-        source.delete_asset(dataset)
-    batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("window")
-    return batch_definition, gx.ExpectationSuite(name=dataset, expectations=expectations)
+    if key in {asset.name for asset in source.assets}:
+        source.delete_asset(key)
+    batch_definition = source.add_dataframe_asset(key).add_batch_definition_whole_dataframe("window")
+    return batch_definition, gx.ExpectationSuite(name=key, expectations=expectations)
 
 
 def _validate(batch_definition: Any, suite: Any, rows: Any, result_format: dict[str, Any]) -> list[dict[str, Any]]:

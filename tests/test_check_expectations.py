@@ -162,3 +162,29 @@ def test_a_running_serve_keeps_one_great_expectations_process_and_replaces_a_dea
     assert "the Great Expectations process" in failure and "exit code -9" in failure, failure
     worker.close()
     assert worker.process is None
+
+
+def test_checks_of_two_configs_share_one_process_each_with_its_own_suite(home):
+    """One Great Expectations process per agentwatch process: two configs' checks (serve after a reload) use it
+    side by side, each validated against its own suite, and one config's bad entry fails only its check."""
+    actions, outcomes = traffic(5, broken=True)
+    store_events(home, actions=actions, outcomes=outcomes)
+    nulls = {"actions": [SUITE["actions"][0]]}
+    owners = {"actions": [SUITE["actions"][1]]}
+    bad = {"actions": [{"expectation": "expect_values_to_be_nice", "column": "status"}]}
+    at = FAULT + timedelta(minutes=45)
+    reports = {}
+    for name, suite in (("nulls", nulls), ("bad", bad), ("owners", owners)):
+        config = Config.model_validate({"expectations": suite})
+        checks = [c for c in enabled_checks(config) if c.name == "quality.expectation_failed"]
+        reports[name] = evaluate(home, config, [at], incident_store(home), checks=checks,
+                                 only=["quality.expectation_failed"])
+        pid = checks[0].worker.process.pid
+        reports[name + "-pid"] = pid
+    assert reports["nulls-pid"] == reports["bad-pid"] == reports["owners-pid"]
+    assert {i.subject["expectation"] for i in reports["nulls"].incidents} == {"employees known"}
+    refused = reports["bad"].failures["quality.expectation_failed"]
+    assert "expectations.actions[0]: 'expect_values_to_be_nice'" in refused
+    assert {i.subject["expectation"] for i in reports["owners"].incidents} == {
+        "expect_column_values_to_be_in_set(decision.route_to)"}
+    assert not reports["nulls"].failures and not reports["owners"].failures
