@@ -64,22 +64,26 @@ class GxWorker:
         self._refused: dict[str, str] = {}  # suite key -> why GX refused it (a ConfigError's message)
         self._stop: weakref.finalize | None = None
         self._lock = threading.RLock()
+        self._owner = os.getpid()
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Whether this process's child is alive (after a fork, the parent's child is not this process's)."""
+        return self.process is not None and self._owner == os.getpid() and self.process.poll() is None
 
     def start(self) -> None:
         """Start the child unless it is running (it imports GX at once)."""
         with self._lock:
             if self.running:
                 return
+            if self._owner != os.getpid():  # a forked copy: forget the parent's child, never stop it
+                self.process, self._stop, self._owner = None, None, os.getpid()
             self.close()
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; see _stop_process
             env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
             self.process = subprocess.Popen([sys.executable, "-m", "agentwatch.checks.gx_worker"],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
-            self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr)
+            self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr, self._owner)
 
     def send_suite(self, entries: list[dict[str, Any]]) -> str:
         """Have the child (started if it is not running) build a suite from entries (expectation, arguments,
@@ -169,7 +173,9 @@ def shared_worker() -> GxWorker:
     return _SHARED
 
 
-def _stop_process(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+def _stop_process(process: subprocess.Popen[bytes], stderr: IO[bytes], owner: int) -> None:
+    if os.getpid() != owner:  # at exit of a forked copy: the child is the parent's
+        return
     if process.poll() is None:
         process.kill()
     process.wait()
