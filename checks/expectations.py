@@ -156,10 +156,11 @@ class ExpectationFailed(Check[ExpectationOptions]):
         for dataset, specs in self.specs.items():
             if not specs:
                 continue
-            self.frames[dataset] = self._load(data, dataset, specs, since)
+            self.frames[dataset] = self._load(data, dataset, specs, since)  # every load before any suite is sent
+        for dataset in self.frames:
             self.suite_keys[dataset] = self.worker.send_suite([
                 {"expectation": s.expectation, "arguments": s.arguments(), "where": f"expectations.{dataset}[{i}]"}
-                for i, s in enumerate(specs)])
+                for i, s in enumerate(self.specs[dataset])])
 
     def _load(self, data: EvalData, dataset: str, specs: list[ExpectationSpec], since: datetime) -> pl.DataFrame:
         """event_id, ts and every column the expectations read, over the run's windows."""

@@ -20,6 +20,7 @@ The protocol, over the child's stdin and stdout, one request answered at a time 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from datetime import date, datetime
 from typing import IO, Any
 
 import pyarrow as pa
@@ -49,18 +51,23 @@ ANSWER_TIMEOUT_S = 600.0
 # Suites the child keeps (a serve whose config is reloaded sends new ones; each is a few expectations).
 MAX_SUITES = 64
 _LENGTH = struct.Struct(">I")
+_DATE, _DATETIME = "$agentwatch.date", "$agentwatch.datetime"
 
 
 class GxWorker:
     """The parent's handle on one child process. Requests are written at once; answers are read in order when
     they are needed, so the child's import overlaps whatever the parent does in between. Suites are named by a
-    key (a digest of their entries), so the checks of several configs (serve after a reload, a test session)
-    share one child, and one import, safely; a lock keeps each request and its answer together."""
+    key (a digest of their entries) and remembered, so the checks of several configs (serve after a reload, a
+    test session) share one child, and one import, and a child that died is replaced with its suites sent again.
+    A lock keeps each request and its answer together; any failure of the protocol stops the child, so the next
+    request starts from a clean one."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._pending: list[tuple[str, str]] = []  # (op, suite key) of requests sent and not yet answered
+        self._suites: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # key -> entries, newest last
+        self._sent: set[str] = set()  # the keys the running child was sent
         self._refused: dict[str, str] = {}  # suite key -> why GX refused it (a ConfigError's message)
         self._stop: weakref.finalize | None = None
         self._lock = threading.RLock()
@@ -81,24 +88,34 @@ class GxWorker:
             self.close()
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; see _stop_process
             env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
-            self.process = subprocess.Popen([sys.executable, "-m", "agentwatch.checks.gx_worker"],
+            # -P: the module comes from the installed package, never from the working directory.
+            self.process = subprocess.Popen([sys.executable, "-P", "-m", "agentwatch.checks.gx_worker"],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
             self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr, self._owner)
 
     def send_suite(self, entries: list[dict[str, Any]]) -> str:
         """Have the child (started if it is not running) build a suite from entries (expectation, arguments,
         where); returns its key. A refusal comes back as a ConfigError from `wait` or `validate` on that key."""
-        key = hashlib.sha256(json.dumps(entries, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        key = hashlib.sha256(_encode(entries)).hexdigest()[:16]
         with self._lock:
-            self.start()
-            self._send({"op": "suite", "key": key, "entries": entries})
+            self._suites[key] = entries
+            self._suites.move_to_end(key)
+            while len(self._suites) > MAX_SUITES:
+                self._suites.popitem(last=False)
+            self._sent.discard(key)  # sent again: the child keeps at most MAX_SUITES too
+            self._ensure(key)
+            if len(self._pending) > MAX_SUITES:  # answers nobody read (runs that failed before evaluating)
+                self.wait([])
         return key
 
     def validate(self, key: str, rows: pa.Table, result_format: dict[str, Any]) -> list[dict[str, Any]]:
         """The results of the suite `key` over the rows (one dict per expectation, in the suite's order)."""
+        payload = _ipc_bytes(rows)
+        _check_size(payload)  # before anything is written: a half-sent request would put the protocol out of step
         with self._lock:
+            self._ensure(key)
             self.wait([key])
-            self._send({"op": "validate", "key": key, "result_format": result_format}, _ipc_bytes(rows))
+            self._send({"op": "validate", "key": key, "result_format": result_format}, payload)
             return list(self._answer()["results"])
 
     def wait(self, keys: list[str]) -> None:
@@ -116,34 +133,47 @@ class GxWorker:
         with self._lock:
             if self._stop is not None:
                 self._stop()
-            self.process, self._stderr, self._stop, self._pending, self._refused = None, None, None, [], {}
+            self.process, self._stderr, self._stop = None, None, None
+            self._pending, self._sent, self._refused = [], set(), {}
+
+    def _ensure(self, key: str) -> None:
+        """A running child that was sent the suite `key` (a new child is sent it again)."""
+        if key not in self._suites:
+            raise WorkerError(f"no suite {key} was sent to the Great Expectations process")
+        self.start()
+        if key not in self._sent:
+            self._send({"op": "suite", "key": key, "entries": self._suites[key]})
+            self._sent.add(key)
 
     def _send(self, request: dict[str, Any], payload: bytes | None = None) -> None:
-        if not self.running:  # not started again here: a new child would lack the suites sent to this one
-            raise self._failure(f"is not running for {request['op']}: it exited")
         assert self.process is not None and self.process.stdin is not None
+        body = _encode(request)
+        _check_size(body)
         try:
-            _write_message(self.process.stdin, json.dumps(request).encode())
+            _write_message(self.process.stdin, body)
             if payload is not None:
                 _write_message(self.process.stdin, payload)
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
+        except OSError as exc:
             raise self._failure(f"could not be sent a request ({exc})") from None
         self._pending.append((request["op"], request["key"]))
 
     def _answer(self) -> dict[str, Any]:
         assert self.process is not None and self.process.stdout is not None
         op, key = self._pending.pop(0)
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
         try:
-            raw = _read_message(self.process.stdout, deadline)
+            raw = _read_message(self.process.stdout, time.monotonic() + ANSWER_TIMEOUT_S)
+            if raw is None:
+                raise self._failure(f"exited before answering {op}")
+            answer = json.loads(raw)
         except TimeoutError:
             self.close()
             raise WorkerError(f"the Great Expectations process gave no answer to {op} within "
-                                f"{ANSWER_TIMEOUT_S:.0f} s and was stopped") from None
-        if raw is None:
-            raise self._failure(f"exited before answering {op}")
-        answer = json.loads(raw)
+                              f"{ANSWER_TIMEOUT_S:.0f} s and was stopped") from None
+        except (WorkerError, ValueError) as exc:  # a broken answer: the next request starts a new child
+            if self.process is not None:
+                raise self._failure(f"answered {op} with something unreadable ({exc})") from None
+            raise
         if "error" in answer:
             if answer.get("kind") == "config":
                 self._refused[key] = answer["error"]  # raised to the check that sent it, by `wait`
@@ -152,8 +182,13 @@ class GxWorker:
         return dict(answer)
 
     def _failure(self, what: str) -> WorkerError:
-        """An error saying the child failed, with the end of what it printed, and the child stopped."""
-        code = self.process.poll() if self.process is not None else None
+        """An error saying the child failed, with its exit code and the last line it printed; the child stopped."""
+        code = None
+        if self.process is not None:
+            try:
+                code = self.process.wait(timeout=1)  # an exit is seen on the pipe before the process is reaped
+            except subprocess.TimeoutExpired:
+                code = None
         tail = ""
         if self._stderr is not None:
             self._stderr.seek(0, io.SEEK_END)
@@ -181,7 +216,8 @@ def _stop_process(process: subprocess.Popen[bytes], stderr: IO[bytes], owner: in
     process.wait()
     for stream in (process.stdin, process.stdout, stderr):
         if stream is not None:
-            stream.close()
+            with contextlib.suppress(OSError):  # bytes left to flush to a dead child
+                stream.close()
 
 
 def _ipc_bytes(rows: pa.Table) -> bytes:
@@ -191,11 +227,37 @@ def _ipc_bytes(rows: pa.Table) -> bytes:
     return bytes(sink.getvalue())
 
 
-def _write_message(stream: IO[bytes], body: bytes) -> None:
+def _check_size(body: bytes) -> None:
     if len(body) > MAX_MESSAGE_BYTES:
-        raise WorkerError(f"a message of {len(body):,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte bound")
+        raise WorkerError(f"a message of {len(body):,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte bound "
+                          "(fewer rows: lower the expectation check's max_rows)")
+
+
+def _write_message(stream: IO[bytes], body: bytes) -> None:
+    _check_size(body)
     stream.write(_LENGTH.pack(len(body)))
     stream.write(body)
+
+
+def _encode(value: Any) -> bytes:
+    """JSON, with the dates and times YAML gives (`min_value: 2020-01-01`) tagged so the child gets them back."""
+    def tagged(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return {_DATETIME: item.isoformat()}
+        if isinstance(item, date):
+            return {_DATE: item.isoformat()}
+        raise TypeError(f"{type(item).__name__} {item!r} cannot be sent to Great Expectations")
+    return json.dumps(value, sort_keys=True, default=tagged).encode()
+
+
+def _decode(raw: bytes) -> Any:
+    def untagged(item: dict[str, Any]) -> Any:
+        if len(item) == 1 and _DATETIME in item:
+            return datetime.fromisoformat(item[_DATETIME])
+        if len(item) == 1 and _DATE in item:
+            return date.fromisoformat(item[_DATE])
+        return item
+    return json.loads(raw, object_hook=untagged)
 
 
 def _read_message(stream: IO[bytes], deadline: float | None = None) -> bytes | None:
@@ -262,7 +324,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     source = context.data_sources.add_pandas("agentwatch")
     suites: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key -> (batch definition, suite), newest last
     while (raw := _read_message(requests)) is not None:
-        request = json.loads(raw)
+        request = _decode(raw)
         try:
             if request["op"] == "suite":
                 suites[request["key"]] = _suite(gx, source, request["key"], request["entries"])

@@ -90,7 +90,7 @@ def lag_histogram(data: EvalData, options: CorrectionOptions, high_confidence: f
     holding the first step's baseline start to the last before the last step's recent window (whose corrections
     are all in by then). Whole hours, so a run reads only stored rows once they are settled."""
     since = floor_to(data.look_back_from - timedelta(days=options.baseline_days, hours=options.recent_hours),
-                     timedelta(hours=1)) - MICROSECOND
+                     timedelta(hours=1))  # a rollup answers whole cells from the one holding `since`
     until = floor_to(data.last - timedelta(hours=options.recent_hours), timedelta(hours=1)) - MICROSECOND
     rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence,
                                   attribution=_all_mappings(data.config)[0])

@@ -40,8 +40,8 @@ class KeptRows:
         self.max_bytes = max_bytes
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._bytes = 0
-        self._tails: dict[str, HeldTail] = {}  # rollup name -> its held tail
-        self._lock = Lock()  # the scheduler's run and a manual evaluation may share one
+        self._tails: OrderedDict[str, HeldTail] = OrderedDict()  # rollup name -> its held tail, least recent first
+        self._lock = Lock()  # serve's scheduler thread holds it; the lock keeps a second user safe
 
     def table(self, path: Path) -> pa.Table:
         """The rows of the file at `path`, read once."""
@@ -65,13 +65,16 @@ class KeptRows:
             _, evicted = self._tables.popitem(last=False)
             self._bytes -= evicted.nbytes
         while self._bytes > self.max_bytes and self._tails:
-            _, dropped = self._tails.popitem()
+            _, dropped = self._tails.popitem(last=False)
             self._bytes -= dropped.table.nbytes
 
     def tail(self, rollup: str) -> HeldTail | None:
         """The rollup's held tail, if any."""
         with self._lock:
-            return self._tails.get(rollup)
+            found = self._tails.get(rollup)
+            if found is not None:
+                self._tails.move_to_end(rollup)
+            return found
 
     def hold_tail(self, rollup: str, tail: HeldTail) -> None:
         """Hold the rollup's tail (replacing the one before)."""
@@ -79,6 +82,8 @@ class KeptRows:
             old = self._tails.pop(rollup, None)
             if old is not None:
                 self._bytes -= old.table.nbytes
+            if tail.table.nbytes > self.max_bytes:
+                return  # over the whole bound: not held (the run reads those minutes raw)
             self._tails[rollup] = tail
             self._bytes += tail.table.nbytes
             self._evict()

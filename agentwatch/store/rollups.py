@@ -495,8 +495,8 @@ class RollupStore:
             sql = (f"SELECT filename, min(ts) FROM read_parquet({parts_sql(unseen)}, union_by_name = true, "
                    "filename = true) GROUP BY filename")
             found = {Path(name): at for name, at in duck.run(self.con, sql)}
-            for part in unseen:  # a part with no rows holds nothing earlier than anything
-                self._earliest_seen[part] = found.get(part, datetime.max.replace(tzinfo=UTC))
+            for part in unseen:  # one DuckDB did not name (or with no rows): assume the worst, summarise again
+                self._earliest_seen[part] = found.get(part, datetime.min.replace(tzinfo=UTC))
         return min(self._earliest_seen[p] for p in parts)
 
 
