@@ -48,8 +48,10 @@ MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 # A child that does not answer within this long is stopped and the check fails: GX's import plus 200k rows take
 # seconds; minutes mean it hangs.
 ANSWER_TIMEOUT_S = 600.0
-# Suites the child keeps (a serve whose config is reloaded sends new ones; each is a few expectations).
+# Suites the child keeps (a serve whose config is reloaded sends new ones; each is a few expectations). A validate
+# of one it dropped is answered "unknown suite", and the parent, which remembers more, sends it again.
 MAX_SUITES = 64
+PARENT_SUITES = 1024
 _LENGTH = struct.Struct(">I")
 _DATE, _DATETIME = "$agentwatch.date", "$agentwatch.datetime"
 
@@ -69,6 +71,7 @@ class GxWorker:
         self._suites: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # key -> entries, newest last
         self._sent: set[str] = set()  # the keys the running child was sent
         self._refused: dict[str, str] = {}  # suite key -> why GX refused it (a ConfigError's message)
+        self._failed: dict[str, str] = {}  # suite key -> why the child could not build it (not the config's fault)
         self._stop: weakref.finalize | None = None
         self._lock = threading.RLock()
         self._owner = os.getpid()
@@ -83,26 +86,35 @@ class GxWorker:
         with self._lock:
             if self.running:
                 return
-            if self._owner != os.getpid():  # a forked copy: forget the parent's child, never stop it
-                self.process, self._stop, self._owner = None, None, os.getpid()
             self.close()
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; see _stop_process
+            # Appending: the child writes its end while the parent reads the tail (a shared offset would clash).
+            stderr = tempfile.TemporaryFile(mode="a+b")  # noqa: SIM115 - lives as long as the child; see _stop_process
             env = {**os.environ, "GX_ANALYTICS_ENABLED": os.environ.get("GX_ANALYTICS_ENABLED", "False")}
-            # -P: the module comes from the installed package, never from the working directory.
-            self.process = subprocess.Popen([sys.executable, "-P", "-m", "agentwatch.checks.gx_worker"],
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+            try:
+                # -P: the module comes from the installed package, never from the working directory.
+                self.process = subprocess.Popen([sys.executable, "-P", "-m", "agentwatch.checks.gx_worker"],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env)
+            except BaseException:
+                stderr.close()
+                raise
+            self._stderr = stderr
             self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr, self._owner)
 
     def send_suite(self, entries: list[dict[str, Any]]) -> str:
         """Have the child (started if it is not running) build a suite from entries (expectation, arguments,
         where); returns its key. A refusal comes back as a ConfigError from `wait` or `validate` on that key."""
+        for entry in entries:
+            try:
+                _encode(entry)
+            except TypeError as exc:
+                raise ConfigError(f"{entry.get('where', 'an expectation')}: {exc}") from None
         key = hashlib.sha256(_encode(entries)).hexdigest()[:16]
         with self._lock:
             self._suites[key] = entries
             self._suites.move_to_end(key)
-            while len(self._suites) > MAX_SUITES:
+            while len(self._suites) > PARENT_SUITES:
                 self._suites.popitem(last=False)
-            self._sent.discard(key)  # sent again: the child keeps at most MAX_SUITES too
+            self._sent.discard(key)  # sent again: it may have been the child's oldest, about to be dropped
             self._ensure(key)
             if len(self._pending) > MAX_SUITES:  # answers nobody read (runs that failed before evaluating)
                 self.wait([])
@@ -113,20 +125,28 @@ class GxWorker:
         payload = _ipc_bytes(rows)
         _check_size(payload)  # before anything is written: a half-sent request would put the protocol out of step
         with self._lock:
-            self._ensure(key)
-            self.wait([key])
-            self._send({"op": "validate", "key": key, "result_format": result_format}, payload)
-            return list(self._answer()["results"])
+            for _ in range(2):  # once more if the child had dropped the suite: it is sent again first
+                self.wait([key])
+                self._send({"op": "validate", "key": key, "result_format": result_format}, payload)
+                answer = self._answer()
+                if "results" in answer:
+                    return list(answer["results"])
+                self._sent.discard(key)
+            raise WorkerError(f"the Great Expectations process lost the suite {key} twice in a row")
 
     def wait(self, keys: list[str]) -> None:
-        """Read the answers still due (waiting for the import if it is not done); raises the ConfigError of a suite
-        among `keys` that GX refused."""
+        """Make sure the child holds the suites `keys` and read every answer still due (waiting for the import if
+        it is not done); raises the ConfigError of a suite among `keys` that GX refused."""
         with self._lock:
+            for key in keys:
+                self._ensure(key)
             while self._pending:
                 self._answer()
             for key in keys:
                 if key in self._refused:
                     raise ConfigError(self._refused[key])
+                if key in self._failed:
+                    raise WorkerError(self._failed[key])
 
     def close(self) -> None:
         """Stop the child (it is stopped too when this handle is collected, or at exit)."""
@@ -134,14 +154,23 @@ class GxWorker:
             if self._stop is not None:
                 self._stop()
             self.process, self._stderr, self._stop = None, None, None
-            self._pending, self._sent, self._refused = [], set(), {}
+            self._pending, self._sent, self._failed = [], set(), {}
+
+    def forget(self) -> None:
+        """In a forked copy: the parent's child is not this process's; start afresh (never stop it)."""
+        self._lock = threading.RLock()
+        self.process, self._stderr, self._stop, self._owner = None, None, None, os.getpid()
+        self._pending, self._sent, self._failed = [], set(), {}
 
     def _ensure(self, key: str) -> None:
         """A running child that was sent the suite `key` (a new child is sent it again)."""
         if key not in self._suites:
-            raise WorkerError(f"no suite {key} was sent to the Great Expectations process")
+            raise WorkerError(f"the suite {key} is no longer remembered (over {PARENT_SUITES} others were sent "
+                              "since); the check's next run sends it again")
         self.start()
         if key not in self._sent:
+            self._refused.pop(key, None)
+            self._failed.pop(key, None)
             self._send({"op": "suite", "key": key, "entries": self._suites[key]})
             self._sent.add(key)
 
@@ -149,6 +178,8 @@ class GxWorker:
         assert self.process is not None and self.process.stdin is not None
         body = _encode(request)
         _check_size(body)
+        if payload is not None:
+            _check_size(payload)
         try:
             _write_message(self.process.stdin, body)
             if payload is not None:
@@ -156,6 +187,9 @@ class GxWorker:
             self.process.stdin.flush()
         except OSError as exc:
             raise self._failure(f"could not be sent a request ({exc})") from None
+        except BaseException:  # interrupted halfway: the child would read the rest as the next request
+            self.close()
+            raise
         self._pending.append((request["op"], request["key"]))
 
     def _answer(self) -> dict[str, Any]:
@@ -170,14 +204,23 @@ class GxWorker:
             self.close()
             raise WorkerError(f"the Great Expectations process gave no answer to {op} within "
                               f"{ANSWER_TIMEOUT_S:.0f} s and was stopped") from None
-        except (WorkerError, ValueError) as exc:  # a broken answer: the next request starts a new child
+        except (WorkerError, ValueError, OSError) as exc:  # a broken answer: the next request starts a new child
             if self.process is not None:
                 raise self._failure(f"answered {op} with something unreadable ({exc})") from None
             raise
-        if "error" in answer:
+        except BaseException:  # interrupted halfway through an answer
+            self.close()
+            raise
+        if op == "suite":  # kept for the check that sent it (whoever reads the answer), raised by its `wait`
             if answer.get("kind") == "config":
-                self._refused[key] = answer["error"]  # raised to the check that sent it, by `wait`
-                return {}
+                self._refused[key] = answer["error"]
+            elif "error" in answer:
+                self._sent.discard(key)
+                self._failed[key] = f"Great Expectations could not build the suite {key}: {answer['error']}"
+            return {}
+        if answer.get("kind") == "unknown_suite":
+            return {}
+        if "error" in answer:
             raise WorkerError(f"Great Expectations failed on {op}: {answer['error']}")
         return dict(answer)
 
@@ -185,10 +228,8 @@ class GxWorker:
         """An error saying the child failed, with its exit code and the last line it printed; the child stopped."""
         code = None
         if self.process is not None:
-            try:
-                code = self.process.wait(timeout=1)  # an exit is seen on the pipe before the process is reaped
-            except subprocess.TimeoutExpired:
-                code = None
+            self.process.kill()  # it failed us either way; killed, its exit is known at once
+            code = self.process.wait()
         tail = ""
         if self._stderr is not None:
             self._stderr.seek(0, io.SEEK_END)
@@ -201,6 +242,7 @@ class GxWorker:
 
 
 _SHARED = GxWorker()
+os.register_at_fork(after_in_child=_SHARED.forget)
 
 
 def shared_worker() -> GxWorker:
@@ -279,9 +321,10 @@ def _read_exact(stream: IO[bytes], size: int, deadline: float | None) -> bytes |
     input ends before the first byte."""
     chunks, got, fd = [], 0, stream.fileno()
     while got < size:
-        if deadline is not None:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+        if deadline is not None:  # poll, not select: a busy serve's descriptors pass 1024
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
                 raise TimeoutError
         chunk = os.read(fd, min(size - got, 1 << 20))
         if not chunk:
@@ -299,6 +342,8 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [json_safe(v) for v in value]
+    if getattr(value, "ndim", 0) and hasattr(value, "tolist"):
+        return json_safe(value.tolist())  # a numpy array
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         value = value.item()  # numpy scalar
     if isinstance(value, float):
@@ -325,6 +370,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     suites: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # key -> (batch definition, suite), newest last
     while (raw := _read_message(requests)) is not None:
         request = _decode(raw)
+        body = _read_message(requests) if request["op"] == "validate" else None  # framing errors end the child
+        if request["op"] == "validate" and body is None:
+            return
         try:
             if request["op"] == "suite":
                 suites[request["key"]] = _suite(gx, source, request["key"], request["entries"])
@@ -333,10 +381,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                     old_key, _ = suites.popitem(last=False)
                     source.delete_asset(old_key)
                 answer: dict[str, Any] = {}
+            elif request["key"] not in suites:  # dropped (MAX_SUITES): the parent sends it again
+                answer = {"kind": "unknown_suite"}
             else:
-                body = _read_message(requests)
-                if body is None:
-                    return
                 rows = pa.ipc.open_stream(body).read_all().to_pandas()
                 batch_definition, suite = suites[request["key"]]
                 answer = {"results": _validate(batch_definition, suite, rows, request["result_format"])}

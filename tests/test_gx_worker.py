@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 from datetime import date
 
 import pyarrow as pa
@@ -14,33 +16,76 @@ from agentwatch.core.errors import ConfigError, WorkerError
 RESULT = {"result_format": "SUMMARY"}
 
 
-@pytest.fixture
-def worker():
+@pytest.fixture(scope="module")
+def shared():
+    """One child for the tests that leave it running (each child pays GX's import)."""
     handle = GxWorker()
     yield handle
     handle.close()
 
 
-def test_a_suite_with_dates_from_yaml_validates(worker):
+@pytest.fixture
+def worker():
+    """A child of the test's own, for the tests that kill or strain it."""
+    handle = GxWorker()
+    yield handle
+    handle.close()
+
+
+def test_a_suite_with_dates_from_yaml_validates(shared):
     """YAML gives `min_value: 2020-01-01` as a date: it reaches GX as a date, not as an encoding error."""
-    key = worker.send_suite([{"expectation": "expect_column_min_to_be_between", "where": "expectations.actions[0]",
+    key = shared.send_suite([{"expectation": "expect_column_min_to_be_between", "where": "expectations.actions[0]",
                               "arguments": {"column": "day", "min_value": date(2020, 1, 1)}}])
     rows = pa.table({"event_id": ["a", "b"], "day": pa.array([date(2021, 5, 1), date(2019, 12, 31)])})
-    (result,) = worker.validate(key, rows, RESULT)
+    (result,) = shared.validate(key, rows, RESULT)
     assert result["success"] is False and result["exception"] is None
     assert result["result"]["observed_value"].startswith("2019-12-31")
 
 
-def test_a_refused_suite_names_its_entry_and_fails_only_its_own_key(worker):
-    good = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
+def test_a_refused_suite_names_its_entry_and_fails_only_its_own_key(shared):
+    """The refusal is read by whoever drains the answers first (here the good suite's validation), and still
+    raised to the sender of the bad suite only."""
+    good = shared.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
                                "arguments": {"column": "x"}}])
-    bad = worker.send_suite([{"expectation": "expect_column_values_to_be_in_set", "where": "expectations.actions[1]",
+    bad = shared.send_suite([{"expectation": "expect_column_values_to_be_in_set", "where": "expectations.actions[1]",
                               "arguments": {"column": "x"}}])
-    with pytest.raises(ConfigError, match=r"expectations\.actions\[1\] \(expect_column_values_to_be_in_set\)"):
-        worker.wait([bad])
-    worker.wait([good])
-    (result,) = worker.validate(good, pa.table({"event_id": ["a"], "x": [None]}), RESULT)
+    (result,) = shared.validate(good, pa.table({"event_id": ["a"], "x": [None]}), RESULT)
     assert result["success"] is False
+    with pytest.raises(ConfigError, match=r"expectations\.actions\[1\] \(expect_column_values_to_be_in_set\)"):
+        shared.wait([bad])
+    shared.wait([good])
+
+
+def test_a_suite_the_child_dropped_is_sent_again(shared):
+    """The child keeps MAX_SUITES suites (a serve whose config is reloaded often); a validation of one it dropped
+    sends it again and answers."""
+    between = "expect_column_values_to_be_between"
+    keys = [shared.send_suite([{"expectation": between, "where": f"s[{i}]",
+                                "arguments": {"column": "x", "min_value": i}}])
+            for i in range(gx_worker.MAX_SUITES + 2)]
+    shared.wait(keys[-1:])
+    (result,) = shared.validate(keys[0], pa.table({"event_id": ["a"], "x": [1]}), RESULT)
+    assert result["success"] is True  # min_value 0: the first suite, not the last one (min_value 65)
+
+
+def test_answers_are_read_when_the_pipe_has_a_descriptor_over_1024(worker):
+    """A busy serve holds many descriptors: waiting on the child's pipe must not be limited to the first 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        key = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "s[0]",
+                                  "arguments": {"column": "x"}}])
+        assert worker.process.stdout.fileno() > 1024
+        (result,) = worker.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
+        assert result["success"] is True
+    finally:
+        for fd in held:
+            os.close(fd)
+        worker.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_child_that_dies_before_answering_is_reported_and_the_next_request_starts_another(worker):
@@ -57,13 +102,13 @@ def test_a_child_that_dies_before_answering_is_reported_and_the_next_request_sta
     assert result["success"] is True and worker.process.pid != first
 
 
-def test_rows_over_the_message_bound_are_refused_before_anything_is_sent(worker, monkeypatch):
+def test_rows_over_the_message_bound_are_refused_before_anything_is_sent(shared, monkeypatch):
     """An oversized request is refused whole: nothing half-written puts the protocol out of step."""
-    key = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
+    key = shared.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
                               "arguments": {"column": "x"}}])
     monkeypatch.setattr(gx_worker, "MAX_MESSAGE_BYTES", 10_000)
     with pytest.raises(WorkerError, match="over the 10,000-byte bound"):
-        worker.validate(key, pa.table({"event_id": [str(i) for i in range(5_000)], "x": list(range(5_000))}), RESULT)
+        shared.validate(key, pa.table({"event_id": [str(i) for i in range(5_000)], "x": list(range(5_000))}), RESULT)
     monkeypatch.undo()
-    (result,) = worker.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
+    (result,) = shared.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
     assert result["success"] is True
