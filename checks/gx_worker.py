@@ -97,6 +97,8 @@ class GxWorker:
             except BaseException:
                 stderr.close()
                 raise
+            assert self.process.stdin is not None
+            os.set_blocking(self.process.stdin.fileno(), False)  # writes wait with a deadline (_write_all)
             self._stderr = stderr
             self._stop = weakref.finalize(self, _stop_process, self.process, self._stderr, self._owner)
 
@@ -180,11 +182,15 @@ class GxWorker:
         _check_size(body)
         if payload is not None:
             _check_size(payload)
+        message = [_LENGTH.pack(len(body)), body]
+        if payload is not None:
+            message += [_LENGTH.pack(len(payload)), payload]
         try:
-            _write_message(self.process.stdin, body)
-            if payload is not None:
-                _write_message(self.process.stdin, payload)
-            self.process.stdin.flush()
+            _write_all(self.process.stdin.fileno(), b"".join(message), time.monotonic() + ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            self.close()
+            raise WorkerError(f"the Great Expectations process read no {request['op']} request within "
+                              f"{ANSWER_TIMEOUT_S:.0f} s and was stopped") from None
         except OSError as exc:
             raise self._failure(f"could not be sent a request ({exc})") from None
         except BaseException:  # interrupted halfway: the child would read the rest as the next request
@@ -279,6 +285,20 @@ def _write_message(stream: IO[bytes], body: bytes) -> None:
     _check_size(body)
     stream.write(_LENGTH.pack(len(body)))
     stream.write(body)
+
+
+def _write_all(fd: int, data: bytes, deadline: float) -> None:
+    """Write every byte to the (non-blocking) descriptor, waiting for room until the deadline: a child that stops
+    reading must not hold the check's thread forever."""
+    view, poller = memoryview(data), select.poll()
+    poller.register(fd, select.POLLOUT)
+    while view:
+        if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            raise TimeoutError
+        try:
+            view = view[os.write(fd, view[: 1 << 20]):]
+        except BlockingIOError:  # room for less than asked: wait again
+            continue
 
 
 def _encode(value: Any) -> bytes:

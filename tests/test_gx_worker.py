@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 from datetime import date
 
 import pyarrow as pa
@@ -111,4 +112,22 @@ def test_rows_over_the_message_bound_are_refused_before_anything_is_sent(shared,
         shared.validate(key, pa.table({"event_id": [str(i) for i in range(5_000)], "x": list(range(5_000))}), RESULT)
     monkeypatch.undo()
     (result,) = shared.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
+    assert result["success"] is True
+
+
+def test_a_child_that_stops_reading_is_stopped_at_the_deadline(worker, monkeypatch):
+    """A child that reads nothing more (here: stopped) cannot hold the check's thread: a request it does not take
+    within the deadline fails, the child is killed, and the next request starts a new one."""
+    worker.start()
+    stopped = worker.process
+    os.kill(stopped.pid, signal.SIGSTOP)
+    monkeypatch.setattr(gx_worker, "ANSWER_TIMEOUT_S", 2.0)
+    big = {"column": "x", "value_set": [f"value-{i}" for i in range(100_000)]}  # far over a pipe's 64 KiB
+    with pytest.raises(WorkerError, match="read no suite request within 2 s"):
+        worker.send_suite([{"expectation": "expect_column_values_to_be_in_set", "where": "s[0]", "arguments": big}])
+    assert stopped.poll() is not None and worker.process is None
+    monkeypatch.undo()
+    key = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "s[1]",
+                              "arguments": {"column": "x"}}])
+    (result,) = worker.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
     assert result["success"] is True
