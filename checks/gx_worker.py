@@ -125,7 +125,6 @@ class GxWorker:
     def validate(self, key: str, rows: pa.Table, result_format: dict[str, Any]) -> list[dict[str, Any]]:
         """The results of the suite `key` over the rows (one dict per expectation, in the suite's order)."""
         payload = _ipc_bytes(rows)
-        _check_size(payload)  # before anything is written: a half-sent request would put the protocol out of step
         with self._lock:
             for _ in range(2):  # once more if the child had dropped the suite: it is sent again first
                 self.wait([key])
@@ -179,7 +178,7 @@ class GxWorker:
     def _send(self, request: dict[str, Any], payload: bytes | None = None) -> None:
         assert self.process is not None and self.process.stdin is not None
         body = _encode(request)
-        _check_size(body)
+        _check_size(body)  # both, before anything is written: a half-sent request puts the protocol out of step
         if payload is not None:
             _check_size(payload)
         message = [_LENGTH.pack(len(body)), body]

@@ -288,12 +288,7 @@ class RollupStore:
         every part they summarise is visible and every new part holds only events after them and their reach."""
         assert self.kept is not None
         sources = self._parts_between(rollup, (lo - rollup.look_back).date(), (hi + rollup.reach).date())
-        held = self.kept.tail(rollup.name)
-        if held is not None and (held.lo != lo or not held.parts <= sources.keys()):
-            held = None  # the stored hours moved on, or a part was merged or erased
-        fresh = [sources[k] for k in sources if held is not None and k not in held.parts]
-        if held is not None and fresh and self._earliest(fresh) <= held.hi + rollup.reach:
-            held = None  # a late event
+        held = self._valid_tail(rollup, lo, sources)
         if held is None:
             held = HeldTail(lo, hi, frozenset(sources), self._rows(rollup, sources, Span(lo, hi)))
             self.tails.setdefault(rollup.name, []).append("summarised")
@@ -313,11 +308,8 @@ class RollupStore:
     def _rows_held(self, rollup: Rollup, sources: dict[str, Path], start: datetime, until: datetime) -> str | None:
         """A temporary table of the rows of [start, until) from the rollup's held tail (plus the few minutes after
         it), when it starts there and is still valid for these parts: serve held the hour it stores next already."""
-        held = self.kept.tail(rollup.name) if self.kept is not None else None
-        if held is None or held.lo != start or not held.parts <= sources.keys():
-            return None
-        fresh = [sources[k] for k in sources if k not in held.parts]
-        if fresh and self._earliest(fresh) <= held.hi + rollup.reach:
+        held = self._valid_tail(rollup, start, sources)
+        if held is None:
             return None
         name, table = f"_held_{uuid.uuid4().hex[:12]}", f"_rollup_rows_{uuid.uuid4().hex[:8]}"
         self.con.register(name, held.table)
@@ -332,6 +324,18 @@ class RollupStore:
             duck.run(self.con, f"DROP TABLE {rest}")
         self.tails.setdefault(rollup.name, []).append("stored")
         return table
+
+    def _valid_tail(self, rollup: Rollup, lo: datetime, sources: dict[str, Path]) -> HeldTail | None:
+        """The rollup's held tail if it starts at `lo` and still holds for these parts (step 1's rule): every part it
+        summarises is visible (none merged or erased) and every new part holds only events after it and its reach
+        (no late event)."""
+        held = self.kept.tail(rollup.name) if self.kept is not None else None
+        if held is None or held.lo != lo or not held.parts <= sources.keys():
+            return None
+        fresh = [sources[k] for k in sources if k not in held.parts]
+        if fresh and self._earliest(fresh) <= held.hi + rollup.reach:
+            return None
+        return held
 
     def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
         """The rollup's rows of the span (complete: its reach is in), read from exactly the parts in `sources`."""
