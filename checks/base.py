@@ -119,9 +119,9 @@ class CheckOptions(BaseModel):
     )
     every_minutes: float | None = Field(
         None, gt=0, description="Evaluate once per this many minutes of evaluation time (at the first evaluation in "
-        "each slot, counted from the Unix epoch: 5, 15 or 60 minutes start on the hour), the last findings standing "
-        "in between; unset: at every evaluation. Checks whose statistics move over hours set it, so `serve`'s "
-        "minute runs skip them until due."
+        "each slot, counted from the Unix epoch plus a phase of whole minutes that spreads the checks with a cadence "
+        "over the minutes: see the top of docs/checks.md), the last findings standing in between; unset: at every "
+        "evaluation. Checks whose statistics move over hours set it, so `serve`'s minute runs skip them until due."
     )
 
 
@@ -142,6 +142,9 @@ class Check(Generic[OptionsT]):
     # How much history before the first evaluation time `prepare` needs (baselines, reference windows); a check
     # whose need depends on its options sets it per instance.
     history: timedelta = timedelta(days=1)
+    # Where its `every_minutes` slots start, past the Unix epoch's: set by `agentwatch.checks.phases` for the checks
+    # of a config, so checks with a cadence fall due in different minutes.
+    phase: timedelta = timedelta(0)
 
     def __init__(self, options: OptionsT, config: ChecksConfig) -> None:
         self.options: OptionsT = options
@@ -174,14 +177,14 @@ class Check(Generic[OptionsT]):
 
     def due(self, at: datetime) -> bool:
         """Whether the engine evaluates this check at `at`: unless `every_minutes` is set and the last evaluation
-        was in the same `every_minutes` slot of the clock (slots from the Unix epoch, so serve's runs, whose times
-        jitter by milliseconds, cron's and a backtest's steps all evaluate at the first time of each slot). A run at
-        or before the last evaluation's time is always due: it may see events that came in since."""
+        was in the same `every_minutes` slot of the clock (slots from the Unix epoch plus `phase`, so serve's runs,
+        whose times jitter by milliseconds, cron's and a backtest's steps all evaluate at the first time of each slot).
+        A run at or before the last evaluation's time is always due: it may see events that came in since."""
         every, last = self.options.every_minutes, self.evaluated_at
         if every is None or last is None or at <= last:
             return True
         slot = timedelta(minutes=every)
-        return floor_to(at, slot) > floor_to(last, slot)
+        return floor_to(at - self.phase, slot) > floor_to(last - self.phase, slot)
 
     def prepare(self, data: EvalData) -> None:
         """Compute what `evaluate` needs over the whole range of `data` (once per run)."""

@@ -31,6 +31,12 @@ Without that data the incident stays open and its `status_note` says what it wai
 "no actions by lead-router since 2026-10-18 12:40 UTC". Each check's rule is under "Resolves" below;
 a person can always resolve an incident (`agentwatch incident resolve`).
 
+A check with `every_minutes` is evaluated at the first evaluation in each slot of that many minutes, the
+slots shifted by a phase of whole minutes that `agentwatch.checks.phases` gives each such check of the config
+(from their names and cadences alone, so `serve`, `check` and a backtest agree): the 5-, 15- and 60-minute
+checks fall due in different minutes of the hour instead of all at its top, so no minute of `serve` pays for
+all of them at once. `agentwatch check --only` keeps the phases of the full config.
+
 Set options under `checks:` in `agentwatch.yaml`, by check name, for example:
 
 ```yaml

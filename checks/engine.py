@@ -21,6 +21,7 @@ from agentwatch.checks.data import EvalData
 from agentwatch.checks.incidents import IncidentStore, incident_number
 from agentwatch.checks.linking import link_incidents
 from agentwatch.checks.options import options_for
+from agentwatch.checks.phases import spread_phases
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import WriteLock
@@ -60,9 +61,10 @@ def enabled_checks(config: ChecksConfig, only: list[str] | None = None) -> list[
     checks = []
     for name, cls in sorted(REGISTRY.items()):
         options = options_for(config, name)
-        if options.enabled and (not only or name in only):
+        if options.enabled:
             checks.append(cls(options, config))
-    return checks
+    spread_phases(checks)  # over every enabled check, so `--only` keeps the phases a full run has
+    return [c for c in checks if not only or c.name in only]
 
 
 StepHook = Callable[[datetime, list[Incident]], None]

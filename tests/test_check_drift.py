@@ -13,6 +13,7 @@ from agentwatch.checks.drift import Column, Score, _evidently, _statistic
 from agentwatch.checks.engine import backtest_steps, enabled_checks, evaluate
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.home import Home
+from agentwatch.store.rollups import floor_to
 from tests.checks_support import T0, iso, opened, run, store_events
 
 CHECK = "drift.distribution"
@@ -145,8 +146,10 @@ def test_serves_minute_runs_read_the_sample_only_when_an_assessment_is_due(home:
         opened_live += [(at, incident.started_at, incident.severity) for at, incident in report.opened]
     replay = evaluate(home, config, times, IncidentStore(tmp_path / "replay.sqlite3"), only=[CHECK])
     assert opened_live and opened_live == [(at, i.started_at, i.severity) for at, i in replay.opened]
-    # One read an hour until the drift opened an incident; from then on every run reads (its clearance may).
+    # One read an hour (the first run, then the first of each hourly slot, which starts `phase` past the hour) until
+    # the drift opened an incident; from then on every run reads (its clearance may).
     first_open = opened_live[0][0]
-    hourly = [at for at in times if (at - times[0]) % timedelta(hours=1) == timedelta(0)]
+    slot = [floor_to(at - check.phase, timedelta(hours=1)) for at in times]
+    hourly = [times[0], *(at for at, s, before in zip(times[1:], slot[1:], slot[:-1], strict=True) if s > before)]
     assert [at for at in loads if at <= first_open] == [at for at in hourly if at <= first_open]
     assert len([at for at in loads if at <= first_open]) >= 3
