@@ -76,7 +76,9 @@ class EvalData:
     def rollup(self, rollup: Rollup, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
         """A rollup's rows of the cells from the one holding `since` to `until` (default: the run's last time), as
         a frame."""
-        return self.frame(self.rollup_sql(rollup, since, until))
+        if self.rollups is None:
+            return self.frame(self.rollup_sql(rollup, since, until))
+        return self.rollups.frame(rollup, since or self.load_from, self.last, until)
 
     def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's result as a Polars frame."""

@@ -165,24 +165,34 @@ def test_a_live_sequence_extends_the_stored_hours_and_matches_every_time(home: H
             same(rows, recomputed(home, rollup, since, now))
 
 
+def _live_day(home: Home) -> tuple[datetime, datetime, list[dict]]:
+    """A stored first day; the second day's events, to land minute by minute: (since, the second day, its events)."""
+    first = actions_between(T0, 24, "d0")
+    store_events(home, actions=first, outcomes=owner_changes(first))
+    day = T0 + timedelta(days=1)
+    return T0 - timedelta(hours=1), day, actions_between(day, 24, "d1")
+
+
+def _land(home: Home, arriving: list[dict], landed: datetime, now: datetime) -> datetime:
+    """Store the events of (landed, now] (and their outcomes by now), as the API's flushes do; returns now."""
+    batch = [e for e in arriving if iso(landed) < e["ts"] <= iso(now)]
+    if batch:
+        store_events(home, actions=batch, outcomes=[o for o in owner_changes(batch) if o["ts"] <= iso(now)])
+    return now
+
+
 @pytest.mark.parametrize("rollup", [r for r in ROLLUPS if not r.look_back and r.grain < timedelta(hours=1)],
                          ids=lambda r: r.name.split("-")[0])
 def test_serve_holds_the_settled_cells_after_the_stored_hours_and_extends_them(home: Home, rollup: Rollup) -> None:
     """Files store whole hours; serve holds the settled cells after them in memory: summarised once, extended as
     minutes pass, summarised again after a late event, and written to the day's file when the stored hours move
     on. Every answer is the full recompute's."""
-    since, day = T0 - timedelta(hours=1), T0 + timedelta(days=1)
-    first = actions_between(T0, 24, "d0")
-    store_events(home, actions=first, outcomes=owner_changes(first))
-    arriving = actions_between(day, 24, "d1")
+    since, day, arriving = _live_day(home)
     held, landed, what = KeptRows(), day, []
 
     def run_at(now: datetime) -> None:
         nonlocal landed
-        batch = [e for e in arriving if iso(landed) < e["ts"] <= iso(now)]
-        if batch:  # the minutes' events, as the API's flushes store them
-            store_events(home, actions=batch, outcomes=[o for o in owner_changes(batch) if o["ts"] <= iso(now)])
-        landed = now
+        landed = _land(home, arriving, landed, now)
         con = open_reader(home)
         try:
             store = RollupStore(home, con, now=now, small_bytes=0, kept=held)
@@ -460,3 +470,44 @@ def test_an_unnamed_outcome_blames_the_latest_action_any_outcome_check_watches(h
     shared = recomputed(home, correction_histogram(own, timedelta(hours=6), None, attribution=union), since, last)
     assert alone.select("action", "bin", "n").rows() == [("lead.route", int(30 // 7.5), 1)]  # 30 min, 7.5-min bins
     assert shared.select("action", "bin", "n").rows() == [("lead.route", None, 1)]  # the assignment was blamed
+
+
+@pytest.mark.parametrize("rollup", [ACTION_COUNTS, ROLLUPS[4], ROLLUPS[5], HISTOGRAM],
+                         ids=lambda r: r.name.split("-")[0])
+def test_serve_answers_the_settled_cells_from_its_last_answer_until_rows_under_it_change(home: Home,
+                                                                                      rollup: Rollup) -> None:
+    """serve reads a week of each rollup every minute: it holds its last answer over the settled cells and reads
+    only the cells after it. A late event under the answer (in a stored day or in the held minutes) and an erasure
+    each make a run read everything again; every answer is the full recompute's."""
+    since, day, arriving = _live_day(home)
+    held, landed, how = KeptRows(), day, []
+
+    def run_at(now: datetime) -> None:
+        nonlocal landed
+        landed = _land(home, arriving, landed, now)
+        con = open_reader(home)
+        try:
+            store = RollupStore(home, con, now=now, small_bytes=0, kept=held)
+            rows = store.frame(rollup, since, now)
+            how.append(store.answers[rollup.name])
+        finally:
+            con.close()
+        same(rows, recomputed(home, rollup, since, now))
+
+    def late(at: datetime, tag: str) -> None:
+        store_events(home, actions=[dict(arriving[0], event_id=f"late-{tag}", ts=iso(at))])
+
+    run_at(day + timedelta(hours=10, minutes=40))
+    run_at(day + timedelta(hours=10, minutes=46))
+    late(T0 + timedelta(hours=5), "stored")  # in a stored day
+    run_at(day + timedelta(hours=10, minutes=52))
+    run_at(day + timedelta(hours=10, minutes=58))
+    # In the settled minutes after the stored hours (the histogram's rows read 6 hours on: inside their reach).
+    late(day + timedelta(hours=10, minutes=1) - (rollup.reach if rollup.reach >= timedelta(hours=1) else
+                                                  timedelta(0)), "held")
+    run_at(day + timedelta(hours=11, minutes=4))
+    run_at(day + timedelta(hours=11, minutes=30))  # the stored hours moved on: the answer still holds
+    erase(home, [Selector("resource_id", "Ld00")])  # a lead of the first day
+    run_at(day + timedelta(hours=11, minutes=36))
+    run_at(day + timedelta(hours=11, minutes=42))
+    assert how == ["read", "held", "read", "held", "read", "held", "read", "held"]

@@ -7,6 +7,8 @@ used first out; a process that runs once (`check`) holds nothing.
 
 Also held: each rollup's settled cells after its stored ones (a :class:`HeldTail`, at most about an hour of rows),
 which files store only per whole hour; `serve` extends them minute by minute instead of reading the hour again.
+And each rollup's last answer over its settled cells (a :class:`HeldAnswer`: a week of rows as the checks read
+them), so the next minute's run reads only the cells settled since; dropped when rows under it change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from threading import Lock
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,6 +36,15 @@ class HeldTail:
     table: pa.Table
 
 
+@dataclass(frozen=True)
+class HeldAnswer:
+    """A rollup's rows of the settled cells [lo, hi), as a run answered them from stored and held rows."""
+
+    lo: datetime
+    hi: datetime
+    frame: pl.DataFrame
+
+
 class KeptRows:
     """Arrow tables of stored aggregate files, by path, and of held tails, by rollup: at most `max_bytes` of them."""
 
@@ -41,6 +53,7 @@ class KeptRows:
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._bytes = 0
         self._tails: OrderedDict[str, HeldTail] = OrderedDict()  # rollup name -> its held tail, least recent first
+        self._answers: OrderedDict[str, HeldAnswer] = OrderedDict()  # rollup name -> its last answer
         self._lock = Lock()  # serve's scheduler thread holds it; the lock keeps a second user safe
 
     def table(self, path: Path) -> pa.Table:
@@ -60,13 +73,18 @@ class KeptRows:
         return table
 
     def _evict(self) -> None:
-        """Drop the least recently used files, then tails, until within the bound (under the lock)."""
+        """Drop the least recently used files, then answers, then tails, until within the bound (under the lock)."""
         while self._bytes > self.max_bytes and self._tables:
             _, evicted = self._tables.popitem(last=False)
             self._bytes -= evicted.nbytes
+        while self._bytes > self.max_bytes and self._answers:
+            _, answer = self._answers.popitem(last=False)
+            self._bytes -= int(answer.frame.estimated_size())
         while self._bytes > self.max_bytes and self._tails:
-            _, dropped = self._tails.popitem(last=False)
+            name, dropped = self._tails.popitem(last=False)
             self._bytes -= dropped.table.nbytes
+            # Its answer may hold rows of the tail, whose validity can no longer be told: not answered from again.
+            self._drop_answer(name)
 
     def tail(self, rollup: str) -> HeldTail | None:
         """The rollup's held tail, if any."""
@@ -83,10 +101,40 @@ class KeptRows:
             if old is not None:
                 self._bytes -= old.table.nbytes
             if tail.table.nbytes > self.max_bytes:
+                self._drop_answer(rollup)  # as when a tail is evicted (see `_evict`)
                 return  # over the whole bound: not held (the run reads those minutes raw)
             self._tails[rollup] = tail
             self._bytes += tail.table.nbytes
             self._evict()
+
+    def answer(self, rollup: str) -> HeldAnswer | None:
+        """The rollup's last answer over its settled cells, if still held."""
+        with self._lock:
+            found = self._answers.get(rollup)
+            if found is not None:
+                self._answers.move_to_end(rollup)
+            return found
+
+    def hold_answer(self, rollup: str, answer: HeldAnswer) -> None:
+        """Hold the rollup's answer over its settled cells (replacing the one before)."""
+        with self._lock:
+            self._drop_answer(rollup)
+            size = int(answer.frame.estimated_size())
+            if size > self.max_bytes:
+                return
+            self._answers[rollup] = answer
+            self._bytes += size
+            self._evict()
+
+    def forget_answer(self, rollup: str) -> None:
+        """Drop the rollup's answer: rows under it were summarised again (a late event, a merge, an erasure)."""
+        with self._lock:
+            self._drop_answer(rollup)
+
+    def _drop_answer(self, rollup: str) -> None:
+        old = self._answers.pop(rollup, None)
+        if old is not None:
+            self._bytes -= int(old.frame.estimated_size())
 
     @property
     def nbytes(self) -> int:

@@ -23,6 +23,10 @@ queries over a week of events on every run; a :class:`RollupStore` keeps their r
 4. A process that runs every minute (``serve``, with :class:`KeptRows`) also holds the settled cells after the
    stored hours in memory, summarised once and extended as minutes pass by the rule of step 1, so a run reads
    raw only the last few minutes (not for rollups that look back: their look-back is the cost, read either way).
+5. Such a process also holds each rollup's last answer over its settled (stored and held) cells, so the next run
+   reads and decodes only the cells settled since and the raw minutes, not a week of rows again. Whatever finds
+   rows under it changed (a stored day or a held tail summarised again by the rule of step 1, a day dropped)
+   drops it, and the run reads the whole range.
 
 Days are updated one run at a time (``locks/aggregates.lock``); deleting ``aggregates/`` is always safe.
 The queries of the checks' rollups live in one module (``agentwatch.checks.rollup_sql``): plain SQL over the
@@ -51,7 +55,7 @@ from agentwatch.core.locks import WriteLock
 from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS
-from agentwatch.store.kept_rows import HeldTail, KeptRows
+from agentwatch.store.kept_rows import HeldAnswer, HeldTail, KeptRows
 from agentwatch.store.layout import schema_part_path
 from agentwatch.store.partitions import (
     PARTITION_PREFIX,
@@ -184,6 +188,14 @@ def requested_span(rollup: Rollup, since: datetime, last: datetime, until: datet
     return Span(floor_to(since, rollup.grain), end, hi_closed=True, horizon=last)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A SELECT of a rollup's rows, and where its rows read from stored and held rows end (the settled cells)."""
+
+    sql: str
+    settled_until: datetime
+
+
 class RollupStore:
     """The stored rollups of one home, read and brought up to date through one DuckDB connection."""
 
@@ -198,6 +210,8 @@ class RollupStore:
         self.updated: dict[str, int] = {}  # rollup name -> days summarised again or extended by this store
         # rollup name -> what this store did with its held tail: summarised, extended, held; stored (into a day)
         self.tails: dict[str, list[str]] = {}
+        # rollup name -> how `frame` answered: from the held answer plus the cells after it ("held"), or all "read"
+        self.answers: dict[str, str] = {}
         self._earliest_seen: dict[Path, datetime] = {}  # part -> its earliest event (parts never change)
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
 
@@ -208,16 +222,43 @@ class RollupStore:
 
     def frame(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> pl.DataFrame:
         """The rollup's rows of the cells from the one holding `since` to `until` (default: last), seeing no event
-        after last (see `requested_span`)."""
-        return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last, until)))
+        after last (see `requested_span`). A process that runs every minute (`kept`) answers the cells its last
+        answer settled from that answer, and reads only the cells after it (step 5 of the module's docstring)."""
+        if self.kept is None:
+            return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last, until)))
+        start = requested_span(rollup, since, last, until).lo
+        held = self.kept.answer(rollup.name)
+        if held is not None and held.lo > start:
+            held = None  # it starts later than asked: read the whole range
+        answer = self._answer(rollup, since, last, until, held.hi if held is not None else None)
+        if held is not None and (self.kept.answer(rollup.name) is not held or held.hi > answer.settled_until):
+            # Rows under it were summarised again while this run brought the rollup up to date: read it all.
+            held, answer = None, self._answer(rollup, since, last, until)
+        self.answers[rollup.name] = "held" if held is not None else "read"
+        frame = pl.DataFrame(duck.run_arrow(self.con, answer.sql))
+        column = pl.col(rollup.time_column)
+        if held is not None:
+            frame = pl.concat([held.frame.filter(column >= start), frame.select(held.frame.columns)],
+                              how="vertical_relaxed")
+        if answer.settled_until > start:
+            self.kept.hold_answer(rollup.name, HeldAnswer(start, answer.settled_until,
+                                                          frame.filter(column < answer.settled_until)))
+        return frame
 
     def sql(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> str:
         """A SELECT of the rollup's rows of the cells from the one holding `since` to `until` (default: up to
         `last`), seeing no event after `last` (see `requested_span`); the stored days are brought up to date first
         (the SELECT may name temporary tables of this connection: run it at once)."""
+        return self._answer(rollup, since, last, until).sql
+
+    def _answer(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None,
+                known_until: datetime | None = None) -> Answer:
+        """The SELECT of `sql`, and where its rows from stored and held rows end. With `known_until`, the stored and
+        held rows before it are left out (the caller holds them); the days and the tail are kept up to date all the
+        same."""
         requested = requested_span(rollup, since, last, until)
-        if requested.lo_open:
-            return rollup.select(self._raw_views(rollup, requested), requested)  # an empty range: nothing
+        if requested.lo_open:  # an empty range: nothing
+            return Answer(rollup.select(self._raw_views(rollup, requested), requested), requested.lo)
         stored_from, end = requested.lo, requested.hi
         # The end of the last whole cell of the range whose rows read nothing after `last`.
         whole_until = min(floor_to(end + timedelta(microseconds=1), rollup.grain),
@@ -228,23 +269,30 @@ class RollupStore:
             with WriteLock(self.home.lock_file("aggregates")):
                 files = self._bring_up_to_date(rollup, stored_from, stored_until)
             column = quote_identifier(rollup.time_column)
-            within = (f"WHERE {column} >= TIMESTAMPTZ '{stored_from.isoformat()}' AND {column} < "
-                      f"TIMESTAMPTZ '{stored_until.isoformat()}'")
-            pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
+            read_from = max(stored_from, known_until or stored_from)
+            if read_from < stored_until:
+                within = (f"WHERE {column} >= TIMESTAMPTZ '{read_from.isoformat()}' AND {column} < "
+                          f"TIMESTAMPTZ '{stored_until.isoformat()}'")
+                pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
             raw_from = stored_until
             # serve: the settled cells after the stored ones are held between runs. Not for a rollup that looks
             # back: its cost is the look-back, which the rest of the range would read again.
             if self.kept is not None and not rollup.look_back:
                 held_until = min(whole_until, floor_to(self.now - SETTLE - rollup.reach, rollup.grain))
                 if stored_until < held_until:
-                    pieces.append(self._held_tail(rollup, stored_until, held_until))
+                    tail = self._held_tail(rollup, stored_until, held_until)
+                    if (known_until or stored_until) < held_until:
+                        pieces.append(f"SELECT * FROM ({tail}) WHERE {column} >= "
+                                      f"TIMESTAMPTZ '{max(stored_until, known_until or stored_until).isoformat()}'")
                     raw_from = held_until
             raw = Span(raw_from, end, hi_closed=True, horizon=last)
         else:
-            raw = requested
+            raw, raw_from = requested, requested.lo
         if raw.lo <= raw.hi:
             pieces.append(rollup.select(self._raw_views(rollup, raw), raw))
-        return " UNION ALL BY NAME ".join(f"({p})" for p in pieces)
+        if not pieces:  # every cell held by the caller, none raw: no rows, with the rollup's columns
+            pieces.append(f"SELECT * FROM ({rollup.select(self._raw_views(rollup, raw), raw)}) WHERE false")
+        return Answer(" UNION ALL BY NAME ".join(f"({p})" for p in pieces), raw_from)
 
     def _raw_views(self, rollup: Rollup, span: Span) -> dict[str, str]:
         """Temporary views over the visible parts of only the days a span's rows read (its look-back and reach
@@ -330,12 +378,13 @@ class RollupStore:
         summarises is visible (none merged or erased) and every new part holds only events after it and its reach
         (no late event)."""
         held = self.kept.tail(rollup.name) if self.kept is not None else None
-        if held is None or held.lo != lo or not held.parts <= sources.keys():
+        if held is None:
             return None
         fresh = [sources[k] for k in sources if k not in held.parts]
-        if fresh and self._earliest(fresh) <= held.hi + rollup.reach:
+        if not held.parts <= sources.keys() or (fresh and self._earliest(fresh) <= held.hi + rollup.reach):
+            self._rows_changed(rollup)  # a late event, a merge or an erasure under the tail: answers from it are stale
             return None
-        return held
+        return held if held.lo == lo else None  # a tail before a stored hour: those rows are stored now
 
     def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
         """The rollup's rows of the span (complete: its reach is in), read from exactly the parts in `sources`."""
@@ -387,7 +436,9 @@ class RollupStore:
         sources = self._sources(rollup, day, until)
         state_path = folder / f"{PARTITION_PREFIX}{day.isoformat()}.json"
         if not any(key.startswith(own) for key in sources):
-            _forget_day(folder, day)  # no events that day (any more: retention dropped the partition)
+            # No events that day (any more: retention dropped the partition).
+            if _forget_day(folder, day) or self._answered(rollup, day):
+                self._rows_changed(rollup)
             return None
         state = _load_state(state_path)
         if state is not None and not state.file_intact(folder):
@@ -403,6 +454,7 @@ class RollupStore:
             start, previous = state.covered_until, folder / state.file
         else:  # never summarised, or stale: summarise the whole day again
             start, previous, kept = _day_start(day), None, {}
+            self._rows_changed(rollup)  # its rows may differ from those answered before (a late event, an erasure)
         new_rows = (self._rows_held(rollup, sources, start, until)
                     or self._summarise(rollup, sources, Span(start, until, horizon=until + rollup.reach)))
         file, size = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
@@ -412,6 +464,19 @@ class RollupStore:
             previous.unlink(missing_ok=True)
         self.updated[rollup.name] = self.updated.get(rollup.name, 0) + 1
         return state
+
+    def _rows_changed(self, rollup: Rollup) -> None:
+        """Rows of the rollup answered before may have changed: a held answer is not answered from again."""
+        if self.kept is not None:
+            self.kept.forget_answer(rollup.name)
+
+    def _answered(self, rollup: Rollup, day: date) -> bool:
+        """Whether the rollup's held answer holds rows of `day` (a day with no events holds none)."""
+        held = self.kept.answer(rollup.name) if self.kept is not None else None
+        if held is None or not (held.lo < _day_start(day) + DAY and _day_start(day) < held.hi):
+            return False
+        column = pl.col(rollup.time_column)
+        return not held.frame.filter((column >= _day_start(day)) & (column < _day_start(day) + DAY)).is_empty()
 
     def _still_valid(self, rollup: Rollup, state: DayState, sources: dict[str, Path]) -> dict[str, int] | None:
         """The parts (key -> rows) the stored rows summarise, as now visible; None when the rows no longer hold."""
