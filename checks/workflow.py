@@ -209,7 +209,7 @@ class Cases:
     began: np.ndarray  # when each case began (lead created, email sent), microseconds
     failed: np.ndarray  # bool
     failed_upto: np.ndarray  # failed_upto[i] = failed cases among the first i (length n + 1)
-    ids: list[str]  # the event that began each case
+    ids: pl.Series  # the event that began each case (read by index for samples: a list of 500k strings costs 0.1 s)
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> Cases:
@@ -217,7 +217,7 @@ class Cases:
         failed = frame["failed"].to_numpy().astype(bool)
         return cls(due=frame["due"].dt.epoch("us").to_numpy(), began=frame["began"].dt.epoch("us").to_numpy(),
                    failed=failed, failed_upto=np.concatenate([[0], np.cumsum(failed)]),
-                   ids=frame["event_id"].to_list())
+                   ids=frame["event_id"])
 
     def counts(self, lows: np.ndarray, highs: np.ndarray) -> tuple[int, int]:
         """Cases and failed cases with deadline in any of the windows (low, high] (windows must not overlap)."""
@@ -343,7 +343,7 @@ class SlaBreach(Check[SlaOptions]):
         frame = _new_records(rows, options.creation_share)
         frame = by_due(frame)
         self.cases = Cases.of(frame)
-        self.creators = frame["creator"].to_list()
+        self.creators = frame["creator"]  # read by index, as the ids
 
     def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
                      activity: Activity) -> tuple[int, str]:
@@ -380,14 +380,14 @@ class SlaBreach(Check[SlaOptions]):
                     f"no first action from another agent within the {minutes}-minute SLA (usually "
                     f"{usual:.0%} of {self.object}s miss it).",
             started_at=began, affected=rise.failed,
-            sample_event_ids=[self.cases.ids[i] for i in breached[:SAMPLE_IDS]],
+            sample_event_ids=[str(self.cases.ids[i]) for i in breached[:SAMPLE_IDS]],
             evidence={
                 "sla_minutes": minutes, "breached": rise.failed, "cases": rise.cases,
                 "current_share": round(rise.failed / rise.cases, 4), "baseline_share": round(usual, 4),
                 "baseline_cases_same_hours": hour_cases, "baseline_cases": all_cases,
                 "tested_share": round(rise.tested, 4), "cusum": round(rise.statistic, 2),
                 "threshold": options.threshold, "object": self.object,
-                "agents": sorted({self.creators[i] for i in breached}),
+                "agents": sorted({str(a) for a in self.creators.gather(breached).drop_nulls()}),
             },
         )]
 
@@ -472,7 +472,7 @@ class PartialFailure(Check[PartialOptions]):
             summary=f"{rise.failed} of {rise.cases} {action} by {agent_id} since {began:%Y-%m-%d %H:%M} UTC "
                     f"succeeded but no CRM write followed on the same record within {minutes} minutes "
                     f"({errored.height} with the write failing; usually {rise.usual:.0%} miss it).",
-            started_at=began, affected=rise.failed, sample_event_ids=[cases.ids[i] for i in failed[:SAMPLE_IDS]],
+            started_at=began, affected=rise.failed, sample_event_ids=[str(cases.ids[i]) for i in failed[:SAMPLE_IDS]],
             evidence={
                 "follow_up_minutes": minutes, "failed": rise.failed, "cases": rise.cases,
                 "write_errored": errored.height, "write_missing": rise.failed - errored.height,
