@@ -43,8 +43,9 @@ class AggregateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kept_in_memory_mb: int = Field(
         256, ge=0, description="`agentwatch serve` holds this many MB of the kept aggregates' files in memory "
-        "between its minute runs, so it does not read the same week of files every minute, and the settled minutes "
-        "after the stored hours, so it reads only the last few minutes raw; 0 reads them each run.")
+        "between its minute runs, so it does not read the same week of files every minute, the settled minutes "
+        "after the stored hours, so it reads only the last few minutes raw, and each aggregate's last answer, so it "
+        "decodes only what settled since; 0 reads them each run.")
 
 
 class StoreSettings(BaseModel):
