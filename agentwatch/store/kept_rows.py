@@ -14,6 +14,7 @@ them), so the next minute's run reads only the cells settled since; dropped when
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ class HeldTail:
 
     lo: datetime
     hi: datetime
-    parts: frozenset[str]
+    parts: Mapping[str, int]  # part key (dataset/partition/name) -> its rows
     table: pa.Table
 
 

@@ -21,7 +21,8 @@ queries over a week of events on every run; a :class:`RollupStore` keeps their r
    the raw events from the stored end to ``last``. The answer is the same whatever is stored: nothing stored
    gives the full recompute.
 4. A process that runs every minute (``serve``, with :class:`KeptRows`) also holds the settled cells after the
-   stored hours in memory, summarised once and extended as minutes pass by the rule of step 1, so a run reads
+   stored hours in memory, summarised once and extended as minutes pass by the rule of step 1 (which follows a
+   compaction of the open day, as it does for a stored day's parts), so a run reads
    raw only the last few minutes (not for rollups that look back: their look-back is the cost, read either way).
 5. Such a process also holds each rollup's last answer over its settled (stored and held) cells, so the next run
    reads and decodes only the cells settled since and the raw minutes, not a week of rows again. Whatever finds
@@ -40,7 +41,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -333,20 +334,23 @@ class RollupStore:
     def _held_tail(self, rollup: Rollup, lo: datetime, hi: datetime) -> str:
         """A SELECT of the rollup's rows of [lo, hi), the settled cells after the stored ones, from rows this process
         holds: summarised once, then extended run by run, by the rule of a stored day (step 1): they stay valid while
-        every part they summarise is visible and every new part holds only events after them and their reach."""
+        every part they summarise is visible, or merged into a file holding exactly its rows plus later ones, and
+        every new part holds only events after them and their reach."""
         assert self.kept is not None
         sources = self._parts_between(rollup, (lo - rollup.look_back).date(), (hi + rollup.reach).date())
         held = self._valid_tail(rollup, lo, sources)
+        known = dict(held.parts) if held is not None else {}
+        parts = known | self._row_counts(sources, [k for k in sources if k not in known])
         if held is None:
-            held = HeldTail(lo, hi, frozenset(sources), self._rows(rollup, sources, Span(lo, hi)))
+            held = HeldTail(lo, hi, parts, self._rows(rollup, sources, Span(lo, hi)))
             self.tails.setdefault(rollup.name, []).append("summarised")
         elif held.hi < hi:
             more = self._rows(rollup, sources, Span(held.hi, hi))
             table = pa.concat_tables([held.table, more.select(held.table.column_names)], promote_options="permissive")
-            held = HeldTail(lo, hi, frozenset(sources), table)
+            held = HeldTail(lo, hi, parts, table)
             self.tails.setdefault(rollup.name, []).append("extended")
         else:
-            held = HeldTail(lo, held.hi, frozenset(sources), held.table)  # record the new parts
+            held = HeldTail(lo, held.hi, parts, held.table)  # record the new parts
             self.tails.setdefault(rollup.name, []).append("held")
         self.kept.hold_tail(rollup.name, held)
         name = f"_held_{uuid.uuid4().hex[:12]}"
@@ -374,17 +378,18 @@ class RollupStore:
         return table
 
     def _valid_tail(self, rollup: Rollup, lo: datetime, sources: dict[str, Path]) -> HeldTail | None:
-        """The rollup's held tail if it starts at `lo` and still holds for these parts (step 1's rule): every part it
-        summarises is visible (none merged or erased) and every new part holds only events after it and its reach
-        (no late event)."""
+        """The rollup's held tail if it starts at `lo` and still holds for these parts (step 1's rule, as a stored
+        day's), naming the parts it summarises as now visible (the merged files of a compaction)."""
         held = self.kept.tail(rollup.name) if self.kept is not None else None
         if held is None:
             return None
-        fresh = [sources[k] for k in sources if k not in held.parts]
-        if not held.parts <= sources.keys() or (fresh and self._earliest(fresh) <= held.hi + rollup.reach):
-            self._rows_changed(rollup)  # a late event, a merge or an erasure under the tail: answers from it are stale
+        kept = self._still_valid(rollup, held.parts, held.hi, sources)
+        if kept is None:
+            self._rows_changed(rollup)  # a late event or an erasure under the tail: answers from it are stale
             return None
-        return held if held.lo == lo else None  # a tail before a stored hour: those rows are stored now
+        if held.lo != lo:
+            return None  # a tail before a stored hour: those rows are stored now
+        return replace(held, parts=kept)
 
     def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
         """The rollup's rows of the span (complete: its reach is in), read from exactly the parts in `sources`."""
@@ -443,7 +448,7 @@ class RollupStore:
         state = _load_state(state_path)
         if state is not None and not state.file_intact(folder):
             state = None
-        kept = self._still_valid(rollup, state, sources) if state is not None else None
+        kept = self._still_valid(rollup, state.parts, state.covered_until, sources) if state is not None else None
         if state is not None and kept is not None and state.covered_until >= until:
             if set(kept) != set(sources):  # record the new parts (they hold nothing the stored rows read)
                 state.parts = kept | self._row_counts(sources, [k for k in sources if k not in kept])
@@ -478,10 +483,12 @@ class RollupStore:
         column = pl.col(rollup.time_column)
         return not held.frame.filter((column >= _day_start(day)) & (column < _day_start(day) + DAY)).is_empty()
 
-    def _still_valid(self, rollup: Rollup, state: DayState, sources: dict[str, Path]) -> dict[str, int] | None:
-        """The parts (key -> rows) the stored rows summarise, as now visible; None when the rows no longer hold."""
-        kept = {k: r for k, r in state.parts.items() if k in sources}
-        gone = set(state.parts) - set(kept)
+    def _still_valid(self, rollup: Rollup, summarised: Mapping[str, int], covered_until: datetime,
+                     sources: dict[str, Path]) -> dict[str, int] | None:
+        """The parts (key -> rows) that rows summarising the parts `summarised` (key -> rows) up to `covered_until`
+        read, as now visible; None when the rows no longer hold."""
+        kept = {k: r for k, r in summarised.items() if k in sources}
+        gone = set(summarised) - set(kept)
         new = [k for k in sources if k not in kept]
         for key in [k for k in new if sources[k].name.startswith(REWRITTEN_PREFIX)]:
             folder = key.rsplit("/", 1)[0]
@@ -491,13 +498,13 @@ class RollupStore:
                 continue  # a merge of parts that came after the stored rows: new, like any other part
             # A merge of today's partition takes in the parts that landed since too: they are still on disk (the
             # grace), so their rows and times tell whether the merged file holds anything the stored rows lack.
-            untracked = [sources[key].parent / name for name in names if f"{folder}/{name}" not in state.parts]
+            untracked = [sources[key].parent / name for name in names if f"{folder}/{name}" not in summarised]
             if any(not path.exists() for path in untracked):
                 return None
             rows = self._row_counts(sources, [key])[key]
-            if rows != sum(state.parts[r] for r in tracked) + self._rows_in(untracked):
+            if rows != sum(summarised[r] for r in tracked) + self._rows_in(untracked):
                 return None  # rows were removed (an erasure): summarise again
-            if untracked and self._earliest(untracked) <= state.covered_until + rollup.reach:
+            if untracked and self._earliest(untracked) <= covered_until + rollup.reach:
                 return None
             gone -= tracked
             kept[key] = rows
@@ -505,7 +512,7 @@ class RollupStore:
             return None
         fresh = [sources[k] for k in sources if k not in kept]
         # A new part matters when it holds an event some stored row reads: a late event, a re-ingest.
-        if fresh and self._earliest(fresh) <= state.covered_until + rollup.reach:
+        if fresh and self._earliest(fresh) <= covered_until + rollup.reach:
             return None
         return kept
 
