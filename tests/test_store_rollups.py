@@ -516,3 +516,36 @@ def test_serve_answers_the_settled_cells_from_its_last_answer_until_rows_under_i
     assert run_pass(home, merging, now=day + timedelta(hours=11, minutes=43)).merged
     run_at(day + timedelta(hours=11, minutes=48))
     assert how == ["read", "held", "read", "held", "read", "held", "read", "held", "held"]
+
+
+@pytest.mark.parametrize("change", ["late event", "erasure", "hours stored"])
+def test_serve_does_not_answer_from_rows_another_process_summarised_again(home: Home, change: str) -> None:
+    """`check` run by cron shares the stored days with serve: when it summarises a day again first (after a late
+    event or an erasure), or stores the hours serve held in memory, serve's next run must not answer from its held
+    answer's old rows."""
+    since, day, arriving = _live_day(home)
+    serve, runs = KeptRows(), []
+
+    def run(now: datetime, kept_rows: KeptRows | None) -> None:
+        con = open_reader(home)
+        try:
+            store = RollupStore(home, con, now=now, small_bytes=0, kept=kept_rows)
+            rows = store.frame(ACTION_COUNTS, since, now)
+            runs.append(store.answers.get(ACTION_COUNTS.name, "-"))
+        finally:
+            con.close()
+        same(rows, recomputed(home, ACTION_COUNTS, since, now))
+
+    landed = _land(home, arriving, day, day + timedelta(hours=10, minutes=40))
+    run(landed, serve)
+    if change == "late event":
+        store_events(home, actions=[dict(arriving[0], event_id="late-1", ts=iso(T0 + timedelta(hours=5)))])
+    elif change == "erasure":
+        erase(home, [Selector("resource_id", "Ld00")])
+    else:  # a late event in the minutes serve holds, then cron stores their hour before serve runs again
+        store_events(home, actions=[dict(arriving[0], event_id="late-2", ts=iso(day + timedelta(hours=10, minutes=2)))])
+    cron_at = day + (timedelta(hours=11, minutes=6) if change == "hours stored" else timedelta(hours=10, minutes=43))
+    landed = _land(home, arriving, landed, cron_at)
+    run(cron_at, None)  # cron's check: no KeptRows
+    run(_land(home, arriving, landed, cron_at + timedelta(minutes=3)), serve)
+    assert runs == ["read", "-", "read"]

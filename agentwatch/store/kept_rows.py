@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from threading import Lock
 
@@ -43,6 +43,8 @@ class HeldAnswer:
 
     lo: datetime
     hi: datetime
+    stored_until: datetime  # its rows before this came from stored days, the rest from the held tail
+    lineages: Mapping[date, str]  # the lineage of each stored day it read (see rollups.DayState)
     frame: pl.DataFrame
 
 

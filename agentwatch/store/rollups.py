@@ -27,7 +27,9 @@ queries over a week of events on every run; a :class:`RollupStore` keeps their r
 5. Such a process also holds each rollup's last answer over its settled (stored and held) cells, so the next run
    reads and decodes only the cells settled since and the raw minutes, not a week of rows again. Whatever finds
    rows under it changed (a stored day or a held tail summarised again by the rule of step 1, a day dropped)
-   drops it, and the run reads the whole range.
+   drops it, and the run reads the whole range; so does a stored day of another lineage (another process, a
+   cron ``check``, summarised it again: a day's lineage is made anew only then, and kept while it is extended),
+   and a stored hour the answer held in memory that this run did not find valid (another process stored it).
 
 Days are updated one run at a time (``locks/aggregates.lock``); deleting ``aggregates/`` is always safe.
 The queries of the checks' rollups live in one module (``agentwatch.checks.rollup_sql``): plain SQL over the
@@ -75,6 +77,7 @@ STATE_VERSION = 2
 # Below this many bytes of parts in a run's range, reading the events is as fast as reading kept aggregates (a few
 # hundred thousand events): nothing is kept, so small homes (and the test suite's) do not pay for keeping them.
 SMALL_RANGE_BYTES = 32 * 1024 * 1024
+MAX_CHUNKS = 16  # a held answer grows a chunk a run; past this many it is made one again
 
 
 @dataclass(frozen=True)
@@ -152,17 +155,20 @@ class DayState:
     parts: dict[str, int]  # part file name -> its rows
     file: str  # the Parquet file of the rows
     file_bytes: int  # its size: a file cut short by a crash (they are not fsynced) is summarised again
+    # Made anew whenever the day is summarised from its start, kept while it is extended: rows answered under one
+    # lineage are the rows of any later state of it (another process may summarise the day again meanwhile).
+    lineage: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "covered_until": self.covered_until.isoformat(), "parts": self.parts,
-                "file": self.file, "file_bytes": self.file_bytes}
+                "file": self.file, "file_bytes": self.file_bytes, "lineage": self.lineage}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DayState | None:
         if data.get("version") != STATE_VERSION:
             return None
         return cls(datetime.fromisoformat(data["covered_until"]), dict(data["parts"]), data["file"],
-                   int(data["file_bytes"]))
+                   int(data["file_bytes"]), str(data.get("lineage", "")))
 
     def file_intact(self, folder: Path) -> bool:
         try:
@@ -195,6 +201,7 @@ class Answer:
 
     sql: str
     settled_until: datetime
+    stored_until: datetime  # where its rows from stored days end (the held tail's, if any, begin)
 
 
 class RollupStore:
@@ -215,6 +222,8 @@ class RollupStore:
         self.answers: dict[str, str] = {}
         self._earliest_seen: dict[Path, datetime] = {}  # part -> its earliest event (parts never change)
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
+        self._lineages: dict[tuple[str, date], str] = {}  # (rollup, day) -> its stored rows' lineage, this run
+        self._tails_checked: dict[str, datetime] = {}  # rollup -> the start of its held tail found valid this run
 
     def cutoff(self, rollup: Rollup) -> datetime:
         """Nothing after this is stored: events of the last minutes are still arriving, and a row is final only
@@ -232,8 +241,8 @@ class RollupStore:
         if held is not None and held.lo > start:
             held = None  # it starts later than asked: read the whole range
         answer = self._answer(rollup, since, last, until, held.hi if held is not None else None)
-        if held is not None and (self.kept.answer(rollup.name) is not held or held.hi > answer.settled_until):
-            # Rows under it were summarised again while this run brought the rollup up to date: read it all.
+        if held is not None and not self._still_holds(rollup, held, answer, start):
+            # Rows under it were summarised again (by this run or another process): read it all.
             held, answer = None, self._answer(rollup, since, last, until)
         self.answers[rollup.name] = "held" if held is not None else "read"
         frame = pl.DataFrame(duck.run_arrow(self.con, answer.sql))
@@ -241,10 +250,27 @@ class RollupStore:
         if held is not None:
             frame = pl.concat([held.frame.filter(column >= start), frame.select(held.frame.columns)],
                               how="vertical_relaxed")
+            if frame.n_chunks() > MAX_CHUNKS:  # a chunk a minute: a day of them slows every sort of the checks
+                frame = frame.rechunk()
         if answer.settled_until > start:
-            self.kept.hold_answer(rollup.name, HeldAnswer(start, answer.settled_until,
-                                                          frame.filter(column < answer.settled_until)))
+            days = _days_between(start, answer.stored_until)
+            if all((rollup.name, day) in self._lineages for day in days):
+                lineages = {day: self._lineages[(rollup.name, day)] for day in days}
+                self.kept.hold_answer(rollup.name, HeldAnswer(start, answer.settled_until, answer.stored_until,
+                                                              lineages, frame.filter(column < answer.settled_until)))
         return frame
+
+    def _still_holds(self, rollup: Rollup, held: HeldAnswer, answer: Answer, start: datetime) -> bool:
+        """Whether the held answer's rows are still the rollup's: nothing under it was found changed this run, its
+        stored days are of the lineages they were (no process summarised them again), and the minutes it held after
+        them were found valid by this run if they are stored now (another process may have stored them)."""
+        if self.kept is None or self.kept.answer(rollup.name) is not held or held.hi > answer.settled_until:
+            return False
+        if any(self._lineages.get((rollup.name, day)) != lineage for day, lineage in held.lineages.items()
+               if day >= start.date()):  # the days before the run's first are not answered from any more
+            return False
+        tail_stored = held.stored_until < held.hi and held.stored_until < answer.stored_until
+        return not tail_stored or self._tails_checked.get(rollup.name) == held.stored_until
 
     def sql(self, rollup: Rollup, since: datetime, last: datetime, until: datetime | None = None) -> str:
         """A SELECT of the rollup's rows of the cells from the one holding `since` to `until` (default: up to
@@ -259,7 +285,7 @@ class RollupStore:
         same."""
         requested = requested_span(rollup, since, last, until)
         if requested.lo_open:  # an empty range: nothing
-            return Answer(rollup.select(self._raw_views(rollup, requested), requested), requested.lo)
+            return Answer(rollup.select(self._raw_views(rollup, requested), requested), requested.lo, requested.lo)
         stored_from, end = requested.lo, requested.hi
         # The end of the last whole cell of the range whose rows read nothing after `last`.
         whole_until = min(floor_to(end + timedelta(microseconds=1), rollup.grain),
@@ -288,12 +314,12 @@ class RollupStore:
                     raw_from = held_until
             raw = Span(raw_from, end, hi_closed=True, horizon=last)
         else:
-            raw, raw_from = requested, requested.lo
+            raw, raw_from, stored_until = requested, requested.lo, requested.lo
         if raw.lo <= raw.hi:
             pieces.append(rollup.select(self._raw_views(rollup, raw), raw))
         if not pieces:  # every cell held by the caller, none raw: no rows, with the rollup's columns
             pieces.append(f"SELECT * FROM ({rollup.select(self._raw_views(rollup, raw), raw)}) WHERE false")
-        return Answer(" UNION ALL BY NAME ".join(f"({p})" for p in pieces), raw_from)
+        return Answer(" UNION ALL BY NAME ".join(f"({p})" for p in pieces), raw_from, stored_until)
 
     def _raw_views(self, rollup: Rollup, span: Span) -> dict[str, str]:
         """Temporary views over the visible parts of only the days a span's rows read (its look-back and reach
@@ -387,6 +413,7 @@ class RollupStore:
         if kept is None:
             self._rows_changed(rollup)  # a late event or an erasure under the tail: answers from it are stale
             return None
+        self._tails_checked[rollup.name] = held.lo
         if held.lo != lo:
             return None  # a tail before a stored hour: those rows are stored now
         return replace(held, parts=kept)
@@ -423,6 +450,7 @@ class RollupStore:
             state = self._update_day(rollup, folder, day, covered)
             if state is not None:
                 files.append(folder / state.file)
+            self._lineages[(rollup.name, day)] = state.lineage if state is not None else "no events"
             day += DAY
         return files
 
@@ -456,14 +484,15 @@ class RollupStore:
             return state
         previous: Path | None
         if state is not None and kept is not None:
-            start, previous = state.covered_until, folder / state.file
+            start, previous, lineage = state.covered_until, folder / state.file, state.lineage
         else:  # never summarised, or stale: summarise the whole day again
-            start, previous, kept = _day_start(day), None, {}
+            start, previous, kept, lineage = _day_start(day), None, {}, uuid.uuid4().hex
             self._rows_changed(rollup)  # its rows may differ from those answered before (a late event, an erasure)
         new_rows = (self._rows_held(rollup, sources, start, until)
                     or self._summarise(rollup, sources, Span(start, until, horizon=until + rollup.reach)))
         file, size = self._write_rows(folder, day, [str(previous) if previous else None, new_rows])
-        state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file, size)
+        state = DayState(until, kept | self._row_counts(sources, [k for k in sources if k not in kept]), file, size,
+                         lineage)
         _save_state(state_path, state)
         if previous is not None:
             previous.unlink(missing_ok=True)
@@ -603,6 +632,17 @@ def _day_parts(home: Home, dataset: str, first: date, last: date) -> list[Path]:
         found += list_partition(directory / f"{PARTITION_PREFIX}{at.isoformat()}")
         at += DAY
     return found
+
+
+def _days_between(start: datetime, end: datetime) -> list[date]:
+    """The days holding some time in [start, end)."""
+    if end <= start:
+        return []
+    days, day = [], start.date()
+    while _day_start(day) < end:
+        days.append(day)
+        day += DAY
+    return days
 
 
 def _day_start(day: date) -> datetime:
