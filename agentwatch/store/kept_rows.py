@@ -49,7 +49,8 @@ class HeldAnswer:
 
 
 class KeptRows:
-    """Arrow tables of stored aggregate files, by path, and of held tails, by rollup: at most `max_bytes` of them."""
+    """Arrow tables of stored aggregate files, by path, and held tails and answers, by rollup: at most `max_bytes`
+    of them."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
