@@ -89,18 +89,19 @@ def test_answers_are_read_when_the_pipe_has_a_descriptor_over_1024(worker):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_child_that_dies_before_answering_is_reported_and_the_next_request_starts_another(worker):
-    """Killed while it still imports GX: the answer never comes, the error says so with the exit code; the next
-    request starts a new child and sends it the suite again."""
+def test_a_child_that_died_before_answering_is_replaced_and_sent_the_suite_again(worker):
+    """Killed (and gone) before it answers: waiting on its suite starts a new child and sends the suite again, and
+    validation goes on in the new child. (Whether a death is seen as a lost answer or as a dead child depends on
+    when it is reaped; this takes the reaped case, which is deterministic.)"""
     key = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
                               "arguments": {"column": "x"}}])
     first = worker.process.pid
     worker.process.kill()
-    with pytest.raises(WorkerError, match=r"exited before answering suite \(exit code -9\)"):
-        worker.wait([key])
-    assert worker.process is None
+    worker.process.wait()
+    worker.wait([key])
+    assert worker.process is not None and worker.process.pid != first
     (result,) = worker.validate(key, pa.table({"event_id": ["a"], "x": [1]}), RESULT)
-    assert result["success"] is True and worker.process.pid != first
+    assert result["success"] is True
 
 
 def test_rows_over_the_message_bound_are_refused_before_anything_is_sent(shared, monkeypatch):
