@@ -84,7 +84,7 @@ def test_no_request_generated_from_the_openapi_document_gets_a_server_error(
         [_bin("schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
          "--checks", "not_a_server_error", "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
          "--phases", "examples,coverage,fuzzing", "--workers", "1", "--request-timeout", "60",
-         "--max-time", "90", "--header", f"Authorization: Bearer {token}", "--no-color",
+         "--max-time", "50", "--header", f"Authorization: Bearer {token}", "--no-color",
          "--suppress-health-check", "all"],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp_path)
     report = done.stdout[-6000:] + done.stderr[-2000:]
