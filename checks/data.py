@@ -7,7 +7,7 @@ counts, null counts per input key) are built once through :meth:`EvalData.shared
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -41,6 +41,8 @@ class EvalData:
     anchor: datetime | None = None
     # The aggregates kept in the home (None: every rollup is computed from the events, as a full recompute does).
     rollups: RollupStore | None = None
+    # subject_key -> start of each incident open when the run began: what the first step's `Step.open_since` holds.
+    open_since: Mapping[str, datetime] = field(default_factory=dict)
     _shared: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -22,6 +22,7 @@ evaluations the last verdict is re-reported, so an incident does not flap.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -299,13 +300,18 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
     duck.run(data.con, f"CREATE OR REPLACE TEMP TABLE {table} AS {data.rollup_sql(drift_sample(per_hour), since)}")
     try:
         columns = _discover(data, table, o)
-        frame = _extract(data, table, columns)
+        counted = duck.run(data.con, f"SELECT agent_id, action, count(*) FROM {table} GROUP BY ALL")
+        sizes = {(agent_id, action): n for agent_id, action, n in counted}  # the whole sample's, as without windows
+        # One evaluation time (`check`, serve's minute): only the rows its two windows can pick are extracted, a
+        # seventh of the sample (the reference week holds 7 times what the check compares).
+        rows_of = _window_rows(data, table, o) if data.first == data.last else table
+        frame = _extract(data, rows_of, columns)
     finally:
         duck.run(data.con, f"DROP TABLE IF EXISTS {table}")
     counts = action_counts(data)
     streams = {}
     for (agent_id, action), rows in frame.partition_by("agent_id", "action", as_dict=True).items():
-        if rows.height < 2 * o.min_rows:
+        if sizes.get((agent_id, action), 0) < 2 * o.min_rows:
             continue
         mine = columns.filter((pl.col("agent_id") == agent_id) & (pl.col("action") == action))
         built = [_column(rows, c["name"], c["alias"], c["role"], c["numeric"]) for c in mine.iter_rows(named=True)]
@@ -319,6 +325,32 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
             bucket_us=pair["bucket"].dt.epoch("us").to_numpy(), bucket_events=pair["events"].to_numpy(),
         )
     return streams
+
+
+def _window_rows(data: EvalData, table: str, o: DriftOptions) -> str:
+    """The sampled rows the windows of a one-step run can pick (see `_window`): per agent x action, the `max_rows`
+    smallest hashes (ties kept) in the current window and in the reference window, which ends at the start of the
+    subject's open incident when one is open (frozen, as `DriftDistribution._assess` freezes it)."""
+    at = data.last
+    current_start = at - timedelta(hours=o.current_hours)
+    reference_end = f"TIMESTAMPTZ '{current_start.isoformat()}'"
+    frozen = []
+    for key, started in data.open_since.items():
+        check, _, subject = key.partition(" ")
+        if check == DriftDistribution.name and started < current_start:
+            pair = json.loads(subject)
+            frozen.append(f"WHEN agent_id = {sql_string(pair['agent_id'])} AND action = {sql_string(pair['action'])} "
+                          f"THEN TIMESTAMPTZ '{started.isoformat()}'")
+    if frozen:
+        reference_end = f"CASE {' '.join(frozen)} ELSE {reference_end} END"
+    reference = timedelta(days=o.reference_days).total_seconds()
+    return f"""(
+        SELECT * EXCLUDE (in_current, reference_end) FROM (
+            SELECT *, ts > TIMESTAMPTZ '{current_start.isoformat()}' AND ts <= TIMESTAMPTZ '{at.isoformat()}'
+                      AS in_current, {reference_end} AS reference_end
+            FROM {table})
+        WHERE in_current OR (ts > reference_end - INTERVAL '{reference} seconds' AND ts <= reference_end)
+        QUALIFY rank() OVER (PARTITION BY agent_id, action, in_current ORDER BY h) <= {o.max_rows})"""
 
 
 def _discover(data: EvalData, table: str, o: DriftOptions) -> pl.DataFrame:
@@ -358,8 +390,9 @@ def _discover(data: EvalData, table: str, o: DriftOptions) -> pl.DataFrame:
     )
 
 
-def _extract(data: EvalData, table: str, columns: pl.DataFrame) -> pl.DataFrame:
-    """The sampled rows with one column per discovered key (named by its alias), in time order."""
+def _extract(data: EvalData, rows: str, columns: pl.DataFrame) -> pl.DataFrame:
+    """The sampled rows (a table or a parenthesised SELECT) with one column per discovered key (named by its alias),
+    in time order."""
     lists, selects = [], []
     for scope in ("decision", "inputs"):
         mine = columns.filter(pl.col("scope") == scope)
@@ -375,7 +408,7 @@ def _extract(data: EvalData, table: str, columns: pl.DataFrame) -> pl.DataFrame:
     return data.frame(f"""
         SELECT event_id, ts_us, agent_id, action, agent_version, h, confidence{''.join(selects)}
         FROM (SELECT event_id, epoch_us(ts) AS ts_us, agent_id, action, agent_version, h,
-                     confidence::DOUBLE AS confidence{''.join(lists)} FROM {table})
+                     confidence::DOUBLE AS confidence{''.join(lists)} FROM {rows})
         ORDER BY agent_id, action, ts_us, event_id""")
 
 
@@ -525,9 +558,10 @@ def _change_start(score: Score, stream: Stream, current: np.ndarray) -> tuple[da
         edges = np.unique(np.quantile(score.reference, np.linspace(0.1, 0.9, 9)))
         ref_bins, cur_bins = np.digitize(score.reference, edges), np.digitize(values, edges)
         size = edges.size + 1
-    else:
-        ref_bins, cur_bins = score.reference, values
-        size = len(column.categories)
+    else:  # the categories seen in either window: not those of the whole sample, which varies with the run's range
+        present = np.unique(np.concatenate([score.reference, values]))
+        ref_bins, cur_bins = np.searchsorted(present, score.reference), np.searchsorted(present, values)
+        size = present.size
     p_ref = (np.bincount(ref_bins, minlength=size) + 0.5) / (ref_bins.size + 0.5 * size)
     p_cur = (np.bincount(cur_bins, minlength=size) + 0.5) / (cur_bins.size + 0.5 * size)
     llr = np.log(p_cur / p_ref)[cur_bins]
@@ -563,7 +597,7 @@ def _share_changes(score: Score) -> list[dict[str, Any]]:
     cur = np.bincount(score.current, minlength=size) / score.current.size
     order = np.argsort(-np.abs(cur - ref), kind="stable")
     return [{"value": score.column.categories[i], "reference": round(float(ref[i]), 4),
-             "current": round(float(cur[i]), 4)} for i in order]
+             "current": round(float(cur[i]), 4)} for i in order if ref[i] > 0 or cur[i] > 0]
 
 
 def _window_evidence(stream: Stream, rows: np.ndarray, start: datetime, end: datetime) -> dict[str, Any]:

@@ -111,8 +111,10 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
         # sees what a backtest running since before the incident sees.
         anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
+        book = IncidentBook(unresolved, number)
+        open_since = {key: incident.started_at for key, incident in book.open_incidents().items()}
         data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
-                        anchor=anchor, rollups=rollups)
+                        anchor=anchor, rollups=rollups, open_since=open_since)
         cadences = store.cadences()
         for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
             check.restore_cadence(cadences.get(check.name))
@@ -131,7 +133,6 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
             except Exception as exc:  # a broken check must not silence the others
                 report.failures[check.name] = f"{type(exc).__name__}: {exc}"
             report.prepare_seconds[check.name] = time.perf_counter() - began
-        book = IncidentBook(unresolved, number)
         resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}
         evaluated = {c.name for c in ready}
         by_name = {c.name: c for c in ready}

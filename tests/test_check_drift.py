@@ -13,6 +13,7 @@ from agentwatch.checks.drift import Column, Score, _evidently, _statistic
 from agentwatch.checks.engine import backtest_steps, enabled_checks, evaluate
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.home import Home
+from agentwatch.schemas.incidents import Incident
 from agentwatch.store.rollups import floor_to
 from tests.checks_support import T0, iso, opened, run, store_events
 
@@ -153,3 +154,32 @@ def test_serves_minute_runs_read_the_sample_only_when_an_assessment_is_due(home:
     hourly = [times[0], *(at for at, s, before in zip(times[1:], slot[1:], slot[:-1], strict=True) if s > before)]
     assert [at for at in loads if at <= first_open] == [at for at in hourly if at <= first_open]
     assert len([at for at in loads if at <= first_open]) >= 3
+
+
+def test_a_one_step_run_extracts_only_its_windows_rows_and_finds_what_the_whole_sample_finds(
+        home: Home, tmp_path: Path) -> None:
+    """`check` and serve's minute (one evaluation time) extract only the sampled rows the current and reference
+    windows can pick, the reference frozen at an open incident's start; the findings are those of a backtest,
+    which extracts the whole sample, at the same times: before the drift, as it opens, and a day into it."""
+    shift_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_traffic(6, 800, seed=1, shift_at=shift_at, shift=0.3, bump_at=shift_at))
+    config = Config.model_validate(OPTIONS)
+    times = [T0 + timedelta(days=4, hours=9), T0 + timedelta(days=4, hours=20), T0 + timedelta(days=5, hours=12)]
+    live = IncidentStore(tmp_path / "live.sqlite3")
+    extracted = []
+    for at in times:  # fresh check objects each time, as successive `check` processes
+        [check] = enabled_checks(config, only=[CHECK])
+        assert not evaluate(home, config, [at], live, checks=[check]).failures
+        extracted.append(check.streams[(AGENT, ACTION)].ts.size)
+    [whole] = enabled_checks(config, only=[CHECK])
+    replay = evaluate(home, config, times, IncidentStore(tmp_path / "replay.sqlite3"), checks=[whole])
+    max_rows = OPTIONS["checks"][CHECK]["max_rows"]
+    assert max(extracted) <= 2 * max_rows < whole.streams[(AGENT, ACTION)].ts.size
+
+    def seen(incident: Incident) -> tuple:
+        keys = ("drifted_columns", "scores", "columns", "current_window", "reference_window", "versions")
+        return (incident.subject, incident.severity, incident.started_at, incident.sample_event_ids,
+                {k: incident.evidence[k] for k in keys})
+
+    live_incidents = [seen(i) for i in live.list()]
+    assert live_incidents and live_incidents == [seen(i) for i in replay.incidents]
