@@ -14,6 +14,7 @@ higher rate, so a small agent fires once enough corrections came in and a large 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -73,13 +74,22 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
         # Exact for these actions: an outcome corrects the latest action on its record before it, never an older
         # one when a newer one is in the range.
         since = max(data.load_from, data.look_back_from - timedelta(hours=recent_hours))
-        acts = data.rollup_sql(mapped_actions(sorted({a for _, a in pairs})), since=since)
-        outcomes = f"SELECT * FROM {data.view('outcomes', since)} WHERE {data.time_filter(since=since)}"
-        rows = correction_lags_sql(acts, outcomes, mapping, timedelta(hours=max_lag_hours))
-        frame = data.frame(
-            f"SELECT agent_id, action, epoch(ts)::DOUBLE AS t, confidence::DOUBLE AS confidence, event_id, "
-            f"{', '.join(f'lag_{i}::DOUBLE AS lag_{i}' for i in range(len(kinds)))} FROM ({rows})")
-        return frame.sort("t"), kinds
+        # The actions as a frame (serve holds the settled ones between runs); DuckDB finds the few an outcome corrects.
+        acts = data.rollup(mapped_actions(sorted({a for _, a in pairs})), since=since)
+        table = f"outcome_actions_{uuid.uuid4().hex[:8]}"
+        data.con.register(table, acts.to_arrow())
+        try:
+            outcomes = f"SELECT * FROM {data.view('outcomes', since)} WHERE {data.time_filter(since=since)}"
+            lags = data.frame(correction_lags_sql(f"SELECT * FROM {table}", outcomes, mapping,
+                                                  timedelta(hours=max_lag_hours), corrected_only=True))
+        finally:
+            data.con.unregister(table)
+        lag_columns = [f"lag_{i}" for i in range(len(kinds))]
+        frame = acts.select(
+            "agent_id", "action", (pl.col("ts").dt.epoch("us") / 1_000_000).alias("t"),
+            pl.col("confidence").cast(pl.Float64), "event_id",
+        ).join(lags.select("event_id", *(pl.col(c).cast(pl.Float64) for c in lag_columns)), on="event_id", how="left")
+        return frame.sort("t", "event_id"), kinds  # ties in a fixed order: every run reads them alike
 
     return data.shared("outcome.corrected_actions", build)
 

@@ -217,10 +217,12 @@ def mapped_actions(actions: list[str]) -> Rollup:
     return Rollup(rollup_name("mapped_actions-v1", actions=listed), "actions", timedelta(microseconds=1), "ts", select)
 
 
-def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str]], cap: timedelta) -> str:
+def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str]], cap: timedelta,
+                        corrected_only: bool = False) -> str:
     """`acts` (the rows of :func:`mapped_actions`) with, per outcome kind ``lag_<i>``, the seconds to the first
     outcome of that kind in `outcomes` correcting it, if within `cap` (else null). An outcome corrects the action it
-    names (corrects_event_id), or else the latest mapped action on its record before it."""
+    names (corrects_event_id), or else the latest mapped action on its record before it. `corrected_only`: only
+    event_id and the lags of the actions some outcome corrects (the caller joins them to the actions it holds)."""
     kinds = list(mapping)
     values = ", ".join(f"({sql_string(k)}, {sql_string(a)})" for k, actions in mapping.items() for a in actions)
     lags = ", ".join(f"CASE WHEN epoch(f.c{i}) - epoch(a.ts) <= {cap.total_seconds()} "
@@ -244,8 +246,8 @@ def correction_lags_sql(acts: str, outcomes: str, mapping: Mapping[str, list[str
             AND o.ts >= c.ts),
         first_correction AS (
             SELECT event_id, {firsts} FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred) GROUP BY event_id)
-        SELECT a.agent_id, a.action, a.ts, a.confidence, a.event_id, {lags}
-        FROM acts a LEFT JOIN first_correction f USING (event_id)"""
+        SELECT {'a.event_id' if corrected_only else 'a.agent_id, a.action, a.ts, a.confidence, a.event_id'}, {lags}
+        FROM acts a {'' if corrected_only else 'LEFT '}JOIN first_correction f USING (event_id)"""
 
 
 LAG_BINS = 48  # resolution of an outcome check's lag curve over its max_lag
