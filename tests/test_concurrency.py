@@ -151,3 +151,23 @@ def test_a_connection_opened_on_an_empty_store_sees_later_events(tmp_path: Path)
         assert con.execute("SELECT count(*), min(day) FROM actions").fetchall()[0][0] == EVENTS_PER_FILE
     finally:
         con.close()
+
+
+def test_only_a_statement_naming_a_store_view_lists_the_parts_again(tmp_path: Path) -> None:
+    """After the store changed, a statement that names none of the views (a check's query of its own temporary
+    tables) does not rebuild them; the next one naming a view does, and sees the new events."""
+    home = Home.resolve(tmp_path / "home")
+    con = open_reader(home)
+    try:
+        views = con._views  # the reader's views, to count their builds
+        assert con.execute("SELECT count(*) FROM actions").fetchall() == [(0,)]
+        built = views.builds
+        writer = _ingest_process(home.root, _write_files(tmp_path / "in", "late", files=1))
+        assert writer.wait(timeout=120) == 0
+        con.execute("CREATE TEMP TABLE kind_actions AS SELECT 1 AS n")
+        assert con.sql("SELECT count(*) FROM kind_actions").fetchall() == [(1,)]
+        assert views.builds == built
+        assert con.sql("SELECT count(*) FROM Actions").fetchall() == [(EVENTS_PER_FILE,)]
+        assert views.builds == built + 1
+    finally:
+        con.close()

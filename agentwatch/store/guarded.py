@@ -10,8 +10,9 @@ Everything else is the connection's own.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
@@ -22,15 +23,25 @@ from agentwatch.store.quarantine import survive_damage
 
 
 class StoreViews:
-    """The views of one connection and the store version they were built at; rebuilt when the version moved."""
+    """The views of one connection and the store version they were built at; rebuilt when the version moved.
+
+    With `names`, only a statement naming one of the views (as a whole word) rebuilds them: the checks' runs read
+    mostly their own temporary views and tables, and under steady traffic the store changes every second, so
+    checking before each of their queries rebuilt every view (a listing of every part) several times a run."""
 
     def __init__(self, home: Home, build: Callable[[duckdb.DuckDBPyConnection], None],
-                 version: Callable[[Home], tuple] = store_version) -> None:
+                 version: Callable[[Home], tuple] = store_version, names: Iterable[str] | None = None) -> None:
         self._home = home
         self._build = build
         self._version = version
         self._built: tuple | None = None
         self._lock = threading.Lock()  # cursors of one connection share its catalog: one rebuild at a time
+        self._named = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b", re.IGNORECASE) if names else None
+        self.builds = 0
+
+    def read_by(self, statement: object) -> bool:
+        """Whether `statement` may read the views (anything but SQL text naming none of them may)."""
+        return self._named is None or not isinstance(statement, str) or bool(self._named.search(statement))
 
     def refresh(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rebuild the views on `con` when the store may have changed since they were built."""
@@ -41,6 +52,7 @@ class StoreViews:
             if version != self._built:
                 self._build(con)
                 self._built = version
+                self.builds += 1
 
 
 class GuardedConnection:
@@ -51,20 +63,23 @@ class GuardedConnection:
         self._home = home
         self._views = views
 
-    def _fresh(self) -> duckdb.DuckDBPyConnection:
-        if self._views is not None:
+    def _fresh(self, statement: object) -> duckdb.DuckDBPyConnection:
+        if self._views is not None and self._views.read_by(statement):
             self._views.refresh(self._con)
         return self._con
 
     def execute(self, *args: Any, **kwargs: Any) -> GuardedConnection:
-        survive_damage(self._home, lambda: self._fresh().execute(*args, **kwargs))
+        statement = args[0] if args else kwargs.get("query")
+        survive_damage(self._home, lambda: self._fresh(statement).execute(*args, **kwargs))
         return self  # as DuckDB's own: the result is fetched from the connection
 
     def sql(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        return GuardedRelation.of(self._home, lambda: self._fresh().sql(*args, **kwargs))
+        statement = args[0] if args else kwargs.get("query")
+        return GuardedRelation.of(self._home, lambda: self._fresh(statement).sql(*args, **kwargs))
 
     def query(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        return GuardedRelation.of(self._home, lambda: self._fresh().query(*args, **kwargs))
+        statement = args[0] if args else kwargs.get("query")
+        return GuardedRelation.of(self._home, lambda: self._fresh(statement).query(*args, **kwargs))
 
     def cursor(self) -> GuardedConnection:
         return GuardedConnection(self._con.cursor(), self._home, self._views)
