@@ -22,7 +22,6 @@ evaluations the last verdict is re-reported, so an incident does not flap.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -33,7 +32,7 @@ import polars as pl
 from pydantic import Field
 
 from agentwatch.checks.aggregates import action_counts
-from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
+from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
 from agentwatch.checks.rollup_sql import HASH_RANGE, drift_sample
@@ -304,7 +303,7 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
         sizes = {(agent_id, action): n for agent_id, action, n in counted}  # the whole sample's, as without windows
         # One evaluation time (`check`, serve's minute): only the rows its two windows can pick are extracted, a
         # seventh of the sample (the reference week holds 7 times what the check compares).
-        rows_of = _window_rows(data, table, o) if data.first == data.last else table
+        rows_of = _window_rows(data, table, list(sizes), o) if data.first == data.last else table
         frame = _extract(data, rows_of, columns)
     finally:
         duck.run(data.con, f"DROP TABLE IF EXISTS {table}")
@@ -327,19 +326,18 @@ def _load_streams(data: EvalData, o: DriftOptions) -> dict[tuple[str, str], Stre
     return streams
 
 
-def _window_rows(data: EvalData, table: str, o: DriftOptions) -> str:
-    """The sampled rows the windows of a one-step run can pick (see `_window`): per agent x action, the `max_rows`
-    smallest hashes (ties kept) in the current window and in the reference window, which ends at the start of the
-    subject's open incident when one is open (frozen, as `DriftDistribution._assess` freezes it)."""
+def _window_rows(data: EvalData, table: str, pairs: list[tuple[str, str]], o: DriftOptions) -> str:
+    """The sampled rows the windows of a one-step run can pick (see `_window`): per agent x action of `pairs`, the
+    `max_rows` smallest hashes (ties kept) in the current window and in the reference window, which ends at the start
+    of the subject's open incident when one is open (frozen, as `DriftDistribution._assess` freezes it)."""
     at = data.last
     current_start = at - timedelta(hours=o.current_hours)
     reference_end = f"TIMESTAMPTZ '{current_start.isoformat()}'"
     frozen = []
-    for key, started in data.open_since.items():
-        check, _, subject = key.partition(" ")
-        if check == DriftDistribution.name and started < current_start:
-            pair = json.loads(subject)
-            frozen.append(f"WHEN agent_id = {sql_string(pair['agent_id'])} AND action = {sql_string(pair['action'])} "
+    for agent_id, action in pairs:
+        started = data.open_since.get(subject_key(DriftDistribution.name, {"agent_id": agent_id, "action": action}))
+        if started is not None and started < current_start:
+            frozen.append(f"WHEN agent_id = {sql_string(agent_id)} AND action = {sql_string(action)} "
                           f"THEN TIMESTAMPTZ '{started.isoformat()}'")
     if frozen:
         reference_end = f"CASE {' '.join(frozen)} ELSE {reference_end} END"
