@@ -1,6 +1,7 @@
 """Great Expectations in a child process: the user's suites validate there, the other checks run meanwhile.
 
-Importing GX takes about 3 s of single-threaded Python (it pulls in scipy.stats, altair and pandas). Imported in
+Importing GX takes about 3 s of single-threaded Python (it pulls in scipy.stats, altair and pandas; the child
+defers the first two until an expectation uses them, which leaves about 2 s). Imported in
 the checking process, that time adds to every run that validates, and a background thread made it worse: the
 import holds the GIL the other checks' Python needs (measured on the 10M-event store: 8.3 s with the thread, 7.1 s
 without, 3.5 s with no suite). In a child started when the check is prepared, the import runs on the other core
@@ -40,6 +41,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from agentwatch.checks.deferred_modules import defer
 from agentwatch.core.errors import ConfigError, WorkerError
 
 # A request or answer larger than this is refused: the rows are at most `max_rows` (200k by default) of a few
@@ -52,6 +54,9 @@ ANSWER_TIMEOUT_S = 600.0
 # of one it dropped is answered "unknown suite", and the parent, which remembers more, sends it again.
 MAX_SUITES = 64
 PARENT_SUITES = 1024
+# Modules GX imports at startup and only a few expectations (KL divergence, KS tests) and its charts use: the
+# child defers them until used (`agentwatch.checks.deferred_modules`), a third of its import.
+DEFERRED_MODULES = ("scipy.stats", "altair")
 _LENGTH = struct.Struct(">I")
 _DATE, _DATETIME = "$agentwatch.date", "$agentwatch.datetime"
 
@@ -379,7 +384,8 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the input ends (the child's whole life)."""
     import logging  # the child's own imports: GX first, while the parent works
 
-    import great_expectations as gx  # the 3-second import this process exists for
+    defer(DEFERRED_MODULES)  # imported by GX at startup, used by few expectations: loaded when one runs
+    import great_expectations as gx  # the 2-second import this process exists for
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)

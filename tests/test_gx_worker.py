@@ -43,6 +43,23 @@ def test_a_suite_with_dates_from_yaml_validates(shared):
     assert result["result"]["observed_value"].startswith("2019-12-31")
 
 
+def test_an_expectation_needing_scipy_validates_though_the_child_defers_scipy(shared):
+    """The child defers scipy.stats and altair (a third of GX's import); the KL-divergence expectation, which uses
+    both, still loads them when it runs and judges a window against its partition both ways."""
+    assert "scipy.stats" in gx_worker.DEFERRED_MODULES
+    key = shared.send_suite([{"expectation": "expect_column_kl_divergence_to_be_less_than",
+                              "where": "expectations.actions[0]",
+                              "arguments": {"column": "region", "threshold": 0.1,
+                                            "partition_object": {"values": ["NA", "EMEA"], "weights": [0.5, 0.5]}}}])
+    skewed = pa.table({"event_id": [f"e{i}" for i in range(100)], "region": ["NA"] * 90 + ["EMEA"] * 10})
+    even = pa.table({"event_id": [f"e{i}" for i in range(100)], "region": ["NA", "EMEA"] * 50})
+    result, = shared.validate(key, skewed, RESULT)
+    assert result["exception"] is None and not result["success"]
+    assert result["result"]["observed_value"] == pytest.approx(0.3681, abs=1e-3)  # KL(0.9/0.1 || 0.5/0.5)
+    result, = shared.validate(key, even, RESULT)
+    assert result["exception"] is None and result["success"]
+
+
 def test_a_refused_suite_names_its_entry_and_fails_only_its_own_key(shared):
     """The refusal is read by whoever drains the answers first (here the good suite's validation), and still
     raised to the sender of the bad suite only."""
