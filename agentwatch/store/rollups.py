@@ -80,6 +80,11 @@ STATE_VERSION = 2
 # read the outcome checks' day of actions from the events every time (0.1 s) instead of holding it.
 SMALL_RANGE_BYTES = 8 * 1024 * 1024
 MAX_CHUNKS = 16  # a held answer grows a chunk a run; past this many it is made one again
+NO_EVENTS = "no events"  # the lineage of a day with no events (nothing stored)
+# Each part's earliest event, read once per process (a part never changes: an update writes a new part): serve's
+# minute runs would read each new part's times again for every rollup that meets it.
+MAX_EARLIEST_CACHED = 100_000
+_earliest_seen: dict[str, datetime] = {}
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,6 @@ class RollupStore:
         self.tails: dict[str, list[str]] = {}
         # rollup name -> how `frame` answered: from the held answer plus the cells after it ("held"), or all "read"
         self.answers: dict[str, str] = {}
-        self._earliest_seen: dict[Path, datetime] = {}  # part -> its earliest event (parts never change)
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
         self._lineages: dict[tuple[str, date], str] = {}  # (rollup, day) -> its stored rows' lineage, this run
         self._tails_checked: dict[str, datetime] = {}  # rollup -> the start of its held tail found valid this run
@@ -452,7 +456,7 @@ class RollupStore:
             state = self._update_day(rollup, folder, day, covered)
             if state is not None:
                 files.append(folder / state.file)
-            self._lineages[(rollup.name, day)] = state.lineage if state is not None else "no events"
+            self._lineages[(rollup.name, day)] = state.lineage if state is not None else NO_EVENTS
             day += DAY
         return files
 
@@ -511,6 +515,8 @@ class RollupStore:
         held = self.kept.answer(rollup.name) if self.kept is not None else None
         if held is None or not (held.lo < _day_start(day) + DAY and _day_start(day) < held.hi):
             return False
+        if day in held.lineages:  # a stored day of the answer: it read rows of the day unless it had no events
+            return held.lineages[day] != NO_EVENTS
         column = pl.col(rollup.time_column)
         return not held.frame.filter((column >= _day_start(day)) & (column < _day_start(day) + DAY)).is_empty()
 
@@ -597,14 +603,19 @@ class RollupStore:
         return int(duck.run(self.con, f"SELECT sum(num_rows) FROM parquet_file_metadata({parts_sql(parts)})")[0][0])
 
     def _earliest(self, parts: list[Path]) -> datetime:
-        unseen = [p for p in parts if p not in self._earliest_seen]
+        known = {p: _earliest_seen.get(str(p)) for p in parts}
+        unseen = [p for p, at in known.items() if at is None]
         if unseen:
             sql = (f"SELECT filename, min(ts) FROM read_parquet({parts_sql(unseen)}, union_by_name = true, "
                    "filename = true) GROUP BY filename")
             found = {Path(name): at for name, at in duck.run(self.con, sql)}
+            if len(_earliest_seen) + len(found) > MAX_EARLIEST_CACHED:
+                _earliest_seen.clear()
             for part in unseen:  # one DuckDB did not name (or with no rows): assume the worst, summarise again
-                self._earliest_seen[part] = found.get(part, datetime.min.replace(tzinfo=UTC))
-        return min(self._earliest_seen[p] for p in parts)
+                known[part] = found.get(part, datetime.min.replace(tzinfo=UTC))
+                if part in found:
+                    _earliest_seen[str(part)] = found[part]
+        return min(at for at in known.values() if at is not None)
 
 
 def forget(home: Home, days: list[date]) -> int:
