@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+import duckdb
 
 from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import REGISTRY, Check, Clearance, Finding, Step
@@ -19,6 +21,7 @@ from agentwatch.checks.catalog import load_all
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import EvalData
 from agentwatch.checks.incidents import IncidentStore, incident_number
+from agentwatch.checks.lanes import prepare_in_lanes
 from agentwatch.checks.linking import link_incidents
 from agentwatch.checks.options import options_for
 from agentwatch.checks.phases import spread_phases
@@ -106,6 +109,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
                      history: timedelta, report: RunReport, on_step: StepHook | None,
                      rollups: RollupStore | None) -> None:
     con = rollups.con if rollups is not None else open_reader(home)
+    lanes: list[duckdb.DuckDBPyConnection] = []  # the second lane's connection, once opened
     try:
         unresolved, number = store.load_book()
         # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
@@ -123,16 +127,16 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         # an open incident is prepared all the same (not evaluated): the incident's clearance reads what it prepared.
         resting = [c for c in checks if len(steps) == 1 and not c.due(steps[0]) and c.name not in open_checks]
         report.resting = [c.name for c in resting]
-        ready = list(resting)
-        preparing = [c for c in checks if c not in resting]
-        for check in sorted(preparing, key=lambda c: not c.prepares_in_background):
-            began = time.perf_counter()
-            try:
-                check.prepare(data)
-                ready.append(check)
-            except Exception as exc:  # a broken check must not silence the others
-                report.failures[check.name] = f"{type(exc).__name__}: {exc}"
-            report.prepare_seconds[check.name] = time.perf_counter() - began
+        preparing = sorted((c for c in checks if c not in resting), key=lambda c: not c.prepares_in_background)
+
+        def second_lane() -> EvalData:  # the cadenced checks' (agentwatch.checks.lanes): a connection of its own
+            lane_con = open_reader(home)
+            lanes.append(lane_con)
+            lane_rollups = (RollupStore(home, lane_con, rollups.now, rollups.small_bytes, rollups.kept)
+                            if rollups is not None else None)
+            return replace(data, con=lane_con, rollups=lane_rollups, _shared={})
+
+        ready = [*resting, *prepare_in_lanes(preparing, data, second_lane, report.failures, report.prepare_seconds)]
         resolve_after = {c.name: timedelta(minutes=c.options.resolve_after_minutes) for c in ready}
         evaluated = {c.name for c in ready}
         by_name = {c.name: c for c in ready}
@@ -166,6 +170,8 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         store.save(report.incidents, book.first_number)
         store.save_cadences({c.name: state for c in ready if (state := c.cadence_state()) is not None})
     finally:
+        for lane_con in lanes:
+            lane_con.close()
         con.close()
 
 
