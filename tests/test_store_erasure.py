@@ -116,3 +116,43 @@ def test_erase_refuses_mistakes_and_a_running_server(home: Home, tmp_path: Path,
         release_serve_lock(home)
     assert served.returncode == 2 and "agentwatch serve is running" in served.stderr
     assert "Traceback" not in nothing.stderr + wrong.stderr + served.stderr
+
+
+def test_erase_removes_the_resources_rejected_events_and_keeps_the_others(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict],
+        make_outcome: Callable[..., dict]) -> None:
+    """Rejected events (refused for their shape, kept in rejects/ for people to fix) may hold the erased person's
+    data too: a record goes when its text holds the value as a whole token (L-1, not L-10), its count follows,
+    and the audit record says how many without the value."""
+    seed(home, tmp_path, write_jsonl, make_action, make_outcome)
+    bad = [
+        {**make_action(event_id="r1", resource={"type": "lead", "id": "L-1"}), "status": "exploded"},
+        {**make_action(event_id="r2", resource={"type": "lead", "id": "L-10"}), "status": "exploded"},
+        {**make_action(event_id="r3", resource={"type": "lead", "id": "L-3"}, inputs={"email": EMAIL}),
+         "status": "exploded"},
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in bad) + '\n{"event_id": "r4", "resource": "L-1", oops\n')
+    assert ingest_files(home, ACTIONS, [path]).rejected == 4
+
+    dry = agentwatch(home, "erase", "--resource-id", "L-1", "--dry-run")
+    assert "would erase 2 rejected events (in rejects/) holding the value" in dry
+    done = agentwatch(home, "erase", "--resource-id", "L-1")
+    assert "erased 2 rejected events (in rejects/) holding the value" in done
+    (reject_file,) = home.rejects.glob("actions-*.jsonl")
+    left = [json.loads(line)["event_id"] for line in reject_file.read_text().splitlines()]
+    assert left == ["r2", "r3"], "L-10's and the other lead's rejects stay"
+    assert json.loads(reject_file.with_suffix(".count").read_text())["count"] == 2
+    (entry,) = [json.loads(line) for line in home.erasures_file.read_text().splitlines()]
+    assert entry["rejected_records"] == 2 and "L-1" not in home.erasures_file.read_text()
+
+    by_email = agentwatch(home, "erase", "--where", f"inputs.email={EMAIL}")
+    assert "erased 1 rejected events" in by_email and "quarantined" not in by_email
+    assert [json.loads(line)["event_id"] for line in reject_file.read_text().splitlines()] == ["r2"]
+
+    # A damaged part moved to quarantine/ cannot be read, so it is not searched: the command says so.
+    (home.quarantine / "actions").mkdir(parents=True)
+    (home.quarantine / "actions" / "part-damaged.parquet").write_bytes(b"PAR1 torn")
+    warned = agentwatch(home, "erase", "--resource-id", "L-2")
+    assert "1 quarantined parts (quarantine/: damaged, unreadable) were not searched" in warned
+    assert json.loads(home.erasures_file.read_text().splitlines()[-1])["quarantined_parts_unsearched"] == 1

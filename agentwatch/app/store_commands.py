@@ -11,6 +11,7 @@ from rich.console import Console
 from agentwatch.app.config import config_for
 from agentwatch.app.options import ConfigOption, HomeOption
 from agentwatch.checks.engine import incident_store
+from agentwatch.collector.ingest.rejects import erase_rejects
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
@@ -107,6 +108,12 @@ def erase(
                               "in the store (a server stopped uncleanly); start and stop `agentwatch serve` once to "
                               "flush them, then erase")
         result = erase_events(resolved, selectors, dataset, dry_run, settings.compaction.target_row_group_rows)
+        names = dataset or list(ERASABLE)
+        # Rejected events of the resource (refused for their shape, kept for people to fix) go too.
+        result.rejected = erase_rejects(resolved.rejects, lambda raw: any(s.mentioned_in(raw) for s in selectors),
+                                        names, dry_run).records
+        result.quarantined_unsearched = sum(len(list((resolved.quarantine / name).glob("*.parquet")))
+                                            for name in names)
         changed = 0
         if not dry_run:  # the record first: the events are gone whatever happens to the incidents next
             record(resolved, result, selectors, requested_by, reason)
@@ -124,7 +131,13 @@ def _print_erasure(result: Erasure, incidents_changed: int, settings: StoreSetti
         if d.still_arriving:
             out.print(f"[yellow]warning:[/] matching {name} events kept arriving while erasing (an ingest is "
                       "running?); run erase again once it is done", highlight=False)
-    if result.events == 0:
+    if result.rejected:
+        out.print(f"{verb} {result.rejected:,} rejected events (in rejects/) holding the value", highlight=False)
+    if result.quarantined_unsearched:
+        out.print(f"[yellow]warning:[/] {result.quarantined_unsearched:,} quarantined parts (quarantine/: damaged, "
+                  "unreadable) were not searched; delete them if they may hold the resource's events",
+                  highlight=False, soft_wrap=True)
+    if result.events == 0 and result.rejected == 0:
         out.print(f"nothing matched: no event {'would be' if result.dry_run else 'was'} erased", highlight=False)
     if not result.dry_run:
         if incidents_changed:

@@ -58,6 +58,12 @@ class Selector:
         json_path = "$" + "".join(f'."{key}"' for key in rest.split("."))
         return f"json_extract_string({column}, ?) = ?", [json_path, self.value]
 
+    def mentioned_in(self, text: str) -> bool:
+        """Whether a rejected event's text holds the value as a whole token (as itself or JSON-escaped): a
+        rejected event was refused for its shape, so where the value sits in it cannot be relied on."""
+        escaped = json.dumps(self.value)[1:-1]
+        return any(re.search(rf"(?<![\w.@+-]){re.escape(v)}(?![\w.@+-])", text) for v in {self.value, escaped})
+
 
 def parse_where(text: str) -> Selector:
     """``inputs.email=ana@example.com`` -> a Selector; a ConfigError names what is wrong."""
@@ -86,6 +92,10 @@ class Erasure:
 
     dry_run: bool
     datasets: dict[str, DatasetErasure] = field(default_factory=dict)
+    # Set by the command, which erases from the collector's rejects too: records removed, and the quarantined
+    # (damaged, unreadable) parts of the datasets, which could not be searched.
+    rejected: int = 0
+    quarantined_unsearched: int = 0
 
     @property
     def events(self) -> int:
@@ -167,6 +177,8 @@ def record(home: Home, erasure: Erasure, selectors: list[Selector], requested_by
         "datasets": {name: {"events": d.events, "partitions": d.partitions}
                      for name, d in erasure.datasets.items()},
         "events": erasure.events,
+        "rejected_records": erasure.rejected,
+        "quarantined_parts_unsearched": erasure.quarantined_unsearched,
     }
     path = home.erasures_file
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

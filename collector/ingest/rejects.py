@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from agentwatch.core.durable import fsync_dir
+
 MAX_RAW_CHARS = 65_536  # a reject keeps this much of the offending text
 COUNT_SUFFIX = ".count"
 COUNT_READ_BYTES = 1 << 20
+LOCK_NAME = ".rejects.lock"  # held by a write and by an erasure's rewrite of a file, so neither loses the other's
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,14 @@ class RejectLog:
         if not rejections:
             return
         now = datetime.now(UTC).isoformat()
-        with open(self.path, "a", encoding="utf-8") as out:
-            for rejection in rejections:
-                record = {"dataset": self.dataset, "rejected_at": now, **rejection.as_json()}
-                record["raw"] = record["raw"].rstrip("\r\n")[:MAX_RAW_CHARS]
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.count += len(rejections)
-        counter = self.path.with_suffix(COUNT_SUFFIX)
-        temporary = counter.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"dataset": self.dataset, "count": self.count}), encoding="utf-8")
-        os.replace(temporary, counter)
+        with rejects_lock(self.path.parent):
+            with open(self.path, "a", encoding="utf-8") as out:
+                for rejection in rejections:
+                    record = {"dataset": self.dataset, "rejected_at": now, **rejection.as_json()}
+                    record["raw"] = record["raw"].rstrip("\r\n")[:MAX_RAW_CHARS]
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.count += len(rejections)
+            _write_count(self.path, self.dataset, self.count)
 
     @property
     def written(self) -> Path | None:
@@ -148,3 +152,81 @@ def _count_lines(path: Path) -> int:
     except OSError:
         return 0
     return lines
+
+
+def _write_count(path: Path, dataset: str, count: int) -> None:
+    counter = path.with_suffix(COUNT_SUFFIX)
+    temporary = counter.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"dataset": dataset, "count": count}), encoding="utf-8")
+    os.replace(temporary, counter)
+
+
+@contextmanager
+def rejects_lock(directory: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the rejects folder's lock file (an append or one file's rewrite: short)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@dataclass(frozen=True)
+class RejectErasure:
+    """What erasing from the rejects did: records removed (or that would be), and the files they were in."""
+
+    records: int
+    files: int
+
+
+def erase_rejects(directory: Path, matches: Callable[[str], bool], datasets: list[str],
+                  dry_run: bool = False) -> RejectErasure:
+    """Rewrite each reject file of `datasets` without the records whose raw text `matches` (an erasure: rejected
+    events may hold the erased person's data too). A file is read line by line (a reject is at most
+    MAX_RAW_CHARS of text) and replaced atomically, under the lock its writers take; its count file follows."""
+    records = files = 0
+    for path in sorted(directory.glob("*.jsonl")):
+        dataset = path.name.split("-", 1)[0]
+        if dataset not in datasets:
+            continue
+        with rejects_lock(directory):
+            removed = _erase_file(path, dataset, matches, dry_run)
+        if removed:
+            records, files = records + removed, files + 1
+    return RejectErasure(records, files)
+
+
+def _erase_file(path: Path, dataset: str, matches: Callable[[str], bool], dry_run: bool) -> int:
+    """Remove the matching records of one reject file (none in a dry run); returns how many matched."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    removed = kept = 0
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as source, \
+                open(temporary, "w", encoding="utf-8", errors="surrogateescape") as out:
+            for line in source:
+                if matches(_raw_of(line)):
+                    removed += 1
+                    continue
+                kept += 1
+                out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+        if removed and not dry_run:
+            os.replace(temporary, path)
+            fsync_dir(path.parent)
+            _write_count(path, dataset, kept)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return removed
+
+
+def _raw_of(line: str) -> str:
+    """A reject record's raw text (the whole line when the record itself is unreadable: it may hold the event)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    raw = record.get("raw") if isinstance(record, dict) else None
+    return raw if isinstance(raw, str) else line
