@@ -121,6 +121,32 @@ def test_a_child_that_died_before_answering_is_replaced_and_sent_the_suite_again
     assert result["success"] is True
 
 
+def test_a_child_that_exits_while_the_parent_waits_for_an_answer_fails_that_request_only(worker, monkeypatch):
+    """The child dies after the request went out and before it answers (a crash inside GX): the request fails
+    with a WorkerError naming the exit (not a hang, not a protocol error on the next request), and the next
+    request starts a new child that is sent the suite again. The death is injected at the moment the parent
+    starts reading the answer, so the test does not depend on timing."""
+    key = worker.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
+                              "arguments": {"column": "x"}}])
+    worker.wait([key])
+    first = worker.process
+    real_read = gx_worker._read_message
+
+    def die_then_read(stream, deadline=None):
+        first.send_signal(signal.SIGKILL)  # the request is in the pipe; the child will never answer it
+        first.wait()
+        return real_read(stream, deadline)
+
+    monkeypatch.setattr(gx_worker, "_read_message", die_then_read)
+    rows = pa.table({"event_id": ["a", "b"], "x": [1, None]})
+    with pytest.raises(WorkerError, match=r"exited before answering validate \(exit code -9\)"):
+        worker.validate(key, rows, RESULT)
+    monkeypatch.setattr(gx_worker, "_read_message", real_read)
+    (result,) = worker.validate(key, rows, RESULT)
+    assert worker.process.pid != first.pid and result["success"] is False
+    assert result["result"]["unexpected_count"] == 1
+
+
 def test_rows_over_the_message_bound_are_refused_before_anything_is_sent(shared, monkeypatch):
     """An oversized request is refused whole: nothing half-written puts the protocol out of step."""
     key = shared.send_suite([{"expectation": "expect_column_values_to_not_be_null", "where": "expectations.actions[0]",
