@@ -11,9 +11,12 @@ is mostly Python. One after the other, such a minute took 1 to 2 s; side by side
    thread at a time, and a store's temporary views are its own); both share the process's kept rows (locked) and
    the aggregates lock (a ``flock`` per store, so one of them updates a day at a time).
 3. Results shared between checks (``EvalData.shared``) are per lane: the cadenced checks share theirs (the outcome
-   checks' corrected actions), the per-minute ones theirs (action and key counts, which only they read).
-4. A check whose prepare raises fails alone. Both lanes are done before any check evaluates, and the second lane's
-   connection stays open until the run ends (the caller closes it).
+   checks' corrected actions), the per-minute ones theirs. A rollup both lanes read (drift reads the action counts
+   too) is answered by each; of two answers racing to be held, one computed before the other run found the rows
+   under it changed is not held (``KeptRows.generation``).
+4. A check whose prepare raises fails alone; so do the cadenced checks when the second lane cannot open the store.
+   Both lanes are done before any check evaluates, and the second lane's connection stays open until the run
+   ends (the caller closes it).
 """
 
 from __future__ import annotations
@@ -36,12 +39,25 @@ def prepare_in_lanes(checks: Sequence[Check], data: EvalData, second_lane: Calla
         _prepare_each(checks, data, failures, seconds)
     else:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentwatch-prepare") as pool:
-            lane = pool.submit(lambda: _prepare_each(cadenced, second_lane(), failures, seconds))
+            lane = pool.submit(_second_lane, cadenced, second_lane, failures, seconds)
             try:
                 _prepare_each(others, data, failures, seconds)
             finally:
                 lane.result()  # waits for the lane (also when this one was interrupted) and raises what it raised
     return [c for c in checks if c.name not in failures]
+
+
+def _second_lane(checks: Sequence[Check], second_lane: Callable[[], EvalData], failures: dict[str, str],
+                 seconds: dict[str, float]) -> None:
+    began = time.perf_counter()
+    try:
+        data = second_lane()
+    except Exception as exc:  # its checks fail, not the run: the per-minute checks' findings still count
+        for check in checks:
+            failures[check.name] = f"{type(exc).__name__} opening the store for the checks with a cadence: {exc}"
+            seconds[check.name] = time.perf_counter() - began
+        return
+    _prepare_each(checks, data, failures, seconds)
 
 
 def _prepare_each(checks: Sequence[Check], data: EvalData, failures: dict[str, str],

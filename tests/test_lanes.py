@@ -91,3 +91,15 @@ def test_checks_of_one_kind_prepare_in_the_callers_thread_without_a_second_lane(
 
     ready = prepare_in_lanes(checks, data, second_lane, {}, {})
     assert ready == checks and {c.thread for c in checks} == {threading.get_ident()}
+
+
+def test_a_second_lane_that_cannot_open_fails_only_the_cadenced_checks(data):
+    def second_lane() -> EvalData:
+        raise OSError("too many open files")
+
+    checks = [Recording("sla", 5), Recording("nulls", None), Recording("drift", 60)]
+    failures: dict[str, str] = {}
+    ready = prepare_in_lanes(checks, data, second_lane, failures, {})
+    assert [c.name for c in ready] == ["nulls"] and checks[1].thread == threading.get_ident()
+    assert failures == {name: "OSError opening the store for the checks with a cadence: too many open files"
+                        for name in ("sla", "drift")}

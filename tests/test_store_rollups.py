@@ -7,6 +7,7 @@ compares with the same rollup's query over every event (what ``evaluate(recomput
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -549,3 +550,49 @@ def test_serve_does_not_answer_from_rows_another_process_summarised_again(home: 
     run(cron_at, None)  # cron's check: no KeptRows
     run(_land(home, arriving, landed, cron_at + timedelta(minutes=3)), serve)
     assert runs == ["read", "-", "read"]
+
+
+class _HoldsAfter:
+    """A process's kept rows as one run sees them, with something another run (serve's second lane) does just
+    before this run holds its answer."""
+
+    def __init__(self, real: KeptRows, meanwhile: Callable[[], None]) -> None:
+        self._real, self._meanwhile = real, meanwhile
+
+    def hold_answer(self, rollup: str, answer: object, generation: int | None = None) -> None:
+        self._meanwhile()
+        self._real.hold_answer(rollup, answer, generation)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+def test_an_answer_computed_before_another_run_found_rows_changed_is_not_held(tmp_path) -> None:
+    """Two runs of one process share its kept rows (serve's two lanes both read action counts). One answers from
+    the held rows; meanwhile a late event lands and the other run finds the rows under the answers changed, forgets
+    the held answer and answers afresh. The first one's answer, computed from the stale rows, must not be held
+    after that: later runs would answer from it and miss the late event for good."""
+    home = Home.resolve(tmp_path / "home")
+    since, day, arriving = _live_day(home)
+    shared = KeptRows()
+
+    def frame(now: datetime, kept_rows: object) -> pl.DataFrame:
+        con = open_reader(home)
+        try:
+            return RollupStore(home, con, now=now, small_bytes=0, kept=kept_rows).frame(  # type: ignore[arg-type]
+                ACTION_COUNTS, since, now)
+        finally:
+            con.close()
+
+    landed = _land(home, arriving, day, day + timedelta(hours=10, minutes=40))
+    frame(landed, shared)  # holds an answer and a tail
+    now = _land(home, arriving, landed, day + timedelta(hours=10, minutes=46))
+
+    def other_run() -> None:  # the late event, found by the other lane, which forgets and answers afresh
+        store_events(home, actions=[dict(arriving[0], event_id="late-x", ts=iso(day + timedelta(hours=10, minutes=1)))])
+        frame(now, shared)
+
+    frame(now, _HoldsAfter(shared, other_run))
+    for minute in (52, 58):
+        now = _land(home, arriving, now, day + timedelta(hours=10, minutes=minute))
+        same(frame(now, shared), recomputed(home, ACTION_COUNTS, since, now))

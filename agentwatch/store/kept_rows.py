@@ -58,6 +58,7 @@ class KeptRows:
         self._bytes = 0
         self._tails: OrderedDict[str, HeldTail] = OrderedDict()  # rollup name -> its held tail, least recent first
         self._answers: OrderedDict[str, HeldAnswer] = OrderedDict()  # rollup name -> its last answer
+        self._generations: dict[str, int] = {}  # rollup name -> answers forgotten (see `generation`)
         self._lock = Lock()  # serve's scheduler thread holds it; the lock keeps a second user safe
 
     def table(self, path: Path) -> pa.Table:
@@ -119,9 +120,19 @@ class KeptRows:
                 self._answers.move_to_end(rollup)
             return found
 
-    def hold_answer(self, rollup: str, answer: HeldAnswer) -> None:
-        """Hold the rollup's answer over its settled cells (replacing the one before)."""
+    def generation(self, rollup: str) -> int:
+        """How many times the rollup's answers were forgotten: a run that read this before computing its answer
+        holds it only if nobody forgot one since (`hold_answer`)."""
         with self._lock:
+            return self._generations.get(rollup, 0)
+
+    def hold_answer(self, rollup: str, answer: HeldAnswer, generation: int | None = None) -> None:
+        """Hold the rollup's answer over its settled cells (replacing the one before); with `generation`, only if
+        no answer of the rollup was forgotten since the caller read it: a run beside it (serve's second lane) found
+        rows under the answers changed meanwhile, so this one may have been computed from stale rows."""
+        with self._lock:
+            if generation is not None and self._generations.get(rollup, 0) != generation:
+                return
             self._drop_answer(rollup)
             size = int(answer.frame.estimated_size())
             if size > self.max_bytes:
@@ -130,10 +141,13 @@ class KeptRows:
             self._bytes += size
             self._evict()
 
-    def forget_answer(self, rollup: str) -> None:
-        """Drop the rollup's answer: rows under it were summarised again (a late event, a merge, an erasure)."""
+    def forget_answer(self, rollup: str) -> int:
+        """Drop the rollup's answer: rows under it were summarised again (a late event, a merge, an erasure).
+        Returns the rollup's new generation."""
         with self._lock:
             self._drop_answer(rollup)
+            self._generations[rollup] = self._generations.get(rollup, 0) + 1
+            return self._generations[rollup]
 
     def _drop_answer(self, rollup: str) -> None:
         old = self._answers.pop(rollup, None)

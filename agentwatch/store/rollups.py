@@ -230,6 +230,8 @@ class RollupStore:
         self._views: dict[tuple[str, date, date], str] = {}  # this run's views over a stretch of days
         self._lineages: dict[tuple[str, date], str] = {}  # (rollup, day) -> its stored rows' lineage, this run
         self._tails_checked: dict[str, datetime] = {}  # rollup -> the start of its held tail found valid this run
+        # rollup -> the generation of its held answers `frame` started from (None: another run forgot one since)
+        self._generations: dict[str, int | None] = {}
 
     def cutoff(self, rollup: Rollup) -> datetime:
         """Nothing after this is stored: events of the last minutes are still arriving, and a row is final only
@@ -243,6 +245,8 @@ class RollupStore:
         if self.kept is None:
             return pl.DataFrame(duck.run_arrow(self.con, self.sql(rollup, since, last, until)))
         start = requested_span(rollup, since, last, until).lo
+        # Read before anything is checked: held only if no other run forgot an answer meanwhile (`_rows_changed`).
+        self._generations[rollup.name] = self.kept.generation(rollup.name)
         held = self.kept.answer(rollup.name)
         if held is not None and held.lo > start:
             held = None  # it starts later than asked: read the whole range
@@ -262,8 +266,11 @@ class RollupStore:
             days = _days_between(start, answer.stored_until)
             if all((rollup.name, day) in self._lineages for day in days):
                 lineages = {day: self._lineages[(rollup.name, day)] for day in days}
-                self.kept.hold_answer(rollup.name, HeldAnswer(start, answer.settled_until, answer.stored_until,
-                                                              lineages, frame.filter(column < answer.settled_until)))
+                generation = self._generations.pop(rollup.name, None)
+                if generation is not None:
+                    settled = frame.filter(column < answer.settled_until)
+                    self.kept.hold_answer(rollup.name, HeldAnswer(start, answer.settled_until, answer.stored_until,
+                                                                  lineages, settled), generation)
         return frame
 
     def _still_holds(self, rollup: Rollup, held: HeldAnswer, answer: Answer, start: datetime) -> bool:
@@ -506,9 +513,14 @@ class RollupStore:
         return state
 
     def _rows_changed(self, rollup: Rollup) -> None:
-        """Rows of the rollup answered before may have changed: a held answer is not answered from again."""
+        """Rows of the rollup answered before may have changed: a held answer is not answered from again. This
+        run's own answer may still be held after it, unless another run forgot one meanwhile too."""
         if self.kept is not None:
-            self.kept.forget_answer(rollup.name)
+            expected = self._generations.get(rollup.name)
+            generation = self.kept.forget_answer(rollup.name)
+            if rollup.name in self._generations:
+                self._generations[rollup.name] = (generation if expected is not None and generation == expected + 1
+                                                  else None)
 
     def _answered(self, rollup: Rollup, day: date) -> bool:
         """Whether the rollup's held answer holds rows of `day` (a day with no events holds none)."""
