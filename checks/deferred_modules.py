@@ -61,6 +61,10 @@ def defer(names: Iterable[str]) -> list[str]:
             continue
         stub = DeferredModule(name)
         stub.__spec__ = spec  # what the import system reads of a module found in sys.modules; not a load
+        if spec.submodule_search_locations is not None:
+            # A submodule import reads its parent's __path__ after deciding the submodule is not loaded: were that
+            # a load, the real parent would import the submodule, and the import would then run it a second time.
+            stub.__path__ = list(spec.submodule_search_locations)
         sys.modules[name] = stub
         deferred.append(name)
     return deferred

@@ -39,3 +39,25 @@ def test_a_module_already_imported_is_left_alone():
         print(defer(["colorsys"]), type(colorsys).__name__)
     """)
     assert out.split() == ["[]", "module"]
+
+
+def test_a_submodule_of_a_deferred_package_runs_once(tmp_path):
+    """Importing a submodule of a package still deferred runs the submodule once (the parent's __path__ is known
+    without loading it), and the package, once loaded, holds that same submodule."""
+    package = tmp_path / "deferredpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from . import sub\nLOADED = True\n")
+    (package / "sub.py").write_text("import builtins\nbuiltins.sub_runs = getattr(builtins, 'sub_runs', 0) + 1\n"
+                                    "class Thing:\n    pass\n")
+    out = _run(f"""
+        import builtins, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from agentwatch.checks.deferred_modules import defer, is_loaded
+        assert defer(["deferredpkg"]) == ["deferredpkg"]
+        import deferredpkg.sub
+        from deferredpkg.sub import Thing
+        print(builtins.sub_runs, is_loaded("deferredpkg"))
+        import deferredpkg
+        print(deferredpkg.LOADED, deferredpkg.sub.Thing is Thing, builtins.sub_runs)
+    """)
+    assert out.split() == ["1", "False", "True", "True", "1"]

@@ -130,24 +130,29 @@ def test_erase_removes_the_resources_rejected_events_and_keeps_the_others(
         {**make_action(event_id="r2", resource={"type": "lead", "id": "L-10"}), "status": "exploded"},
         {**make_action(event_id="r3", resource={"type": "lead", "id": "L-3"}, inputs={"email": EMAIL}),
          "status": "exploded"},
+        # The value after a JSON escape (\n): only decoded does it stand as a token of its own.
+        {**make_action(event_id="r5", resource={"type": "lead", "id": "L-5"}, inputs={"note": f"Contact:\n{EMAIL}."}),
+         "status": "exploded"},
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in bad) + '\n{"event_id": "r4", "resource": "L-1", oops\n')
-    assert ingest_files(home, ACTIONS, [path]).rejected == 4
+    assert ingest_files(home, ACTIONS, [path]).rejected == 5
+    (reject_file,) = home.rejects.glob("actions-*.jsonl")
+    as_sent = reject_file.read_bytes()
 
     dry = agentwatch(home, "erase", "--resource-id", "L-1", "--dry-run")
     assert "would erase 2 rejected events (in rejects/) holding the value" in dry
+    assert reject_file.read_bytes() == as_sent, "a dry run changes nothing"
     done = agentwatch(home, "erase", "--resource-id", "L-1")
     assert "erased 2 rejected events (in rejects/) holding the value" in done
-    (reject_file,) = home.rejects.glob("actions-*.jsonl")
     left = [json.loads(line)["event_id"] for line in reject_file.read_text().splitlines()]
-    assert left == ["r2", "r3"], "L-10's and the other lead's rejects stay"
-    assert json.loads(reject_file.with_suffix(".count").read_text())["count"] == 2
+    assert left == ["r2", "r3", "r5"], "L-10's and the other leads' rejects stay"
+    assert json.loads(reject_file.with_suffix(".count").read_text())["count"] == 3
     (entry,) = [json.loads(line) for line in home.erasures_file.read_text().splitlines()]
     assert entry["rejected_records"] == 2 and "L-1" not in home.erasures_file.read_text()
 
     by_email = agentwatch(home, "erase", "--where", f"inputs.email={EMAIL}")
-    assert "erased 1 rejected events" in by_email and "quarantined" not in by_email
+    assert "erased 2 rejected events" in by_email and "quarantined" not in by_email
     assert [json.loads(line)["event_id"] for line in reject_file.read_text().splitlines()] == ["r2"]
 
     # A damaged part moved to quarantine/ cannot be read, so it is not searched: the command says so.

@@ -13,7 +13,7 @@ from agentwatch.app.options import ConfigOption, HomeOption
 from agentwatch.checks.engine import incident_store
 from agentwatch.collector.ingest.rejects import erase_rejects
 from agentwatch.collector.wal import pending_events
-from agentwatch.core.errors import ConfigError
+from agentwatch.core.errors import ConfigError, StoreError
 from agentwatch.core.home import Home
 from agentwatch.core.locks import acquire_serve_lock, is_served, release_serve_lock
 from agentwatch.store.compaction import PassReport, run_pass
@@ -110,14 +110,21 @@ def erase(
         result = erase_events(resolved, selectors, dataset, dry_run, settings.compaction.target_row_group_rows)
         names = dataset or list(ERASABLE)
         # Rejected events of the resource (refused for their shape, kept for people to fix) go too.
-        result.rejected = erase_rejects(resolved.rejects, lambda raw: any(s.mentioned_in(raw) for s in selectors),
-                                        names, dry_run).records
+        failed = None
+        try:
+            result.rejected = erase_rejects(resolved.rejects, lambda text: any(s.mentioned_in(text) for s in selectors),
+                                            names, dry_run).records
+        except OSError as exc:  # the events are erased already: recorded all the same, then reported
+            failed = exc
         result.quarantined_unsearched = sum(len(list((resolved.quarantine / name).glob("*.parquet")))
                                             for name in names)
         changed = 0
         if not dry_run:  # the record first: the events are gone whatever happens to the incidents next
             record(resolved, result, selectors, requested_by, reason)
             changed = incident_store(resolved).forget_events(i for d in result.datasets.values() for i in d.event_ids)
+        if failed is not None:
+            raise StoreError(f"the events were erased and recorded, but the rejected events in {resolved.rejects} "
+                             f"could not be rewritten ({failed}); fix that and run the same erase again")
     finally:
         release_serve_lock(resolved)
     _print_erasure(result, changed, settings)

@@ -59,10 +59,13 @@ class Selector:
         return f"json_extract_string({column}, ?) = ?", [json_path, self.value]
 
     def mentioned_in(self, text: str) -> bool:
-        """Whether a rejected event's text holds the value as a whole token (as itself or JSON-escaped): a
-        rejected event was refused for its shape, so where the value sits in it cannot be relied on."""
-        escaped = json.dumps(self.value)[1:-1]
-        return any(re.search(rf"(?<![\w.@+-]){re.escape(v)}(?![\w.@+-])", text) for v in {self.value, escaped})
+        """Whether a text of a rejected event holds the value as a whole token, in any case: a rejected event was
+        refused for its shape, so where the value sits in it cannot be relied on. A token ends where no letter,
+        digit, ``_ @ + -`` or ``.`` plus one of those follows (``ana@example.com.`` holds ``ana@example.com``;
+        ``L-10``, ``L-1.5`` and ``xana@example.com`` do not hold ``L-1`` or ``ana@example.com``). A short value
+        matches more: erasing rejects errs toward removing a record."""
+        pattern = rf"(?<![\w.@+-]){re.escape(self.value)}(?![\w@+-])(?!\.[\w@+-])"
+        return re.search(pattern, text, re.IGNORECASE) is not None
 
 
 def parse_where(text: str) -> Selector:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from agentwatch.core.durable import fsync_dir
 MAX_RAW_CHARS = 65_536  # a reject keeps this much of the offending text
 COUNT_SUFFIX = ".count"
 COUNT_READ_BYTES = 1 << 20
+MAX_ROUNDS = 5  # an erasure's looks for reject files that appeared while it worked
 LOCK_NAME = ".rejects.lock"  # held by a write and by an erasure's rewrite of a file, so neither loses the other's
 
 
@@ -110,7 +112,10 @@ class RejectLog:
                     record["raw"] = record["raw"].rstrip("\r\n")[:MAX_RAW_CHARS]
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.count += len(rejections)
-            _write_count(self.path, self.dataset, self.count)
+            # From the file's count, not this run's: an erasure may have removed records since the last write.
+            recorded = _recorded_count(self.path.with_suffix(COUNT_SUFFIX))
+            _write_count(self.path, self.dataset, recorded + len(rejections) if recorded is not None
+                         else _count_lines(self.path))
 
     @property
     def written(self) -> Path | None:
@@ -183,50 +188,98 @@ class RejectErasure:
 
 def erase_rejects(directory: Path, matches: Callable[[str], bool], datasets: list[str],
                   dry_run: bool = False) -> RejectErasure:
-    """Rewrite each reject file of `datasets` without the records whose raw text `matches` (an erasure: rejected
-    events may hold the erased person's data too). A file is read line by line (a reject is at most
-    MAX_RAW_CHARS of text) and replaced atomically, under the lock its writers take; its count file follows."""
+    """Rewrite each reject file of `datasets` without the records holding a text that `matches` (an erasure:
+    rejected events may hold the erased person's data too). A record's texts are its raw event's string and
+    number values (JSON decoded, so escapes do not hide a value; the raw text itself when it is not JSON), its
+    event id and its error messages. A file is read line by line (a reject is at most MAX_RAW_CHARS of text),
+    twice when it holds a match: counted, then replaced atomically under the lock its writers take, its count
+    following. Files that appear meanwhile (an ingest beside it) are looked at too, up to MAX_ROUNDS rounds."""
     records = files = 0
-    for path in sorted(directory.glob("*.jsonl")):
-        dataset = path.name.split("-", 1)[0]
-        if dataset not in datasets:
-            continue
-        with rejects_lock(directory):
-            removed = _erase_file(path, dataset, matches, dry_run)
-        if removed:
-            records, files = records + removed, files + 1
+    seen: set[Path] = set()
+    for _ in range(MAX_ROUNDS):
+        fresh = [p for p in sorted(directory.glob("*.jsonl")) if p not in seen and p.name.split("-", 1)[0] in datasets]
+        if not fresh:
+            break
+        for path in fresh:
+            seen.add(path)
+            with rejects_lock(directory):
+                removed = _erase_file(path, path.name.split("-", 1)[0], matches, dry_run)
+            if removed:
+                records, files = records + removed, files + 1
     return RejectErasure(records, files)
 
 
 def _erase_file(path: Path, dataset: str, matches: Callable[[str], bool], dry_run: bool) -> int:
     """Remove the matching records of one reject file (none in a dry run); returns how many matched."""
+    def holds(line: str) -> bool:
+        return any(matches(text) for text in _texts_of(line))
+
+    with open(path, encoding="utf-8", errors="surrogateescape") as source:
+        removed = sum(1 for line in source if holds(line))
+    if not removed or dry_run:
+        return removed
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    removed = kept = 0
+    kept = 0
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as source, \
                 open(temporary, "w", encoding="utf-8", errors="surrogateescape") as out:
             for line in source:
-                if matches(_raw_of(line)):
-                    removed += 1
-                    continue
-                kept += 1
-                out.write(line)
+                if not holds(line):
+                    kept += 1
+                    out.write(line)
             out.flush()
             os.fsync(out.fileno())
-        if removed and not dry_run:
-            os.replace(temporary, path)
-            fsync_dir(path.parent)
-            _write_count(path, dataset, kept)
+        os.replace(temporary, path)
+        fsync_dir(path.parent)
+        _write_count(path, dataset, kept)
     finally:
         temporary.unlink(missing_ok=True)
     return removed
 
 
-def _raw_of(line: str) -> str:
-    """A reject record's raw text (the whole line when the record itself is unreadable: it may hold the event)."""
+def _texts_of(line: str) -> list[str]:
+    """The texts of a reject record a value may hide in (see `erase_rejects`)."""
     try:
         record = json.loads(line)
     except ValueError:
-        return line
-    raw = record.get("raw") if isinstance(record, dict) else None
-    return raw if isinstance(raw, str) else line
+        return [line, _unescaped(line)]  # a torn line: its text, escapes decoded as well as they can be
+    if not isinstance(record, dict):
+        return [line]
+    texts = [str(record.get("event_id") or "")]
+    texts += [str(e.get("message", "")) for e in record.get("errors") or [] if isinstance(e, dict)]
+    raw = record.get("raw")
+    if isinstance(raw, str):
+        try:
+            texts += list(_leaves(json.loads(raw)))
+        except (ValueError, RecursionError):
+            texts += [raw, _unescaped(raw)]  # not JSON (a CSV row), or cut at MAX_RAW_CHARS
+    return texts
+
+
+def _leaves(value: object) -> Iterator[str]:
+    """The string and number values inside a decoded JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            yield item
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            yield str(item)
+
+
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": " ", "f": " "}
+
+
+def _unescaped(text: str) -> str:
+    """JSON escapes in a text that is not whole JSON, decoded (\\n, \\u00e9, \\/, ...)."""
+    def decode(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code.startswith("u") and len(code) == 5:
+            return chr(int(code[1:], 16))
+        return _SIMPLE_ESCAPES.get(code, code)
+    return _ESCAPE.sub(decode, text)
