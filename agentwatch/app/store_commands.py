@@ -116,8 +116,6 @@ def erase(
                                             names, dry_run).records
         except OSError as exc:  # the events are erased already: recorded all the same, then reported
             failed = exc
-        result.quarantined_unsearched = sum(len(list((resolved.quarantine / name).glob("*.parquet")))
-                                            for name in names)
         changed = 0
         if not dry_run:  # the record first: the events are gone whatever happens to the incidents next
             record(resolved, result, selectors, requested_by, reason)

@@ -32,6 +32,7 @@ from agentwatch.store import duck
 from agentwatch.store.datasets import DATASETS, Dataset
 from agentwatch.store.layout import SCHEMA_PART
 from agentwatch.store.partitions import partition_day, parts_sql, visible_files
+from agentwatch.store.quarantine import quarantined_parts
 from agentwatch.store.rewrite import DEFAULT_ROW_GROUP_ROWS, rewrite_lock, rewrite_parts
 from agentwatch.store.rollups import forget
 
@@ -95,10 +96,8 @@ class Erasure:
 
     dry_run: bool
     datasets: dict[str, DatasetErasure] = field(default_factory=dict)
-    # Set by the command, which erases from the collector's rejects too: records removed, and the quarantined
-    # (damaged, unreadable) parts of the datasets, which could not be searched.
-    rejected: int = 0
-    quarantined_unsearched: int = 0
+    rejected: int = 0  # set by the command, which erases from the collector's rejects too: records removed
+    quarantined_unsearched: int = 0  # quarantined (damaged, unreadable) parts of the datasets: not searched
 
     @property
     def events(self) -> int:
@@ -114,6 +113,7 @@ def erase(home: Home, selectors: list[Selector], datasets: list[str] | None = No
     if unknown := [n for n in names if n not in ERASABLE]:
         raise ConfigError(f"--dataset {unknown[0]}: erasable datasets are {', '.join(ERASABLE)}")
     result = Erasure(dry_run)
+    result.quarantined_unsearched = sum(1 for q in quarantined_parts(home) if q.dataset in names)
     for name in names:
         dataset = DATASETS[name]
         conditions = [c for s in selectors if (c := s.condition(dataset)) is not None]

@@ -55,6 +55,11 @@ class StoreViews:
                 self.builds += 1
 
 
+def _statement(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    """The SQL a call of execute, sql or query runs (first positional, or `query=`)."""
+    return args[0] if args else kwargs.get("query")
+
+
 class GuardedConnection:
     """A connection (or cursor) over the store; see the module's docstring."""
 
@@ -69,16 +74,16 @@ class GuardedConnection:
         return self._con
 
     def execute(self, *args: Any, **kwargs: Any) -> GuardedConnection:
-        statement = args[0] if args else kwargs.get("query")
+        statement = _statement(args, kwargs)
         survive_damage(self._home, lambda: self._fresh(statement).execute(*args, **kwargs))
         return self  # as DuckDB's own: the result is fetched from the connection
 
     def sql(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        statement = args[0] if args else kwargs.get("query")
+        statement = _statement(args, kwargs)
         return GuardedRelation.of(self._home, lambda: self._fresh(statement).sql(*args, **kwargs))
 
     def query(self, *args: Any, **kwargs: Any) -> GuardedRelation | None:
-        statement = args[0] if args else kwargs.get("query")
+        statement = _statement(args, kwargs)
         return GuardedRelation.of(self._home, lambda: self._fresh(statement).query(*args, **kwargs))
 
     def cursor(self) -> GuardedConnection:

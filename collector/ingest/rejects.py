@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from agentwatch.core.durable import fsync_dir
+from agentwatch.core.locks import WriteLock
 
 MAX_RAW_CHARS = 65_536  # a reject keeps this much of the offending text
 COUNT_SUFFIX = ".count"
@@ -105,7 +104,7 @@ class RejectLog:
         if not rejections:
             return
         now = datetime.now(UTC).isoformat()
-        with rejects_lock(self.path.parent):
+        with WriteLock(self.path.parent / LOCK_NAME):
             with open(self.path, "a", encoding="utf-8") as out:
                 for rejection in rejections:
                     record = {"dataset": self.dataset, "rejected_at": now, **rejection.as_json()}
@@ -130,13 +129,17 @@ def reject_counts(directory: Path) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for path in sorted(directory.glob("*.jsonl")):
-        dataset = path.name.split("-", 1)[0]  # RejectLog names files <dataset>-<time>-<pid>-<random>.jsonl
+        dataset = _dataset_of(path)
         count = _recorded_count(path.with_suffix(COUNT_SUFFIX))
         if count is None:
             count = _count_lines(path)
         if count:
             counts[dataset] = counts.get(dataset, 0) + count
     return dict(sorted(counts.items()))
+
+
+def _dataset_of(path: Path) -> str:
+    return path.name.split("-", 1)[0]  # RejectLog names files <dataset>-<time>-<pid>-<random>.jsonl
 
 
 def _recorded_count(counter: Path) -> int | None:
@@ -166,18 +169,6 @@ def _write_count(path: Path, dataset: str, count: int) -> None:
     os.replace(temporary, counter)
 
 
-@contextmanager
-def rejects_lock(directory: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on the rejects folder's lock file (an append or one file's rewrite: short)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 @dataclass(frozen=True)
 class RejectErasure:
     """What erasing from the rejects did: records removed (or that would be), and the files they were in."""
@@ -197,13 +188,13 @@ def erase_rejects(directory: Path, matches: Callable[[str], bool], datasets: lis
     records = files = 0
     seen: set[Path] = set()
     for _ in range(MAX_ROUNDS):
-        fresh = [p for p in sorted(directory.glob("*.jsonl")) if p not in seen and p.name.split("-", 1)[0] in datasets]
+        fresh = [p for p in sorted(directory.glob("*.jsonl")) if p not in seen and _dataset_of(p) in datasets]
         if not fresh:
             break
         for path in fresh:
             seen.add(path)
-            with rejects_lock(directory):
-                removed = _erase_file(path, path.name.split("-", 1)[0], matches, dry_run)
+            with WriteLock(directory / LOCK_NAME):
+                removed = _erase_file(path, _dataset_of(path), matches, dry_run)
             if removed:
                 records, files = records + removed, files + 1
     return RejectErasure(records, files)
