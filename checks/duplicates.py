@@ -75,10 +75,11 @@ class Duplicate(Check[DuplicateOptions]):
 
     def prepare(self, data: EvalData) -> None:
         self.pairs, self.pair_times, self.volume = {}, {}, {}  # afresh: the scheduler may reuse this object
-        pairs = data.rollup_sql(repeated_actions(timedelta(minutes=self.options.window_minutes)),
-                                since=data.look_back_from - self.history)
-        frame = data.frame(f"SELECT * EXCLUDE (ts), epoch(ts) AS t FROM ({pairs}) ORDER BY t")
-        frame = frame.with_columns(pl.col("t").cast(pl.Float64))
+        # Through `rollup`, not its SQL: serve answers the settled pairs from its last answer, not a day of rows again.
+        pairs = data.rollup(repeated_actions(timedelta(minutes=self.options.window_minutes)),
+                            since=data.look_back_from - self.history)
+        frame = (pairs.with_columns((pl.col("ts").dt.epoch("us") / 1e6).alias("t")).drop("ts")
+                 .sort("t", "event_id"))
         for (agent, action), group in frame.group_by("agent_id", "action"):
             self.pairs[(agent, action)] = group
             self.pair_times[(agent, action)] = group["t"].to_numpy()

@@ -1,8 +1,9 @@
 """Policy checks: actions an agent took outside the policy written in the config's ``agents:`` section.
 
-Each check selects its violating events over the whole range with one DuckDB query in ``prepare``
-(the per-agent policy travels as query parameters, never as SQL text) and keeps them as a small Polars
-frame; ``evaluate`` reports the violations of the last window per agent x action.
+Each check selects its violating events over the whole range in ``prepare``, through one rollup of
+``agentwatch.checks.rollup_sql`` the four checks share (the per-agent policy is in its SQL as escaped
+literals), and keeps them as a small Polars frame; ``evaluate`` reports the violations of the last window
+per agent x action.
 
 Only actions the agent actually carried out or tried count: status ``ok`` and ``error`` by default (an
 error still means the agent attempted it). ``skipped`` and ``pending_approval`` events are the agent
@@ -22,8 +23,8 @@ from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import AgentPolicy, ChecksConfig
 from agentwatch.checks.data import EvalData, rows_in_window
+from agentwatch.checks.rollup_sql import POLICY_CONDITIONS, PolicyRow, policy_violations
 from agentwatch.core.severity import Severity
-from agentwatch.core.sql import quote_identifier
 
 
 class ViolationOptions(CheckOptions):
@@ -187,43 +188,19 @@ class BulkLimit(PolicyCheck):
                 f"{minutes} minutes (up to {int(row['largest'])} records), above its limit of {limit}.")
 
 
-# Per check, the SQL condition over the columns of `action_policy` (see `_violations`) marking a violation.
-CONDITIONS = {
-    "policy.forbidden_action": "list_contains(forbidden, action)",
-    "policy.not_allowed": "allowed IS NOT NULL AND NOT list_contains(allowed, action) "
-                          "AND NOT list_contains(requires, action) AND NOT list_contains(forbidden, action)",
-    "policy.unapproved_action": "list_contains(requires, action) AND approved_by IS NULL",
-    "policy.bulk_limit": "max_records IS NOT NULL AND records_affected > max_records",
-}
-CHECKS = tuple(CONDITIONS)
+CHECKS = tuple(POLICY_CONDITIONS)
 
 
 def _violations(data: EvalData, since: datetime, statuses: list[str]) -> pl.DataFrame:
     """Every event since `since` that breaks a policy, with one boolean column per check (sorted by ts)."""
     if not data.config.agents:
         return _empty_violations()
-    rows = _policy_rows(data.config)
-    flags = ", ".join(f"coalesce({condition}, false) AS {quote_identifier(name)}"
-                      for name, condition in CONDITIONS.items())
-    return data.frame(
-        f"WITH policy AS ({_policy_sql(len(rows))}), "
-        f"action_policy AS ("
-        f"  SELECT a.event_id, a.ts, a.agent_id, a.action, a.records_affected, a.approved_by, "
-        f"  coalesce(a.external, false) AS external, "
-        f"  CASE WHEN p.agent_id IS NULL THEN d.allowed ELSE p.allowed END AS allowed, "
-        f"  CASE WHEN p.agent_id IS NULL THEN d.forbidden ELSE p.forbidden END AS forbidden, "
-        f"  CASE WHEN p.agent_id IS NULL THEN d.requires ELSE p.requires END AS requires, "
-        f"  CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records "
-        f"  FROM {data.view('actions', since)} a LEFT JOIN policy p ON p.agent_id = a.agent_id "
-        f"  CROSS JOIN (SELECT * FROM policy WHERE agent_id IS NULL) d "
-        f"  WHERE {data.time_filter(since=since)} AND list_contains(?::VARCHAR[], a.status)) "
-        f"SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, {flags} "
-        f"FROM action_policy) WHERE {' OR '.join(quote_identifier(name) for name in CONDITIONS)} ORDER BY ts",
-        [*(value for row in rows for value in row), statuses],
-    )
+    # A rollup: serve holds the settled violations between its minute runs and reads only the last minutes.
+    found = data.rollup(policy_violations(_policy_rows(data.config), statuses), since=since)
+    return found.select(_empty_violations().columns).sort("ts", "event_id")
 
 
-def _policy_rows(config: ChecksConfig) -> list[tuple]:
+def _policy_rows(config: ChecksConfig) -> list[PolicyRow]:
     """One row per named agent (its effective policy) and one with agent_id NULL: the ``"*"`` policy."""
     rows = []
     for name in [None, *sorted(a for a in config.agents if a != "*")]:
@@ -231,11 +208,6 @@ def _policy_rows(config: ChecksConfig) -> list[tuple]:
         rows.append((name, policy.allowed_actions, policy.forbidden_actions, policy.requires_approval,
                      policy.max_records_per_action))
     return rows
-
-
-def _policy_sql(count: int) -> str:
-    values = ", ".join(["(?::VARCHAR, ?::VARCHAR[], ?::VARCHAR[], ?::VARCHAR[], ?::BIGINT)"] * count)
-    return f"SELECT * FROM (VALUES {values}) AS p(agent_id, allowed, forbidden, requires, max_records)"
 
 
 def _empty_violations() -> pl.DataFrame:

@@ -295,3 +295,80 @@ def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, h
     name = rollup_name("correction_histogram-v2", kinds=own, attribution=kinds, max_lag=max_lag.total_seconds(),
                        high=high_confidence)
     return Rollup(name, "actions", timedelta(hours=1), "hour", select, reach=max_lag, reads=("outcomes",))
+
+
+# (agent_id or None for the "*" policy, allowed or None, forbidden, requiring approval, max records or None)
+PolicyRow = tuple[str | None, list[str] | None, list[str], list[str], int | None]
+# Per policy check, the condition over the columns of `action_policy` (see `policy_violations`) marking a violation.
+POLICY_CONDITIONS = {
+    "policy.forbidden_action": "list_contains(forbidden, action)",
+    "policy.not_allowed": "allowed IS NOT NULL AND NOT list_contains(allowed, action) "
+                          "AND NOT list_contains(requires, action) AND NOT list_contains(forbidden, action)",
+    "policy.unapproved_action": "list_contains(requires, action) AND approved_by IS NULL",
+    "policy.bulk_limit": "max_records IS NOT NULL AND records_affected > max_records",
+}
+
+
+def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
+    """The policy checks' events: each action with a status in `statuses` that breaks its agent's policy (the
+    agent's own row of `policies`, else the one with agent_id None), with one boolean column per check of
+    POLICY_CONDITIONS: event_id, ts, agent_id, action, records_affected, external, then the flags."""
+
+    def text(value: str | None) -> str:
+        return "NULL::VARCHAR" if value is None else f"{sql_string(value)}::VARCHAR"
+
+    def listed(values: list[str] | None) -> str:
+        return "NULL::VARCHAR[]" if values is None else _list(values)
+
+    values = ", ".join(
+        f"({text(agent)}, {listed(allowed)}, {listed(forbidden)}, {listed(requires)}, "
+        f"{'NULL' if most is None else int(most)}::BIGINT)"
+        for agent, allowed, forbidden, requires, most in policies)
+    flags = ", ".join(f"coalesce({condition}, false) AS \"{name}\"" for name, condition in POLICY_CONDITIONS.items())
+    violated = " OR ".join(f'"{name}"' for name in POLICY_CONDITIONS)
+
+    def select(src: Sources, span: Span) -> str:
+        return f"""
+            WITH policy AS (SELECT * FROM (VALUES {values}) AS p(agent_id, allowed, forbidden, requires, max_records)),
+            action_policy AS (
+                SELECT a.event_id, a.ts, a.agent_id, a.action, a.records_affected, a.approved_by,
+                       coalesce(a.external, false) AS external,
+                       CASE WHEN p.agent_id IS NULL THEN d.allowed ELSE p.allowed END AS allowed,
+                       CASE WHEN p.agent_id IS NULL THEN d.forbidden ELSE p.forbidden END AS forbidden,
+                       CASE WHEN p.agent_id IS NULL THEN d.requires ELSE p.requires END AS requires,
+                       CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records
+                FROM {src['actions']} a LEFT JOIN policy p ON p.agent_id = a.agent_id
+                CROSS JOIN (SELECT * FROM policy WHERE agent_id IS NULL) d
+                WHERE {span.condition('a.ts')} AND list_contains({_list(sorted(statuses))}, a.status))
+            SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, {flags}
+                           FROM action_policy) WHERE {violated}"""
+
+    return Rollup(rollup_name("policy_violations-v1", policies=policies, statuses=sorted(statuses)), "actions",
+                  timedelta(microseconds=1), "ts", select)
+
+
+def invalid_transitions(record: str, state_path: str, statuses: list[str], pairs: list[tuple[str, str]]) -> Rollup:
+    """workflow.invalid_transition's events: each action on a record of type `record` with a status in `statuses`
+    that moved its state (the JSONPath `state_path` of before and after, lower-cased) from a state the workflow
+    names to another not among the allowed `pairs` (from, to; lower case): event_id, ts, agent_id, action,
+    from_state, to_state."""
+    sources = sorted({src for src, _ in pairs})
+
+    def select(src: Sources, span: Span) -> str:
+        return f"""
+            WITH moves AS (
+                SELECT event_id, ts, agent_id, action,
+                       lower(json_extract_string(before, {sql_string(state_path)})) AS from_state,
+                       lower(json_extract_string(after, {sql_string(state_path)})) AS to_state
+                FROM {src['actions']}
+                WHERE {span.condition()} AND lower(resource_type) = lower({sql_string(record)})
+                AND list_contains({_list(sorted(statuses))}, status) AND before IS NOT NULL AND after IS NOT NULL),
+            allowed AS (SELECT unnest({_list([p[0] for p in pairs])}) AS from_state,
+                               unnest({_list([p[1] for p in pairs])}) AS to_state)
+            SELECT m.* FROM moves m ANTI JOIN allowed a ON a.from_state = m.from_state AND a.to_state = m.to_state
+            WHERE m.to_state IS NOT NULL AND m.from_state <> m.to_state
+            AND list_contains({_list(sources)}, m.from_state)"""
+
+    return Rollup(rollup_name("invalid_transitions-v1", record=record.lower(), path=state_path,
+                              statuses=sorted(statuses), pairs=sorted(pairs)),
+                  "actions", timedelta(microseconds=1), "ts", select)

@@ -24,7 +24,7 @@ from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Ste
 from agentwatch.checks.config import WorkflowConfig
 from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, rows_in_window, to_micros
 from agentwatch.checks.policy import ViolationOptions
-from agentwatch.checks.rollup_sql import follow_up_cases, new_record_cases
+from agentwatch.checks.rollup_sql import follow_up_cases, invalid_transitions, new_record_cases
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
 
@@ -85,23 +85,9 @@ class InvalidTransition(Check[TransitionOptions]):
         workflow = self.config.workflow
         if workflow is not None and workflow.transitions:
             pairs = [(src.lower(), dst.lower()) for src, dsts in workflow.transitions.items() for dst in dsts]
-            path = _state_path(workflow.state_field)
-            found = data.frame(
-                f"WITH moves AS (SELECT event_id, ts, agent_id, action, "
-                f"  lower(json_extract_string(before, ?)) AS from_state, "
-                f"  lower(json_extract_string(after, ?)) AS to_state "
-                f"  FROM {data.view('actions', data.look_back_from - self.window)} "
-                f"  WHERE {data.time_filter(since=data.look_back_from - self.window)} "
-                f"  AND lower(resource_type) = lower(?) AND list_contains(?::VARCHAR[], status) "
-                f"  AND before IS NOT NULL AND after IS NOT NULL), "
-                f"allowed AS (SELECT unnest(?::VARCHAR[]) AS from_state, unnest(?::VARCHAR[]) AS to_state) "
-                f"SELECT m.* FROM moves m ANTI JOIN allowed a "
-                f"  ON a.from_state = m.from_state AND a.to_state = m.to_state "
-                f"WHERE m.to_state IS NOT NULL AND m.from_state <> m.to_state "
-                f"  AND list_contains(?::VARCHAR[], m.from_state) ORDER BY m.ts",
-                [path, path, workflow.object, options.statuses, [p[0] for p in pairs], [p[1] for p in pairs],
-                 sorted({src.lower() for src in workflow.transitions})],
-            )
+            rollup = invalid_transitions(workflow.object, _state_path(workflow.state_field), options.statuses, pairs)
+            # A rollup: serve holds the settled moves between its minute runs and reads only the last minutes.
+            found = data.rollup(rollup, since=data.look_back_from - self.window).sort("ts", "event_id")
             if found.height:
                 self.moves = found
         self.ts = self.moves["ts"].dt.epoch("us").to_numpy()

@@ -4,6 +4,9 @@ nothing, an expired partition is empty, and a long-lived connection follows all 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +18,7 @@ from agentwatch.store.compaction import run_pass
 from agentwatch.store.datasets import ACTIONS
 from agentwatch.store.keyindex import EventKeyIndex
 from agentwatch.store.layout import SCHEMA_PART
-from agentwatch.store.partitions import EXPIRED_MARKER, list_partition, store_version, visible_parts
+from agentwatch.store.partitions import EXPIRED_MARKER, SETTLE_NS, list_partition, store_version, visible_parts
 from agentwatch.store.reader import open_reader
 from agentwatch.store.settings import StoreSettings
 
@@ -115,3 +118,43 @@ def test_a_damaged_merged_file_is_quarantined_and_its_parts_show_again_within_th
     run_pass(home, MERGE_NOW)  # the orphan sidecar goes, and the parts are merged again
     (again,) = data_parts(home, "day=2026-10-01")
     assert again != merged
+
+
+def test_a_settled_folder_lists_from_memory_until_its_mtime_moves_and_a_fresh_one_never_does(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    """serve lists a week of partitions for every rollup every minute: a folder unchanged since it was listed (same
+    mtime, set long enough ago that a change must move it) is not listed again; any part, merge or marker moves the
+    mtime and the folder is listed afresh. A folder whose mtime is within the clock's tick of now may change again
+    without moving it, so it is never taken from memory."""
+    for _ in range(2):
+        commit(home, tmp_path, write_jsonl, [make_action()])
+    folder = home.dataset_dir("actions") / "day=2026-10-01"
+    hour_ago = folder.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(folder, ns=(hour_ago, hour_ago))
+    originals = list_partition(folder)
+    assert len(originals) == 2
+
+    # A part copied in with the folder's mtime put back: only a listing from memory misses it.
+    stray = folder / "part-stray.parquet"
+    shutil.copy(originals[0], stray)
+    os.utime(folder, ns=(hour_ago, hour_ago))
+    assert list_partition(folder) == originals
+    os.utime(folder)  # the mtime moves (as the rename of a new part moves it): listed afresh
+    assert stray in list_partition(folder)
+    stray.unlink()
+
+    run_pass(home, MERGE_NOW)
+    (merged,) = list_partition(folder)
+    assert merged.name.startswith("part-c-")
+    (folder / EXPIRED_MARKER).write_text("{}")
+    assert list_partition(folder) == ()
+
+    # A folder changed just now: a second change in the same tick leaves its mtime, and the listing still sees it.
+    other = home.dataset_dir("actions") / "day=2026-10-02"
+    commit(home, tmp_path, write_jsonl, [make_action(ts="2026-10-02T09:00:00Z")])
+    now = time.time_ns() + SETTLE_NS // 2  # "just now" for the 150 ms the next line may take on a busy machine
+    os.utime(other, ns=(now, now))
+    (first,) = list_partition(other)
+    shutil.copy(first, other / "part-same-tick.parquet")
+    os.utime(other, ns=(now, now))
+    assert other / "part-same-tick.parquet" in list_partition(other)

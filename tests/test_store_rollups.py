@@ -20,8 +20,10 @@ from agentwatch.checks.rollup_sql import (
     correction_histogram,
     drift_sample,
     follow_up_cases,
+    invalid_transitions,
     mapped_actions,
     new_record_cases,
+    policy_violations,
     repeated_actions,
 )
 from agentwatch.core.home import Home
@@ -40,6 +42,9 @@ ROLLUPS = [
     new_record_cases("lead", ["lead.created"], timedelta(minutes=15), timedelta(days=2)),
     mapped_actions(["lead.assign_owner"]),
     repeated_actions(timedelta(hours=6)),
+    # crm.log_activity is forbidden to every agent; assignments need an approval none of them has.
+    policy_violations([(None, None, ["crm.log_activity"], ["lead.assign_owner"], None)], ["ok", "error"]),
+    invalid_transitions("lead", '$."status"', ["ok"], [("new", "assigned")]),
     correction_histogram({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6), 0.5),
 ]
 HISTOGRAM = ROLLUPS[-1]
@@ -63,6 +68,9 @@ def actions_between(start: datetime, hours: int, prefix: str, every: timedelta =
                      "decision": {"score": (n % 10) / 10}, "confidence": (n % 10) / 10}
             if event["status"] == "error":
                 event["error_code"] = "timeout"
+            if action == "lead.assign_owner":  # the router moves the lead on, to a state it should not every 4th time
+                event["before"] = {"status": "new"}
+                event["after"] = {"status": "closed" if n % 4 == 0 else "assigned"}
             events.append(event)
         at += every
         n += 1

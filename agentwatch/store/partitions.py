@@ -107,8 +107,34 @@ def _replaced_by(rewritten: Path) -> list[str] | None:
     return names
 
 
+# folder -> (its mtime when listed, its visible parts): a folder's mtime moves with every part, sidecar, marker or
+# deletion in it, so a settled folder (see SETTLE_NS) with the same mtime lists the same. serve's runs list each day
+# of a week for every rollup, every minute; only today's changes.
+_listed: dict[Path, tuple[int, tuple[Path, ...]]] = {}
+MAX_CACHED_LISTINGS = 100_000
+
+
 def list_partition(folder: Path) -> tuple[Path, ...]:
     """The visible parts of one partition folder, sorted (see the module's rules)."""
+    began = time.time_ns()
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except FileNotFoundError:  # a partition dropped meanwhile
+        return ()
+    known = _listed.get(folder)
+    if known is not None and known[0] == mtime:
+        return known[1]
+    parts = _list_partition(folder)
+    # A change after the stat moves the mtime, unless it falls in the same tick of the file system's clock as the
+    # last one: only a folder changed within SETTLE_NS before the stat is left uncached.
+    if abs(began - mtime) >= SETTLE_NS:
+        if len(_listed) >= MAX_CACHED_LISTINGS:
+            _listed.clear()
+        _listed[folder] = (mtime, parts)
+    return parts
+
+
+def _list_partition(folder: Path) -> tuple[Path, ...]:
     for _ in range(LIST_ATTEMPTS):
         try:
             names = os.listdir(folder)

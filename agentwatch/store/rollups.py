@@ -305,25 +305,32 @@ class RollupStore:
                           floor_to(last - rollup.reach + timedelta(microseconds=1), rollup.grain))
         stored_until = min(whole_until, self.cutoff(rollup))
         pieces: list[str] = []
-        if stored_from < stored_until and not self._small(rollup, stored_from, stored_until):
-            with WriteLock(self.home.lock_file("aggregates")):
-                files = self._bring_up_to_date(rollup, stored_from, stored_until)
+        stored = stored_from < stored_until and not self._small(rollup, stored_from, stored_until)
+        # A range that starts after the stored hours (the last hour of a short window, in the first minutes after an
+        # hour is stored) is still answered from serve's held tail, which starts where the stored hours end.
+        after_stored = (stored_until <= stored_from and self.kept is not None
+                        and not self._small(rollup, stored_from, whole_until))
+        if stored or after_stored:
             column = quote_identifier(rollup.time_column)
-            read_from = max(stored_from, known_until or stored_from)
-            if read_from < stored_until:
-                within = (f"WHERE {column} >= TIMESTAMPTZ '{read_from.isoformat()}' AND {column} < "
-                          f"TIMESTAMPTZ '{stored_until.isoformat()}'")
-                pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
-            raw_from = stored_until
+            if stored:
+                with WriteLock(self.home.lock_file("aggregates")):
+                    files = self._bring_up_to_date(rollup, stored_from, stored_until)
+                read_from = max(stored_from, known_until or stored_from)
+                if read_from < stored_until:
+                    within = (f"WHERE {column} >= TIMESTAMPTZ '{read_from.isoformat()}' AND {column} < "
+                              f"TIMESTAMPTZ '{stored_until.isoformat()}'")
+                    pieces += [f"SELECT * FROM {source} {within}" for source in self._stored_sources(files)]
+            raw_from = max(stored_until, stored_from)
             # serve: the settled cells after the stored ones are held between runs. Not for a rollup that looks
             # back: its cost is the look-back, which the rest of the range would read again.
             if self.kept is not None and not rollup.look_back:
                 held_until = min(whole_until, floor_to(self.now - SETTLE - rollup.reach, rollup.grain))
-                if stored_until < held_until:
+                if raw_from < held_until:
                     tail = self._held_tail(rollup, stored_until, held_until)
-                    if (known_until or stored_until) < held_until:
+                    shown_from = max(raw_from, known_until or raw_from)
+                    if shown_from < held_until:
                         pieces.append(f"SELECT * FROM ({tail}) WHERE {column} >= "
-                                      f"TIMESTAMPTZ '{max(stored_until, known_until or stored_until).isoformat()}'")
+                                      f"TIMESTAMPTZ '{shown_from.isoformat()}'")
                     raw_from = held_until
             raw = Span(raw_from, end, hi_closed=True, horizon=last)
         else:
@@ -376,7 +383,7 @@ class RollupStore:
         every part they summarise is visible, or merged into a file holding exactly its rows plus later ones, and
         every new part holds only events after them and their reach."""
         assert self.kept is not None
-        sources = self._parts_between(rollup, (lo - rollup.look_back).date(), (hi + rollup.reach).date())
+        sources = self._parts_between(rollup, (lo - rollup.look_back).date(), _last_day_read(rollup, hi))
         held = self._valid_tail(rollup, lo, sources)
         known = dict(held.parts) if held is not None else {}
         parts = known | self._row_counts(sources, [k for k in sources if k not in known])
@@ -422,13 +429,15 @@ class RollupStore:
         held = self.kept.tail(rollup.name) if self.kept is not None else None
         if held is None:
             return None
+        if held.lo != lo:
+            # A tail before a stored hour: its rows are stored now (it was checked where they were, `_rows_held`).
+            # Checked against `sources` it would find the parts of its first day gone, and forget answers for nothing.
+            return None
         kept = self._still_valid(rollup, held.parts, held.hi, sources)
         if kept is None:
             self._rows_changed(rollup)  # a late event or an erasure under the tail: answers from it are stale
             return None
         self._tails_checked[rollup.name] = held.lo
-        if held.lo != lo:
-            return None  # a tail before a stored hour: those rows are stored now
         return replace(held, parts=kept)
 
     def _rows(self, rollup: Rollup, sources: dict[str, Path], span: Span) -> pa.Table:
@@ -469,7 +478,7 @@ class RollupStore:
 
     def _sources(self, rollup: Rollup, day: date, until: datetime) -> dict[str, Path]:
         """Every visible part a row of `day` (up to `until`) may read, by its key (dataset/partition/name)."""
-        return self._parts_between(rollup, (_day_start(day) - rollup.look_back).date(), (until + rollup.reach).date())
+        return self._parts_between(rollup, (_day_start(day) - rollup.look_back).date(), _last_day_read(rollup, until))
 
     def _parts_between(self, rollup: Rollup, first: date, last: date) -> dict[str, Path]:
         """The visible parts of the rollup's datasets in the day partitions first..last, by dataset/partition/name."""
@@ -668,6 +677,13 @@ def _days_between(start: datetime, end: datetime) -> list[date]:
         days.append(day)
         day += DAY
     return days
+
+
+def _last_day_read(rollup: Rollup, until: datetime) -> date:
+    """The last day partition the rows of the cells before `until` read: up to their `reach` after them, inclusive
+    (``Span.wide_condition``); without a reach, nothing at or after `until`. Yesterday's rows must not list today's
+    partition: its new parts, every second, would make each run record them in yesterday's state."""
+    return (until + rollup.reach).date() if rollup.reach else (until - timedelta(microseconds=1)).date()
 
 
 def _day_start(day: date) -> datetime:
