@@ -158,3 +158,23 @@ def test_a_settled_folder_lists_from_memory_until_its_mtime_moves_and_a_fresh_on
     shutil.copy(first, other / "part-same-tick.parquet")
     os.utime(other, ns=(now, now))
     assert other / "part-same-tick.parquet" in list_partition(other)
+
+
+def test_the_store_views_are_made_by_the_first_statement_naming_one_not_by_paths_or_comments(
+        home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
+    """Making the views binds every part of the store: a reader makes them when a statement names one, and a part's
+    path (``.../actions/...``, in every query of the checks' own day views) or a comment does not name it."""
+    commit(home, tmp_path, write_jsonl, [make_action()])
+    (part,) = data_parts(home, "day=2026-10-01")
+    con = open_reader(home)
+    try:
+        def made() -> int:
+            return con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'actions'").fetchall()[0][0]
+
+        one_part = f"SELECT count(*) FROM read_parquet('{part}') -- the actions of one part"
+        assert con.execute(one_part).fetchall() == [(1,)]
+        assert made() == 0
+        assert con.execute("SELECT count(*) FROM actions").fetchall() == [(1,)]
+        assert made() == 1
+    finally:
+        con.close()
