@@ -111,14 +111,8 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
     con = rollups.con if rollups is not None else open_reader(home)
     lanes: list[duckdb.DuckDBPyConnection] = []  # the second lane's connection, once opened
     try:
-        unresolved, number = store.load_book()
-        # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
-        # sees what a backtest running since before the incident sees.
-        anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
-        book = IncidentBook(unresolved, number)
-        open_since = {key: incident.started_at for key, incident in book.open_incidents().items()}
-        data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
-                        anchor=anchor, rollups=rollups, open_since=open_since)
+        data, book = _run_data(config, steps, store, history, con, rollups)
+        unresolved = list(book.open_incidents().values())
         cadences = store.cadences()
         for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
             check.restore_cadence(cadences.get(check.name))
@@ -173,6 +167,47 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         for lane_con in lanes:
             lane_con.close()
         con.close()
+
+
+def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore, history: timedelta,
+              con: duckdb.DuckDBPyConnection, rollups: RollupStore | None) -> tuple[EvalData, IncidentBook]:
+    """What a run's checks read, and the incident book as the run begins."""
+    unresolved, number = store.load_book()
+    # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
+    # sees what a backtest running since before the incident sees.
+    anchor = max(min([steps[0], *(i.started_at for i in unresolved)]), steps[0] - ANCHOR_LIMIT)
+    book = IncidentBook(unresolved, number)
+    open_since = {key: incident.started_at for key, incident in book.open_incidents().items()}
+    data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
+                    anchor=anchor, rollups=rollups, open_since=open_since)
+    return data, book
+
+
+def prepare_ahead(home: Home, config: ChecksConfig, at: datetime, store: IncidentStore, checks: list[Check],
+                  kept: KeptRows, names: list[str], small_range_bytes: int = SMALL_RANGE_BYTES) -> dict[str, str]:
+    """serve, after a minute's run in which an hour settled: prepare the checks `names` (those that rested), nothing
+    evaluated and no incident touched, so the aggregates their next run reads are stored and held by then. A check
+    with a cadence prepared in the first minute it fell due after each hour: that minute stored the hour for its
+    rollups (0.3 to 0.4 s on the store of ``bench/check_speed.py``), here it is done outside any run's minute.
+    Returns the failures (check name -> error); a failure here is retried when the check falls due."""
+    chosen = [c for c in checks if c.name in names]
+    failures: dict[str, str] = {}
+    if not chosen:
+        return failures
+    run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
+    with run_lock:
+        rollups = RollupStore(home, open_reader(home), at, small_range_bytes, kept)
+        try:
+            history = max((c.history for c in checks), default=timedelta(days=1))
+            data, _ = _run_data(config, [at], store, history, rollups.con, rollups)
+            for check in chosen:
+                try:
+                    check.prepare(data)
+                except Exception as exc:  # reported, never raised: the check prepares again when due
+                    failures[check.name] = f"{type(exc).__name__}: {exc}"
+        finally:
+            rollups.con.close()
+    return failures
 
 
 def backtest_steps(start: datetime, end: datetime, every: timedelta) -> list[datetime]:

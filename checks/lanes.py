@@ -14,7 +14,9 @@ is mostly Python. One after the other, such a minute took 1 to 2 s; side by side
    checks' corrected actions), the per-minute ones theirs. A rollup both lanes read (drift reads the action counts
    too) is answered by each; of two answers racing to be held, one computed before the other run found the rows
    under it changed is not held (``KeptRows.generation``).
-4. A check whose prepare raises fails alone; so do the cadenced checks when the second lane cannot open the store.
+4. While both lanes prepare, each connection runs its queries on one thread: two connections of DuckDB's default
+   (a thread per core) beside the per-minute checks' Python oversubscribed the two cores of the benchmark's machine.
+5. A check whose prepare raises fails alone; so do the cadenced checks when the second lane cannot open the store.
    Both lanes are done before any check evaluates, and the second lane's connection stays open until the run
    ends (the caller closes it).
 """
@@ -22,11 +24,15 @@ is mostly Python. One after the other, such a minute took 1 to 2 s; side by side
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import duckdb
 
 from agentwatch.checks.base import Check
 from agentwatch.checks.data import EvalData
+from agentwatch.store import duck
 
 
 def prepare_in_lanes(checks: Sequence[Check], data: EvalData, second_lane: Callable[[], EvalData],
@@ -41,7 +47,8 @@ def prepare_in_lanes(checks: Sequence[Check], data: EvalData, second_lane: Calla
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentwatch-prepare") as pool:
             lane = pool.submit(_second_lane, cadenced, second_lane, failures, seconds)
             try:
-                _prepare_each(others, data, failures, seconds)
+                with _one_thread(data.con):
+                    _prepare_each(others, data, failures, seconds)
             finally:
                 lane.result()  # waits for the lane (also when this one was interrupted) and raises what it raised
     return [c for c in checks if c.name not in failures]
@@ -57,7 +64,18 @@ def _second_lane(checks: Sequence[Check], second_lane: Callable[[], EvalData], f
             failures[check.name] = f"{type(exc).__name__} opening the store for the checks with a cadence: {exc}"
             seconds[check.name] = time.perf_counter() - began
         return
-    _prepare_each(checks, data, failures, seconds)
+    with _one_thread(data.con):
+        _prepare_each(checks, data, failures, seconds)
+
+
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The connection's queries on one thread meanwhile (step 4 of the module's docstring)."""
+    duck.run(con, "SET threads = 1")
+    try:
+        yield
+    finally:
+        duck.run(con, "RESET threads")
 
 
 def _prepare_each(checks: Sequence[Check], data: EvalData, failures: dict[str, str],

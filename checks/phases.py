@@ -8,7 +8,9 @@ Spread over the minutes, each minute pays for one or two of them, as a Prometheu
 
 Phases are whole minutes, chosen from the enabled checks alone (their names and cadences), so ``serve``, ``check``
 run by cron and a backtest agree on them: the checks in order of cadence, then name, each take the phase whose
-minutes hold the fewest checks already, within the hours that every cadence divides (at most a day).
+minutes hold the fewest checks already, within the hours that every cadence divides (at most a day). The minute
+in which the kept aggregates store the hour just settled (``SETTLE`` past each hour: every rollup's day file is
+extended) counts as holding one check already, so the cadenced checks fall due there last.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from agentwatch.checks.base import Check
+from agentwatch.store.rollups import SETTLE
 
 HORIZON_MINUTES = 24 * 60  # the longest stretch over which the minutes' loads are counted
 
@@ -31,6 +34,11 @@ def spread_phases(checks: Sequence[Check]) -> None:
     horizon = math.lcm(*(int(c.options.every_minutes or 0) for c in cadenced))
     horizon = min(horizon, HORIZON_MINUTES)
     load = [0] * horizon  # checks due in each minute of the horizon
+    # A minute of the horizon stands for the clock's minutes congruent to it: those past the hour by SETTLE are loaded.
+    stores = int(SETTLE / timedelta(minutes=1))
+    for minute in range(horizon):
+        if (minute - stores) % math.gcd(horizon, 60) == 0:
+            load[minute] += 1
     for check in cadenced:
         every = int(check.options.every_minutes or 0)
         best = min(range(every), key=lambda phase: (_load_at(load, phase, every), phase))

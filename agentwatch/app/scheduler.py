@@ -11,11 +11,12 @@ from pathlib import Path
 
 from agentwatch.app.config import Config, config_for
 from agentwatch.checks.base import Check
-from agentwatch.checks.engine import enabled_checks, evaluate, incident_store
+from agentwatch.checks.engine import enabled_checks, evaluate, incident_store, prepare_ahead
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
 from agentwatch.store.compaction import run_pass
 from agentwatch.store.kept_rows import KeptRows
+from agentwatch.store.rollups import HOUR, SETTLE, floor_to
 from agentwatch.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class CheckScheduler:
         self.skipped = 0  # runs skipped because an earlier one was still going
         self._checks: tuple[str, list[Check]] | None = None  # (the config they were built from, the checks)
         self._kept: KeptRows | None = None  # the aggregates' files read by earlier runs
+        self._settled: datetime | None = None  # the last hour the aggregates could store, at the last run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentwatch-checks", daemon=True)
 
@@ -47,9 +49,14 @@ class CheckScheduler:
         try:
             config = config_for(self.home, self.config_path)  # re-read: an edited config applies next run
             store, at = incident_store(self.home), datetime.now(UTC)
-            report = evaluate(self.home, config, [at], store, checks=self._checks_for(config),
-                              kept=self._kept_for(config.store.aggregates.kept_in_memory_mb))
+            checks, kept = self._checks_for(config), self._kept_for(config.store.aggregates.kept_in_memory_mb)
+            report = evaluate(self.home, config, [at], store, checks=checks, kept=kept)
             store.record_run(at, report.seconds, sorted(report.failures))
+            settled = floor_to(at - SETTLE, HOUR)
+            if kept is not None and settled != self._settled:  # an hour settled: store it now for the resting checks
+                self._settled = settled
+                for name, problem in prepare_ahead(self.home, config, at, store, checks, kept, report.resting).items():
+                    log.warning("check %s could not prepare ahead (it will when due): %s", name, problem)
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
             return

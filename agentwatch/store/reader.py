@@ -87,6 +87,8 @@ def open_reader(home: Home, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnect
     """A fresh in-memory connection with a view per dataset, whose queries survive a damaged part. The views are
     made at the first statement that names one: most of the checks' runs read only views of their own days, and
     making these (every part's footer bound, their types checked) cost serve 0.07 s a minute for nothing."""
+    for dataset in DATASETS.values():  # every view of the store reads it, the checks' own day views too
+        ensure_schema_part(home, dataset)
     con = duck.connect(memory_limit=memory_limit)
     views = StoreViews(home, lambda c: create_views(c, home), store_version, names=DATASETS)
     # A GuardedConnection behaves as the connection it wraps (its other methods are the connection's own).
