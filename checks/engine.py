@@ -190,7 +190,8 @@ def prepare_ahead(home: Home, config: ChecksConfig, at: datetime, store: Inciden
     with a cadence prepared in the first minute it fell due after each hour: that minute stored the hour for its
     rollups (0.3 to 0.4 s on the store of ``bench/check_speed.py``), here it is done outside any run's minute.
     Returns the failures (check name -> error); a failure here is retried when the check falls due."""
-    chosen = [c for c in checks if c.name in names]
+    # Not a check preparing in another process (the expectation suites): its work is collected when it evaluates.
+    chosen = [c for c in checks if c.name in names and not c.prepares_in_background]
     failures: dict[str, str] = {}
     if not chosen:
         return failures

@@ -60,3 +60,16 @@ def test_the_resting_checks_store_the_settled_hour_ahead_and_their_next_run_find
     afresh = evaluate(home, CONFIG, [later], fresh_store, checks=fresh_checks, recompute=True)
     assert incidents_of(report.incidents) == incidents_of(afresh.incidents)
     assert {i.check for i in afresh.incidents} == {"workflow.partial_failure"}
+
+
+def test_a_check_that_prepares_in_another_process_is_left_to_its_own_run(home: Home, tmp_path: Path) -> None:
+    """The expectation suites go to the Great Expectations process when prepared and come back when evaluated:
+    prepared ahead, their answers would wait unread, so they are left out (they read events, not aggregates)."""
+    store_events(home, actions=actions_between(T0, 3, "a"))
+    config = Config.model_validate({"expectations": {"actions": [
+        {"expectation": "expect_column_values_to_not_be_null", "column": "agent_id"}]}})
+    (check,) = enabled_checks(config, only=["quality.expectation_failed"])
+    at = T0 + timedelta(hours=3)
+    assert prepare_ahead(home, config, at, IncidentStore(tmp_path / "i.sqlite3"), [check], KeptRows(),
+                         [check.name], small_range_bytes=0) == {}
+    assert check.frames == {} and check.suite_keys == {}, "nothing was loaded or sent to the GX process"
