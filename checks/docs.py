@@ -35,8 +35,8 @@ A check with `every_minutes` is evaluated at the first evaluation in each slot o
 slots shifted by a phase of whole minutes that `agentwatch.checks.phases` gives each such check of the config
 (from their names and cadences alone, so `serve`, `check` and a backtest agree): the 5-, 15- and 60-minute
 checks fall due in different minutes of the hour instead of all at its top, so no minute of `serve` pays for
-all of them at once, and none in the minute five past the hour, when the kept aggregates store the hour just
-settled. `agentwatch check --only` keeps the phases of the full config.
+all of them at once, and the minute five past the hour (when the kept aggregates store the hour just settled)
+is taken last. `agentwatch check --only` keeps the phases of the full config.
 
 Set options under `checks:` in `agentwatch.yaml`, by check name, for example:
 

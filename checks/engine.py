@@ -184,18 +184,20 @@ def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore,
 
 
 def prepare_ahead(home: Home, config: ChecksConfig, at: datetime, store: IncidentStore, checks: list[Check],
-                  kept: KeptRows, names: list[str], small_range_bytes: int = SMALL_RANGE_BYTES) -> dict[str, str]:
+                  kept: KeptRows, names: list[str], small_range_bytes: int = SMALL_RANGE_BYTES,
+                  lock_timeout_s: float = RUN_LOCK_TIMEOUT_S) -> dict[str, str]:
     """serve, after a minute's run in which an hour settled: prepare the checks `names` (those that rested), nothing
     evaluated and no incident touched, so the aggregates their next run reads are stored and held by then. A check
     with a cadence prepared in the first minute it fell due after each hour: that minute stored the hour for its
     rollups (0.3 to 0.4 s on the store of ``bench/check_speed.py``), here it is done outside any run's minute.
-    Returns the failures (check name -> error); a failure here is retried when the check falls due."""
+    Returns the failures (check name -> error); a failure here is retried when the check falls due. Raises
+    StoreError when another run holds the store past `lock_timeout_s`."""
     # Not a check preparing in another process (the expectation suites): its work is collected when it evaluates.
     chosen = [c for c in checks if c.name in names and not c.prepares_in_background]
     failures: dict[str, str] = {}
     if not chosen:
         return failures
-    run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
+    run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=lock_timeout_s)
     with run_lock:
         rollups = RollupStore(home, open_reader(home), at, small_range_bytes, kept)
         try:

@@ -347,12 +347,13 @@ def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
                   timedelta(microseconds=1), "ts", select)
 
 
-def invalid_transitions(record: str, state_path: str, statuses: list[str], pairs: list[tuple[str, str]]) -> Rollup:
+def invalid_transitions(record: str, state_path: str, statuses: list[str], states: list[str],
+                        pairs: list[tuple[str, str]]) -> Rollup:
     """workflow.invalid_transition's events: each action on a record of type `record` with a status in `statuses`
-    that moved its state (the JSONPath `state_path` of before and after, lower-cased) from a state the workflow
-    names to another not among the allowed `pairs` (from, to; lower case): event_id, ts, agent_id, action,
-    from_state, to_state."""
-    sources = sorted({src for src, _ in pairs})
+    that moved its state (the JSONPath `state_path` of before and after, lower-cased) from one of the `states` the
+    workflow names (lower case; a state may allow no move at all) to another not among the allowed `pairs` (from,
+    to; lower case): event_id, ts, agent_id, action, from_state, to_state."""
+    sources = sorted(states)
 
     def select(src: Sources, span: Span) -> str:
         return f"""
@@ -370,5 +371,5 @@ def invalid_transitions(record: str, state_path: str, statuses: list[str], pairs
             AND list_contains({_list(sources)}, m.from_state)"""
 
     return Rollup(rollup_name("invalid_transitions-v1", record=record.lower(), path=state_path,
-                              statuses=sorted(statuses), pairs=sorted(pairs)),
+                              statuses=sorted(statuses), states=sources, pairs=sorted(pairs)),
                   "actions", timedelta(microseconds=1), "ts", select)

@@ -85,7 +85,9 @@ class InvalidTransition(Check[TransitionOptions]):
         workflow = self.config.workflow
         if workflow is not None and workflow.transitions:
             pairs = [(src.lower(), dst.lower()) for src, dsts in workflow.transitions.items() for dst in dsts]
-            rollup = invalid_transitions(workflow.object, _state_path(workflow.state_field), options.statuses, pairs)
+            states = sorted({src.lower() for src in workflow.transitions})  # a state may allow no move at all
+            rollup = invalid_transitions(workflow.object, _state_path(workflow.state_field), options.statuses, states,
+                                         pairs)
             # A rollup: serve holds the settled moves between its minute runs and reads only the last minutes.
             found = data.rollup(rollup, since=data.look_back_from - self.window).sort("ts", "event_id")
             if found.height:

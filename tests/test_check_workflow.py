@@ -100,6 +100,17 @@ def test_invalid_transition_quiet_on_valid_and_unjudged_moves(home: Home) -> Non
     assert report.opened == []
 
 
+def test_invalid_transition_judges_a_state_that_allows_no_move(home: Home) -> None:
+    """A state listed with no allowed targets (`routed: []`) is a dead end: any move out of it is invalid, while
+    states the config does not list at all stay unjudged."""
+    config = {"workflow": {**WORKFLOW, "transitions": {**WORKFLOW["transitions"], "routed": []}}}
+    store_events(home, actions=_pipeline())  # routed -> new moves are mixed in (unjudged by CONFIG)
+    report = run(home, T0 + timedelta(hours=8), T0 + timedelta(hours=20), config=config,
+                 only=["workflow.invalid_transition"])
+    (_, incident), = opened(report, "workflow.invalid_transition")
+    assert set(incident.evidence["transitions"]) == {"routed -> new"}
+
+
 def test_invalid_transition_needs_a_workflow(home: Home) -> None:
     """Without a `workflow:` section there is no state machine to break."""
     store_events(home, actions=_pipeline() + _bad_moves())

@@ -4,13 +4,19 @@ aggregates they read are stored then, not in the minute each falls due, and noth
 from __future__ import annotations
 
 import json
+import logging
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from agentwatch.app.config import Config
+from agentwatch.app.scheduler import CheckScheduler
 from agentwatch.checks.engine import enabled_checks, evaluate, prepare_ahead
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.home import Home
+from agentwatch.core.locks import WriteLock
 from agentwatch.store.kept_rows import KeptRows
 from tests.checks_support import T0, store_events
 from tests.test_store_rollups import actions_between
@@ -73,3 +79,18 @@ def test_a_check_that_prepares_in_another_process_is_left_to_its_own_run(home: H
     assert prepare_ahead(home, config, at, IncidentStore(tmp_path / "i.sqlite3"), [check], KeptRows(),
                          [check.name], small_range_bytes=0) == {}
     assert check.frames == {} and check.suite_keys == {}, "nothing was loaded or sent to the GX process"
+
+
+def test_serve_skips_preparing_ahead_while_another_run_holds_the_store(
+        home: Home, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Preparing ahead is optional: while a backtest or a cron `check` holds the run lock, serve's scheduler waits
+    about a second, logs that it skipped, and goes on (its run was counted and logged before)."""
+    store_events(home, actions=actions_between(T0, 3, "a"))
+    scheduler, incidents = CheckScheduler(home, every_s=60), IncidentStore(tmp_path / "i.sqlite3")
+    checks = enabled_checks(CONFIG, only=NAMES)
+    with WriteLock(incidents.path.with_name(incidents.path.name + ".run-lock")), caplog.at_level(logging.INFO):
+        began = time.monotonic()
+        scheduler._prepare_ahead(CONFIG, T0 + timedelta(hours=3), incidents, checks, KeptRows(), NAMES)
+        waited = time.monotonic() - began
+    assert waited < 30, "it does not wait out a long run"
+    assert "did not prepare ahead" in caplog.text

@@ -18,7 +18,7 @@ from agentwatch.store.compaction import run_pass
 from agentwatch.store.datasets import ACTIONS
 from agentwatch.store.keyindex import EventKeyIndex
 from agentwatch.store.layout import SCHEMA_PART
-from agentwatch.store.partitions import EXPIRED_MARKER, SETTLE_NS, list_partition, store_version, visible_parts
+from agentwatch.store.partitions import EXPIRED_MARKER, list_partition, store_version, visible_parts
 from agentwatch.store.reader import open_reader
 from agentwatch.store.settings import StoreSettings
 
@@ -124,8 +124,8 @@ def test_a_settled_folder_lists_from_memory_until_its_mtime_moves_and_a_fresh_on
         home: Home, tmp_path: Path, write_jsonl: Callable[..., Path], make_action: Callable[..., dict]) -> None:
     """serve lists a week of partitions for every rollup every minute: a folder unchanged since it was listed (same
     mtime, set long enough ago that a change must move it) is not listed again; any part, merge or marker moves the
-    mtime and the folder is listed afresh. A folder whose mtime is within the clock's tick of now may change again
-    without moving it, so it is never taken from memory."""
+    mtime and the folder is listed afresh. A folder whose mtime is within 2 s of now (a whole-second file system's
+    tick) may change again without moving it, so it is never taken from memory."""
     for _ in range(2):
         commit(home, tmp_path, write_jsonl, [make_action()])
     folder = home.dataset_dir("actions") / "day=2026-10-01"
@@ -152,7 +152,7 @@ def test_a_settled_folder_lists_from_memory_until_its_mtime_moves_and_a_fresh_on
     # A folder changed just now: a second change in the same tick leaves its mtime, and the listing still sees it.
     other = home.dataset_dir("actions") / "day=2026-10-02"
     commit(home, tmp_path, write_jsonl, [make_action(ts="2026-10-02T09:00:00Z")])
-    now = time.time_ns() + SETTLE_NS // 2  # "just now" for the 150 ms the next line may take on a busy machine
+    now = time.time_ns()  # "just now" for the 2 s the next line may take on a busy machine
     os.utime(other, ns=(now, now))
     (first,) = list_partition(other)
     shutil.copy(first, other / "part-same-tick.parquet")

@@ -44,7 +44,7 @@ ROLLUPS = [
     repeated_actions(timedelta(hours=6)),
     # crm.log_activity is forbidden to every agent; assignments need an approval none of them has.
     policy_violations([(None, None, ["crm.log_activity"], ["lead.assign_owner"], None)], ["ok", "error"]),
-    invalid_transitions("lead", '$."status"', ["ok"], [("new", "assigned")]),
+    invalid_transitions("lead", '$."status"', ["ok"], ["assigned", "new"], [("new", "assigned")]),
     correction_histogram({"owner_changed": ["lead.assign_owner"]}, timedelta(hours=6), 0.5),
 ]
 HISTOGRAM = ROLLUPS[-1]
@@ -222,6 +222,32 @@ def test_serve_holds_the_settled_cells_after_the_stored_hours_and_extends_them(h
     # The last run stores the hour the tail held (and the minutes after it), then holds the next hour's cells.
     assert what == [["summarised"], ["extended"], ["extended"], ["summarised"], ["stored", "summarised"]]
     assert held.nbytes > 0
+
+
+@pytest.mark.parametrize("rollup", [ACTION_COUNTS, *(r for r in ROLLUPS if r.name.startswith(("policy", "invalid")))],
+                         ids=lambda r: r.name.split("-")[0])
+def test_serve_answers_an_hour_window_after_the_stored_hours_from_its_tail_and_holds_it_past_the_hours_turn(
+        home: Home, rollup: Rollup) -> None:
+    """A one-hour window (the policy checks') starts after the stored hours in the first minutes after an hour is
+    stored: serve answers it from its held tail and its last answer, not from the events; when the next hour is
+    stored (from that tail) the last answer still holds. Every answer is the full recompute's."""
+    _, day, arriving = _live_day(home)
+    held, landed, how = KeptRows(), day, []
+    for minute in (6, 62, 63, 64, 66, 67):  # 9:06 stores the day up to 9:00; 10:02 to 10:04 ask for 9:02 on
+        now = day + timedelta(hours=9, minutes=minute)
+        landed = _land(home, arriving, landed, now)
+        con = open_reader(home)
+        try:
+            store = RollupStore(home, con, now=now, small_bytes=0, kept=held)
+            rows = store.frame(rollup, now - timedelta(hours=1), now)
+            how.append((store.answers[rollup.name], store.tails.get(rollup.name, [])))
+        finally:
+            con.close()
+        assert rows.height > 0
+        same(rows, recomputed(home, rollup, now - timedelta(hours=1), now))
+    assert [answer for answer, _ in how] == ["read", "held", "held", "held", "held", "held"]
+    assert how[1][1] in (["summarised"], ["extended"]), "10:02 reads its window from the tail, not the events"
+    assert "stored" in how[4][1], "10:06 stores the hour 9:00-10:00 from the tail"
 
 
 def test_files_held_in_memory_between_runs_answer_what_reading_them_answers(home: Home) -> None:

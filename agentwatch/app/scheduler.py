@@ -12,6 +12,7 @@ from pathlib import Path
 from agentwatch.app.config import Config, config_for
 from agentwatch.checks.base import Check
 from agentwatch.checks.engine import enabled_checks, evaluate, incident_store, prepare_ahead
+from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
 from agentwatch.store.compaction import run_pass
@@ -20,6 +21,7 @@ from agentwatch.store.rollups import HOUR, SETTLE, floor_to
 from agentwatch.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
+PREPARE_AHEAD_LOCK_S = 1.0  # preparing ahead waits this long for another run (a backtest, a cron check), then skips
 
 
 class CheckScheduler:
@@ -52,11 +54,6 @@ class CheckScheduler:
             checks, kept = self._checks_for(config), self._kept_for(config.store.aggregates.kept_in_memory_mb)
             report = evaluate(self.home, config, [at], store, checks=checks, kept=kept)
             store.record_run(at, report.seconds, sorted(report.failures))
-            settled = floor_to(at - SETTLE, HOUR)
-            if kept is not None and settled != self._settled:  # an hour settled: store it now for the resting checks
-                self._settled = settled
-                for name, problem in prepare_ahead(self.home, config, at, store, checks, kept, report.resting).items():
-                    log.warning("check %s could not prepare ahead (it will when due): %s", name, problem)
         except AgentwatchError as exc:
             log.error("checks did not run: %s", exc)
             return
@@ -69,6 +66,26 @@ class CheckScheduler:
                         incident.summary)
         for name, problem in report.failures.items():
             log.error("check %s failed: %s", name, problem)
+        settled = floor_to(at - SETTLE, HOUR)
+        if kept is not None and settled != self._settled:  # an hour settled: store it now for the resting checks
+            self._settled = settled
+            self._prepare_ahead(config, at, store, checks, kept, report.resting)
+
+    def _prepare_ahead(self, config: Config, at: datetime, store: IncidentStore, checks: list[Check], kept: KeptRows,
+                       resting: list[str]) -> None:
+        """Optional work: skipped when another run holds the store (a backtest, a cron `check`), logged if it fails;
+        the checks then store the hour when they fall due, as they would without it."""
+        try:
+            failures = prepare_ahead(self.home, config, at, store, checks, kept, resting,
+                                     lock_timeout_s=PREPARE_AHEAD_LOCK_S)
+        except AgentwatchError as exc:
+            log.info("the resting checks did not prepare ahead: %s", exc)
+            return
+        except Exception:
+            log.exception("the resting checks did not prepare ahead")
+            return
+        for name, problem in failures.items():
+            log.warning("check %s could not prepare ahead (it will when due): %s", name, problem)
 
     def _checks_for(self, config: Config) -> list[Check]:
         """The same check objects run after run while the config stays the same (their throttles then hold

@@ -108,9 +108,11 @@ def _replaced_by(rewritten: Path) -> list[str] | None:
 
 
 # folder -> (its mtime when listed, its visible parts): a folder's mtime moves with every part, sidecar, marker or
-# deletion in it, so a settled folder (see SETTLE_NS) with the same mtime lists the same. serve's runs list each day
-# of a week for every rollup, every minute; only today's changes.
+# deletion in it, so a folder unchanged for LISTING_SETTLE_NS with the same mtime lists the same. serve's runs list
+# each day of a week for every rollup, every minute; only today's changes. The writer's duplicate check, compaction
+# and erasure list through it too: 2 s, not SETTLE_NS, so whole-second (and FAT's 2-second) timestamps hold.
 _listed: dict[Path, tuple[int, tuple[Path, ...]]] = {}
+LISTING_SETTLE_NS = 2_000_000_000
 MAX_CACHED_LISTINGS = 100_000
 
 
@@ -126,8 +128,8 @@ def list_partition(folder: Path) -> tuple[Path, ...]:
         return known[1]
     parts = _list_partition(folder)
     # A change after the stat moves the mtime, unless it falls in the same tick of the file system's clock as the
-    # last one: only a folder changed within SETTLE_NS before the stat is left uncached.
-    if abs(began - mtime) >= SETTLE_NS:
+    # last one: a folder changed within LISTING_SETTLE_NS before the stat is left uncached.
+    if abs(began - mtime) >= LISTING_SETTLE_NS:
         if len(_listed) >= MAX_CACHED_LISTINGS:
             _listed.clear()
         _listed[folder] = (mtime, parts)

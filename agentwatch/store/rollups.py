@@ -279,8 +279,10 @@ class RollupStore:
         them were found valid by this run if they are stored now (another process may have stored them)."""
         if self.kept is None or self.kept.answer(rollup.name) is not held or held.hi > answer.settled_until:
             return False
+        # Only the stored rows it still answers from count: those from the run's start (none when the run asks for a
+        # window after them, as a one-hour window does in the first minutes after an hour is stored).
         if any(self._lineages.get((rollup.name, day)) != lineage for day, lineage in held.lineages.items()
-               if day >= start.date()):  # the days before the run's first are not answered from any more
+               if max(start, _day_start(day)) < min(_day_start(day) + DAY, held.stored_until)):
             return False
         tail_stored = held.stored_until < held.hi and held.stored_until < answer.stored_until
         return not tail_stored or self._tails_checked.get(rollup.name) == held.stored_until
