@@ -94,29 +94,26 @@ def evaluate(home: Home, config: ChecksConfig, steps: list[datetime], store: Inc
     report = RunReport(steps=len(steps))
     if not steps:
         return report
-    history = max((c.history for c in checks), default=timedelta(days=1))
     # One run at a time per incident store (serve's scheduler and a manual `check` may overlap): two runs
     # would both open an incident for the same new finding.
     run_lock = WriteLock(store.path.with_name(store.path.name + ".run-lock"), timeout_s=RUN_LOCK_TIMEOUT_S)
     with run_lock:
         rollups = None if recompute else RollupStore(home, open_reader(home), now, small_range_bytes, kept)
-        _evaluate_locked(home, config, steps, store, checks, history, report, on_step, rollups)
+        _evaluate_locked(home, config, steps, store, checks, report, on_step, rollups)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
-                     history: timedelta, report: RunReport, on_step: StepHook | None,
-                     rollups: RollupStore | None) -> None:
+                     report: RunReport, on_step: StepHook | None, rollups: RollupStore | None) -> None:
     con = rollups.con if rollups is not None else open_reader(home)
     lanes: list[duckdb.DuckDBPyConnection] = []  # the second lane's connection, once opened
     try:
-        data, book = _run_data(config, steps, store, history, con, rollups)
-        unresolved = list(book.open_incidents().values())
+        data, book = _run_data(config, steps, store, checks, con, rollups)
         cadences = store.cadences()
         for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
             check.restore_cadence(cadences.get(check.name))
-        open_checks = {i.check for i in unresolved}
+        open_checks = {i.check for i in book.open_incidents().values()}
         # A one-step run (serve's minute) does not prepare a check that is not due: its last findings stand. One with
         # an open incident is prepared all the same (not evaluated): the incident's clearance reads what it prepared.
         resting = [c for c in checks if len(steps) == 1 and not c.due(steps[0]) and c.name not in open_checks]
@@ -169,9 +166,11 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         con.close()
 
 
-def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore, history: timedelta,
+def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
               con: duckdb.DuckDBPyConnection, rollups: RollupStore | None) -> tuple[EvalData, IncidentBook]:
-    """What a run's checks read, and the incident book as the run begins."""
+    """What the run's checks read (as far back as the one needing most history), and the incident book as the run
+    begins."""
+    history = max((c.history for c in checks), default=timedelta(days=1))
     unresolved, number = store.load_book()
     # Open incidents freeze their checks' baselines at their start: read back from there too, so a live run
     # sees what a backtest running since before the incident sees.
@@ -201,8 +200,7 @@ def prepare_ahead(home: Home, config: ChecksConfig, at: datetime, store: Inciden
     with run_lock:
         rollups = RollupStore(home, open_reader(home), at, small_range_bytes, kept)
         try:
-            history = max((c.history for c in checks), default=timedelta(days=1))
-            data, _ = _run_data(config, [at], store, history, rollups.con, rollups)
+            data, _ = _run_data(config, [at], store, checks, rollups.con, rollups)
             for check in chosen:
                 try:
                     check.prepare(data)

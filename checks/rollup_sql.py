@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from agentwatch.core.sql import sql_string
+from agentwatch.core.sql import quote_identifier, sql_string
 from agentwatch.store.rollups import Rollup, Span, rollup_name
 
 BUCKET = timedelta(minutes=5)
@@ -324,8 +324,9 @@ def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
         f"({text(agent)}, {listed(allowed)}, {listed(forbidden)}, {listed(requires)}, "
         f"{'NULL' if most is None else int(most)}::BIGINT)"
         for agent, allowed, forbidden, requires, most in policies)
-    flags = ", ".join(f"coalesce({condition}, false) AS \"{name}\"" for name, condition in POLICY_CONDITIONS.items())
-    violated = " OR ".join(f'"{name}"' for name in POLICY_CONDITIONS)
+    flags = ", ".join(f"coalesce({condition}, false) AS {quote_identifier(name)}"
+                      for name, condition in POLICY_CONDITIONS.items())
+    violated = " OR ".join(quote_identifier(name) for name in POLICY_CONDITIONS)
 
     def select(src: Sources, span: Span) -> str:
         return f"""
