@@ -5,13 +5,18 @@ Both compare the recent 5-minute counts of each agent x action with what the sea
 follows steady growth, and accumulate the evidence with a Poisson CUSUM: a big stream fires within
 minutes, a small one once enough events (or missing events) show the change. The drop check also
 follows the other agents' traffic, so a holiday (everyone quieter) is not an agent that stopped.
+
+A scheduled job (a nightly sweep, a weekly import: :mod:`agentwatch.checks.schedule`) is not judged by the
+seasonal band, which fires whenever the job starts earlier or later than last week: the drop check fires when its
+usual run did not begin within its usual interval plus a grace learnt from its own jitter, and the spike check
+when a run is far larger than its usual runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -19,7 +24,8 @@ from pydantic import Field, field_validator
 
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.config import ChecksConfig
-from agentwatch.checks.data import EvalData
+from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.checks.schedule import RunIndex, Schedule, ScheduleRules
 from agentwatch.checks.seasonal import (
     SLOTS_PER_DAY,
     ActionSeries,
@@ -49,6 +55,11 @@ RECENT_BUCKETS = 6  # a run still goes on while its last 30 minutes favour the c
 PEER_BUCKETS = 12  # the other agents' traffic ratio is taken over the trailing hour of each bucket
 MIN_PEER_EXPECTED = 15.0  # ... and needs this many expected events in that hour to mean anything
 PEERS_SILENT = 0.05  # peers below 5% of their usual traffic are down, not on holiday
+# Scheduled jobs are learnt from the runs of the last four weeks: a weekly job with a day of jitter has three.
+SCHEDULE_LOOK_BACK_DAYS = 29
+MIN_GRACE_BUCKETS = 6  # a scheduled run is never missed before 30 minutes past its due time
+MAX_ACTIVE_SHARE = 0.15  # a series with events in more buckets than this is a stream, whatever its rhythm
+MICROSECOND_BEFORE = timedelta(microseconds=1)  # sample ids are read in (since, until]: include the first bucket
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -77,6 +88,38 @@ class VolumeOptions(CheckOptions):
                     "another working week.",
     )
     threshold: float = Field(10, gt=0, description="CUSUM statistic needed to fire; each check says why its default.")
+    kinds: dict[str, Literal["stream", "scheduled"]] = Field(
+        default_factory=dict,
+        description="Overrides the learnt kind of a series: `agent_id/action` (or `agent_id/*` for all its actions) "
+                    "-> `stream` or `scheduled`. Left empty, each series is learnt from its own history, which is "
+                    "right unless a job is too new (fewer than `schedule_min_runs` runs) or too irregular to learn.",
+    )
+    idle_gap_minutes: float = Field(
+        120, gt=0,
+        description="A scheduled job's run ends after this long without an event. Two hours joins the pauses of "
+                    "a slow sweep into one run and still separates a nightly run from the next.",
+    )
+    schedule_min_runs: int = Field(
+        3, ge=3,
+        description="Runs a series needs in the four weeks before (plus a day) "
+                    "before it is taken for a scheduled job: three runs give two intervals to compare, so a "
+                    "weekly job is learnt once it has run three times.",
+    )
+    schedule_regularity: float = Field(
+        0.35, gt=0, lt=1,
+        description="An interval between run starts within this share of their median is regular: 0.35 takes a "
+                    "nightly job whose start moves by up to 8 hours and a weekly one by two days.",
+    )
+    jitter_multiple: float = Field(
+        1.5, ge=1,
+        description="The grace a run may be late is this multiple of the largest deviation of a regular "
+                    "interval seen: a job whose start moved by up to 3 h waits 4.5 h before it counts as missed.",
+    )
+    grace_share: float = Field(
+        0.1, ge=0, lt=1,
+        description="And never less than this share of the interval (2.4 h for a nightly job): a job learnt "
+                    "from a few punctual runs still gets the slack an ordinary late start needs.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -200,13 +243,19 @@ class VolumeCheck(Check[VolumeOptionsT]):
         super().__init__(options, config)
         # The level factor and the week's mean look LEVEL_DAYS (7) back from the window, and each of those days'
         # expectation needs history_days before it: read all of it, so a live run learns what a backtest does.
-        self.history = timedelta(days=options.history_days + LEVEL_DAYS + 1, hours=options.window_hours)
+        # A weekly job's schedule is learnt from the four weeks before (SCHEDULE_LOOK_BACK_DAYS).
+        self.history = timedelta(days=max(options.history_days + LEVEL_DAYS + 1, SCHEDULE_LOOK_BACK_DAYS + 1),
+                                 hours=options.window_hours)
 
     def prepare(self, data: EvalData) -> None:
         self.data = data
         self.model = volume_model(data, self.options)
         series = self.model.series
         self.subjects = [{"agent_id": a, "action": b} for a, b in zip(series.agents, series.actions, strict=True)]
+        self.run_index = run_index(data, self.model, self.options)
+        self.forced = {row: kind for row, s in enumerate(self.subjects)
+                       if (kind := _kind_override(self.options.kinds, s["agent_id"], s["action"]))}
+        self.schedules: dict[int, Schedule] = {}
         # An open incident of either check freezes the level factor at its start.
         self.freeze_keys = [[subject_key(name, s) for name in (SPIKE, DROP)] for s in self.subjects]
         self.levels: dict[int, np.ndarray] = {}
@@ -218,6 +267,7 @@ class VolumeCheck(Check[VolumeOptionsT]):
         start = max(0, end - int(self.options.window_hours * 60 / 5))
         if series.size == 0 or end <= start:
             return None
+        self.schedules = self.schedules_at(end)
         # The level factor moves slowly: compute it at the hour, once, and apart for rows whose incident froze it.
         hour = start - start % 12
         if hour not in self.levels:
@@ -236,6 +286,30 @@ class VolumeCheck(Check[VolumeOptionsT]):
         # Quasi-Poisson: clustered events weigh less. Learnt from the buckets before the window.
         self.spread = model.dispersion.before(start)[:, None]
         return Window(start, end, observed, baseline, level, week_mean, model.weekly[:, start:end])
+
+    def schedules_at(self, end: int) -> dict[int, Schedule]:
+        """The rows that are scheduled jobs at bucket `end`, with their schedules."""
+        found = {}
+        for row in self.run_index.runs:
+            kind = self.forced.get(row)
+            if kind != "stream" and (schedule := self.run_index.schedule(row, end, kind == "scheduled")):
+                found[row] = schedule
+        return found
+
+    def seasonal_rows(self, llr: np.ndarray) -> np.ndarray:
+        """The evidence with the rows of scheduled jobs zeroed: the seasonal band does not judge them."""
+        if self.schedules:
+            llr[list(self.schedules)] = 0.0
+        return llr
+
+    def schedule_evidence(self, row: int, schedule: Schedule) -> dict:
+        series = self.model.series
+        return {"agents": [self.subjects[row]["agent_id"]], "kind": "scheduled",
+                "interval_hours": round(schedule.interval * BUCKET / timedelta(hours=1), 2),
+                "grace_minutes": round(schedule.grace * BUCKET / timedelta(minutes=1)), "runs_learnt": schedule.runs,
+                "last_run_started_at": series.time_of(schedule.last_start).isoformat(),
+                "last_run_events": int(schedule.last_events), "usual_run_events": round(schedule.usual_events, 1),
+                "kind_source": "option kinds" if row in self.forced else "learnt"}
 
     def level_at(self, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Per row: the median observed / expected ratio of the LEVEL_DAYS days before its end column."""
@@ -294,6 +368,11 @@ class ActionSpike(VolumeCheck[SpikeOptions]):
     expectation (same slot on previous days, same weekday weighted most, scaled by a level factor that
     follows steady growth). It fires when the evidence reaches `threshold` and the spike has added at
     least `min_excess_events`; `started_at` is the start of the CUSUM run.
+
+    A scheduled job (runs at roughly regular intervals with idle gaps between: a nightly sweep, a weekly import;
+    learnt from its last four weeks, or set by `kinds`) is judged by its runs instead: it fires when the latest
+    run has `spike_ratio` times the events of its usual run (the median of the earlier ones) and at least
+    `min_excess_events` more. A run that starts hours earlier or later than last week is not a spike.
     """
 
     clears_when = (
@@ -319,8 +398,8 @@ class ActionSpike(VolumeCheck[SpikeOptions]):
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
         llr = np.where(known, poisson_llr(window.observed, expected, opts.spike_ratio), 0.0) / self.spread
-        findings = []
-        for row, stat, offset in self.runs(llr):
+        findings = self.oversized_runs(step, window)
+        for row, stat, offset in self.runs(self.seasonal_rows(llr)):
             seen = float(window.observed[row, offset:].sum())
             usual = float(expected[row, offset:].sum())
             # Counted in independent units: events that come in clusters (several writes per lead) are
@@ -349,6 +428,31 @@ class ActionSpike(VolumeCheck[SpikeOptions]):
             ))
         return findings
 
+    def oversized_runs(self, step: Step, window: Window) -> list[Finding]:
+        """Scheduled jobs whose latest run, recent, is `spike_ratio` times their usual run or more."""
+        opts, findings = self.options, []
+        for row, schedule in self.schedules.items():
+            seen, usual = schedule.last_events, schedule.usual_events
+            if schedule.last_end < window.start or seen < opts.spike_ratio * max(usual, 1.0) \
+                    or seen - usual < opts.min_excess_events:
+                continue
+            subject, ratio = self.subjects[row], seen / max(usual, 1.0)
+            started = self.model.series.time_of(schedule.last_start)
+            every = _duration(schedule.interval * BUCKET)
+            findings.append(Finding(
+                check=self.name, subject=subject,
+                severity=Severity.critical if ratio >= opts.critical_ratio else Severity.warning,
+                summary=(f"{subject['agent_id']}'s {subject['action']}, a job that runs about every {every}, ran "
+                         f"{seen:.0f} times in its run since {started:%H:%M} UTC, {ratio:.1f}x its usual run of "
+                         f"{usual:.0f}."),
+                started_at=started, affected=round(seen - usual),
+                evidence={**self.schedule_evidence(row, schedule), "observed": int(seen), "expected": round(usual, 1),
+                          "ratio": round(ratio, 2), "spike_ratio": opts.spike_ratio},
+                sample_event_ids=self.sample_ids(row, started - MICROSECOND_BEFORE, step.at, newest_first=False)
+                if step.started(self.name, subject) is None else [],
+            ))
+        return findings
+
 
 @register
 class ActionDrop(VolumeCheck[DropOptions]):
@@ -360,6 +464,12 @@ class ActionDrop(VolumeCheck[DropOptions]):
     `min_missing_events` must be missing, so a quiet Sunday or night (little expected) stays quiet.
     A stop (the rate at `drop_ratio` or below, or no event, where twice `min_missing_events` were
     expected) is critical; a partial drop is a warning.
+
+    A scheduled job (see `volume.action_spike`) is judged as a cron monitor judges it: it fires when its next run
+    has not begun by the last run's start plus its usual interval (the median between run starts) plus a grace
+    learnt from its own jitter (`jitter_multiple` times the largest deviation of a regular interval, at least
+    `grace_share` of the interval and 30 minutes). One missed run is a warning, two in a row critical. A run that
+    starts late but within its grace is not a drop, and a job's runs are not peers of the streams' holiday rule.
     """
 
     clears_when = (
@@ -377,12 +487,38 @@ class ActionDrop(VolumeCheck[DropOptions]):
         self.by_agent = np.zeros((agents.max() + 1 if agents.size else 0, agents.size))
         self.by_agent[agents, np.arange(agents.size)] = 1.0  # agents x rows: sums rows per agent
 
+    def missed_runs(self, step: Step, window: Window) -> list[Finding]:
+        """Scheduled jobs whose next run has not begun within its usual interval plus its grace."""
+        findings, series = [], self.model.series
+        for row, schedule in self.schedules.items():
+            missed = schedule.missed(window.end)
+            if not missed:
+                continue
+            subject = self.subjects[row]
+            last, due = series.time_of(schedule.last_start), series.time_of(schedule.due_by)
+            every, grace = _duration(schedule.interval * BUCKET), _duration(schedule.grace * BUCKET)
+            runs = "its usual run" if missed == 1 else f"{missed} runs in a row"
+            findings.append(Finding(
+                check=self.name, subject=subject, severity=Severity.critical if missed > 1 else Severity.warning,
+                summary=(f"{subject['agent_id']}'s {subject['action']}, a job that runs about every {every}, missed "
+                         f"{runs}: the last began {last:%a %d %H:%M} UTC, the next was due by {due:%a %d %H:%M} UTC "
+                         f"(with a grace of {grace} learnt from its own jitter), and none has begun since."),
+                started_at=due, affected=round(schedule.usual_events * missed),
+                evidence={**self.schedule_evidence(row, schedule), "missed_runs": missed, "due_by": due.isoformat()},
+                sample_event_ids=self.sample_ids(row, last - MICROSECOND_BEFORE, step.at, newest_first=True)
+                if step.started(self.name, subject) is None else [],
+            ))
+        return findings
+
     def peer_ratio(self, window: Window) -> np.ndarray:
         """Per row and bucket: observed / expected traffic of the other agents over the trailing hour, in
         [peer_floor, 1]. Per bucket, so a holiday that begins mid-window (at midnight somewhere) is followed."""
         model, agents = self.model, self.model.agent_index
         first = max(0, window.start - PEER_BUCKETS + 1)
         baseline = model.expected[:, first:window.end]
+        if self.schedules:  # a job's runs say nothing of a holiday: only streams are peers
+            baseline = baseline.copy()
+            baseline[list(self.schedules)] = np.nan
         usual = self.by_agent @ np.nan_to_num(baseline)
         seen = self.by_agent @ np.where(np.isnan(baseline), 0.0, model.series.events[:, first:window.end])
         other_usual = _trailing_sum(usual.sum(axis=0)[None, :] - usual[agents], PEER_BUCKETS)
@@ -404,8 +540,8 @@ class ActionDrop(VolumeCheck[DropOptions]):
         known = ~np.isnan(expected)
         expected = np.where(known, expected, 0.0)
         llr = np.where(known, poisson_llr(window.observed, expected, opts.drop_ratio), 0.0) / self.spread
-        findings = []
-        for row, stat, offset in self.runs(llr):
+        findings = self.missed_runs(step, window)
+        for row, stat, offset in self.runs(self.seasonal_rows(llr)):
             seen = float(window.observed[row, offset:].sum())
             usual = float(expected[row, offset:].sum())
             if (usual - seen) / self.spread[row, 0] < opts.min_missing_events:
@@ -452,6 +588,25 @@ class ActionDrop(VolumeCheck[DropOptions]):
                 if opening else [],
             ))
         return findings
+
+
+def run_index(data: EvalData, model: VolumeModel, options: VolumeOptions) -> RunIndex:
+    """The runs of every row that may be a scheduled job, shared by both checks."""
+    rules = ScheduleRules(
+        idle_gap=round(timedelta(minutes=options.idle_gap_minutes) / BUCKET),
+        look_back=SCHEDULE_LOOK_BACK_DAYS * SLOTS_PER_DAY, min_runs=options.schedule_min_runs,
+        regularity=options.schedule_regularity, jitter_multiple=options.jitter_multiple,
+        grace_share=options.grace_share, min_grace=MIN_GRACE_BUCKETS, max_active_share=MAX_ACTIVE_SHARE)
+    return data.shared(f"volume_runs:{rules}", lambda: RunIndex(model.series.events, rules))
+
+
+def _kind_override(kinds: dict[str, str], agent_id: str, action: str) -> str | None:
+    return kinds.get(f"{agent_id}/{action}") or kinds.get(f"{agent_id}/*")
+
+
+def _duration(span: timedelta) -> str:
+    hours = span / timedelta(hours=1)
+    return f"{hours / 24:.3g} days" if hours >= 48 else f"{hours:.3g} h"
 
 
 def _trailing_sum(matrix: np.ndarray, width: int) -> np.ndarray:
