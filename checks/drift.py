@@ -18,6 +18,13 @@ A small sample looks drifted by chance, so a column counts as drifted only when 
 threshold plus ``noise_margin`` times the score the reference gets against itself at the same sample sizes.
 A drifted decision output fires; inputs alone fire (as info) when ``input_share`` of them drifted. Between
 evaluations the last verdict is re-reported, so an incident does not flap.
+
+A decision that moved only because the mix of inputs moved is not the agent behaving differently: a regional
+holiday makes one region's routes rarer for a day while every lead is routed as before. When categorical inputs
+drifted too, the reference rows are reweighted to the current mix of those inputs (importance weights
+p_current(x) / p_reference(x)); a decision whose reweighted reference no longer differs from the current window
+(threshold plus the noise margin, at the reweighted sample's effective size) counts as explained by its inputs
+and only makes the finding an info.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ NOISE_SPLITS = 5  # reference-against-itself comparisons averaged into the noise
 NUMERIC_METHOD = "Wasserstein distance (normed)"  # Evidently's display names of the two methods
 CATEGORICAL_METHOD = "Jensen-Shannon distance"
 DISCOVERY_ROWS = 3000  # sampled rows per agent x action that decide which keys are numbers, categories or ids
+MIX_INPUTS = 2  # drifted inputs reweighted jointly at most: more would split the reference into too few rows
+UNSEEN_MIX_SHARE = 0.01  # current rows whose input mix the reference never saw: above this, no explanation holds
 KEEP_VERDICT_WHEN_THIN = timedelta(days=3)  # too few rows to judge (a weekend, a holiday): the last verdict stands
 
 
@@ -157,6 +166,12 @@ class Score:
     current: np.ndarray
     threshold: float
     margin: float
+    explained_by: list[str] = field(default_factory=list)  # the drifted inputs whose new mix accounts for it
+
+    @property
+    def pages(self) -> bool:
+        """A drifted decision its inputs' mix does not explain: the agent decides differently."""
+        return self.drifted and self.column.role == "decision" and not self.explained_by
 
     @property
     def drifted(self) -> bool:
@@ -240,6 +255,7 @@ class DriftDistribution(Check[DriftOptions]):
             return memory.finding if recent else None
         memory.assessed_at = step.at
         scores = _scores(stream, reference, current, o)
+        _explain_by_mix(stream, reference, current, scores, o)
         if not _fires(scores, o):
             memory.report_at, memory.report = None, []
             return None
@@ -258,8 +274,8 @@ class DriftDistribution(Check[DriftOptions]):
                  reference: np.ndarray, memory: Memory, o: DriftOptions) -> Finding:
         # Decision outputs first (they set the severity), then inputs; each by how far past its bar it is.
         drifted = sorted((s for s in scores if s.drifted),
-                         key=lambda s: (s.column.role != "decision", s.margin * s.noise - s.score))
-        outputs = [s for s in drifted if s.column.role == "decision"]
+                         key=lambda s: (not s.pages, s.column.role == "decision", s.margin * s.noise - s.score))
+        outputs = [s for s in drifted if s.pages]
         if outputs:
             critical = any(s.score >= o.critical_score for s in outputs)
             severity = Severity.critical if critical else Severity.warning
@@ -281,6 +297,9 @@ class DriftDistribution(Check[DriftOptions]):
             "report": report,
             "report_at": memory.report_at.isoformat() if memory.report_at else None,
         }
+        explained = {s.column.name: s.explained_by for s in drifted if s.explained_by}
+        if explained:
+            evidence["explained_by_inputs"] = explained
         return Finding(
             check=self.name, subject={"agent_id": stream.agent_id, "action": stream.action}, severity=severity,
             summary=_summary(stream, drifted, len(scores), o), started_at=started_at, affected=affected,
@@ -466,14 +485,71 @@ def _statistic(numeric: bool, ref: np.ndarray, cur: np.ndarray) -> float:
     return float(np.sqrt(max(divergence / 2, 0.0)))
 
 
-def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
-    """The first Wasserstein distance of two samples: the area between their empirical distribution functions."""
-    a, b = np.sort(a), np.sort(b)
+def _wasserstein(a: np.ndarray, b: np.ndarray, a_weights: np.ndarray | None = None) -> float:
+    """The first Wasserstein distance of two samples (the first weighted by `a_weights` if given): the area between
+    their empirical distribution functions."""
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], np.sort(b)
+    weights = np.ones(a.size) if a_weights is None else a_weights[order]
     points = np.sort(np.concatenate([a, b]))
     widths = np.diff(points)
-    cdf_a = np.searchsorted(a, points[:-1], side="right") / a.size
+    cumulative = np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
+    cdf_a = cumulative[np.searchsorted(a, points[:-1], side="right")]
     cdf_b = np.searchsorted(b, points[:-1], side="right") / b.size
     return float(np.sum(np.abs(cdf_a - cdf_b) * widths))
+
+
+def _weighted_statistic(numeric: bool, ref: np.ndarray, weights: np.ndarray, cur: np.ndarray) -> float:
+    """:func:`_statistic` with the reference rows weighted."""
+    if numeric:
+        mean = np.average(ref, weights=weights)
+        std = float(np.sqrt(np.average((ref - mean) ** 2, weights=weights)))
+        return _wasserstein(ref, cur, weights) / max(std, 0.001)
+    size = int(max(ref.max(), cur.max())) + 1
+    p = np.bincount(ref, weights=weights, minlength=size) / weights.sum()
+    q = np.bincount(cur, minlength=size) / cur.size
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        divergence = np.where(p > 0, p * np.log(p / m), 0.0).sum() + np.where(q > 0, q * np.log(q / m), 0.0).sum()
+    return float(np.sqrt(max(divergence / 2, 0.0)))
+
+
+def _explain_by_mix(stream: Stream, reference: np.ndarray, current: np.ndarray, scores: list[Score],
+                    o: DriftOptions) -> None:
+    """Mark each drifted decision that the drifted categorical inputs explain (see the module's docstring): weighted
+    to the current window's mix of those inputs (jointly, up to MIX_INPUTS of them, a missing value a category of its
+    own), the reference decides as the current window does."""
+    inputs = sorted((s for s in scores if s.drifted and s.column.role == "input" and not s.column.numeric),
+                    key=lambda s: -s.score)[:MIX_INPUTS]
+    if not inputs:
+        return
+
+    def mix(rows: np.ndarray) -> np.ndarray:
+        code = np.zeros(rows.size, dtype=np.int64)
+        for s in inputs:
+            code = code * (len(s.column.categories) + 1) + s.column.values[rows] + 1
+        return code
+
+    for score in scores:
+        column = score.column
+        if not (score.drifted and column.role == "decision"):
+            continue
+        valid = ~np.isnan(column.values) if column.numeric else column.values >= 0
+        ref_rows, cur_rows = reference[valid[reference]], current[valid[current]]
+        ref_mix, cur_mix = mix(ref_rows), mix(cur_rows)
+        size = int(max(ref_mix.max(), cur_mix.max())) + 1
+        p_ref = np.bincount(ref_mix, minlength=size) / ref_mix.size
+        p_cur = np.bincount(cur_mix, minlength=size) / cur_mix.size
+        if p_cur[p_ref == 0].sum() > UNSEEN_MIX_SHARE:  # inputs the reference never had cannot explain anything
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights = np.where(p_ref[ref_mix] > 0, p_cur[ref_mix] / p_ref[ref_mix], 0.0)
+        effective = weights.sum() ** 2 / (weights ** 2).sum()
+        reweighted = _weighted_statistic(column.numeric, column.values[ref_rows], weights, column.values[cur_rows])
+        # The noise at the reweighted reference's effective size (statistics shrink as 1/sqrt(rows)).
+        noise = score.noise * np.sqrt((1 / cur_rows.size + 1 / effective) / (1 / cur_rows.size + 1 / ref_rows.size))
+        if reweighted < o.threshold + o.noise_margin * noise:
+            score.explained_by = [s.column.name for s in inputs]
 
 
 def _noise(numeric: bool, ref: np.ndarray, current_rows: int) -> float:
@@ -490,7 +566,8 @@ def _noise(numeric: bool, ref: np.ndarray, current_rows: int) -> float:
 
 
 def _fires(scores: list[Score], o: DriftOptions) -> bool:
-    """Any decision output drifted, or at least `input_share` of the input columns did."""
+    """Any decision output drifted (explained by its inputs or not), or at least `input_share` of the input columns
+    did."""
     if any(s.drifted for s in scores if s.column.role == "decision"):
         return True
     inputs = [s for s in scores if s.column.role == "input"]

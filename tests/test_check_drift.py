@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agentwatch.app.config import Config
 from agentwatch.checks.drift import Column, Score, _evidently, _statistic
@@ -183,3 +184,77 @@ def test_a_one_step_run_extracts_only_its_windows_rows_and_finds_what_the_whole_
 
     live_incidents = [seen(i) for i in live.list()]
     assert live_incidents and live_incidents == [seen(i) for i in replay.incidents]
+
+
+def _router_traffic(days: int, per_day: float, seed: int, holiday: tuple[int, str] | None = None,
+                    misroute_at: datetime | None = None) -> list[dict]:
+    """lead-router's routes from T0: each lead goes to its region's team (route_to follows inputs.region, with 5 %
+    escalated). On the `holiday` day (day index, region) that region's leads fall to a tenth, so the mix of routes
+    shifts for a day while every route given a region stays right; from `misroute_at` a rule change sends 60 %
+    of NA leads to the EMEA team."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for hour in range(days * 24):
+        start = T0 + timedelta(hours=hour)
+        weekend = start.weekday() >= 5
+        for region, share in zip(REGIONS, REGION_P, strict=True):
+            off = holiday is not None and hour // 24 == holiday[0] and region == holiday[1]
+            rate = per_day * share * HOURLY[start.hour] / HOURLY.sum() * (0.3 if weekend else 1.0) * (0.1 if off
+                                                                                                      else 1.0)
+            for _ in range(rng.poisson(rate)):
+                at = start + timedelta(seconds=float(rng.uniform(0, 3600)))
+                team = region.lower()
+                if misroute_at is not None and at >= misroute_at and region == "NA" and rng.random() < 0.6:
+                    team = "emea"
+                route = "escalation" if rng.random() < 0.05 else f"sdr:{team}"
+                lead = f"L-{len(events):06d}"
+                events.append({
+                    "event_id": f"r-{seed}-{len(events):06d}", "ts": iso(at), "agent_id": "lead-router",
+                    "action": "lead.route", "resource": {"type": "lead", "id": lead}, "status": "ok",
+                    "inputs": {"region": region, "segment": str(rng.choice(SEGMENTS, p=SEGMENT_P))},
+                    "decision": {"route_to": route}})
+    return events
+
+
+def test_a_regional_holiday_shifts_routes_as_the_inputs_explain_it_and_pages_nobody(home: Home) -> None:
+    """One region's holiday: its leads fall to a tenth for a day, so lead-router's route shares move with the region
+    mix of its inputs, and each lead is still routed as before. Reweighted to the day's region mix, the reference
+    routes as the holiday did: an info incident at most (the inputs moved), never a page."""
+    store_events(home, actions=_router_traffic(6, 1200, seed=5, holiday=(4, "NA")))
+    report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=5, hours=6), config=OPTIONS, only=[CHECK])
+    assert not report.failures
+    assert opened(report, CHECK), "the region mix moved: an info incident says so"
+    # Severity only rises while an incident stays open: its final state shows whether it ever paged.
+    assert all(incident.severity == "info" for incident in report.incidents), [i.summary for i in report.incidents]
+    explained = [i.evidence.get("explained_by_inputs") for i in report.incidents]
+    assert {"decision.route_to": ["inputs.region"]} in explained
+
+
+def test_routes_that_change_for_the_same_inputs_still_page(home: Home) -> None:
+    """A rule change sending 60 % of NA leads to the EMEA team moves the route shares with the region mix
+    unchanged: reweighting explains nothing, and it pages within 24 h."""
+    misroute_at = T0 + timedelta(days=4, hours=10)
+    store_events(home, actions=_router_traffic(6, 1200, seed=6, misroute_at=misroute_at))
+    report = run(home, T0 + timedelta(days=4), T0 + timedelta(days=5, hours=12), config=OPTIONS, only=[CHECK])
+    assert not report.failures
+    (at, incident), *_ = opened(report, CHECK)
+    assert incident.severity in ("warning", "critical") and timedelta(0) < at - misroute_at <= timedelta(hours=24)
+    assert "decision.route_to" in incident.evidence["drifted_columns"]
+    assert "explained_by_inputs" not in incident.evidence
+
+
+def test_reweighting_with_equal_weights_is_the_plain_statistic_and_weights_move_it() -> None:
+    """The reweighted statistics are Evidently's formulas with weights: equal weights give the plain score, and
+    weights that make the reference look like the current sample bring the score to zero."""
+    from agentwatch.checks.drift import _weighted_statistic
+
+    rng = np.random.default_rng(3)
+    ref, cur = rng.normal(0, 1, 800), rng.normal(0.4, 1, 600)
+    assert _weighted_statistic(True, ref, np.ones(ref.size), cur) == pytest.approx(_statistic(True, ref, cur))
+    codes_ref, codes_cur = rng.integers(0, 3, 900), rng.choice(3, 700, p=[0.6, 0.3, 0.1])
+    plain = _statistic(False, codes_ref, codes_cur)
+    assert _weighted_statistic(False, codes_ref, np.ones(codes_ref.size), codes_cur) == pytest.approx(plain)
+    share_ref = np.bincount(codes_ref, minlength=3) / codes_ref.size
+    share_cur = np.bincount(codes_cur, minlength=3) / codes_cur.size
+    weights = (share_cur / share_ref)[codes_ref]
+    assert plain > 0.2 and _weighted_statistic(False, codes_ref, weights, codes_cur) == pytest.approx(0, abs=1e-6)
