@@ -53,6 +53,24 @@ def test_quiet_on_ordinary_noise_of_a_mostly_null_key(home):
     assert opened(report, "quality.null_spike") == []
 
 
+def test_a_mostly_null_key_needs_its_values_gone_not_halved(home):
+    """deal_stage has a value for the 10% of leads with an open deal (the benchmark's field). A day of new-logo
+    campaign leads halves that share (10% -> 4%): a mix shift, which pages nobody; the rename a day later takes the
+    values to none and fires within 3 hours (one read a minute: `min_missing_values` 10 at about 6 values an hour).
+    """
+    campaign, rename = T0 + timedelta(days=8, hours=6), T0 + timedelta(days=9, hours=10)
+
+    def inputs(rng, at):
+        share = 0.0 if at >= rename else 0.04 if at >= campaign else 0.10
+        return {"deal_stage": "proposal" if rng.random() < share else None, "email": "x@y.co"}
+
+    store_events(home, actions=traffic(9.8, inputs, every_min=1))
+    report = run(home, T0 + timedelta(days=8), T0 + timedelta(days=9, hours=18), only=ONLY)
+    (at, incident), = opened(report, "quality.null_spike")
+    assert incident.subject == {"field": "deal_stage"}
+    assert rename < at <= rename + timedelta(hours=3)
+
+
 def test_quiet_on_a_key_sent_with_some_events_only(home):
     """A key present in a quarter of the events (the field an update touches) is judged where present only."""
 
