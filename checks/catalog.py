@@ -13,9 +13,12 @@ CHECK_MODULES = (
     "agentwatch.checks.human_threshold",
     "agentwatch.checks.workflow",
     "agentwatch.checks.outcome",
+    "agentwatch.checks.write_reverted",
     "agentwatch.checks.duplicates",
+    "agentwatch.checks.identity",
     "agentwatch.checks.expectations",
     "agentwatch.checks.drift",
+    "agentwatch.checks.approval",
 )
 
 

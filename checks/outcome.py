@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
@@ -31,7 +31,7 @@ from agentwatch.checks.options import options_for
 from agentwatch.checks.rollup_sql import LAG_BINS, correction_histogram, correction_lags_sql, mapped_actions
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
-from agentwatch.store.rollups import floor_to
+from agentwatch.store.rollups import Rollup, floor_to
 
 HOUR = 3600.0
 CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -96,15 +96,20 @@ def corrected_actions(data: EvalData) -> tuple[pl.DataFrame, list[str]]:
 
 def lag_histogram(data: EvalData, options: CorrectionOptions, high_confidence: float | None) -> pl.DataFrame:
     """agent_id, action, hour (epoch s), high, bin, n: a check's baselines as hourly lag histograms
-    (:func:`correction_histogram`, kept in the home), over the whole hours its baselines can reach: from the one
-    holding the first step's baseline start to the last before the last step's recent window (whose corrections
+    (:func:`correction_histogram`, kept in the home; see :func:`baseline_rows`)."""
+    rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence,
+                                  attribution=_all_mappings(data.config)[0])
+    return baseline_rows(data, options, rollup)
+
+
+def baseline_rows(data: EvalData, options: CorrectionOptions, histogram: Rollup) -> pl.DataFrame:
+    """A lag-histogram rollup's rows (hour as epoch s) over the whole hours a check's baselines can reach: from the
+    one holding the first step's baseline start to the last before the last step's recent window (whose corrections
     are all in by then). Whole hours, so a run reads only stored rows once they are settled."""
     since = floor_to(data.look_back_from - timedelta(days=options.baseline_days, hours=options.recent_hours),
                      timedelta(hours=1))  # a rollup answers whole cells from the one holding `since`
     until = floor_to(data.last - timedelta(hours=options.recent_hours), timedelta(hours=1)) - MICROSECOND
-    rollup = correction_histogram(options.kinds_to_actions(), timedelta(hours=options.max_lag_hours), high_confidence,
-                                  attribution=_all_mappings(data.config)[0])
-    return data.rollup(rollup, since=since, until=until).with_columns(pl.col("hour").dt.epoch("s").alias("hour"))
+    return data.rollup(histogram, since=since, until=until).with_columns(pl.col("hour").dt.epoch("s").alias("hour"))
 
 
 def subject_lags(data: EvalData, mapping: dict[str, list[str]], max_lag_hours: float) -> pl.DataFrame:
@@ -153,6 +158,20 @@ class Cohorts:
         n = counts[LAG_BINS]
         curve = np.concatenate(([0.0], np.cumsum(counts[:LAG_BINS]))) / max(n, 1.0)
         return float(n), curve
+
+    def corrected_by_age(self, start_hours: np.ndarray, end_hours: np.ndarray,
+                         age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the actions of the whole hours [start, end) (hours since the epoch), and how many of them were
+        corrected within `age` seconds (interpolated within a lag bin)."""
+        hi = np.clip(end_hours - self.hour0, 0, len(self.cum) - 1)
+        lo = np.clip(start_hours - self.hour0, 0, hi)
+        counts = self.cum[hi] - self.cum[lo]
+        edges = np.concatenate((np.zeros((len(counts), 1)), np.cumsum(counts[:, :LAG_BINS], axis=1)), axis=1)
+        position = np.minimum(age, self.max_lag) / self.width
+        bin_ = np.minimum(position.astype(int), LAG_BINS - 1)
+        rows = np.arange(len(counts))
+        corrected = edges[rows, bin_] + (edges[rows, bin_ + 1] - edges[rows, bin_]) * (position - bin_)
+        return counts[:, LAG_BINS], corrected
 
     def at_age(self, curve: np.ndarray, age: np.ndarray) -> np.ndarray:
         """The baseline's share corrected within `age` seconds, interpolated on the lag curve."""
@@ -307,12 +326,9 @@ class CorrectionRateCheck(Check[CorrectionOptionsT]):
         self.subjects = {}  # afresh: the object may be reused by the scheduler for the next run
         if not any(self.kinds_to_actions().values()):
             return
-        histogram = _by_subject(lag_histogram(data, self.options, None))
-        recent = _by_subject(subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours))
-        max_lag = self.options.max_lag_hours * HOUR
-        for subject in sorted(set(histogram) | set(recent)):
-            self.subjects[subject] = Cohorts(histogram.get(subject, _EMPTY_HISTOGRAM),
-                                             recent.get(subject, _EMPTY_RECENT), max_lag)
+        self.subjects = cohorts_by_subject(lag_histogram(data, self.options, None),
+                                           subject_lags(data, self.kinds_to_actions(), self.options.max_lag_hours),
+                                           self.options.max_lag_hours)
 
     def evaluate(self, step: Step) -> list[Finding]:
         findings = []
@@ -340,8 +356,8 @@ class CorrectionRateCheck(Check[CorrectionOptionsT]):
         if hits.sum() < opts.min_corrections:
             return None
         usual = max(float(curve[-1]), opts.min_baseline_share)
-        shape = cohorts.at_age(curve, age) / curve[-1] if curve[-1] > 0 else np.minimum(age / cohorts.max_lag, 1.0)
-        expected = usual * shape
+        baseline = (base_end - opts.baseline_days * 24 * HOUR, base_end)
+        expected = self.expected_at_age(cohorts, t, age, curve, usual, baseline)
         test = CorrectionCusum(hits, expected, np.minimum(expected * opts.ratio, 0.999))
         test.run()
         if test.statistic < opts.threshold:
@@ -371,14 +387,37 @@ class CorrectionRateCheck(Check[CorrectionOptionsT]):
                 "baseline_window": [_iso(base_end - opts.baseline_days * 24 * HOUR), _iso(base_end)],
                 "max_lag_hours": opts.max_lag_hours, "cusum": round(test.statistic, 2),
                 "threshold": opts.threshold, "outcome_kinds": sorted(self.kinds_to_actions()),
+                **self.extra_evidence(corrected_ids),
             },
             sample_event_ids=[str(i) for i in corrected_ids if i is not None][:SAMPLE_IDS],
         )
+
+    def expected_at_age(self, cohorts: Cohorts, t: np.ndarray, age: np.ndarray, curve: np.ndarray, usual: float,
+                        baseline: tuple[float, float]) -> np.ndarray:
+        """The baseline's probability that each recent action (made at `t`, now `age` seconds old) is corrected by
+        now: the `usual` share times the share of the baseline's corrections (`curve`, over the `baseline` span)
+        that came within that age."""
+        shape = cohorts.at_age(curve, age) / curve[-1] if curve[-1] > 0 else np.minimum(age / cohorts.max_lag, 1.0)
+        return usual * shape
+
+    def extra_evidence(self, corrected_ids: np.ndarray) -> dict[str, Any]:
+        """What a kind of check adds to a finding's evidence about the corrected actions it counted (none here)."""
+        return {}
 
 
 _EMPTY_HISTOGRAM = pl.DataFrame(schema={"hour": pl.Int64, "bin": pl.Int32, "n": pl.Int64})
 _EMPTY_RECENT = pl.DataFrame(schema={"t": pl.Float64, "lag": pl.Float64, "confidence": pl.Float64,
                                      "event_id": pl.String})
+
+
+def cohorts_by_subject(histogram: pl.DataFrame, recent: pl.DataFrame,
+                       max_lag_hours: float) -> dict[tuple[str, str], Cohorts]:
+    """The Cohorts of each agent x action found in a baseline histogram (:func:`baseline_rows`) or among the recent
+    actions with their lags (agent_id, action, t, lag, confidence, event_id; sorted by t)."""
+    histograms, recents = _by_subject(histogram), _by_subject(recent)
+    return {subject: Cohorts(histograms.get(subject, _EMPTY_HISTOGRAM), recents.get(subject, _EMPTY_RECENT),
+                             max_lag_hours * HOUR)
+            for subject in sorted(set(histograms) | set(recents))}
 
 
 def _by_subject(frame: pl.DataFrame) -> dict[tuple[str, str], pl.DataFrame]:

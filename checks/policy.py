@@ -1,7 +1,7 @@
 """Policy checks: actions an agent took outside the policy written in the config's ``agents:`` section.
 
 Each check selects its violating events over the whole range in ``prepare``, through one rollup of
-``agentwatch.checks.rollup_sql`` the four checks share (the per-agent policy is in its SQL as escaped
+``agentwatch.checks.rollup_sql`` the five checks share (the per-agent policy is in its SQL as escaped
 literals), and keeps them as a small Polars frame; ``evaluate`` reports the violations of the last window
 per agent x action.
 
@@ -21,9 +21,9 @@ from pydantic import Field
 
 from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
-from agentwatch.checks.config import AgentPolicy, ChecksConfig
+from agentwatch.checks.config import AgentPolicy, ChecksConfig, pattern_specificity
 from agentwatch.checks.data import EvalData, rows_in_window
-from agentwatch.checks.rollup_sql import POLICY_CONDITIONS, PolicyRow, policy_violations
+from agentwatch.checks.rollup_sql import POLICY_CONDITIONS, ConfidenceRule, PolicyRow, policy_violations
 from agentwatch.core.severity import Severity
 
 
@@ -77,7 +77,7 @@ class PolicyCheck(Check[PolicyOptions]):
         options = self.options
         self.window = timedelta(minutes=options.window_minutes)
         since = data.look_back_from - self.window
-        # The four checks share one scan when their options agree (the usual case).
+        # The five checks share one scan when their options agree (the usual case).
         every = data.shared(f"policy.violations {since.isoformat()} {sorted(options.statuses)}",
                             lambda: _violations(data, since, options.statuses))
         self.violations = every.filter(pl.col(self.name)).drop(*CHECKS)
@@ -94,8 +94,13 @@ class PolicyCheck(Check[PolicyOptions]):
             pl.col("records_affected").max().alias("largest"),
             pl.col("external").any().alias("external"),
             pl.col("event_id").head(SAMPLE_IDS).alias("sample"),
+            *self.aggregates(),
         )
         return [self._finding(row) for row in groups.sort("agent_id", "action").iter_rows(named=True)]
+
+    def aggregates(self) -> list[pl.Expr]:
+        """What a check's finding needs of its violating events beyond the shared counts (per agent x action)."""
+        return []
 
     def severity(self, row: dict) -> Severity:
         return Severity.critical
@@ -110,7 +115,7 @@ class PolicyCheck(Check[PolicyOptions]):
         evidence = {
             "events": row["events"], "records_affected": int(row["records"]),
             "largest_records_affected": int(row["largest"]), "window_minutes": minutes, "agents": [row["agent_id"]],
-            **self.policy_evidence(row["agent_id"]),
+            **self.policy_evidence(row["agent_id"]), **self.row_evidence(row),
         }
         return Finding(
             check=self.name, subject={"agent_id": row["agent_id"], "action": row["action"]},
@@ -121,6 +126,10 @@ class PolicyCheck(Check[PolicyOptions]):
         )
 
     def policy_evidence(self, agent_id: str) -> dict:
+        return {}
+
+    def row_evidence(self, row: dict) -> dict:
+        """Evidence from the check's own `aggregates`."""
         return {}
 
 
@@ -188,6 +197,73 @@ class BulkLimit(PolicyCheck):
                 f"{minutes} minutes (up to {int(row['largest'])} records), above its limit of {limit}.")
 
 
+@register
+class LowConfidenceAutonomy(PolicyCheck):
+    """An agent acted on its own below the confidence its policy says needs a human (``min_confidence``).
+
+    RevOps teams gate high-impact actions behind a confidence: below it the agent should ask a human
+    (status ``pending_approval``) or act with an ``approval.approved_by``. An event counts when it carries no
+    approval and its ``confidence`` is below the agent's threshold for its action, or it has no confidence
+    while the policy says ``require_confidence: true``. Only actions a ``min_confidence`` covers are judged.
+
+    ``min_confidence`` is one number (every action) or a map from action pattern (a shell glob on the dotted
+    name: ``email.*``, ``*``) to a number. Of the keys matching an action the most specific applies: an exact
+    action name beats any pattern, a longer pattern beats a shorter one, and of two patterns as long the higher
+    threshold. An agent's entry extends ``"*"``: its map entries override ``"*"``'s pattern by pattern, its single
+    number replaces ``"*"``'s thresholds, its ``require_confidence`` (when set) overrides. The threshold is matched
+    in the shared policy rollup's SQL, once per agent x action. For example:
+
+    ```yaml
+    agents:
+      "*":          {min_confidence: {"*": 0.5}}
+      lead-router:  {min_confidence: {"email.*": 0.8, lead.assign_owner: 0.7}, require_confidence: true}
+    ```
+
+    A warning; critical when one of the actions reached a person outside (``external: true``, e.g. an email to a
+    prospect). Benign look-alikes it ignores: a low-confidence action a human approved, one the agent skipped or
+    sent for approval (``skipped``, ``pending_approval``), a confidence exactly at the threshold, and agents and
+    actions no threshold covers. The evidence gives the threshold and the lowest and median confidence of the
+    violating events (and how many had none).
+    """
+
+    name: ClassVar[str] = "policy.low_confidence_autonomy"
+    breaks: ClassVar[str] = "below the confidence its policy requires for acting without a human"
+    clears_when = (
+        "Resolves when the agent's further actions of this kind, at least `clear_min_events` since it last fired, "
+        "carry a confidence at or above the threshold, an approval, or went to a human (pending approval, skipped). "
+        "No further actions of this kind keep it open."
+    )
+
+    def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
+                     activity: Activity) -> tuple[int, str]:
+        """The agent's actions of this kind: a confidence that fell on one action shows it is back on that action,
+        not in the agent's other work."""
+        return Check.fresh_events(self, step, subject, since, activity)
+
+    def severity(self, row: dict) -> Severity:
+        return Severity.critical if row["external"] else Severity.warning
+
+    def aggregates(self) -> list[pl.Expr]:
+        return [pl.col("min_confidence").max().alias("threshold"),
+                pl.col("confidence").min().alias("lowest"),
+                pl.col("confidence").median().alias("median"),
+                pl.col("confidence").null_count().alias("missing")]
+
+    def row_evidence(self, row: dict) -> dict:
+        return {"min_confidence": row["threshold"], "lowest_confidence": row["lowest"],
+                "median_confidence": row["median"], "without_confidence": int(row["missing"])}
+
+    def summary(self, row: dict, minutes: int) -> str:
+        times = "once" if row["events"] == 1 else f"{row['events']} times"
+        if row["lowest"] is None:
+            seen = "with no confidence"
+        else:
+            seen = f"at confidence down to {row['lowest']:.2f}" + (
+                f" ({row['missing']} with none)" if row["missing"] else "")
+        return (f"{row['agent_id']} ran {row['action']} without approval {times} in the last {minutes} minutes "
+                f"{seen}, below its threshold of {row['threshold']:.2f}.")
+
+
 CHECKS = tuple(POLICY_CONDITIONS)
 
 
@@ -196,7 +272,8 @@ def _violations(data: EvalData, since: datetime, statuses: list[str]) -> pl.Data
     if not data.config.agents:
         return _empty_violations()
     # A rollup: serve holds the settled violations between its minute runs and reads only the last minutes.
-    found = data.rollup(policy_violations(_policy_rows(data.config), statuses), since=since)
+    rollup = policy_violations(_policy_rows(data.config), statuses, _confidence_rules(data.config))
+    found = data.rollup(rollup, since=since)
     return found.select(_empty_violations().columns).sort("ts", "event_id")
 
 
@@ -210,9 +287,21 @@ def _policy_rows(config: ChecksConfig) -> list[PolicyRow]:
     return rows
 
 
+def _confidence_rules(config: ChecksConfig) -> list[ConfidenceRule]:
+    """One row per key of each effective ``min_confidence``, for the same agents as :func:`_policy_rows`; the SQL
+    picks the most specific per agent x action."""
+    rules = []
+    for name in [None, *sorted(a for a in config.agents if a != "*")]:
+        policy = config.policy_for(name) if name else config.agents.get("*", AgentPolicy())
+        rules += [(name, pattern, threshold, pattern_specificity(pattern), bool(policy.require_confidence))
+                  for pattern, threshold in sorted(policy.confidence_thresholds().items())]
+    return rules
+
+
 def _empty_violations() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "event_id": pl.String, "ts": pl.Datetime("us", "UTC"), "agent_id": pl.String, "action": pl.String,
-        "records_affected": pl.Int64, "external": pl.Boolean, **dict.fromkeys(CHECKS, pl.Boolean),
+        "records_affected": pl.Int64, "external": pl.Boolean, "confidence": pl.Float64,
+        "min_confidence": pl.Float64, **dict.fromkeys(CHECKS, pl.Boolean),
     })
 

@@ -299,6 +299,9 @@ def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, h
 
 # (agent_id or None for the "*" policy, allowed or None, forbidden, requiring approval, max records or None)
 PolicyRow = tuple[str | None, list[str] | None, list[str], list[str], int | None]
+# (agent_id or None for the "*" policy, action pattern, minimum confidence, the pattern's specificity, whether a
+# missing confidence counts as below it): one row per key of an agent's effective `min_confidence`.
+ConfidenceRule = tuple[str | None, str, float, int, bool]
 # Per policy check, the condition over the columns of `action_policy` (see `policy_violations`) marking a violation.
 POLICY_CONDITIONS = {
     "policy.forbidden_action": "list_contains(forbidden, action)",
@@ -306,13 +309,19 @@ POLICY_CONDITIONS = {
                           "AND NOT list_contains(requires, action) AND NOT list_contains(forbidden, action)",
     "policy.unapproved_action": "list_contains(requires, action) AND approved_by IS NULL",
     "policy.bulk_limit": "max_records IS NOT NULL AND records_affected > max_records",
+    "policy.low_confidence_autonomy": "approved_by IS NULL AND (confidence < min_confidence "
+                                      "OR (confidence IS NULL AND require_confidence))",
 }
 
 
-def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
+def policy_violations(policies: list[PolicyRow], statuses: list[str],
+                      confidence_rules: list[ConfidenceRule] | None = None) -> Rollup:
     """The policy checks' events: each action with a status in `statuses` that breaks its agent's policy (the
     agent's own row of `policies`, else the one with agent_id None), with one boolean column per check of
-    POLICY_CONDITIONS: event_id, ts, agent_id, action, records_affected, external, then the flags."""
+    POLICY_CONDITIONS: event_id, ts, agent_id, action, records_affected, external, confidence, min_confidence (the
+    threshold of the most specific of the policy's `confidence_rules` matching the action, else NULL), then the
+    flags."""
+    rules = sorted(confidence_rules or [], key=lambda r: (r[0] or "", r[1]))
 
     def text(value: str | None) -> str:
         return "NULL::VARCHAR" if value is None else f"{sql_string(value)}::VARCHAR"
@@ -324,6 +333,12 @@ def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
         f"({text(agent)}, {listed(allowed)}, {listed(forbidden)}, {listed(requires)}, "
         f"{'NULL' if most is None else int(most)}::BIGINT)"
         for agent, allowed, forbidden, requires, most in policies)
+    thresholds = " UNION ALL ".join(
+        f"SELECT {text(agent)} AS agent_id, {text(pattern)} AS pattern, {float(least)!r}::DOUBLE AS threshold, "
+        f"{int(specificity)} AS specificity, {bool(required)} AS required"
+        for agent, pattern, least, specificity, required in rules) or (
+        "SELECT NULL::VARCHAR AS agent_id, NULL::VARCHAR AS pattern, NULL::DOUBLE AS threshold, "
+        "NULL::INTEGER AS specificity, NULL::BOOLEAN AS required WHERE false")
     flags = ", ".join(f"coalesce({condition}, false) AS {quote_identifier(name)}"
                       for name, condition in POLICY_CONDITIONS.items())
     violated = " OR ".join(quote_identifier(name) for name in POLICY_CONDITIONS)
@@ -331,21 +346,39 @@ def policy_violations(policies: list[PolicyRow], statuses: list[str]) -> Rollup:
     def select(src: Sources, span: Span) -> str:
         return f"""
             WITH policy AS (SELECT * FROM (VALUES {values}) AS p(agent_id, allowed, forbidden, requires, max_records)),
-            action_policy AS (
-                SELECT a.event_id, a.ts, a.agent_id, a.action, a.records_affected, a.approved_by,
-                       coalesce(a.external, false) AS external,
+            thresholds AS ({thresholds}),
+            -- Each agent x action's policy, worked out once per distinct pair (two narrow columns read) rather than
+            -- per event: the agent's own row, else the "*" one; of its confidence keys matching the action the most
+            -- specific, and of two as specific the higher threshold.
+            pairs AS (SELECT DISTINCT agent_id, action FROM {src['actions']} WHERE {span.condition()}),
+            gates AS (
+                SELECT pa.agent_id, pa.action, t.threshold AS min_confidence, t.required AS require_confidence
+                FROM pairs pa LEFT JOIN policy p ON p.agent_id = pa.agent_id
+                JOIN thresholds t ON t.agent_id IS NOT DISTINCT FROM p.agent_id AND pa.action GLOB t.pattern
+                QUALIFY row_number() OVER (PARTITION BY pa.agent_id, pa.action
+                                           ORDER BY t.specificity DESC, t.threshold DESC) = 1),
+            pair_policy AS (
+                SELECT pa.agent_id, pa.action,
                        CASE WHEN p.agent_id IS NULL THEN d.allowed ELSE p.allowed END AS allowed,
                        CASE WHEN p.agent_id IS NULL THEN d.forbidden ELSE p.forbidden END AS forbidden,
                        CASE WHEN p.agent_id IS NULL THEN d.requires ELSE p.requires END AS requires,
-                       CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records
-                FROM {src['actions']} a LEFT JOIN policy p ON p.agent_id = a.agent_id
+                       CASE WHEN p.agent_id IS NULL THEN d.max_records ELSE p.max_records END AS max_records,
+                       g.min_confidence, g.require_confidence
+                FROM pairs pa LEFT JOIN policy p ON p.agent_id = pa.agent_id
                 CROSS JOIN (SELECT * FROM policy WHERE agent_id IS NULL) d
+                LEFT JOIN gates g ON g.agent_id = pa.agent_id AND g.action = pa.action),
+            action_policy AS (
+                SELECT a.event_id, a.ts, a.agent_id, a.action, a.records_affected, a.approved_by, a.confidence,
+                       coalesce(a.external, false) AS external, pp.allowed, pp.forbidden, pp.requires,
+                       pp.max_records, pp.min_confidence, pp.require_confidence
+                FROM {src['actions']} a JOIN pair_policy pp ON pp.agent_id = a.agent_id AND pp.action = a.action
                 WHERE {span.condition('a.ts')} AND list_contains({_list(sorted(statuses))}, a.status))
-            SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, {flags}
+            SELECT * FROM (SELECT event_id, ts, agent_id, action, records_affected, external, confidence,
+                                  min_confidence, {flags}
                            FROM action_policy) WHERE {violated}"""
 
-    return Rollup(rollup_name("policy_violations-v1", policies=policies, statuses=sorted(statuses)), "actions",
-                  timedelta(microseconds=1), "ts", select)
+    return Rollup(rollup_name("policy_violations-v2", policies=policies, statuses=sorted(statuses),
+                              confidence=rules), "actions", timedelta(microseconds=1), "ts", select)
 
 
 def invalid_transitions(record: str, state_path: str, statuses: list[str], states: list[str],
@@ -374,3 +407,113 @@ def invalid_transitions(record: str, state_path: str, statuses: list[str], state
     return Rollup(rollup_name("invalid_transitions-v1", record=record.lower(), path=state_path,
                               statuses=sorted(statuses), states=sources, pairs=sorted(pairs)),
                   "actions", timedelta(microseconds=1), "ts", select)
+
+
+REVERT_KIND = "field_changed"  # the outcome that says a person changed one field of a record
+
+
+def field_writes_select(actions: str, condition: str, listed: list[str]) -> str:
+    """One row per field a successful action of `actions` (a relation) meeting `condition` wrote: each top-level key
+    of its `after` object. Columns: agent_id, action, ts, confidence, event_id, resource_type, resource_id, field
+    (the key, lower case), written and prior (the value in after and in before, as comparable text: a string's
+    content, other JSON as its text, trimmed and lower case; NULL when null or absent). `listed`: only these
+    actions (empty: every action)."""
+    # One JSONPath member per key, quoted so dots and spaces stay inside it.
+    path = "'$.\"' || replace(replace(k, '\\', '\\\\'), '\"', '\\\"') || '\"'"
+    return f"""
+        SELECT agent_id, action, ts, confidence, event_id, resource_type, resource_id, lower(k) AS field,
+               lower(trim(json_extract_string(after, {path}))) AS written,
+               lower(trim(json_extract_string(before, {path}))) AS prior
+        FROM (SELECT agent_id, action, ts, confidence, event_id, resource_type, resource_id, after, before,
+                     unnest(json_keys(after)) AS k
+              FROM {actions} WHERE {condition} AND {_is_write(listed)})"""
+
+
+def _is_write(listed: list[str]) -> str:
+    """The condition that an action wrote a field: successful, with a non-empty `after` object (stored minified), of
+    the `listed` actions (empty: any)."""
+    only = f" AND list_contains({_list(listed)}, action)" if listed else ""
+    return f"status = 'ok' AND after IS NOT NULL AND after::VARCHAR <> '{{}}'{only}"
+
+
+def field_writes(actions: list[str]) -> Rollup:
+    """outcome.write_reverted's writes, one row per field written (:func:`field_writes_select`), stamped with the
+    action's time. Their reverts are joined at read time (:func:`write_reverts_sql`): outcomes are few, writes many."""
+    listed = sorted(actions)
+
+    def select(src: Sources, span: Span) -> str:
+        return field_writes_select(src["actions"], span.condition(), listed)
+
+    return Rollup(rollup_name("field_writes-v1", actions=listed), "actions", timedelta(microseconds=1), "ts", select)
+
+
+def write_reverts_sql(writes: str, outcomes: str, fields: Mapping[str, str], cap: timedelta) -> str:
+    """The writes of `writes` (rows of :func:`field_writes`) a person set back, per write event: event_id, lag (seconds
+    from the write to the first revert of any of its fields) and fields (those reverted), counting reverts within
+    `cap` of the write only. A ``field_changed`` outcome of `outcomes` changes the field it names (`fields` maps an
+    outcome's field name, lower case, to the action key it is; else the name itself, case-insensitively) of its
+    record. It reverts the write it names (corrects_event_id) if that wrote the field of that record; else the latest
+    write of the field on its record at or before it, if it changed the field from the value written (`from`) or back
+    to the value before the write (`to` = ``before.<field>``). A change by the writing agent itself (actor = its
+    agent_id) is not a revert."""
+    names = ", ".join(f"({sql_string(name.lower())}, {sql_string(key.lower())})"
+                      for name, key in sorted(fields.items()))
+    field_names = (f"SELECT * FROM (VALUES {names}) AS m(name, field)" if names
+                   else "SELECT NULL::VARCHAR AS name, NULL::VARCHAR AS field WHERE false")
+    return f"""
+        WITH writes AS NOT MATERIALIZED ({writes}),
+        field_names AS ({field_names}),
+        outs AS (
+            SELECT o.ts, o.resource_type, o.resource_id, o.actor, o.corrects_event_id,
+                   coalesce(m.field, lower(o.field)) AS field,
+                   lower(trim(json_extract_string(o.from_value, '$'))) AS was,
+                   lower(trim(json_extract_string(o.to_value, '$'))) AS now
+            FROM ({outcomes}) o LEFT JOIN field_names m ON m.name = lower(o.field)
+            WHERE o.kind = {sql_string(REVERT_KIND)}),
+        named AS (
+            SELECT w.event_id, w.agent_id, w.ts AS written_at, w.field, o.ts, o.actor FROM outs o
+            JOIN writes w ON w.event_id = o.corrects_event_id AND w.resource_type = o.resource_type
+            AND w.resource_id = o.resource_id AND w.field = o.field AND w.ts <= o.ts),
+        unnamed AS (SELECT * FROM outs WHERE corrects_event_id IS NULL),
+        inferred AS (  -- only the writes of fields an unnamed outcome changed take part in the as-of join
+            SELECT w.event_id, w.agent_id, w.ts AS written_at, w.field, o.ts, o.actor FROM unnamed o
+            ASOF JOIN (SELECT * FROM writes w SEMI JOIN unnamed u ON u.resource_type = w.resource_type
+                       AND u.resource_id = w.resource_id AND u.field = w.field) w
+            ON o.resource_type = w.resource_type AND o.resource_id = w.resource_id AND o.field = w.field
+            AND o.ts >= w.ts
+            WHERE o.was = w.written OR o.now = w.prior)
+        SELECT event_id, min(epoch(ts) - epoch(written_at)) AS lag, list(DISTINCT field ORDER BY field) AS fields
+        FROM (SELECT * FROM named UNION ALL SELECT * FROM inferred)
+        WHERE actor IS DISTINCT FROM agent_id AND epoch(ts) - epoch(written_at) <= {cap.total_seconds()}
+        GROUP BY event_id"""
+
+
+def revert_histogram(actions: list[str], fields: Mapping[str, str], max_lag: timedelta) -> Rollup:
+    """outcome.write_reverted's baseline, without its rows: per agent x action x hour of writes (successful actions
+    with an `after` object; `actions`: only these, empty: all), how many had their first revert within each lag bin
+    (``max_lag / LAG_BINS`` wide; ``bin`` NULL: not reverted within `max_lag`). Columns: agent_id, action, hour, bin,
+    n. A row reads the outcomes, and the later writes of the same fields, up to `max_lag` after it."""
+    listed = sorted(actions)
+    width = max_lag.total_seconds() / LAG_BINS
+
+    def select(src: Sources, span: Span) -> str:
+        wide = span.wide_condition(reach=max_lag)
+        # Writes up to max_lag after the span take part in the as-of join: a later write of the field is the one an
+        # outcome that names none sets back. Only the fields of the records an outcome touched are read out of the
+        # JSON (a day of every write's fields costs a second; the few touched ones nothing).
+        touched = (f"(SELECT * FROM {src['actions']} a SEMI JOIN outs o ON o.resource_type = a.resource_type "
+                   f"AND o.resource_id = a.resource_id WHERE {span.wide_condition('a.ts', reach=max_lag)})")
+        return f"""
+            WITH outs AS (SELECT * FROM {src['outcomes']} WHERE {wide} AND kind = {sql_string(REVERT_KIND)}),
+            writes AS ({field_writes_select(touched, "true", listed)}),
+            reverted AS ({write_reverts_sql("SELECT * FROM writes", "SELECT * FROM outs", fields, max_lag)}),
+            written AS (SELECT agent_id, action, ts, event_id FROM {src['actions']}
+                        WHERE {span.condition()} AND {_is_write(listed)})
+            SELECT agent_id, action, time_bucket(INTERVAL '1 hour', ts) AS hour,
+                   CASE WHEN r.lag IS NOT NULL THEN least(floor(r.lag / {width!r}), {LAG_BINS - 1}) END::INTEGER
+                   AS bin, count(*)::BIGINT AS n
+            FROM written LEFT JOIN reverted r USING (event_id) GROUP BY ALL"""
+
+    name = rollup_name("revert_histogram-v1", actions=listed, fields=dict(sorted(fields.items())),
+                       max_lag=max_lag.total_seconds())
+    return Rollup(name, "actions", timedelta(hours=1), "hour", select, reach=max_lag, reads=("outcomes",))

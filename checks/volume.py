@@ -14,6 +14,7 @@ when a run is far larger than its usual runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal, TypeVar
@@ -600,7 +601,7 @@ def run_index(data: EvalData, model: VolumeModel, options: VolumeOptions) -> Run
     return data.shared(f"volume_runs:{rules}", lambda: RunIndex(model.series.events, rules))
 
 
-def _kind_override(kinds: dict[str, str], agent_id: str, action: str) -> str | None:
+def _kind_override(kinds: Mapping[str, str], agent_id: str, action: str) -> str | None:
     return kinds.get(f"{agent_id}/{action}") or kinds.get(f"{agent_id}/*")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentwatch.app.config import Config, load_config
-from agentwatch.checks.config import AgentPolicy
+from agentwatch.checks.config import AgentPolicy, pattern_specificity
 from agentwatch.checks.null_spike import NullSpikeOptions
 from agentwatch.checks.options import options_for
 from agentwatch.core.errors import ConfigError
@@ -218,3 +218,61 @@ def test_allowed_actions_stay_unset_when_nobody_sets_them() -> None:
     """No allowed_actions in "*" nor the agent means every action is allowed (None), not an empty list."""
     config = Config.model_validate({"agents": {"*": {"forbidden_actions": ["a"]}, "x": {"forbidden_actions": ["b"]}}})
     assert config.policy_for("x").allowed_actions is None
+
+
+def test_min_confidence_loads_as_a_number_or_a_map(tmp_path: Path) -> None:
+    """min_confidence is one number for every action, or action pattern -> number; require_confidence a boolean."""
+    config = load_config(write(tmp_path, 'agents:\n  "*": {min_confidence: 0.5}\n'
+                                         '  lead-router:\n    min_confidence: {"email.*": 0.8, lead.assign_owner: 1}\n'
+                                         '    require_confidence: true\n'))
+    assert config.agents["*"].min_confidence == 0.5
+    assert config.agents["*"].confidence_thresholds() == {"*": 0.5}
+    assert config.agents["lead-router"].min_confidence == {"email.*": 0.8, "lead.assign_owner": 1.0}
+    assert config.agents["lead-router"].require_confidence is True
+
+
+@pytest.mark.parametrize(("text", "line", "key", "says"), [
+    ("agents:\n  x:\n    min_confidence: 1.5\n", 3, "agents.x.min_confidence", "min_confidence should be a number"),
+    ("agents:\n  x:\n    min_confidence: {'email.*': -0.1}\n", 3, "agents.x.min_confidence",
+     "min_confidence 'email.*' should be a number from 0 to 1"),
+    ("agents:\n  x:\n    min_confidence: {'email.*': high}\n", 3, "agents.x.min_confidence", "'email.*'"),
+    ("agents:\n  x:\n    min_confidence: true\n", 3, "agents.x.min_confidence", "not True"),
+    ("agents:\n  x:\n    min_confidence: {'': 0.5}\n", 3, "agents.x.min_confidence", "empty action pattern"),
+    ("agents:\n  x:\n    min_confidence: 0.5\n    require_confidence: sometimes\n", 4,
+     "agents.x.require_confidence", "boolean"),
+])
+def test_a_bad_confidence_setting_names_its_line_and_key(tmp_path: Path, text: str, line: int, key: str,
+                                                         says: str) -> None:
+    """A threshold outside [0, 1] (or not a number), an empty pattern, a require_confidence that is no boolean: each is
+    refused at its line, naming the key and, in a map, the pattern."""
+    message = error_of(tmp_path, text)
+    assert line_and_key(message) == (line, key)
+    assert says in message, message
+
+
+def test_confidence_settings_extend_the_star_entry() -> None:
+    """An agent's map overrides "*"'s pattern by pattern (a "*" number is its "*" pattern); its number replaces
+    "*"'s thresholds; its require_confidence overrides when set, else "*"'s holds."""
+    config = Config.model_validate({"agents": {
+        "*": {"min_confidence": {"*": 0.5, "email.*": 0.9}, "require_confidence": True},
+        "lead-router": {"min_confidence": {"email.*": 0.7, "lead.*": 0.6}, "require_confidence": False},
+        "scorer": {"min_confidence": 0.2},
+        "intake": {"forbidden_actions": ["record.delete"]},
+    }})
+    router = config.policy_for("lead-router")
+    assert router.confidence_thresholds() == {"*": 0.5, "email.*": 0.7, "lead.*": 0.6}
+    assert router.require_confidence is False
+    scorer = config.policy_for("scorer")
+    assert scorer.min_confidence == 0.2 and scorer.require_confidence is True
+    assert config.policy_for("intake").confidence_thresholds() == {"*": 0.5, "email.*": 0.9}
+    numbered = Config.model_validate({"agents": {"*": {"min_confidence": 0.4},
+                                                 "x": {"min_confidence": {"email.*": 0.8}}}})
+    assert numbered.policy_for("x").confidence_thresholds() == {"*": 0.4, "email.*": 0.8}
+    assert numbered.policy_for("x").require_confidence is None  # nobody set it: a missing confidence is not judged
+
+
+def test_the_most_specific_confidence_key_is_an_exact_name_then_the_longest_pattern() -> None:
+    """pattern_specificity orders the keys the policy rollup's SQL picks from."""
+    assert pattern_specificity("email.send") > pattern_specificity("email.send*") > pattern_specificity("email.*")
+    assert pattern_specificity("email.*") > pattern_specificity("*")
+    assert pattern_specificity("email.?end") == len("email.?end")

@@ -29,7 +29,11 @@ ISSUE_CHECK_NAMES = {
     "policy.forbidden_action", "policy.not_allowed", "policy.unapproved_action", "policy.bulk_limit",
     "workflow.invalid_transition", "workflow.sla_breach", "workflow.partial_failure",
     "outcome.routing_accuracy_drop", "outcome.requalification_spike", "outcome.calibration",
+    "outcome.write_reverted",  # issue 14's reverted CRM writes
     "policy.human_threshold",  # issue 4's human notification threshold
+    "quality.identity_collision",  # issue 14's same person twice, owners in conflict
+    "policy.low_confidence_autonomy",  # issue 14's confidence thresholds
+    "approval.queue_backlog", "approval.latency", "approval.rubber_stamp",  # issue 14's approval gate
 }
 
 
@@ -73,7 +77,9 @@ def _open_incident(check: type, at: datetime) -> Incident:
     """An open incident of `check` that last fired a day before `at`, on a subject of the check's kind."""
     subjects = {"quality.null_spike": {"field": "deal_stage"},
                 "quality.expectation_failed": {"dataset": "actions", "expectation": "not_null(agent_id)"},
-                "workflow.sla_breach": {"object": "lead"}}
+                "workflow.sla_breach": {"object": "lead"},
+                "quality.identity_collision": {"kind": "same_person", "object": "lead"},
+                "approval.rubber_stamp": {"approver": "mgr-3"}}
     subject = subjects.get(check.name, {"agent_id": "lead-router", "action": "lead.route"})
     evidence: dict[str, object] = {"agents": ["lead-router"]}
     if check.family == "schema":

@@ -8,11 +8,12 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agentwatch.app.demo.simulate import BAD_RELEASE, MANAGER_OFFSITE, SimulationConfig
 from agentwatch.collector.ingest.pipeline import ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
 from agentwatch.core.home import Home
@@ -24,12 +25,12 @@ CLI_TIMEOUT_S = 120
 CLOSING_LINE = re.compile(r"(\w+): ([\d,]+) accepted, ([\d,]+) duplicates skipped, ([\d,]+) rejected")
 
 
-def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: object, cwd: Path, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run ``python -m agentwatch.app.cli`` with the given arguments; AGENTWATCH_HOME is never inherited."""
     env = {k: v for k, v in os.environ.items() if k != "AGENTWATCH_HOME"}
     return subprocess.run(
         [sys.executable, "-m", "agentwatch.app.cli", *(str(a) for a in args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
@@ -373,3 +374,46 @@ def test_demo_guard_pauses_the_agents_reading_the_renamed_field(demo_runs):
     assert f"agent guard: lead-router is paused by {rename.id} schema.field_renamed" in printed
     (pause,) = AgentControls(alerts_db(home)).history("lead-router")
     assert (pause.action, pause.by, pause.incident_id) == ("pause", "agentwatch", rename.id)
+
+
+# The month up to the day the managers are back from their offsite: the enrichment release (day 12) and the
+# offsite (days 20 and 21) are in it, the rename (day 17) too. A short week shows neither.
+MONTH_DAYS = 23
+MONTH_TIMEOUT_S = 600  # three weeks of replay: about 80 s on two busy cores
+
+
+@pytest.fixture(scope="module")
+def demo_month(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`demo --no-serve --days 23`: its home and what it printed."""
+    root = tmp_path_factory.mktemp("demo-month")
+    done = run_cli("demo", "--no-serve", "--days", MONTH_DAYS, "--home", root / "home", cwd=root,
+                   timeout=MONTH_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    return root / "home", " ".join(done.stdout.split())
+
+
+def test_demo_shows_the_reverted_writes_and_the_approval_backlog(demo_month):
+    """Among the demo's root incidents: reps setting back enrichment-agent 1.9.0's industries, opened within a day
+    of the release and the only reverted-write incident (the reps' everyday edits are its baseline), and the
+    approval requests waiting while the managers are at their offsite, opened within its first day and lasting
+    until they are back."""
+    from agentwatch.checks.engine import incident_store
+
+    home, printed = demo_month
+    found = incident_store(Home.resolve(home)).list()
+    start = SimulationConfig().start
+    released, away, back = start + BAD_RELEASE[0], start + MANAGER_OFFSITE[0], start + MANAGER_OFFSITE[1]
+
+    (reverted,) = [i for i in found if i.check == "outcome.write_reverted"]
+    assert reverted.subject == {"agent_id": "enrichment-agent", "action": "crm.update_field"}
+    assert reverted.severity in ("warning", "critical") and not reverted.caused_by
+    assert released <= reverted.started_at and reverted.opened_at - released < timedelta(hours=24)
+    assert max(reverted.evidence["reverted_fields"].items(), key=lambda item: item[1])[0] == "industry"
+
+    (backlog,) = [i for i in found if i.check == "approval.queue_backlog" and away <= i.opened_at < back]
+    assert backlog.subject == {"agent_id": "followup-agent", "action": "email.send"}
+    assert backlog.severity in ("warning", "critical") and not backlog.caused_by
+    assert backlog.opened_at - away < timedelta(hours=24)
+    assert back <= backlog.last_fired_at and backlog.resolved_at is not None  # answered once they were back
+    for incident in (reverted, backlog):
+        assert f"{incident.id} [{incident.severity}, " in printed

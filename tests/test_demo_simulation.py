@@ -11,10 +11,11 @@ import pytest
 
 from agentwatch.app.demo import SimulationConfig, SimulationFiles, simulate
 from agentwatch.app.demo.crm import BENIGN_DAY, BENIGN_FIELD
+from agentwatch.app.demo.simulate import BAD_RELEASE, MANAGER_OFFSITE
 from agentwatch.app.demo.traffic import REGION_UTC_OFFSET_MIN
 from agentwatch.schemas import ActionEvent, OutcomeEvent, SchemaSnapshot, parse_rfc3339
 
-SMALL = SimulationConfig(days=21, leads_per_weekday=120, rename_day=14)
+SMALL = SimulationConfig(days=24, leads_per_weekday=120, rename_day=14)  # holds the offsite of days 20 and 21
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +176,75 @@ def test_qualifier_upgrade_mid_month(actions: list[dict]) -> None:
     ]
     assert {version for ts, version in qualifier if ts < day_10} == {"2.3.0"}
     assert {version for ts, version in qualifier if ts >= day_11} == {"2.4.0"}
+
+
+def _set_back_share(writes: list[dict], reverts: dict[tuple[str, str], dict]) -> float:
+    """The share of ``writes`` a field_changed outcome sets back within a day."""
+    hits = 0
+    for write in writes:
+        field = write["inputs"]["field"]
+        revert = reverts.get((write["resource"]["id"], field))
+        lag = revert and parse_rfc3339(revert["ts"]) - parse_rfc3339(write["ts"])
+        hits += bool(lag) and timedelta(0) < lag < timedelta(days=1) and revert["from"] == write["after"][field]
+    return hits / len(writes)
+
+
+def test_reps_set_back_a_few_enriched_fields_and_most_of_the_bad_release(
+    actions: list[dict], outcomes: list[dict]
+) -> None:
+    """Reps set back about 2% of enrichment's industry and segment writes, within a few office hours, from the value
+    written; enrichment-agent 1.9.0 (day 12 to 13) writes wrong industries and reps set back ~30% of its writes, back
+    to the baseline under 1.9.1."""
+    reverts = [o for o in outcomes if o["kind"] == "field_changed"]
+    assert reverts and all(o["actor"].startswith("sdr-") and o["from"] != o["to"] for o in reverts)
+    by_field = {(o["resource"]["id"], o["field"]): o for o in reverts}
+    assert len(by_field) == len(reverts)  # one edit per lead and field: each matches one write
+    writes = [a for a in actions if a["action"] == "crm.update_field" and a["status"] == "ok"]
+    released = SMALL.start + BAD_RELEASE[0], SMALL.start + BAD_RELEASE[1]
+    versions = {(a["agent_version"], parse_rfc3339(a["ts"]) >= released[0]) for a in writes}
+    assert versions == {("1.8.2", False), ("1.9.0", True), ("1.9.1", True)}
+    assert all(parse_rfc3339(a["ts"]) < released[1] for a in writes if a["agent_version"] == "1.9.0")
+    share = {
+        (version, field): _set_back_share(
+            [a for a in writes if a["agent_version"] == version and a["inputs"]["field"] == field], by_field
+        )
+        for version in ("1.8.2", "1.9.0", "1.9.1")
+        for field in ("industry", "segment")
+    }
+    for version in ("1.8.2", "1.9.1"):
+        assert 0.01 < share[(version, "industry")] < 0.04
+        assert 0.005 < share[(version, "segment")] < 0.03
+    assert 0.2 < share[("1.9.0", "industry")] < 0.45
+    assert share[("1.9.0", "segment")] < 0.04  # the bad release gets only the industry wrong
+    # Within office hours of the write: most the same day.
+    lags = sorted(
+        parse_rfc3339(o["ts"]) - parse_rfc3339(w["ts"])
+        for w in writes
+        if (o := by_field.get((w["resource"]["id"], w["inputs"]["field"])))
+    )
+    assert lags[0] > timedelta(minutes=15) and lags[len(lags) // 2] < timedelta(hours=8)
+
+
+def test_offsite_leaves_approval_requests_unanswered_until_the_managers_are_back(
+    run: SimulationFiles, actions: list[dict]
+) -> None:
+    """Enterprise first touches wait for a manager's approval: usually within hours; requests made during the
+    managers' offsite (days 20 and 21) are all answered once they are back on day 22, none before."""
+    requests = {a["resource"]["id"]: parse_rfc3339(a["ts"]) for a in actions if a["status"] == "pending_approval"}
+    answers = {
+        a["resource"]["id"]: (parse_rfc3339(a["ts"]), parse_rfc3339(a["approval"]["approved_at"]))
+        for a in actions
+        if a["action"] == "email.send" and a["status"] == "ok" and "approval" in a
+    }
+    away, back = SMALL.start + MANAGER_OFFSITE[0], SMALL.start + MANAGER_OFFSITE[1]
+    weekdays = [t for t in requests.values() if t < away and t.weekday() < 5]
+    # Enough requests a day for a check to learn the gate's rhythm: over a dozen at the demo's 400 leads a weekday.
+    assert len(weekdays) / len({t.date() for t in weekdays}) > 0.03 * SMALL.leads_per_weekday
+    usual = [answers[lead][0] - t for lead, t in requests.items() if t < away - timedelta(days=1) and lead in answers]
+    assert sum(wait < timedelta(days=1) for wait in usual) > 0.8 * len(usual)
+    held = {lead: t for lead, t in requests.items() if away <= t < back}
+    assert len(held) > 10
+    assert run.summary["approvals_held_by_offsite"] >= len(held)
+    for lead in held:
+        answered, approved = answers[lead]
+        assert back <= approved < answered < back + timedelta(days=1)

@@ -30,6 +30,8 @@ VALID_OUTCOME = {
     "kind": "owner_changed",
     "resource": {"type": "lead", "id": "L-1"},
 }
+# A field_changed outcome must name its field: the one rule that ties one key to another's value.
+VALID_FIELD_CHANGE = {**VALID_OUTCOME, "kind": "field_changed", "field": "Industry", "from": "Retail", "to": "Software"}
 
 # Values chosen to sit on every rule's edge: types, emptiness, bounds, formats.
 EDGE_VALUES: list[Any] = [
@@ -38,7 +40,7 @@ EDGE_VALUES: list[Any] = [
     "2026-10-01T24:00:00Z", "2026-02-30T10:00:00Z", "2026-10-01T09:30:00.123456789-03:00", "1700000000",
     "9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
     "lead.assign_owner", "lead", "Lead.Route-2", "lead..route", ".lead", "ok", "error", "skipped",
-    "pending_approval", "OK", "owner_changed", "closed_won", "unknown_kind", "true",
+    "pending_approval", "OK", "owner_changed", "closed_won", "field_changed", "unknown_kind", "true",
     {"type": "lead", "id": "L-1"}, {"type": "lead"}, {"type": "lead", "id": 1}, {"type": "", "id": "L"},
     {"type": "lead", "id": "L-1", "name": "Acme"},
     {"approved_by": "rep-1", "approved_at": "2026-10-01T10:00:00Z"}, {"approved_by": "rep-1"},
@@ -102,7 +104,8 @@ def test_outcome_verdicts_match_pydantic(events: list[dict[str, Any]]) -> None:
     _assert_same_verdicts(OUTCOMES, events)
 
 
-@pytest.mark.parametrize(("dataset", "base"), [(ACTIONS, VALID_ACTION), (OUTCOMES, VALID_OUTCOME)])
+@pytest.mark.parametrize(("dataset", "base"), [(ACTIONS, VALID_ACTION), (OUTCOMES, VALID_OUTCOME),
+                                               (OUTCOMES, VALID_FIELD_CHANGE)])
 def test_every_key_with_every_edge_value(dataset: Dataset, base: dict[str, Any]) -> None:
     """Setting any one key (or a nested key) to any edge value gets the same verdict from both validators."""
     events = [{**base, key: value} for key in sorted(dataset.known_keys) for value in EDGE_VALUES]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from agentwatch.schemas import ACTION_STATUSES, OUTCOME_KINDS, ActionEvent, OutcomeEvent, SchemaSnapshot
 from agentwatch.schemas.common import ACTION_PATTERN, MAX_ID_LENGTH
+from agentwatch.schemas.outcomes import FIELD_NAMED_BY
 
 # Largest integer the store keeps exactly (BIGINT).
 MAX_INT64 = 2**63 - 1
@@ -66,6 +67,8 @@ class FieldSpec:
     maximum: float | None = None
     default: int | float | None = None
     subfields: tuple[FieldSpec, ...] = ()
+    # (key, value): when that key of the same event holds that value, this key must be a non-empty string.
+    required_if: tuple[str, str] | None = None
 
     @property
     def column_name(self) -> str:
@@ -182,7 +185,7 @@ OUTCOMES = Dataset(
         FieldSpec("kind", Kind.ENUM, required=True, values=OUTCOME_KINDS),
         _resource(),
         FieldSpec("actor", Kind.TEXT),
-        FieldSpec("field", Kind.TEXT),
+        FieldSpec("field", Kind.TEXT, required_if=("kind", FIELD_NAMED_BY)),
         FieldSpec("from", Kind.ANY, column="from_value"),
         FieldSpec("to", Kind.ANY, column="to_value"),
         FieldSpec("amount", Kind.NUMBER),

@@ -20,7 +20,7 @@ CONFIG: dict[str, Any] = {
         "qualifier-agent": {"allowed_actions": ["lead.qualify"]},
         "lead-router": {"allowed_actions": ["lead.route", "lead.assign_owner", "sequence.enroll", "crm.update_field",
                                             "task.create"],
-                        "max_records_per_action": 5},
+                        "max_records_per_action": 5, "min_confidence": {"lead.route": 0.8}},
         "followup-agent": {"allowed_actions": ["email.send", "crm.log_activity"], "requires_approval": ["email.send"]},
     },
     "workflow": {

@@ -217,6 +217,24 @@ DUPLICATE = Fault("lead assigned twice", "quality.duplicate", ("quality.duplicat
 EXPECTATION = Fault("route_to outside the allowed set", "quality.expectation_failed",
                     ("quality.expectation_failed",), {}, _t(1, 10, 25), {"route_typo_at": _t(1, 10, 25)})
 
+SWEEP_MISSED = Fault("nightly hygiene sweep stops running", "volume.scheduled", ("volume.action_drop",),
+                     {"agent_id": "hygiene-agent"}, _t(1, 0, 0), {"sweep_stops_at": _t(1, 0, 0)})
+APPROVALS_STALL = Fault("marketing-ops stops answering approval requests", "approval",
+                        ("approval.queue_backlog",), {"agent_id": "followup-agent", "action": "email.send"},
+                        _t(1, 10, 0), {"approvals_stall_at": _t(1, 10, 0)})
+APPROVALS_SLOW = Fault("approvals take 2 to 6 hours more", "approval", ("approval.latency",),
+                       {"agent_id": "followup-agent", "action": "email.send"}, _t(1, 9, 0),
+                       {"approvals_slow_at": _t(1, 9, 0)})
+RUBBER_STAMP = Fault("marketing-ops approves within seconds", "approval", ("approval.rubber_stamp",),
+                     {"approver": "marketing-ops"}, _t(1, 10, 0), {"rubber_stamp_at": _t(1, 10, 0)})
+LOW_CONFIDENCE = Fault("lead-router routes below its confidence floor", "policy",
+                       ("policy.low_confidence_autonomy",), {"agent_id": "lead-router", "action": "lead.route"},
+                       _t(1, 10, 45), {"low_confidence_at": _t(1, 10, 45)})
+REVERTED = Fault("reps set enrichment-agent's industry back", "outcome", ("outcome.write_reverted",),
+                 {"agent_id": "enrichment-agent"}, _t(1, 9, 0), {"wrong_industry_at": _t(1, 9, 0)})
+DUPLICATE_PEOPLE = Fault("dedup step broken: people arrive as two leads", "quality.identity_collision",
+                         ("quality.identity_collision",), {}, _t(1, 10, 0), {"duplicate_people_at": _t(1, 10, 0)})
+
 # Faults that cascade (a rename changes routing, a loop leaves emails unlogged) run alone; the rest share
 # runs with faults on other agents and checks. Outcome and drift runs last two days: their evidence is slow.
 SCENARIOS = (
@@ -230,6 +248,11 @@ SCENARIOS = (
     Scenario("outcome", (ROUTING, REQUALIFIED), days=2),
     Scenario("calibration", (CALIBRATION,), days=2),
     Scenario("drift", (DRIFT,), days=2),
+    Scenario("scheduled", (SWEEP_MISSED,)),
+    Scenario("approval-backlog", (APPROVALS_STALL, LOW_CONFIDENCE)),
+    Scenario("approval-speed", (APPROVALS_SLOW,)),
+    Scenario("rubber-stamp", (RUBBER_STAMP, DUPLICATE_PEOPLE)),
+    Scenario("reverted", (REVERTED,), days=2),
 )
 FAMILIES = tuple(dict.fromkeys(f.family for s in SCENARIOS for f in s.faults))
 

@@ -75,6 +75,14 @@ def outcomes(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         actor=pl.lit("sdr-manager"), field=pl.lit("qualified"),
         **{"from": pl.col("_qualified"), "to": ~pl.col("_qualified")}, corrects_event_id=pl.col("event_id"))
 
+    writes = _first_ok(frames["update_industry"])
+    reverted = writes.filter(pl.Series(uniform(writes["_lead"].to_numpy(), 15) < writes["_p_reverted"].to_numpy()))
+    lead_w = reverted["_lead"].to_numpy()
+    out["field_changed"] = _outcome(  # a rep sets the industry the agent wrote back to empty, hours later
+        reverted, "field_changed", "fc", _when(reverted, HOUR / 2 - np.log(uniform(lead_w, 16)) * 3 * HOUR, 17),
+        actor=pl.lit("rep-ops"), field=pl.lit("industry"),
+        **{"from": pl.col("after.industry"), "to": pl.lit(None, pl.String)})
+
     email = _first_ok(frames["email"]) if "email" in frames else None
     if email is not None and email.height:
         lead_e = email["_lead"].to_numpy()

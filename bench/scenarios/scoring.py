@@ -13,8 +13,12 @@ from scenarios.faults import Fault
 PAGES = ("warning", "critical")  # severities that reach a person; info incidents are a log, not a page
 DELAY_TARGETS = {"schema": timedelta(minutes=30), "null": timedelta(minutes=30), "volume": timedelta(minutes=30),
                  "errors": timedelta(minutes=30), "policy": timedelta(minutes=30),
-                 "outcome": timedelta(hours=24), "drift": timedelta(hours=24)}
-MAX_FALSE_PER_WEEK = 1.0
+                 "quality.identity_collision": timedelta(minutes=30),
+                 "outcome": timedelta(hours=24), "drift": timedelta(hours=24),
+                 # A missed run is known only once the job is later than its own jitter allows (3 h here, times
+                 # 1.5), and a stalled approval only once requests wait past their limit: both are slow by nature.
+                 "volume.scheduled": timedelta(hours=8), "approval": timedelta(hours=24)}
+MAX_FALSE_PER_WEEK = 0.5
 
 
 def matches(fault: Fault, incident: Incident) -> bool:
@@ -113,8 +117,9 @@ def by_family(detections: list[Detection]) -> list[FamilyResult]:
     return results
 
 
-def markdown(detections: list[Detection], false_incidents: list[Incident] | None, weeks: int) -> str:
-    """The results as Markdown tables, ready for docs/benchmarks.md."""
+def markdown(detections: list[Detection], false_incidents: list[Incident] | None, weeks: int,
+             faults_table: bool = True) -> str:
+    """The results as Markdown tables, ready for docs/benchmarks.md (per family, then per fault if asked)."""
     lines = ["| family | detected | median delay | target | met |", "|---|---|---|---|---|"]
     for r in by_family(detections):
         target = f"< {_minutes(r.target)}" if r.target else "detected"
@@ -123,8 +128,10 @@ def markdown(detections: list[Detection], false_incidents: list[Incident] | None
     if false_incidents is not None:
         per_week = len(false_incidents) / weeks
         lines.append(f"| false warning/critical incidents per clean week | {len(false_incidents)} in {weeks} "
-                     f"week{'s' if weeks > 1 else ''} | {per_week:.1f} / week | <= {MAX_FALSE_PER_WEEK:.0f} | "
+                     f"week{'s' if weeks > 1 else ''} | {per_week:.1f} / week | <= {MAX_FALSE_PER_WEEK:.1f} | "
                      f"{'yes' if per_week <= MAX_FALSE_PER_WEEK else '**no**'} |")
+    if not faults_table:
+        return "\n".join(lines)
     lines += ["", "| family | fault | injected | caught by | severity | delay |", "|---|---|---|---|---|---|"]
     for d in detections:
         inc = d.incident

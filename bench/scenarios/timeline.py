@@ -39,6 +39,10 @@ class Timeline:
     leads_per_day: int  # leads on an ordinary weekday at the start of evaluation
     growth_per_day: float = 0.02  # steady growth, compounded daily
     holidays: tuple[date, ...] = field(default=(EVAL_START.date() + timedelta(days=3),))  # the first Thursday
+    # One region's holiday shifts which teams get leads for a day (every agent sees the shift): EMEA on the first
+    # Friday, APAC on the second Wednesday.
+    regional_holidays: tuple[tuple[date, str], ...] = field(default=(
+        (EVAL_START.date() + timedelta(days=4), "EMEA"), (EVAL_START.date() + timedelta(days=9), "APAC")))
 
     @property
     def eval_start(self) -> datetime:

@@ -21,6 +21,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from scenarios.outcomes import uniform
 from scenarios.timeline import DAY, HOUR, MINUTE, SECOND, Timeline, us, weekday_of
 
 REGIONS = ("NA", "EMEA", "APAC")
@@ -47,6 +48,7 @@ _WEEKEND_HOURLY = np.where(_HOURLY > 0.5, 0.4, _HOURLY)
 _MONDAY_HOURLY = _HOURLY * np.where((np.arange(24) >= 8) & (np.arange(24) < 11), 1.8, 1.0)  # weekend backlog
 DAY_FACTOR = (1.1, 1.0, 1.0, 1.0, 1.0, 0.15, 0.10)  # Monday .. Sunday
 HOLIDAY_FACTOR = 0.25
+DUPLICATE_LEAD_OFFSET = 5_000_000  # lead numbers of the second copies of duplicated people
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,15 @@ class Knobs:
     calibration_at: datetime | None = None  # high-confidence qualifier decisions turn out wrong
     calibration_rate: float = 0.40
     calibration_confidence: float = 0.9
+    approvals_stall_at: datetime | None = None  # marketing-ops stops answering approval requests
+    approvals_slow_at: datetime | None = None  # every approval takes 2 to 6 hours more
+    rubber_stamp_at: datetime | None = None  # marketing-ops approves within 1 to 3 seconds
+    low_confidence_at: datetime | None = None  # lead-router 2.1 routes a fifth of leads below its confidence floor
+    wrong_industry_at: datetime | None = None  # enrichment-agent writes wrong industries: reps set 30% back
+    revert_rate: float = 0.30
+    duplicate_people_at: datetime | None = None  # the dedup step breaks: 10% of people arrive as two leads
+    duplicate_share: float = 0.10
+    sweep_stops_at: datetime | None = None  # the nightly hygiene sweep stops running
 
 
 def _text(values: np.ndarray) -> pl.Series:
@@ -141,6 +152,10 @@ def leads(rng: np.random.Generator, timeline: Timeline, knobs: Knobs) -> pl.Data
     lat = {name: np.round(rng.lognormal(np.log(m), 0.45, n), 1)
            for name, m in (("enrich", 900), ("upd", 180), ("qual", 1800), ("route", 350), ("assign", 220),
                            ("enroll", 300), ("email", 600), ("log", 150))}
+    # Drawn after the others, so the traffic the earlier draws make stays the same as before they were added.
+    d |= {"review": rng.uniform(1, 20, n) * MINUTE,  # an approver reads the email before approving it
+          "stamp": rng.uniform(1, 3, n) * SECOND, "slow": rng.uniform(2, 6, n) * HOUR}
+    draws["low_conf"] = rng.uniform(0.5, 0.78, n)
     d = {k: v.astype(np.int64) for k, v in d.items()}
 
     t_enrich = created + d["enrich"]
@@ -170,6 +185,19 @@ def leads(rng: np.random.Generator, timeline: Timeline, knobs: Knobs) -> pl.Data
     router_region = np.where(_after(t_route, knobs.router_region_null_at), None, region_name)
     path = np.where(stage_router != None, "ae", np.where(qualified, "sdr", "nurture"))  # noqa: E711 (object array)
     t_email = t_assign + np.where(path == "sdr", d["email_sdr"], d["email_nurture"])
+    # The agent asks for approval once the lead is enrolled, a person reviews, the agent sends a little after the
+    # approval.
+    t_request = np.maximum(t_email - d["approve"] - d["review"], t_enroll + SECOND)
+    marketing = path != "sdr"  # marketing-ops approves nurture emails; an SDR approves its own
+    usual_review = t_email - d["approve"] - t_request
+    review = np.where(marketing & _after(t_request, knobs.rubber_stamp_at), d["stamp"], usual_review)
+    review = review + np.where(_after(t_request, knobs.approvals_slow_at), d["slow"], 0)
+    t_approve = t_request + review
+    t_email = t_approve + d["approve"]
+    stalled = marketing & _after(t_request, knobs.approvals_stall_at)  # never answered: never sent
+    route_conf = np.where(_after(t_route, knobs.low_confidence_at) & (draws["typo"] > 0.8), draws["low_conf"],
+                          draws["route_conf"])
+    wrong_industry = _after(t_upd[:, 0], knobs.wrong_industry_at)
 
     p_owner = np.where(path == "nurture", 0.02, 0.05)
     p_owner = np.where(_after(t_assign, knobs.owner_changed_at), knobs.owner_changed_rate, p_owner)
@@ -179,35 +207,102 @@ def leads(rng: np.random.Generator, timeline: Timeline, knobs: Knobs) -> pl.Data
     wrong = _after(t_qual, knobs.calibration_at) & (confidence >= knobs.calibration_confidence)
     p_requal = np.where(wrong, np.maximum(p_requal, knobs.calibration_rate), p_requal)
 
+    # About one lead in 300 is a person who already came in a day or so before (same name and email): real CRMs
+    # have a steady trickle of these, so only a jump in them is a broken dedup step.
+    lead = np.arange(n)
+    person = np.where((uniform(lead, 31) < 0.003) & (lead >= 2000), lead - 2000, lead)
     frame = pl.DataFrame({
-        "_lead": np.arange(n), "_region": region, "_offset_h": np.array(UTC_OFFSET_H)[region], "_seg": seg,
+        "_lead": lead, "_person": person, "_region": region, "_offset_h": np.array(UTC_OFFSET_H)[region], "_seg": seg,
         "region": region_name.astype(str), "router_region": _text(router_region), "segment": np.array(SEGMENTS)[seg],
         "seg_code": np.array(SEGMENT_CODE)[seg], "employees": draws["employees"],
         "industry": np.array(INDUSTRIES)[draws["industry"]], "source": np.array(SOURCES)[draws["source"]],
-        "first_name": np.array(FIRST_NAMES)[draws["first"]], "junk": junk, "has_opp": draws["has_opp"],
+        "first_name": np.array(FIRST_NAMES)[draws["first"][person]], "junk": junk, "has_opp": draws["has_opp"],
         "stage_enricher": _text(stage_enricher), "stage_router": _text(stage_router),
         "score": score, "qualified": qualified, "confidence": confidence,
         "new_model": new_model, "path": path, "sdr": draws["sdr"], "ae": draws["ae"],
         "typo": draws["typo"] < knobs.route_typo_share, "typo_on": _after(t_route, knobs.route_typo_at),
-        "route_conf": np.round(draws["route_conf"], 3), "enrich_conf": np.round(draws["enrich_conf"], 3),
+        "route_conf": np.round(route_conf, 3), "enrich_conf": np.round(draws["enrich_conf"], 3),
         "provider": np.array(["clearbit", "zoominfo"])[draws["provider"]],
         "upd_err_0": draws["upd_err"][:, 0], "upd_err_1": draws["upd_err"][:, 1], "upd_err_2": draws["upd_err"][:, 2],
         "log_err": draws["log_err"], "p_owner": p_owner, "p_requal": p_requal,
         "t_enrich": t_enrich, "t_upd_0": t_upd[:, 0], "t_upd_1": t_upd[:, 1], "t_upd_2": t_upd[:, 2],
         "t_qual": t_qual, "t_route": t_route, "t_assign": t_assign, "t_enroll": t_enroll,
-        "t_email": t_email, "t_log": t_email + d["log"], "t_approve": t_email - d["approve"],
+        "t_email": t_email, "t_log": t_email + d["log"], "t_approve": t_approve, "t_request": t_request,
+        "stalled": stalled, "wrong_industry": wrong_industry,
+        "p_revert": np.where(wrong_industry, knobs.revert_rate, 0.02),
         **{f"lat_{k}": v for k, v in lat.items()},
     }, strict=False)
+    frame = _duplicate_people(frame.filter(pl.Series(_at_work(created, region, timeline))), knobs)
     lead_no = pl.col("_lead").cast(pl.String).str.zfill(7)
+    person_no = pl.col("_person").cast(pl.String).str.zfill(7)
     return frame.with_columns(
         pl.concat_str(pl.lit("L"), lead_no).alias("lead_id"),
         pl.concat_str(pl.lit("t"), lead_no).alias("trace_id"),
-        pl.concat_str(pl.lit("acme-"), lead_no).alias("company"),
-        pl.concat_str(pl.col("first_name").str.to_lowercase(), pl.lit("."), lead_no, pl.lit("@acme-"),
-                      lead_no, pl.lit(".com")).alias("email"),
+        pl.concat_str(pl.lit("acme-"), person_no).alias("company"),
+        pl.concat_str(pl.col("first_name").str.to_lowercase(), pl.lit("."), person_no, pl.lit("@acme-"),
+                      person_no, pl.lit(".com")).alias("email"),
         pl.when(pl.col("has_opp")).then(pl.concat_str(pl.lit("006"), lead_no)).alias("opportunity_id"),
         pl.col("^t_.*$").cast(pl.Datetime("us", "UTC")),
     ).with_columns(_routing())
+
+
+def _at_work(created: np.ndarray, region: np.ndarray, timeline: Timeline) -> np.ndarray:
+    """False for the leads a regional holiday keeps away (all but HOLIDAY_FACTOR of its region's leads that local
+    day), chosen by a hash after every draw was made: the other leads' draws stay the same."""
+    kept = np.ones(created.size, dtype=bool)
+    for holiday, name in timeline.regional_holidays:
+        offset = UTC_OFFSET_H[REGIONS.index(name)] * HOUR
+        local_day = (created + offset) // DAY
+        off = (region == REGIONS.index(name)) & (local_day == holiday.toordinal() - 719163)
+        kept &= ~off | (uniform(np.arange(created.size), 34) < HOLIDAY_FACTOR)
+    return kept
+
+
+def _duplicate_people(frame: pl.DataFrame, knobs: Knobs) -> pl.DataFrame:
+    """With the dedup step broken, a share of the people created from then on arrive a second time as a new lead,
+    2 to 20 minutes later, and every agent works both (times are still microseconds here)."""
+    if knobs.duplicate_people_at is None:
+        return frame
+    again = frame.filter(pl.Series(uniform(frame["_lead"].to_numpy(), 32) < knobs.duplicate_share)
+                         & (pl.col("t_enrich") >= us(knobs.duplicate_people_at)))
+    lag = pl.Series(((2 + 18 * uniform(again["_lead"].to_numpy(), 33)) * MINUTE).astype(np.int64))
+    copies = again.with_columns(*[pl.col(c) + lag for c in frame.columns if c.startswith("t_")],
+                                (pl.col("_lead") + DUPLICATE_LEAD_OFFSET).alias("_lead"))
+    return pl.concat([frame, copies])
+
+
+def _wrong_industry() -> pl.Expr:
+    """The industry enrichment-agent writes: the next one in the list once its bad version is live."""
+    shifted = pl.col("industry").replace_strict(INDUSTRIES, [*INDUSTRIES[1:], INDUSTRIES[0]])
+    return pl.when(pl.col("wrong_industry")).then(shifted).otherwise(pl.col("industry"))
+
+
+def scheduled_jobs(seed: int, timeline: Timeline, knobs: Knobs) -> dict[str, pl.DataFrame]:
+    """Two jobs that are not streams: hygiene-agent's nightly sweep (02:00 UTC) and import-agent's weekly list import
+    (Sundays 16:00 UTC), each run starting 0 to 3 hours late at random. Their own random stream: the leads' draws
+    do not move."""
+    rng = np.random.default_rng([seed, 99])
+    frames = {}
+    jobs = (("sweep", "hygiene-agent", "account.hygiene_check", "account", 2 * HOUR, DAY, 64, 40),
+            ("import", "import-agent", "list.import", "list", 6 * DAY + 16 * HOUR, 7 * DAY, 120, 60))
+    first_monday = us(timeline.eval_start) - ((us(timeline.eval_start) - us(timeline.start)) // (7 * DAY) + 1) * 7 * DAY
+    for key, agent, action, record, offset, every, size, minutes in jobs:
+        rows: dict[str, list] = {"event_id": [], "ts": []}
+        for k, run_start in enumerate(range(first_monday + offset, us(timeline.end), every)):
+            late, count = int(rng.uniform(0, 3 * HOUR)), int(rng.poisson(size))
+            spread = np.sort(rng.uniform(0, minutes * MINUTE, count)).astype(np.int64)
+            begins = run_start + late
+            if begins < us(timeline.start) or (key == "sweep" and _after(np.array([begins]), knobs.sweep_stops_at)[0]):
+                continue
+            rows["event_id"] += [f"{key}-{k}-{i}" for i in range(count)]
+            rows["ts"] += list(begins + spread)
+        frames[key] = pl.DataFrame(rows).with_columns(
+            pl.col("ts").cast(pl.Datetime("us", "UTC")), pl.lit(agent).alias("agent_id"),
+            pl.lit("1.0.0").alias("agent_version"), pl.lit(action).alias("action"),
+            pl.lit(record).alias("resource.type"),
+            pl.concat_str(pl.lit(record + "-"), pl.col("event_id")).alias("resource.id"), pl.lit("ok").alias("status"),
+            pl.lit(key).alias("inputs.job"))
+    return frames
 
 
 def _routing() -> list[pl.Expr]:
@@ -273,7 +368,8 @@ def actions(lead_frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
             *_event(f"upd{k}", "enrichment-agent", "crm.update_field", f"t_upd_{k}",
                     pl.when(pl.col(f"upd_err_{k}")).then(pl.lit("error")).otherwise(pl.lit("ok")), "lat_upd"),
             pl.lit(name).alias("inputs.field"), pl.lit(None, pl.String).alias(f"before.{name}"),
-            pl.col(name).alias(f"after.{name}"),
+            (_wrong_industry() if name == "industry" else pl.col(name)).alias(f"after.{name}"),
+            pl.col("p_revert").alias("_p_reverted"),
             pl.when(pl.col(f"upd_err_{k}")).then(pl.lit("timeout")).alias("error.code"),
             pl.when(pl.col(f"upd_err_{k}")).then(pl.lit("CRM API request timed out after 30 s")).alias("error.message"))
     enriched = pl.when(pl.col("junk")).then(pl.lit(None, pl.String))
@@ -321,6 +417,12 @@ def actions(lead_frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
         pl.col("route_to").alias("inputs.route_to"), pl.col("qualified").alias("inputs.qualified"),
         pl.lit(None, pl.String).alias("before.sequence"), pl.col("sequence").alias("after.sequence"),
         pl.col("sequence").alias("decision.sequence"), pl.lit(1).alias("decision.step"))
+    frames["approval_request"] = enrolled.select(
+        *_event("apr", "followup-agent", "email.send", "t_request", "pending_approval"),
+        pl.col("email").alias("inputs.email"), pl.col("sequence").alias("inputs.sequence"),
+        pl.concat_str(pl.col("sequence"), pl.lit("-1")).alias("decision.template"), pl.lit(True).alias("external"),
+        pl.lit("approval_required").alias("decision.reason"))
+    enrolled = enrolled.filter(~pl.col("stalled"))  # a request nobody answers is never sent
     frames["email"] = enrolled.select(
         *_event("eml", "followup-agent", "email.send", "t_email", latency="lat_email"),
         pl.col("email").alias("inputs.email"), pl.col("first_name").alias("inputs.first_name"),

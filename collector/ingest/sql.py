@@ -164,6 +164,14 @@ def _string_of_text(value: str) -> str:
     )
 
 
+def _required_if(value: _Value, by_key: dict[str, _Value]) -> str:
+    """The condition that `value` is a non-empty string whenever the key its `required_if` names holds that value
+    (a field_changed outcome names its field). A non-string there is refused by the key's own check."""
+    assert value.spec.required_if is not None
+    key, when = value.spec.required_if
+    return f"COALESCE({by_key[key].s} IS DISTINCT FROM {sql_string(when)} OR length({value.s}) >= 1, FALSE)"
+
+
 def _bounds(number: str, spec: FieldSpec) -> list[str]:
     bounds = []
     if spec.minimum is not None:
@@ -188,7 +196,9 @@ def validation_query(dataset: Dataset) -> str:
         for sub in value.sub_values()
         for c in sub.columns(f"{value.members}.{quote_identifier(sub.spec.key)}")
     ]
-    validity = " AND ".join(value.valid() for value in values)
+    by_key = {value.spec.key: value for value in values}
+    validity = " AND ".join([*(value.valid() for value in values),
+                             *(_required_if(value, by_key) for value in values if value.spec.required_if)])
     projections = [p for value in values for p in value.projections()]
     extra = ""
     if dataset.keeps_extra:

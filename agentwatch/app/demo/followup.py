@@ -119,10 +119,13 @@ def follow_up(w: World, lead: Lead, path: str, owner: str, intent: str, routed_m
                 latency_ms=latency(rng, 2_400),
             )
             approved = business_time(rng, ms + rng.randint(10 * 60_000, 3 * HOUR_MS), offset)
-            approval = {
-                "approved_by": rng.choice(w.managers[lead.region]),
-                "approved_at": rfc3339(approved, rep_offset),
-            }
+            approver = rng.choice(w.managers[lead.region])
+            if w.offsite[0] <= approved < w.offsite[1]:
+                # The managers are at an offsite: the request waits until they are back at their desks.
+                back = w.offsite[1] + w.offsite_rng.randrange(2 * HOUR_MS)
+                approved = business_time(w.offsite_rng, back, offset)
+                w.approvals_held += rec.in_window(ms)
+            approval = {"approved_by": approver, "approved_at": rfc3339(approved, rep_offset)}
             ms = approved + rng.randint(5_000, 60_000)
         ms, email_id = rec.attempt(
             ms,

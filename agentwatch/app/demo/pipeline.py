@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import random
 
+from agentwatch.app.demo.field_edits import EDITED_FIELDS, enricher_at, set_back, written_industry
 from agentwatch.app.demo.followup import REP_LOG_OFFSET, business_time, follow_up
 from agentwatch.app.demo.recorder import World, latency
 from agentwatch.app.demo.traffic import HOUR_MS, PERSONAL_DOMAINS, REGION_UTC_OFFSET_MIN, Lead
 
-ENRICHER = ("enrichment-agent", "1.8.2", 0)
 QUALIFIER_OLD = ("qualifier-agent", "2.3.0", 120)
 QUALIFIER_NEW = ("qualifier-agent", "2.4.0", 120)
 ROUTER = ("lead-router", "0.9.4", -300)
@@ -42,7 +42,7 @@ def run_lead(w: World, lead: Lead) -> None:
     t = lead.created_ms + rng.randint(6_000, 30_000)
     t, _ = rec.attempt(
         t,
-        ENRICHER,
+        enricher_at(w, t),
         "lead.dedupe",
         lead.id,
         "crm",
@@ -54,6 +54,7 @@ def run_lead(w: World, lead: Lead) -> None:
 
     # Enrichment, within about a minute. It reads deal_stage too (only to copy it along).
     t += rng.randint(4_000, 30_000)
+    enricher = enricher_at(w, t)
     stage = deal.stage if deal is not None and t < w.rename_ms else None
     inputs = {
         "email": lead.email,
@@ -66,7 +67,7 @@ def run_lead(w: World, lead: Lead) -> None:
         reason = "disposable_email_domain" if lead.junk else "personal_email_domain"
         rec.action(
             t,
-            ENRICHER,
+            enricher,
             "lead.enrich",
             lead.id,
             "skipped",
@@ -83,16 +84,17 @@ def run_lead(w: World, lead: Lead) -> None:
             "region": None,
             "segment": None,
         }
+        provider = rng.choice(("clearbit", "zoominfo"))  # the stream's next draw, as when the decision drew it
         after = {
             "status": "enriched",
-            "industry": lead.industry,
+            "industry": written_industry(enricher, provider, lead),
             "employees": lead.employees,
             "region": lead.region,
             "segment": lead.segment,
         }
         t, _ = rec.attempt(
             t,
-            ENRICHER,
+            enricher,
             "lead.enrich",
             lead.id,
             "enrich",
@@ -100,16 +102,17 @@ def run_lead(w: World, lead: Lead) -> None:
             inputs=inputs,
             before=before,
             after=after,
-            decision={"provider": rng.choice(("clearbit", "zoominfo")), "match": "domain"},
+            decision={"provider": provider, "match": "domain"},
             confidence=round(rng.uniform(0.72, 0.99), 3),
             latency_ms=latency(rng, 900),
         )
+        written: dict[str, tuple[int, str]] = {}
         for name in ("industry", "employees", "region", "segment"):
             if before[name] != after[name]:
                 t += rng.randint(150, 1_200)
                 t, _ = rec.attempt(
                     t,
-                    ENRICHER,
+                    enricher,
                     "crm.update_field",
                     lead.id,
                     "crm",
@@ -119,7 +122,11 @@ def run_lead(w: World, lead: Lead) -> None:
                     after={name: after[name]},
                     latency_ms=latency(rng, 180),
                 )
-        status, employees, industry = "enriched", lead.employees, lead.industry
+                if name in EDITED_FIELDS:
+                    written[name] = (t, str(after[name]))
+        set_back(w, lead, written)
+        # The qualifier reads the industry enrichment wrote (its score follows the true fit either way).
+        status, employees, industry = "enriched", lead.employees, str(after["industry"])
 
     # Qualification, about two minutes in.
     t += rng.randint(45_000, 110_000)

@@ -172,7 +172,16 @@ class World:
     sdrs: dict[tuple[str, str], list[str]]
     aes: dict[str, list[str]]
     managers: dict[str, list[str]]
+    bad_release: tuple[int, int]  # [from, to): enrichment-agent 1.9.0 runs, until 1.9.1 fixes it
+    offsite: tuple[int, int]  # [from, to): the managers who approve enterprise first touches are away
+    # Streams of their own for the reps' field edits and the offsite's late approvals, so adding them left the
+    # main stream's draws as they were up to the offsite (a meeting after a late approval is booked at another hour,
+    # which can take one draw more or less and so varies the leads after it).
+    edit_rng: random.Random
+    offsite_rng: random.Random
     open_deal_nurture_after_rename: int = 0
+    fields_set_back: int = 0  # field_changed outcomes in the window
+    approvals_held: int = 0  # approval requests in the window answered late because of the offsite
     _opportunities: list[int] = field(default_factory=lambda: [700000])
 
     def new_opportunity_id(self) -> str:

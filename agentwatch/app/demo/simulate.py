@@ -1,10 +1,15 @@
-"""A month of inbound-lead AI agent traffic, with one silent fault, for ``agentwatch demo`` and the tests.
+"""A month of inbound-lead AI agent traffic, with one silent fault and two visible ones, for ``agentwatch demo``.
 
 Four agents work every inbound lead: enrichment, qualification, routing, follow-up. On ``rename_day``
 RevOps renames the Lead field ``deal_stage`` to ``opportunity_stage``; the router keeps reading
 ``deal_stage``, gets null, and sends open-deal contacts to cold nurture instead of their account
-executive. Nothing errors. Around it is ordinary noise: retried errors, approvals, opt-outs, a short
-Salesforce API incident on day 8, a qualifier upgrade on day 10 and an unused field added on day 5.
+executive. Nothing errors. Two faults people notice: on day 12 enrichment-agent 1.9.0 writes the wrong
+industry for every lead ZoomInfo matched and reps set most of those back within hours, until 1.9.1
+fixes it on day 13; on days 20 and 21 the managers who approve enterprise first-touch emails are at an
+offsite, so the requests pile up unanswered until they are back on day 22. Around them is ordinary
+noise: retried errors, approvals, opt-outs, reps setting back about 2% of the enriched industries and
+segments, a short Salesforce API incident on day 8, a qualifier upgrade on day 10 and an unused field
+added on day 5.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from agentwatch.app.demo.traffic import DAY_MS, HOUR_MS, arrivals, deal_pool, ma
 WARMUP_DAYS = 28  # leads from before the window still get emails and outcomes in it: no cold start
 QUALIFIER_UPGRADE = timedelta(days=10, hours=15)  # qualifier-agent 2.3.0 -> 2.4.0
 CRM_INCIDENT = timedelta(days=8, hours=14)  # 30 minutes of Salesforce API errors
+BAD_RELEASE = (timedelta(days=12, hours=9, minutes=30), timedelta(days=13, hours=15))  # enrichment-agent 1.9.0
+MANAGER_OFFSITE = (timedelta(days=20), timedelta(days=22))  # Wednesday and Thursday: nobody approves
 
 # Sales team per region: SDRs per segment, account executives, managers.
 _TEAM_SIZES = {"NA": ((5, 4, 3), 8, 2), "EMEA": ((4, 3, 2), 6, 2), "APAC": ((3, 2, 2), 4, 1)}
@@ -46,7 +53,8 @@ class SimulationFiles:
     outcomes: Path  # JSONL, one OutcomeEvent per line, sorted by ts
     schema_snapshots: list[Path]  # one JSON file per snapshot (native SchemaSnapshot format)
     rename_at: datetime  # exact UTC time of the first snapshot that shows the rename
-    # counts: actions, outcomes, snapshots, leads, agents, nurture_enrolments_of_open_deals_after_rename
+    # counts: actions, outcomes, snapshots, leads, agents, nurture_enrolments_of_open_deals_after_rename,
+    # fields_set_back (field_changed outcomes), approvals_held_by_offsite (requests answered after it)
     summary: dict
 
 
@@ -95,7 +103,19 @@ def simulate(directory: Path, config: SimulationConfig = SimulationConfig()) -> 
     incident_ms = _ms(start + CRM_INCIDENT)
     rec = Recorder(rng, start_ms, start_ms + config.days * DAY_MS, (incident_ms, incident_ms + HOUR_MS // 2))
     sdrs, aes, managers = _team()
-    world = World(rec, rng, _ms(timeline.rename_at), _ms(start + QUALIFIER_UPGRADE), sdrs, aes, managers)
+    world = World(
+        rec,
+        rng,
+        _ms(timeline.rename_at),
+        _ms(start + QUALIFIER_UPGRADE),
+        sdrs,
+        aes,
+        managers,
+        bad_release=(_ms(start + BAD_RELEASE[0]), _ms(start + BAD_RELEASE[1])),
+        offsite=(_ms(start + MANAGER_OFFSITE[0]), _ms(start + MANAGER_OFFSITE[1])),
+        edit_rng=random.Random(f"{config.seed}/field-edits"),
+        offsite_rng=random.Random(f"{config.seed}/offsite"),
+    )
     deals = deal_pool(rng, aes, per_region=max(12, config.leads_per_weekday // 8))
 
     first_ms = start_ms - WARMUP_DAYS * DAY_MS
@@ -116,6 +136,8 @@ def simulate(directory: Path, config: SimulationConfig = SimulationConfig()) -> 
         "leads": leads,  # created inside the window; older leads only appear in follow-ups
         "agents": len(AGENTS),
         "nurture_enrolments_of_open_deals_after_rename": world.open_deal_nurture_after_rename,
+        "fields_set_back": world.fields_set_back,
+        "approvals_held_by_offsite": world.approvals_held,
     }
     return SimulationFiles(
         actions=directory / "actions.jsonl",
