@@ -25,9 +25,8 @@ from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Ste
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
 from agentwatch.checks.duplicates import poisson_tail
+from agentwatch.checks.rollup_sql import owner_writes, person_rows
 from agentwatch.core.severity import Severity
-from agentwatch.core.sql import sql_string
-from agentwatch.store.rollups import Rollup, Span, rollup_name
 
 SAME_PERSON, OWNER_CONFLICT = "same_person", "owner_conflict"
 PRIOR_COLLISIONS = 0.5  # half a collision of prior: a clean baseline does not make every chance repeat a surprise
@@ -253,7 +252,8 @@ class IdentityCollision(Check[IdentityOptions]):
         self._prepare_owners(data, judged_from, owner_window)
 
     def _prepare_people(self, data: EvalData, judged_from: datetime, window: timedelta) -> None:
-        people = person_rows(self.options)
+        o = self.options
+        people = person_rows(o.handling_actions, o.email_keys, o.name_keys, o.domain_keys, o.public_email_domains)
         shared = data.frame(shared_people_sql(data.rollup_sql(people, since=judged_from - 2 * window)))
         handled = data.frame(bucket_counts_sql(data.rollup_sql(people, since=judged_from - BUCKET), []))
         collisions, reached = same_person(shared, window, judged_from)
@@ -417,67 +417,7 @@ def same_person(shared: pl.DataFrame, window: timedelta,
                           "matched_by", "other_id", "other_event_id", "other_agent_id"), reached
 
 
-# --- the rows, in SQL -------------------------------------------------------------------------------------------
-
-
-def _path(key: str) -> str:
-    """A JSONPath naming one top-level key, quoted so dots and spaces stay inside it."""
-    return sql_string('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
-
-
-def _strings(values: list[str]) -> str:
-    return "[" + ", ".join(sql_string(v) for v in values) + "]::VARCHAR[]"
-
-
-def _first_value(keys: list[str], scopes: tuple[str, ...] = ("inputs", "after")) -> str:
-    """The first of the keys with a value, each looked up in the scopes in turn (NULL if none)."""
-    found = [f"json_extract_string({scope}, {_path(key)})" for key in keys for scope in scopes]
-    return f"coalesce({', '.join(found)})" if found else "NULL::VARCHAR"
-
-
-def _normal(text: str) -> str:
-    return f"nullif(regexp_replace(lower(trim({text})), '\\s+', ' ', 'g'), '')"
-
-
-def _hashed(*parts: str) -> str:
-    """A 63-bit md5 of the SQL expressions `parts`, apart: the same in any engine or version, and grouped by DuckDB
-    five times as fast as the strings."""
-    return f"(md5_number_upper(concat_ws(chr(31), {', '.join(parts)})) >> 1)::BIGINT"
-
-
-def person_rows(options: IdentityOptions) -> Rollup:
-    """The same-person rows: each successful handling action carrying a person identity, with the record and the
-    keys hashed (no email is kept in the aggregates): ts, event_id, agent_id, action, resource_type, resource_id,
-    external, record, email_key (the type and the lower-cased email), name_key (the type, the domain and the name;
-    NULL at free mail)."""
-    names = [f"CASE WHEN {' AND '.join(f'{_first_value([k])} IS NOT NULL' for k in group)} THEN concat_ws(' ', "
-             f"{', '.join(_first_value([k]) for k in group)}) END" for group in options.name_keys if group]
-    name = _normal(f"coalesce({', '.join(names)})") if names else "NULL::VARCHAR"
-    public = sorted(d.lower() for d in options.public_email_domains)
-    named = f"name IS NOT NULL AND domain IS NOT NULL AND NOT list_contains({_strings(public)}, domain)"
-
-    def select(src: Mapping[str, str], span: Span) -> str:
-        return f"""
-            WITH handled AS (
-                SELECT ts, event_id, agent_id, action, resource_type, resource_id,
-                       coalesce(external, false) AS external, {_normal(_first_value(options.email_keys))} AS email,
-                       {name} AS name, {_normal(_first_value(options.domain_keys))} AS given_domain
-                FROM {src['actions']}
-                WHERE {span.condition()} AND status = 'ok'
-                AND list_contains({_strings(options.handling_actions)}, action)),
-            people AS (
-                SELECT *, coalesce(nullif(regexp_extract(address, '@([^@]+)$', 1), ''),
-                                   regexp_replace(given_domain, '^www\\.', '')) AS domain
-                FROM (SELECT *, CASE WHEN email LIKE '_%@_%' THEN email END AS address FROM handled))
-            SELECT ts, event_id, agent_id, action, resource_type, resource_id, external,
-                   {_hashed("resource_type", "resource_id")} AS record,
-                   {_hashed("'email'", "resource_type", "address")} AS email_key,
-                   CASE WHEN {named} THEN {_hashed("'name'", "resource_type", "domain", "name")} END AS name_key
-            FROM people WHERE address IS NOT NULL OR ({named})"""
-
-    name_of = rollup_name("person_rows-v2", actions=sorted(options.handling_actions), email=options.email_keys,
-                          names=options.name_keys, domain=options.domain_keys, public=public)
-    return Rollup(name_of, "actions", MICROSECOND, "ts", select)
+# --- queries over the kept rows (checks/rollup_sql.py makes them) ------------------------------------------------
 
 
 def shared_people_sql(rows: str) -> str:
@@ -493,22 +433,6 @@ def shared_people_sql(rows: str) -> str:
             SELECT epoch_us(ts) AS t, event_id, agent_id, action, resource_type, resource_id, external,
                    unnest([email_key, name_key]) AS key, unnest(['email', 'name']) AS matched_by FROM ({rows}))
         SEMI JOIN shared USING (key)"""
-
-
-def owner_writes(owner_keys: list[str]) -> Rollup:
-    """The owner-conflict rows: each successful action whose `after` gives the record an owner its `before` did not
-    already hold: ts, event_id, agent_id, action, resource_type, resource_id, owner."""
-    after, before = _first_value(owner_keys, ("after",)), _first_value(owner_keys, ("before",))
-
-    def select(src: Mapping[str, str], span: Span) -> str:
-        return f"""
-            SELECT * EXCLUDE (was) FROM (
-                SELECT ts, event_id, agent_id, action, resource_type, resource_id,
-                       nullif(trim({after}), '') AS owner, nullif(trim({before}), '') AS was
-                FROM {src['actions']} WHERE {span.condition()} AND status = 'ok' AND after IS NOT NULL)
-            WHERE owner IS NOT NULL AND owner IS DISTINCT FROM was"""
-
-    return Rollup(rollup_name("owner_writes-v1", keys=owner_keys), "actions", MICROSECOND, "ts", select)
 
 
 def owner_conflicts_sql(rows: str, window: timedelta, judged_from: datetime) -> str:

@@ -517,3 +517,79 @@ def revert_histogram(actions: list[str], fields: Mapping[str, str], max_lag: tim
     name = rollup_name("revert_histogram-v1", actions=listed, fields=dict(sorted(fields.items())),
                        max_lag=max_lag.total_seconds())
     return Rollup(name, "actions", timedelta(hours=1), "hour", select, reach=max_lag, reads=("outcomes",))
+
+
+# --- quality.identity_collision ------------------------------------------------------------------------------
+
+def _path(key: str) -> str:
+    """A JSONPath naming one top-level key, quoted so dots and spaces stay inside it."""
+    return sql_string('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
+
+
+def _first_value(keys: list[str], scopes: tuple[str, ...] = ("inputs", "after")) -> str:
+    """The first of the keys with a value, each looked up in the scopes in turn (NULL if none)."""
+    found = [f"json_extract_string({scope}, {_path(key)})" for key in keys for scope in scopes]
+    return f"coalesce({', '.join(found)})" if found else "NULL::VARCHAR"
+
+
+def _normal(text: str) -> str:
+    return f"nullif(regexp_replace(lower(trim({text})), '\\s+', ' ', 'g'), '')"
+
+
+def _hashed(*parts: str) -> str:
+    """A 63-bit md5 of the SQL expressions `parts`, apart: the same in any engine or version, and grouped by DuckDB
+    five times as fast as the strings."""
+    return f"(md5_number_upper(concat_ws(chr(31), {', '.join(parts)})) >> 1)::BIGINT"
+
+
+def person_rows(handling_actions: list[str], email_keys: list[str], name_keys: list[list[str]],
+                domain_keys: list[str], public_email_domains: list[str]) -> Rollup:
+    """quality.identity_collision's same-person rows: each successful action of `handling_actions` carrying a person
+    identity (the first of `email_keys`, else the `name_keys` groups at a domain of the email or of `domain_keys`,
+    looked up in inputs then after), with the record and the keys hashed (no email is kept in the aggregates): ts,
+    event_id, agent_id, action, resource_type, resource_id, external, record, email_key (the type and the lower-cased
+    email), name_key (the type, the domain and the name; NULL at free mail)."""
+    names = [f"CASE WHEN {' AND '.join(f'{_first_value([k])} IS NOT NULL' for k in group)} THEN concat_ws(' ', "
+             f"{', '.join(_first_value([k]) for k in group)}) END" for group in name_keys if group]
+    name = _normal(f"coalesce({', '.join(names)})") if names else "NULL::VARCHAR"
+    public = sorted(d.lower() for d in public_email_domains)
+    named = f"name IS NOT NULL AND domain IS NOT NULL AND NOT list_contains({_list(public)}, domain)"
+
+    def select(src: Mapping[str, str], span: Span) -> str:
+        return f"""
+            WITH handled AS (
+                SELECT ts, event_id, agent_id, action, resource_type, resource_id,
+                       coalesce(external, false) AS external, {_normal(_first_value(email_keys))} AS email,
+                       {name} AS name, {_normal(_first_value(domain_keys))} AS given_domain
+                FROM {src['actions']}
+                WHERE {span.condition()} AND status = 'ok'
+                AND list_contains({_list(handling_actions)}, action)),
+            people AS (
+                SELECT *, coalesce(nullif(regexp_extract(address, '@([^@]+)$', 1), ''),
+                                   regexp_replace(given_domain, '^www\\.', '')) AS domain
+                FROM (SELECT *, CASE WHEN email LIKE '_%@_%' THEN email END AS address FROM handled))
+            SELECT ts, event_id, agent_id, action, resource_type, resource_id, external,
+                   {_hashed("resource_type", "resource_id")} AS record,
+                   {_hashed("'email'", "resource_type", "address")} AS email_key,
+                   CASE WHEN {named} THEN {_hashed("'name'", "resource_type", "domain", "name")} END AS name_key
+            FROM people WHERE address IS NOT NULL OR ({named})"""
+
+    name_of = rollup_name("person_rows-v2", actions=sorted(handling_actions), email=email_keys, names=name_keys,
+                          domain=domain_keys, public=public)
+    return Rollup(name_of, "actions", timedelta(microseconds=1), "ts", select)
+
+
+def owner_writes(owner_keys: list[str]) -> Rollup:
+    """quality.identity_collision's owner-conflict rows: each successful action whose `after` gives the record an
+    owner its `before` did not already hold: ts, event_id, agent_id, action, resource_type, resource_id, owner."""
+    after, before = _first_value(owner_keys, ("after",)), _first_value(owner_keys, ("before",))
+
+    def select(src: Mapping[str, str], span: Span) -> str:
+        return f"""
+            SELECT * EXCLUDE (was) FROM (
+                SELECT ts, event_id, agent_id, action, resource_type, resource_id,
+                       nullif(trim({after}), '') AS owner, nullif(trim({before}), '') AS was
+                FROM {src['actions']} WHERE {span.condition()} AND status = 'ok' AND after IS NOT NULL)
+            WHERE owner IS NOT NULL AND owner IS DISTINCT FROM was"""
+
+    return Rollup(rollup_name("owner_writes-v1", keys=owner_keys), "actions", timedelta(microseconds=1), "ts", select)

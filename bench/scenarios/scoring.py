@@ -13,7 +13,9 @@ from scenarios.faults import Fault
 PAGES = ("warning", "critical")  # severities that reach a person; info incidents are a log, not a page
 DELAY_TARGETS = {"schema": timedelta(minutes=30), "null": timedelta(minutes=30), "volume": timedelta(minutes=30),
                  "errors": timedelta(minutes=30), "policy": timedelta(minutes=30),
-                 "quality.identity_collision": timedelta(minutes=30),
+                 # One person's second lead shows only once an agent works it: outreach goes out 1 min to 4 h after
+                 # a lead arrives, so the collisions of a broken dedup step come in over hours, not minutes.
+                 "quality.identity_collision": timedelta(hours=4),
                  "outcome": timedelta(hours=24), "drift": timedelta(hours=24),
                  # A missed run is known only once the job is later than its own jitter allows (3 h here, times
                  # 1.5), and a stalled approval only once requests wait past their limit: both are slow by nature.
