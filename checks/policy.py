@@ -204,7 +204,8 @@ class LowConfidenceAutonomy(PolicyCheck):
     RevOps teams gate high-impact actions behind a confidence: below it the agent should ask a human
     (status ``pending_approval``) or act with an ``approval.approved_by``. An event counts when it carries no
     approval and its ``confidence`` is below the agent's threshold for its action, or it has no confidence
-    while the policy says ``require_confidence: true``. Only actions a ``min_confidence`` covers are judged.
+    while the policy says ``require_confidence: true`` (then every action of the agent must carry one, whether a
+    ``min_confidence`` covers it or not).
 
     ``min_confidence`` is one number (every action) or a map from action pattern (a shell glob on the dotted
     name: ``email.*``, ``*``) to a number. Of the keys matching an action the most specific applies: an exact
@@ -260,8 +261,10 @@ class LowConfidenceAutonomy(PolicyCheck):
         else:
             seen = f"at confidence down to {row['lowest']:.2f}" + (
                 f" ({row['missing']} with none)" if row["missing"] else "")
+        rule = ("where its policy requires a confidence (require_confidence)" if row["threshold"] is None
+                else f"below its threshold of {row['threshold']:.2f}")
         return (f"{row['agent_id']} ran {row['action']} without approval {times} in the last {minutes} minutes "
-                f"{seen}, below its threshold of {row['threshold']:.2f}.")
+                f"{seen}, {rule}.")
 
 
 CHECKS = tuple(POLICY_CONDITIONS)
@@ -290,11 +293,14 @@ def _policy_rows(config: ChecksConfig) -> list[PolicyRow]:
 def _confidence_rules(config: ChecksConfig) -> list[ConfidenceRule]:
     """One row per key of each effective ``min_confidence``, for the same agents as :func:`_policy_rows`; the SQL
     picks the most specific per agent x action."""
-    rules = []
+    rules: list[ConfidenceRule] = []
     for name in [None, *sorted(a for a in config.agents if a != "*")]:
         policy = config.policy_for(name) if name else config.agents.get("*", AgentPolicy())
+        thresholds = policy.confidence_thresholds()
         rules += [(name, pattern, threshold, pattern_specificity(pattern), bool(policy.require_confidence))
-                  for pattern, threshold in sorted(policy.confidence_thresholds().items())]
+                  for pattern, threshold in sorted(thresholds.items())]
+        if policy.require_confidence and "*" not in thresholds:  # every action needs one; any pattern is more specific
+            rules.append((name, "*", None, 0, True))
     return rules
 
 

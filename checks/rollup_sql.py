@@ -299,9 +299,10 @@ def correction_histogram(mapping: Mapping[str, list[str]], max_lag: timedelta, h
 
 # (agent_id or None for the "*" policy, allowed or None, forbidden, requiring approval, max records or None)
 PolicyRow = tuple[str | None, list[str] | None, list[str], list[str], int | None]
-# (agent_id or None for the "*" policy, action pattern, minimum confidence, the pattern's specificity, whether a
-# missing confidence counts as below it): one row per key of an agent's effective `min_confidence`.
-ConfidenceRule = tuple[str | None, str, float, int, bool]
+# (agent_id or None for the "*" policy, action pattern, minimum confidence (None: none, only a confidence is
+# required), the pattern's specificity, whether a missing confidence counts as below it): one row per key of an
+# agent's effective `min_confidence`, and a catch-all one when it requires a confidence of every action.
+ConfidenceRule = tuple[str | None, str, float | None, int, bool]
 # Per policy check, the condition over the columns of `action_policy` (see `policy_violations`) marking a violation.
 POLICY_CONDITIONS = {
     "policy.forbidden_action": "list_contains(forbidden, action)",
@@ -334,7 +335,8 @@ def policy_violations(policies: list[PolicyRow], statuses: list[str],
         f"{'NULL' if most is None else int(most)}::BIGINT)"
         for agent, allowed, forbidden, requires, most in policies)
     thresholds = " UNION ALL ".join(
-        f"SELECT {text(agent)} AS agent_id, {text(pattern)} AS pattern, {float(least)!r}::DOUBLE AS threshold, "
+        f"SELECT {text(agent)} AS agent_id, {text(pattern)} AS pattern, "
+        f"{'NULL' if least is None else repr(float(least))}::DOUBLE AS threshold, "
         f"{int(specificity)} AS specificity, {bool(required)} AS required"
         for agent, pattern, least, specificity, required in rules) or (
         "SELECT NULL::VARCHAR AS agent_id, NULL::VARCHAR AS pattern, NULL::DOUBLE AS threshold, "

@@ -48,9 +48,9 @@ def _traffic(seed: int = 11) -> list[dict]:
     while at < T0 + timedelta(days=1):
         n += 1
         kind = rng.random()
-        if kind < 0.25:  # no threshold covers routing: any confidence, or none, is the agent's call
-            confidence = None if rng.random() < 0.2 else round(rng.uniform(0.1, 1.0), 3)
-            events.append(_action(at, "lead-router", "lead.route", n, confidence))
+        if kind < 0.25:  # no threshold covers routing: any confidence is the agent's call (require_confidence asks
+            # for one on every action of lead-router)
+            events.append(_action(at, "lead-router", "lead.route", n, round(rng.uniform(0.1, 1.0), 3)))
         elif kind < 0.4:  # assignments at or above 0.6, some exactly at it
             events.append(_action(at, "lead-router", "lead.assign_owner", n, rng.choice([0.6, 0.72, 0.9])))
         elif kind < 0.55:  # outreach at or above 0.8, some exactly at it
@@ -196,3 +196,24 @@ def test_stored_aggregates_open_what_a_recompute_opens(home: Home, tmp_path: Pat
                             i.evidence["min_confidence"]) for at, i in opened(report, CHECK)))
     assert seen[0] == seen[1] and len(seen[0]) >= 3
     assert any(home.aggregates.glob("policy_violations-v2-*/**/*.parquet")), "the first run read stored rows"
+
+
+def test_require_confidence_alone_judges_every_action_of_the_agent(home: Home) -> None:
+    """An agent whose policy only says `require_confidence: true` (no threshold anywhere): its actions without a
+    confidence and without approval fire, whatever their action; a low confidence is no violation (there is no
+    threshold), and an approved action without confidence is fine."""
+    at = T0 + timedelta(hours=8, minutes=5)
+    events = [_action(at + timedelta(minutes=i), "notifier", action, 930000 + i, confidence)
+              for i, (action, confidence) in enumerate([("task.create", None), ("task.create", None),
+                                                         ("email.send", 0.05), ("note.add", 0.9)])]
+    approved = _action(at + timedelta(minutes=9), "notifier", "note.add", 930009, None)
+    approved["approval"] = {"approved_by": "mgr-1", "approved_at": iso(at)}
+    store_events(home, actions=[*events, approved])
+    config = {"agents": {"notifier": {"require_confidence": True}}}
+    report = run(home, T0 + timedelta(hours=7), T0 + timedelta(hours=9), every=EVERY, config=config, only=[CHECK])
+    assert report.failures == {}
+    ((_, first),) = opened(report, CHECK)
+    (incident,) = [i for i in report.incidents if i.id == first.id]  # as the last step left it
+    assert incident.subject == {"agent_id": "notifier", "action": "task.create"}
+    assert incident.evidence["events"] == 2 and incident.evidence["min_confidence"] is None
+    assert "requires a confidence" in incident.summary
