@@ -8,10 +8,11 @@ Polars, once per run for the three checks, which keep the pairs as NumPy arrays 
 slices them. A request is waiting at a time until its answer's event time (what the data shows then), so no step
 looks ahead. Incidents' sample events are the requests.
 
-Approvers work office hours: a request made on Friday evening is answered on Monday morning. Waits and
-latencies are therefore counted in the approvers' working hours (:class:`WorkingClock`), the hours of the week in
-which the gate's requests were answered over the last weeks (learnt, so no time zone or roster is configured),
-and the queue's size is compared with its size at the same hour of earlier weeks.
+Approvers answer in their working hours, in whatever time zones: a request made on Friday evening is answered on
+Monday morning, one made late in one region's afternoon the next local morning. Waits and latencies are therefore
+judged against those of the gate's requests made at the same time of the week in earlier weeks (:class:`History`),
+learnt, so no time zone or roster is configured, and the queue's size against its size at the same hour of earlier
+weeks.
 """
 
 from __future__ import annotations
@@ -108,85 +109,76 @@ def _micros(column: pl.Series) -> np.ndarray:
     return column.dt.epoch("us").fill_null(NEVER).to_numpy().astype(np.int64)
 
 
-# --- working hours ----------------------------------------------------------------------------------------
+# --- the same time of the week ----------------------------------------------------------------------------
 
 HOUR_US = timedelta(hours=1) // MICROSECOND
-WEEK_HOURS = 168
-MONDAY = 96  # hours from the epoch (a Thursday) to Monday 1970-01-05 00:00 UTC: hour 0 of every week
+WEEK_US = timedelta(weeks=1) // MICROSECOND
+# How far from the same time of the week a quiet time of the week borrows the requests it lacks: half a day reaches
+# the busy hours around a night, never the other end of the week.
+SAME_TIME_REACH = timedelta(hours=12)
 
 
-def hour_of_week(micros: np.ndarray) -> np.ndarray:
-    """The hour of the week (0 = Monday 00:00 UTC .. 167) of each time, in microseconds since the epoch."""
-    return (micros // HOUR_US - MONDAY) % WEEK_HOURS
+class SameTimeOptions(CheckOptions):
+    """How a request's usual is learnt: from the gate's requests made at the same time of the week in earlier weeks,
+    so the night's and the weekend's waits are compared with earlier nights and weekends (in any time zone)."""
 
-
-class WorkingClock:
-    """Working seconds elapsed since a fixed Monday, counting only the hours of the week marked as working: the
-    working time between two instants is the difference."""
-
-    def __init__(self, working: np.ndarray) -> None:
-        self.working = working  # bool per hour of the week
-        self.before = np.concatenate([[0], np.cumsum(working)])  # working hours before each hour of the week
-
-    def seconds(self, micros: np.ndarray) -> np.ndarray:
-        hours = micros // HOUR_US
-        weeks, hour = np.divmod(hours - MONDAY, WEEK_HOURS)
-        into_hour = np.where(self.working[hour], (micros - hours * HOUR_US) / 1e6, 0.0)
-        return (weeks * self.before[-1] + self.before[hour]) * 3600.0 + into_hour
-
-    def at(self, micros: int) -> float:
-        return float(self.seconds(np.array([micros]))[0])
+    baseline_weeks: int = Field(
+        2, ge=1, le=4, description="Learn the usual from the requests made at the same time of the week in this "
+        "many earlier weeks: two see every time of the week twice, so one odd week does not set the usual alone."
+    )
+    same_time_hours: float = Field(
+        2, gt=0, le=12, description="The same time of the week is within this many hours either side: a request "
+        "made at 16:00 is compared with those of 14:00 to 18:00, which the same approvers answer the same way "
+        "(before or after their evening), while the night's and the morning's stay apart."
+    )
+    min_same_time: int = Field(
+        16, ge=2, description="Learn from at least this many requests: a quiet time of the week (a night, a weekend, "
+        "a gate of a few requests an hour) with fewer takes the nearest this many within 12 hours of it, so that the "
+        "one request in ten of an hour that usually waits for the approvers' next morning is among them."
+    )
 
 
 @dataclass(frozen=True)
-class Answers:
-    """When one subject's requests were answered: the answers' event times (sorted) and the hour of the week each
-    was given in (``approved_at``; a skip's own time)."""
+class History:
+    """One subject's requests in request order, each with what is learnt from it (its wait or its latency, seconds)
+    and when that became known (its answer's event time, NEVER while unanswered)."""
 
-    times: np.ndarray
-    hours: np.ndarray
+    requested: np.ndarray  # microseconds since the epoch
+    known: np.ndarray
+    value: np.ndarray
 
-    @classmethod
-    def of(cls, requests: pl.DataFrame) -> Answers:
-        answered = requests.filter(pl.col("answered_at").is_not_null()).sort("answered_at")
-        given = pl.col("approved_at").fill_null(pl.col("answered_at"))
-        return cls(times=_micros(answered["answered_at"]), hours=hour_of_week(_micros(answered.select(given)[:, 0])))
+    def same_time(self, at: int, options: SameTimeOptions, before: int | None = None) -> np.ndarray:
+        """The values of the requests made at the same time of the week as `at` in each of the `baseline_weeks`
+        weeks before it: those within `same_time_hours`, or else the `min_same_time` nearest within SAME_TIME_REACH;
+        only those known by `at` (and made before `before`). Empty when there are not `min_same_time`. A week whose
+        reach starts before the first request is left out: a gate's first hours are not the same time of its week."""
+        reach = SAME_TIME_REACH // MICROSECOND
+        centres = at - np.arange(1, options.baseline_weeks + 1) * WEEK_US
+        centres = centres[centres - reach >= (self.requested[0] if self.requested.size else NEVER)]
+        bounds = np.searchsorted(self.requested, np.stack([centres - reach, centres + reach], axis=1))
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in bounds] or [np.arange(0)])
+        distance = np.abs(self.requested[rows] - np.repeat(centres, bounds[:, 1] - bounds[:, 0]))
+        keep = self.known[rows] <= at
+        if before is not None:
+            keep &= self.requested[rows] < before
+        rows, distance = rows[keep], distance[keep]
+        near = distance <= int(options.same_time_hours * HOUR_US)
+        if np.count_nonzero(near) >= options.min_same_time:
+            return self.value[rows[near]]
+        if rows.size < options.min_same_time:
+            return self.value[:0]
+        return self.value[rows[np.argpartition(distance, options.min_same_time - 1)[:options.min_same_time]]]
 
-    def since(self, since: datetime, until: datetime) -> int:
-        """How many answers arrived in (since, until]."""
-        lo, hi = np.searchsorted(self.times, [to_micros(since), to_micros(until)], side="right")
-        return int(max(hi - lo, 0))
-
-    def clock(self, at: int, options: WorkingHoursOptions) -> WorkingClock:
-        """The approvers' working hours as the answers before `at` show them (see WorkingHoursOptions)."""
-        lo, hi = np.searchsorted(self.times, [at - int(options.learn_weeks * WEEK_HOURS * HOUR_US), at], side="right")
-        learnt = np.bincount(self.hours[lo:hi], minlength=WEEK_HOURS) >= options.min_answers_per_hour
-        # A quiet hour or two between working hours (lunch, a slow afternoon) is working time too; a night is not.
-        before = np.roll(learnt, 1) | np.roll(learnt, 2)
-        after = np.roll(learnt, -1) | np.roll(learnt, -2)
-        return WorkingClock(learnt | (before & after))
-
-
-class WorkingHoursOptions(CheckOptions):
-    """How the approvers' working hours are learnt: waits and latencies count those hours only."""
-
-    learn_weeks: float = Field(
-        2, gt=0, description="The approvers' working hours are the hours of the week (UTC) in which the subject's "
-        "requests were answered over this many weeks before the evaluation: two weeks see every hour of the week "
-        "twice, and follow a team that starts earlier or covers weekends, in whatever time zone, with no setting."
-    )
-    min_answers_per_hour: int = Field(
-        2, ge=1, description="An hour of the week is working time once at least this many answers fell in it (and so "
-        "is a gap of up to two hours between such hours, a lunch or a quiet hour): one approval sent from a phone "
-        "at 3 a.m. does not make the night working time (its queue would count as waiting); two in the same hour "
-        "is someone on duty."
-    )
+    def all_before(self, at: int, weeks: int) -> np.ndarray:
+        """The values of every request made in the `weeks` weeks before `at` and known by then."""
+        lo, hi = np.searchsorted(self.requested, [at - weeks * WEEK_US, at])
+        return self.value[lo:hi][self.known[lo:hi] <= at]
 
 
 # --- approval.queue_backlog -------------------------------------------------------------------------------
 
 
-class BacklogOptions(WorkingHoursOptions):
+class BacklogOptions(SameTimeOptions):
     every_minutes: float | None = Field(
         15, gt=0, description="Evaluate once per this many minutes (slots of the clock), the last findings standing "
         "in between: waits are measured in hours, so a quarter of an hour adds little to the delay while `serve` "
@@ -197,14 +189,24 @@ class BacklogOptions(WorkingHoursOptions):
         "last fired, none leaving it firing: approvers answering five in a row are back, and an approval gate sees "
         "fewer events than an agent's other actions."
     )
+    usual_quantile: float = Field(
+        0.98, gt=0.5, lt=1, description="A request's usual longest wait is this quantile of the waits (wall clock, "
+        "request to answer) of the requests made at the same time of the week: nearly the longest, so the Friday "
+        "evening's wait to Monday and the evening's wait to the next morning, even when only some requests of that "
+        "hour have it, are usual."
+    )
+    usual_margin: float = Field(
+        1.5, ge=1, description="A request is overdue once it has waited this multiple of its usual longest wait: "
+        "half as long again leaves room for a slower morning, while a request still waiting the next day when "
+        "its like are answered within hours is late."
+    )
     max_wait_minutes: float = Field(
-        240, gt=0, description="A request waiting longer than this many minutes of the approvers' working hours is "
-        "overdue: half a working day, far beyond the minutes to an hour approvers usually take, while the night and "
-        "the weekend never count."
+        240, gt=0, description="... and never before this many minutes (wall clock): half a working day, so a gate "
+        "whose requests are usually answered within minutes does not fire on a meeting or a lunch."
     )
     expire_hours: float = Field(
-        24, gt=0, description="A request waiting longer than this many working hours (two to three working days) is "
-        "expired: what the agent wanted to do has gone stale. Expired requests of an action that reaches outside make "
+        24, gt=0, description="A request still waiting this many hours after it became overdue is expired: a day "
+        "late, what the agent wanted to do has gone stale. Expired requests of an action that reaches outside make "
         "the incident critical."
     )
     min_overdue: int = Field(
@@ -220,10 +222,6 @@ class BacklogOptions(WorkingHoursOptions):
         10, ge=1, description="... and at least this many more than usual: a queue of 4 against a usual 1 is a busy "
         "hour, not a backlog."
     )
-    baseline_weeks: int = Field(
-        2, ge=1, le=4, description="The usual queue is the largest at the same hour (within half an hour) of this "
-        "many earlier weeks: two weeks see the weekly rhythm twice and read three weeks of requests in all."
-    )
     forget_days: float = Field(
         7, gt=0, description="A request unanswered for this many days (wall clock) has been given up on by whoever "
         "asked: it leaves the queue, so a request nobody will ever answer does not hold an incident open forever."
@@ -232,13 +230,23 @@ class BacklogOptions(WorkingHoursOptions):
 
 @dataclass(frozen=True)
 class Queue:
-    """One agent x action's requests, in request order, and when its requests were answered."""
+    """One agent x action's requests, in request order, and when they were answered."""
 
     requested: np.ndarray  # microseconds since the epoch
     answered: np.ndarray  # the answer's event time, NEVER while unanswered
+    answer_times: np.ndarray  # the answered ones', sorted
     ids: pl.Series
-    answers: Answers
+    history: History  # the requests' waits, to learn the usual from
     external: bool  # the action reaches outside (a request or an answer said so)
+    limits: dict[int, float]  # request -> the wait after which it is overdue (seconds, nan: not judged), learnt once
+
+    @classmethod
+    def of(cls, rows: pl.DataFrame) -> Queue:
+        requested, answered = _micros(rows["requested_at"]), _micros(rows["answered_at"])
+        waits = np.where(answered == NEVER, np.nan, (answered - requested) / 1e6)
+        return cls(requested=requested, answered=answered, answer_times=np.sort(answered[answered != NEVER]),
+                   ids=rows["request_id"], history=History(requested, answered, waits),
+                   external=bool(rows["external"].any()), limits={})
 
 
 @register
@@ -246,17 +254,24 @@ class QueueBacklog(Check[BacklogOptions]):
     """Approval requests wait with no answer: the approval gate backed up.
 
     For each agent x action, the requests waiting at the evaluation time (made, not yet answered, not older than
-    ``forget_days``) are counted. It fires when at least ``min_overdue`` of them have waited longer than
-    ``max_wait_minutes`` of the approvers' working hours, or when the queue is at least ``queue_ratio`` times, and
-    ``min_queue_excess`` more than, its usual size: the largest it was at the same hour of the week over the last
-    ``baseline_weeks`` weeks (a week counts once the subject's requests go back three days before it, so that
-    week's weekend queue is whole; before that, growth is not judged). The working hours are learnt from when the
-    subject's requests were answered (``learn_weeks``, ``min_answers_per_hour``), so the queue that builds
-    overnight and over the weekend, answered in the morning, is not a backlog, in any time zone; neither is one
-    slow answer. A new gate, with no answers yet, has no working hours and is not judged on waits. Requests
-    waiting longer than ``expire_hours`` of working time are reported as expired; the incident is critical when an
-    expired request is of an action that reaches outside (the request or an answer of the agent x action has
-    ``external: true``), a warning otherwise.
+    ``forget_days``) are counted. A request is overdue once it has waited (wall clock) ``usual_margin`` times as
+    long as the requests made at the same time of the week usually wait, and at least ``max_wait_minutes``: the
+    usual is the ``usual_quantile`` of the waits of the gate's requests made within ``same_time_hours`` of the same
+    time of the week in each of the ``baseline_weeks`` weeks before, as known when the request was made (a quiet
+    time of the week takes the ``min_same_time`` nearest requests within 12 hours, and with fewer still the gate's
+    requests of those weeks at any time). It fires when at least ``min_overdue`` requests are overdue, or when the
+    queue is at least ``queue_ratio`` times, and ``min_queue_excess`` more than, its usual size: the largest it was
+    at the same hour of the week over the last ``baseline_weeks`` weeks (a week counts once the subject's requests
+    go back three days before it, so that week's weekend queue is whole; before that, growth is not judged).
+
+    Comparing like with like needs no time zone or roster: a request made on Friday evening and answered on Monday
+    morning waited as Friday evening's requests do, and so did a request of a late North American afternoon
+    answered the next morning when the gate's approvers work in several regions; a Tuesday-morning request still
+    waiting on Wednesday did not. Neither is one slow answer a backlog. Requests made in the first week of a gate,
+    whose same time of the last week is unknown, are not judged on their waits. A request still waiting
+    ``expire_hours`` after it became overdue is expired; the incident is critical when an expired request is of an
+    action that reaches outside (the request or an answer of the agent x action has ``external: true``), a warning
+    otherwise.
     """
 
     clears_when = (
@@ -268,28 +283,25 @@ class QueueBacklog(Check[BacklogOptions]):
     name: ClassVar[str] = "approval.queue_backlog"
     family: ClassVar[str] = "approval"
     Options: ClassVar[type[CheckOptions]] = BacklogOptions
-    history: timedelta = timedelta(days=21)  # forget_days plus baseline_weeks with the defaults: see __init__
+    history: timedelta = timedelta(days=21, hours=12)  # forget_days, baseline_weeks and SAME_TIME_REACH: see __init__
 
     def __init__(self, options: BacklogOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.history = max(timedelta(days=options.forget_days + 7 * options.baseline_weeks),
-                           timedelta(weeks=options.learn_weeks))
+        self.history = timedelta(days=options.forget_days, weeks=options.baseline_weeks) + SAME_TIME_REACH
         self.queues: dict[tuple[str, str], Queue] = {}
 
     def prepare(self, data: EvalData) -> None:
         self.queues = {}  # afresh: the scheduler may reuse this object
         rows = approval_requests(data)
         for (agent, action), part in rows.partition_by("agent_id", "action", as_dict=True, maintain_order=True).items():
-            self.queues[(str(agent), str(action))] = Queue(
-                requested=_micros(part["requested_at"]), answered=_micros(part["answered_at"]), ids=part["request_id"],
-                answers=Answers.of(part), external=bool(part["external"].any()))
+            self.queues[(str(agent), str(action))] = Queue.of(part)
 
     def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
                      activity: Activity) -> tuple[int, str]:
         """Requests of the agent x action answered since: each one is an approver at work."""
         queue = self.queues.get((subject["agent_id"], subject["action"]))
         what = f"answered approval requests of {subject['action']} by {subject['agent_id']}"
-        return (queue.answers.since(since, step.at) if queue else 0), what
+        return (_between(queue.answer_times, since, step.at) if queue else 0), what
 
     def evaluate(self, step: Step) -> list[Finding]:
         opts = self.options
@@ -301,21 +313,40 @@ class QueueBacklog(Check[BacklogOptions]):
             waiting = lo + np.flatnonzero(queue.answered[lo:hi] > at)
             if waiting.size == 0:
                 continue
-            clock = queue.answers.clock(at, opts)
-            wait = clock.at(at) - clock.seconds(queue.requested[waiting])
-            overdue = waiting[wait > opts.max_wait_minutes * 60]
-            expired = waiting[wait > opts.expire_hours * 3600]
+            wait = (at - queue.requested[waiting]) / 1e6
+            limit = np.array([self._limit(queue, int(i)) for i in waiting])
+            overdue = waiting[wait > limit]  # never where the limit is nan (not judged)
+            expired = waiting[wait > limit + opts.expire_hours * 3600]
             usual = self._usual(queue, at, forget)
             grown = usual is not None and waiting.size >= max(opts.queue_ratio * usual, usual + opts.min_queue_excess)
             if overdue.size < opts.min_overdue and not grown:
                 continue
-            findings.append(self._finding(agent, action, queue, waiting, overdue, expired, usual, float(wait.max())))
+            findings.append(self._finding(agent, action, queue, at, waiting, overdue, expired, usual))
         return findings
+
+    def _limit(self, queue: Queue, request: int) -> float:
+        """How long the request may wait before it is overdue (seconds; nan: not judged), learnt once from what was
+        known when it was made."""
+        if request not in queue.limits:
+            queue.limits[request] = self._learn_limit(queue.history, int(queue.requested[request]))
+        return queue.limits[request]
+
+    def _learn_limit(self, history: History, made: int) -> float:
+        opts = self.options
+        if made - history.requested[0] < (timedelta(weeks=1) + SAME_TIME_REACH) // MICROSECOND:
+            return np.nan  # a new gate: the same time of the last week is not known yet
+        waits = history.same_time(made, opts)
+        if waits.size == 0:
+            waits = history.all_before(made, opts.baseline_weeks)
+            if waits.size < opts.min_same_time:
+                return np.nan
+        usual = float(np.quantile(waits, opts.usual_quantile))
+        return max(opts.usual_margin * usual, opts.max_wait_minutes * 60)
 
     def _usual(self, queue: Queue, at: int, forget: int) -> int | None:
         """The largest queue within half an hour of the same time in each earlier week whose queue is known: the
         subject's requests go back REQUEST_REACH before it, a weekend's queue (None without any such week)."""
-        weeks = np.arange(1, self.options.baseline_weeks + 1) * WEEK_HOURS * HOUR_US
+        weeks = np.arange(1, self.options.baseline_weeks + 1) * WEEK_US
         weeks = weeks[at - weeks - REQUEST_REACH // MICROSECOND >= queue.requested[0]]
         if weeks.size == 0:
             return None
@@ -325,17 +356,19 @@ class QueueBacklog(Check[BacklogOptions]):
         waiting = (requested <= times) & (requested > times - forget) & (answered > times)
         return int(waiting.sum(axis=0).max())
 
-    def _finding(self, agent: str, action: str, queue: Queue, waiting: np.ndarray, overdue: np.ndarray,
-                 expired: np.ndarray, usual: int | None, longest: float) -> Finding:
+    def _finding(self, agent: str, action: str, queue: Queue, at: int, waiting: np.ndarray, overdue: np.ndarray,
+                 expired: np.ndarray, usual: int | None) -> Finding:
         opts = self.options
         late = overdue if overdue.size else waiting
+        limit = queue.limits[int(late[0])]
         summary = f"{waiting.size} {action} requests by {agent} wait for approval"
         if usual is not None:
             summary += f" (at most {usual} at this hour of the week usually)"
         if overdue.size:
-            summary += f", {overdue.size} of them longer than {_duration(opts.max_wait_minutes * 60)} of working time"
+            summary += (f", {overdue.size} of them longer than requests made at their time of the week usually "
+                        f"wait (the oldest's limit {_duration(limit)})")
         if expired.size:
-            summary += f", {expired.size} expired (past {opts.expire_hours:g} working hours)"
+            summary += f", {expired.size} expired ({opts.expire_hours:g} h past their limit)"
         summary += f"; the oldest since {from_micros(queue.requested[late[0]]):%a %Y-%m-%d %H:%M} UTC."
         critical = expired.size > 0 and queue.external
         return Finding(
@@ -345,8 +378,11 @@ class QueueBacklog(Check[BacklogOptions]):
             evidence={
                 "agents": [agent], "waiting": int(waiting.size), "overdue": int(overdue.size),
                 "expired": int(expired.size), "usual_waiting_same_hour": usual,
-                "longest_wait_working_hours": round(longest / 3600, 2), "max_wait_minutes": opts.max_wait_minutes,
-                "expire_hours": opts.expire_hours, "min_overdue": opts.min_overdue, "external": queue.external,
+                "longest_wait_hours": round((at - int(queue.requested[waiting[0]])) / 3.6e9, 2),
+                "oldest_limit_hours": None if np.isnan(limit) else round(limit / 3600, 2),
+                "max_wait_minutes": opts.max_wait_minutes, "usual_quantile": opts.usual_quantile,
+                "usual_margin": opts.usual_margin, "expire_hours": opts.expire_hours, "min_overdue": opts.min_overdue,
+                "external": queue.external,
             },
             sample_event_ids=[str(queue.ids[int(i)]) for i in late[:SAMPLE_IDS]],
         )
@@ -354,6 +390,12 @@ class QueueBacklog(Check[BacklogOptions]):
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def _between(times: np.ndarray, since: datetime, until: datetime) -> int:
+    """How many of the sorted `times` fall in (since, until]."""
+    lo, hi = np.searchsorted(times, [to_micros(since), to_micros(until)], side="right")
+    return int(max(hi - lo, 0))
 
 
 # --- the approvals: requests answered with an approval ------------------------------------------------------
@@ -379,11 +421,6 @@ class Approvals:
         lo, hi = np.searchsorted(self.answered, [at - int(hours * HOUR_US), at], side="right")
         return slice(int(max(lo, hi - last)), int(hi))
 
-    def since(self, since: datetime, until: datetime) -> int:
-        """How many approvals arrived in (since, until]."""
-        lo, hi = np.searchsorted(self.answered, [to_micros(since), to_micros(until)], side="right")
-        return int(max(hi - lo, 0))
-
 
 def approved(rows: pl.DataFrame) -> pl.DataFrame:
     """The requests answered with an approval given after them, in answer order. An approval dated before the
@@ -395,93 +432,102 @@ def approved(rows: pl.DataFrame) -> pl.DataFrame:
 # --- approval.latency -------------------------------------------------------------------------------------
 
 
-class LatencyOptions(WorkingHoursOptions):
+class LatencyOptions(SameTimeOptions):
     every_minutes: float | None = Field(
         30, gt=0, description="Evaluate once per this many minutes (slots of the clock), the last findings standing "
-        "in between: the median moves only as approvals come in, a few an hour, so half an hour adds little to a "
-        "delay of hours."
+        "in between: the approvals come in a few an hour, so half an hour adds little to a delay of hours."
     )
     recent_hours: float = Field(
-        24, gt=0, description="Judge the approvals answered in this many hours before the evaluation (the last "
-        "`recent_approvals` of them): a day, so a slow morning is compared as soon as it is answered."
+        24, gt=0, description="Judge the approvals of the requests made in this many hours before the evaluation "
+        "(the last `recent_approvals` of them answered): a day, so a slow morning is judged as soon as it is "
+        "answered, while requests still waiting are the backlog's."
     )
     recent_approvals: int = Field(
-        12, ge=1, description="... at most this many, the latest: twelve make a median that a few slow answers do "
-        "not move, yet a real rise shows within about seven approvals."
+        12, ge=1, description="... at most this many, the latest requests: twelve make a verdict that a few slow "
+        "answers do not move, yet a real rise shows within about seven approvals."
     )
     min_recent: int = Field(
-        6, ge=1, description="Judge only with at least this many recent approvals: fewer make a median of chance."
+        6, ge=1, description="Judge only with at least this many recent approvals whose time of the week has a "
+        "usual (a night or a weekend of a gate quiet then has none): fewer make a verdict of chance."
     )
-    baseline_days: float = Field(
-        7, gt=0, description="The usual latency is the median over the approvals answered in this many days before "
-        "the recent window: a week holds every weekday."
-    )
-    min_baseline: int = Field(
-        20, ge=1, description="Judge only with at least this many approvals in the baseline, so a new gate is "
-        "learnt before it is judged."
+    tail_quantile: float = Field(
+        0.9, gt=0.5, lt=1, description="An approval is slow only if it took longer than this quantile of the "
+        "approvals of the same time of the week: at an hour when some requests usually wait for the approvers' "
+        "next morning (a gate served from several regions), such a wait stays usual."
     )
     ratio: float = Field(
-        3, gt=1, description="Fire when the recent median latency is at least this multiple of the usual one: "
-        "approvals taking three times as long is a gate slowing down, not a busy day."
+        3, gt=1, description="... and at least this multiple of their median: approvals taking three times as long "
+        "is a gate slowing down, not a busy day."
     )
     min_increase_minutes: float = Field(
-        30, gt=0, description="... and at least this many minutes of working time longer: a gate going from 20 "
+        30, gt=0, description="... and at least this many minutes longer than the median: a gate going from 20 "
         "seconds to 2 minutes is still fast, and does not page."
     )
 
 
 @dataclass(frozen=True)
 class Gate:
-    """One agent x action's approvals, and when its requests were answered (its approvers' working hours)."""
+    """One agent x action's approvals in request order (their latencies, seconds, known at their answers' event
+    times)."""
 
-    approvals: Approvals
-    answers: Answers
+    history: History
+    ids: pl.Series
+    answer_times: np.ndarray  # sorted
+
+    @classmethod
+    def of(cls, rows: pl.DataFrame) -> Gate:
+        rows = approved(rows).sort("requested_at", "request_id")
+        requested, answered = _micros(rows["requested_at"]), _micros(rows["answered_at"])
+        latency = (_micros(rows["approved_at"]) - requested) / 1e6
+        return cls(History(requested, answered, latency), rows["request_id"], np.sort(answered))
 
 
 @register
 class ApprovalLatency(Check[LatencyOptions]):
-    """The time to approval of an agent x action's requests rises against its usual level.
+    """The time to approval of an agent x action's requests rises against what is usual at that time of the week.
 
-    The latency of an approval is ``approved_at`` minus the request's time (the first answer after the
-    request, same agent, action and record), counted in the approvers' working hours, learnt from when the
-    subject's requests were answered (``learn_weeks``, ``min_answers_per_hour``): a request made on Friday
-    evening and approved on Monday an hour into the working day took an hour, not three days. The median over
-    the recent approvals (the last ``recent_approvals`` answered within ``recent_hours``) is compared with the
-    median over the ``baseline_days`` before them (frozen while an incident is open): it fires when the recent
-    median is at least ``ratio`` times the usual and ``min_increase_minutes`` longer. A few slow answers do not
-    move a median, and the weekend adds no working time. Requests never answered are
-    ``approval.queue_backlog``'s. A warning.
+    The latency of an approval is ``approved_at`` minus the request's time (the first answer after the request,
+    same agent, action and record), wall clock. Each recent approval (of the last ``recent_approvals`` requests made
+    within ``recent_hours`` and approved by the evaluation) is compared with the approvals of the requests made at
+    the same time of the week: within ``same_time_hours`` of it in each of the ``baseline_weeks`` weeks before
+    (a quiet time of the week takes the ``min_same_time`` nearest within 12 hours; a time with fewer is not judged),
+    made before the incident started while one is open. It is slow when it took longer than their
+    ``tail_quantile``, at least ``ratio`` times their median and ``min_increase_minutes`` more. It fires when at
+    least half of at least ``min_recent`` judged approvals are slow.
+
+    So a request made on Friday evening and approved on Monday morning is compared with earlier Friday evenings,
+    and the overnight wait of a request made late in one region's afternoon, when the gate's approvers work in
+    several regions, with the same hour's usual share of such waits: neither is slow. Nor are a few slow answers
+    among many. Requests never answered are ``approval.queue_backlog``'s. A warning.
     """
 
     clears_when = (
         "Resolves when the agent x action's newer requests are approved as fast as usual again: at least "
-        "`clear_min_events` approvals since it last fired, the recent median back under the threshold. No "
-        "approvals keep it open."
+        "`clear_min_events` approvals since it last fired, fewer than half of the recent ones slow. No approvals "
+        "keep it open."
     )
 
     name: ClassVar[str] = "approval.latency"
     family: ClassVar[str] = "approval"
     Options: ClassVar[type[CheckOptions]] = LatencyOptions
-    history: timedelta = timedelta(days=14)  # the longer of learn_weeks and the baseline with the recent window and
-    #                                          REQUEST_REACH (11 days), with the defaults: see __init__
+    history: timedelta = timedelta(days=15, hours=12)  # recent_hours, baseline_weeks and SAME_TIME_REACH: see __init__
 
     def __init__(self, options: LatencyOptions, config: ChecksConfig) -> None:
         super().__init__(options, config)
-        self.history = max(timedelta(days=options.baseline_days, hours=options.recent_hours) + REQUEST_REACH,
-                           timedelta(weeks=options.learn_weeks))
+        self.history = timedelta(hours=options.recent_hours, weeks=options.baseline_weeks) + SAME_TIME_REACH
         self.gates: dict[tuple[str, str], Gate] = {}
 
     def prepare(self, data: EvalData) -> None:
         self.gates = {}
         rows = approval_requests(data)
         for (agent, action), part in rows.partition_by("agent_id", "action", as_dict=True, maintain_order=True).items():
-            self.gates[(str(agent), str(action))] = Gate(Approvals.of(approved(part)), Answers.of(part))
+            self.gates[(str(agent), str(action))] = Gate.of(part)
 
     def fresh_events(self, step: Step, subject: Mapping[str, str], since: datetime,
                      activity: Activity) -> tuple[int, str]:
         """The agent x action's approvals since: each is a latency judged again."""
         gate = self.gates.get((subject["agent_id"], subject["action"]))
-        return (gate.approvals.since(since, step.at) if gate else 0), \
+        return (_between(gate.answer_times, since, step.at) if gate else 0), \
             f"approvals of {subject['action']} requests by {subject['agent_id']}"
 
     def evaluate(self, step: Step) -> list[Finding]:
@@ -489,53 +535,62 @@ class ApprovalLatency(Check[LatencyOptions]):
         at = to_micros(step.at)
         findings = []
         for (agent, action), gate in sorted(self.gates.items()):
-            approvals = gate.approvals
-            recent = approvals.recent(at, opts.recent_hours, opts.recent_approvals)
-            if recent.stop - recent.start < opts.min_recent:
+            history = gate.history
+            lo, hi = np.searchsorted(history.requested, [at - int(opts.recent_hours * HOUR_US), at], side="right")
+            recent = (lo + np.flatnonzero(history.known[lo:hi] <= at))[-opts.recent_approvals:]
+            if recent.size < opts.min_recent:
                 continue
             subject = {"agent_id": agent, "action": action}
             started = step.started(self.name, subject)
-            base_end = min(at, to_micros(started) if started else at) - int(opts.recent_hours * HOUR_US)
-            base = slice(*(int(i) for i in np.searchsorted(
-                approvals.answered, [base_end - int(opts.baseline_days * 24 * HOUR_US), base_end], side="right")))
-            if base.stop - base.start < opts.min_baseline:
+            usual = self._usual(history, recent, to_micros(started) if started else None)
+            judged = ~np.isnan(usual[:, 0])
+            if np.count_nonzero(judged) < opts.min_recent:
                 continue
-            clock = gate.answers.clock(at, opts)
-            usual = float(np.median(_working(clock, approvals, base)))
-            latency = _working(clock, approvals, recent)
-            now = float(np.median(latency))
-            if now < opts.ratio * usual or now - usual < opts.min_increase_minutes * 60:
+            recent, usual = recent[judged], usual[judged]
+            median, tail = usual[:, 0], usual[:, 1]
+            slow_level = np.maximum.reduce([opts.ratio * median, median + opts.min_increase_minutes * 60, tail])
+            is_slow = history.value[recent] >= slow_level
+            if 2 * np.count_nonzero(is_slow) < recent.size:
                 continue
-            findings.append(self._finding(subject, approvals, latency, recent, now, usual, base.stop - base.start))
+            findings.append(self._finding(subject, gate, recent, is_slow, float(np.median(median))))
         return findings
 
-    def _finding(self, subject: dict[str, str], approvals: Approvals, latency: np.ndarray, recent: slice, now: float,
-                 usual: float, baseline: int) -> Finding:
-        """`latency`: the working seconds of the recent approvals."""
+    def _usual(self, history: History, recent: np.ndarray, before: int | None) -> np.ndarray:
+        """(median, tail_quantile) of the latencies at the same time of the week of each recent approval (nan:
+        none)."""
+        usual = np.full((recent.size, 2), np.nan)
+        for n, i in enumerate(recent):
+            latencies = history.same_time(int(history.requested[i]), self.options, before)
+            if latencies.size:
+                usual[n] = np.quantile(latencies, [0.5, self.options.tail_quantile])
+        return usual
+
+    def _finding(self, subject: dict[str, str], gate: Gate, recent: np.ndarray, is_slow: np.ndarray,
+                 usual: float) -> Finding:
+        """`usual`: the median of the recent approvals' usual (median) latencies. It started at the first of the
+        latest run of slow approvals: an evening request that waited a little longer than its like is slow now and
+        then, and is not when the gate slowed."""
         opts = self.options
-        slow_level = max(opts.ratio * usual, usual + opts.min_increase_minutes * 60)
-        indexes = np.arange(recent.start, recent.stop)
-        slow = indexes[latency >= slow_level]
-        first = slow[np.argmin(approvals.requested[slow])]
+        slow = recent[is_slow]
+        last = int(np.flatnonzero(is_slow)[-1])
+        fast_before = np.flatnonzero(~is_slow[:last])
+        first = recent[fast_before[-1] + 1] if fast_before.size else slow[0]
+        now = float(np.median(gate.history.value[recent]))
         agent, action = subject["agent_id"], subject["action"]
         return Finding(
             check=self.name, subject=subject, severity=Severity.warning,
-            summary=f"Approving {agent}'s {action} requests now takes {_duration(now)} of working time (median of "
-                    f"the last {indexes.size}), against a usual {_duration(usual)}; {slow.size} took over "
-                    f"{_duration(slow_level)}.",
-            started_at=from_micros(approvals.requested[first]), affected=int(slow.size),
+            summary=f"{slow.size} of the last {recent.size} approvals of {agent}'s {action} requests took far longer "
+                    f"than usual for the time of the week they were made: median {_duration(now)}, against a usual "
+                    f"{_duration(usual)} at those times.",
+            started_at=from_micros(gate.history.requested[first]), affected=int(slow.size),
             evidence={
-                "agents": [agent], "recent_approvals": int(indexes.size), "slow_approvals": int(slow.size),
-                "median_working_minutes": round(now / 60, 1), "usual_median_working_minutes": round(usual / 60, 1),
-                "baseline_approvals": baseline, "ratio": opts.ratio, "min_increase_minutes": opts.min_increase_minutes,
+                "agents": [agent], "recent_approvals": int(recent.size), "slow_approvals": int(slow.size),
+                "median_minutes": round(now / 60, 1), "usual_median_minutes": round(usual / 60, 1),
+                "tail_quantile": opts.tail_quantile, "ratio": opts.ratio,
+                "min_increase_minutes": opts.min_increase_minutes,
             },
-            sample_event_ids=[str(approvals.ids[int(i)]) for i in slow[:SAMPLE_IDS]],
+            sample_event_ids=[str(gate.ids[int(i)]) for i in slow[:SAMPLE_IDS]],
         )
-
-
-def _working(clock: WorkingClock, approvals: Approvals, rows: slice) -> np.ndarray:
-    """The working seconds from request to approval of the approvals in `rows`."""
-    return clock.seconds(approvals.approved[rows]) - clock.seconds(approvals.requested[rows])
 
 
 # --- approval.rubber_stamp --------------------------------------------------------------------------------
@@ -606,7 +661,7 @@ class RubberStamp(Check[RubberStampOptions]):
                      activity: Activity) -> tuple[int, str]:
         """The approver's approvals since: each is a review time judged again."""
         approvals = self.approvers.get(subject["approver"])
-        return (approvals.since(since, step.at) if approvals else 0), f"approvals by {subject['approver']}"
+        return (_between(approvals.answered, since, step.at) if approvals else 0), f"approvals by {subject['approver']}"
 
     def evaluate(self, step: Step) -> list[Finding]:
         opts = self.options

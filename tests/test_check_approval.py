@@ -3,7 +3,9 @@
 Agents ask for approval around the clock, most of it in office hours; approvers (8:00 to 18:00 UTC, Monday to
 Friday, which the checks learn from the answers) answer within minutes in office hours and clear the night's and the
 weekend's queue in the first half hour of the morning. Each fault starts at an exact time; subject B (lead-router x
-lead.reassign, approver mgr-3) carries the benign look-alikes in the same stream.
+lead.reassign, approver mgr-3) carries the benign look-alikes in the same stream, and a gate served by managers in
+three regions (UTC-5, +2 and +8, each answering its own region's requests within three hours in its office hours,
+else the next local morning) the overnight waits at nearly every hour of the day.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ B = {"agent_id": "lead-router", "action": "lead.reassign"}  # the look-alikes' s
 DAYS = 18  # Monday T0 to Thursday of the third week
 FAULT = T0 + timedelta(days=15, hours=10, minutes=7)  # Tuesday of the third week, mid-morning
 START, END = T0 + timedelta(days=14), T0 + timedelta(days=17, hours=18)
-MAX_WAIT = timedelta(hours=4)  # approval.queue_backlog's default max_wait_minutes, of working (here office) time
+MAX_WAIT = timedelta(hours=4)  # approval.queue_backlog's default max_wait_minutes: the limit of a request whose
+#                                 like is answered within minutes
 OPEN, CLOSE = 8, 18
 
 
@@ -89,12 +92,12 @@ def usual(approvers: tuple[str, ...], sometimes_fast: str | None = None) -> Answ
     return answer
 
 
-def gate(subject: dict[str, str], answering: Answering, seed: int) -> list[dict]:
-    """DAYS of requests (every 10-30 min in office hours, every 1-3 h otherwise) and their answers."""
+def gate(subject: dict[str, str], answering: Answering, seed: int, days: int = DAYS, prefix: str = "") -> list[dict]:
+    """`days` of requests (every 10-30 min in office hours, every 1-3 h otherwise) and their answers."""
     rng = random.Random(seed)
     events, at, n = [], T0 + timedelta(minutes=rng.uniform(0, 30)), 0
-    prefix = subject["action"]
-    while at < T0 + timedelta(days=DAYS):
+    prefix = prefix or subject["action"]
+    while at < T0 + timedelta(days=days):
         n += 1
         record = {"agent_id": subject["agent_id"], "action": subject["action"],
                   "resource": {"type": "lead", "id": f"L-{prefix}-{n}"}}
@@ -191,21 +194,22 @@ def test_clean_traffic_with_weekends_and_slow_answers_stays_quiet(home: Home, cl
 # --- approval.queue_backlog ------------------------------------------------------------------------------
 
 
-def stops_answering(normal: Answering) -> Answering:
-    """Approvers answer as usual, except that nothing is answered from FAULT on."""
+def stops_answering(normal: Answering, at: datetime = FAULT) -> Answering:
+    """Approvers answer as usual, except that nothing is answered from `at` on."""
+    stop = at
 
     def answer(rng: random.Random, at: datetime, n: int) -> Answer | None:
         given = normal(rng, at, n)
-        return given if given.approved_at < FAULT else None
+        return given if given.approved_at < stop else None
 
     return answer
 
 
 def test_backlog_fires_on_the_growing_queue_before_requests_are_overdue(home: Home) -> None:
     """Approvers of A stop answering at FAULT: the queue passes its usual size at this hour of the week (at most 1
-    or 2) by ten within a few hours, before the third request passes the 4 office-hour limit; once requests have
-    waited 24 office hours the incident is critical (email.send reaches outside). B's single late answer stays
-    quiet."""
+    or 2) by ten within a few hours, before the third request passes its 4-hour limit (its like, made on a Tuesday
+    morning, is answered within minutes); once requests have waited a day past their limit the incident is critical
+    (email.send reaches outside). B's single late answer stays quiet."""
     events = stream(stops_answering(usual(("mgr-1", "mgr-2"))))
     store_events(home, actions=events)
     report = run(home, START, END, only=["approval.queue_backlog"])
@@ -214,7 +218,7 @@ def test_backlog_fires_on_the_growing_queue_before_requests_are_overdue(home: Ho
     (at, incident), = opened(report, "approval.queue_backlog")
     assert incident.subject == A
     stuck = sorted(r for r, answered in requests_of(events, A) if answered is None)
-    assert FAULT < at <= after_office_time(stuck[2], MAX_WAIT) + timedelta(minutes=15), at
+    assert FAULT < at <= stuck[2] + MAX_WAIT + timedelta(minutes=15), at
     usual_queue = incident.evidence["usual_waiting_same_hour"]
     assert usual_queue <= 2 and incident.evidence["waiting"] >= usual_queue + 10
     assert incident.severity == "warning" and incident.started_at == stuck[0]
@@ -224,7 +228,8 @@ def test_backlog_fires_on_the_growing_queue_before_requests_are_overdue(home: Ho
 
 def test_backlog_fires_within_minutes_of_the_third_request_passing_the_limit(home: Home) -> None:
     """The same fault with the growth test off (min_queue_excess 1000): fires within one evaluation (15 minutes) of
-    the third stuck request passing the 4 office-hour limit (min_overdue 3), so within 75 minutes of the first."""
+    the third stuck request passing its limit (min_overdue 3), so within 75 minutes of the first. The limit is the
+    4-hour floor: Tuesday morning's requests of the two weeks before were answered within minutes."""
     events = stream(stops_answering(usual(("mgr-1", "mgr-2"))))
     store_events(home, actions=events)
     config = {"checks": {"approval.queue_backlog": {"min_queue_excess": 1000}}}
@@ -233,10 +238,11 @@ def test_backlog_fires_within_minutes_of_the_third_request_passing_the_limit(hom
     quiet_on_b(report, "approval.queue_backlog")
     (at, incident), = opened(report, "approval.queue_backlog")
     stuck = sorted(r for r, answered in requests_of(events, A) if answered is None)
-    first_overdue, third_overdue = (after_office_time(r, MAX_WAIT) for r in (stuck[0], stuck[2]))
+    first_overdue, third_overdue = (r + MAX_WAIT for r in (stuck[0], stuck[2]))
     assert third_overdue < at <= third_overdue + timedelta(minutes=15), (at, third_overdue)
     assert at - first_overdue <= timedelta(minutes=75)
     assert incident.evidence["overdue"] == 3 and incident.started_at == stuck[0]
+    assert incident.evidence["oldest_limit_hours"] == MAX_WAIT / timedelta(hours=1)
 
 
 def shifted(events: list[dict], by: timedelta) -> list[dict]:
@@ -250,7 +256,7 @@ def shifted(events: list[dict], by: timedelta) -> list[dict]:
     return moved
 
 
-def test_working_hours_are_learnt_in_any_time_zone(home: Home) -> None:
+def test_approvers_far_from_utc_are_judged_like_those_in_it(home: Home) -> None:
     """Approvers working 8:00 to 18:00 eight hours behind UTC (16:00 to 02:00 UTC), nothing configured: the same
     twelve days stay quiet on A and B, and C's approvers stopping at FAULT still fire the backlog in time."""
     pacific = timedelta(hours=8)
@@ -263,7 +269,75 @@ def test_working_hours_are_learnt_in_any_time_zone(home: Home) -> None:
     (at, incident), = report.opened
     assert incident.check == "approval.queue_backlog" and incident.subject == stalled
     stuck = sorted(r for r, answered in requests_of(c_events, stalled) if answered is None)
-    assert FAULT + pacific < at <= after_office_time(stuck[2], MAX_WAIT) + pacific + timedelta(minutes=15), at
+    assert FAULT + pacific < at <= stuck[2] + pacific + MAX_WAIT + timedelta(minutes=15), at
+
+
+# --- a gate served from three regions --------------------------------------------------------------------
+
+M = {"agent_id": "sequencer", "action": "email.first_touch"}
+REGIONS = {"na": -5, "emea": 2, "apac": 8}  # the managers' UTC offsets, hours
+M_DAYS = 22  # a week learnt, two judged
+FAULT_M = T0 + timedelta(days=15, hours=15, minutes=7)  # Tuesday 10:07 in North America, 17:07 in Europe, 23:07 in Asia
+
+
+def within_three_hours(approvers: tuple[str, ...]) -> Answering:
+    """A region's managers, as the demo's: a request is approved 10 minutes to 3 hours after it is made when that
+    falls in their office hours, else within an hour of their next opening (a request made late in the afternoon
+    waits for the next morning)."""
+
+    def answer(rng: random.Random, at: datetime, n: int) -> Answer:
+        approved_at = at + timedelta(minutes=rng.uniform(10, 180))
+        if not in_office(approved_at):
+            approved_at = next_office(approved_at) + timedelta(minutes=rng.uniform(0, 60))
+        return Answer(rng.choice(approvers), approved_at)
+
+    return answer
+
+
+def regional_gate(stop_at: datetime | None = None) -> list[dict]:
+    """M's requests from the three regions, each made (every 10-30 minutes in its office hours, every 1-3 hours
+    otherwise) and answered by its own managers in its own local time; every manager stops answering at `stop_at`."""
+    events = []
+    for seed, (region, offset) in enumerate(REGIONS.items(), start=20):
+        answering = within_three_hours((f"mgr-{region}-1", f"mgr-{region}-2"))
+        if stop_at is not None:
+            answering = stops_answering(answering, stop_at + timedelta(hours=offset))
+        local = gate(M, answering, seed, days=M_DAYS, prefix=f"{M['action']}-{region}")
+        events += shifted(local, timedelta(hours=-offset))
+    return events
+
+
+def test_a_gate_served_from_three_regions_stays_quiet(home: Home) -> None:
+    """Managers in UTC-5, +2 and +8 each answer their region's requests: answers come at nearly every hour of the
+    day (UTC), and at most hours some requests wait for their managers' next morning. Two weeks judged after a week
+    learnt: no check fires."""
+    events = regional_gate()
+    store_events(home, actions=events)
+    report = run(home, T0 + timedelta(days=7), T0 + timedelta(days=M_DAYS - 1), only=CHECKS)
+    assert report.failures == {}
+    assert report.opened == []
+    # The look-alike was there: answers at nearly every hour, and overnight waits of requests made at most hours.
+    requests = [(made, answered) for made, answered in requests_of(events, M) if answered]
+    assert len({answered.hour for _, answered in requests}) >= 22
+    assert len({made.hour for made, answered in requests if answered - made > timedelta(hours=8)}) >= 20
+
+
+def test_backlog_fires_on_a_gate_served_from_three_regions(home: Home) -> None:
+    """Every manager of M stops answering at FAULT_M: the backlog fires within 18 hours, by the queue's growth to
+    three times its usual size, before the stuck requests pass their limits. Both are slower than on a one-region
+    gate, and must be: at any hour two regions' overnight requests wait (a usual queue of about 20), and requests
+    made at most hours wait up to 16 hours for their managers' morning (limits of about a day)."""
+    events = regional_gate(stop_at=FAULT_M)
+    store_events(home, actions=events)
+    report = run(home, T0 + timedelta(days=14), T0 + timedelta(days=17), only=["approval.queue_backlog"])
+    assert report.failures == {}
+    (at, incident), = report.opened
+    assert incident.subject == M
+    assert FAULT_M < at <= FAULT_M + timedelta(hours=18), at
+    stuck = sorted(made for made, answered in requests_of(events, M) if answered is None)
+    assert incident.started_at == stuck[0]
+    usual_queue = incident.evidence["usual_waiting_same_hour"]
+    assert usual_queue >= 15 and incident.evidence["waiting"] >= 3 * usual_queue
 
 
 # --- approval.latency ------------------------------------------------------------------------------------
@@ -292,8 +366,9 @@ def test_latency_fires_within_hours_of_approvals_slowing_and_not_on_a_few_slow_a
     assert incident.subject == A
     assert FAULT < at <= FAULT + timedelta(hours=8), at
     assert FAULT <= incident.started_at <= FAULT + timedelta(hours=1)
-    usual_minutes = incident.evidence["usual_median_working_minutes"]
-    assert usual_minutes <= 20 and incident.evidence["median_working_minutes"] >= 3 * usual_minutes
+    usual_minutes = incident.evidence["usual_median_minutes"]
+    assert usual_minutes <= 20 and incident.evidence["median_minutes"] >= 3 * usual_minutes
+    assert 2 * incident.evidence["slow_approvals"] >= incident.evidence["recent_approvals"] >= 6
 
 
 # --- approval.rubber_stamp -------------------------------------------------------------------------------
