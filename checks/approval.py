@@ -31,8 +31,8 @@ from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Fi
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, to_micros
 from agentwatch.checks.options import options_for
+from agentwatch.checks.rollup_sql import APPROVAL_ANSWERS, APPROVAL_REQUESTS
 from agentwatch.core.severity import Severity
-from agentwatch.store.rollups import Rollup, Span
 
 # How long a request usually waits at most (made on Friday evening, answered on Monday): requests are read from this
 # long before the first answer a check judges, so each is paired (an answer whose request was not read is left out),
@@ -44,31 +44,8 @@ NEVER = np.iinfo(np.int64).max  # the answer time of a request not answered (yet
 SAME_HOUR_US = np.arange(-30, 31, 15) * (timedelta(minutes=1) // MICROSECOND)
 
 
-# --- reading the requests and their answers ---------------------------------------------------------------
+# --- reading the requests and their answers (kept rows: checks/rollup_sql.py) -----------------------------
 
-# The record an answer must match: agent, action and resource, as one 64-bit number (part of an MD5, the same in any
-# engine and version) so the answers kept for three weeks stay small.
-RECORD = "(md5_number(concat_ws(chr(31), agent_id, action, resource_type, resource_id)) >> 64)::UBIGINT"
-
-
-def _requests_select(src: Mapping[str, str], span: Span) -> str:
-    """event_id, ts, agent_id, action, record, external: every ``pending_approval`` event."""
-    return (f"SELECT event_id, ts, agent_id, action, {RECORD} AS record, coalesce(external, false) AS external "
-            f"FROM {src['actions']} WHERE {span.condition()} AND status = 'pending_approval'")
-
-
-def _answers_select(src: Mapping[str, str], span: Span) -> str:
-    """ts, record, approved_by, approved_at, external: every event that may answer a request (approved or skipped)."""
-    return (f"SELECT ts, {RECORD} AS record, approved_by, approved_at, coalesce(external, false) AS external "
-            f"FROM {src['actions']} WHERE {span.condition()} "
-            f"AND (status = 'skipped' OR (approved_by IS NOT NULL AND status <> 'pending_approval'))")
-
-
-# Kept in the home per day like the other checks' aggregates: read from the events, the pairing query cost 5.7 s over
-# the 14 days of a 10M-event store like the benchmark's (the string columns of every row group), where serve has one
-# second a minute; from the kept rows, 0.05 s.
-APPROVAL_REQUESTS = Rollup("approval_requests-v1", "actions", MICROSECOND, "ts", _requests_select)
-APPROVAL_ANSWERS = Rollup("approval_answers-v1", "actions", MICROSECOND, "ts", _answers_select)
 CHECK_NAMES = ("approval.queue_backlog", "approval.latency", "approval.rubber_stamp")
 
 
