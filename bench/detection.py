@@ -20,8 +20,8 @@ Prints per seed and family: detected or not, the detection delay (incident ``ope
 time, both event time) and the false incidents per clean week, as Markdown for docs/benchmarks.md; with several
 seeds, the families and false incidents of all of them together. Exits 1 when a target is missed
 (``scenarios/scoring.py``): every family detected; median delay under 30 min for the fast families, under 24 h
-for outcome, drift and approval, under 8 h for a missed scheduled run; at most 0.5 false warning-or-critical
-incidents per clean week, all seeds together.
+for outcome and drift, under 8 h for approval and a missed scheduled run, under 6 h for identity collisions; at
+most 0.5 false warning-or-critical incidents per clean week, all seeds together.
 """
 
 from __future__ import annotations

@@ -217,8 +217,10 @@ DUPLICATE = Fault("lead assigned twice", "quality.duplicate", ("quality.duplicat
 EXPECTATION = Fault("route_to outside the allowed set", "quality.expectation_failed",
                     ("quality.expectation_failed",), {}, _t(1, 10, 25), {"route_typo_at": _t(1, 10, 25)})
 
+# Injected when Tuesday's run was due to begin (its usual 02:00; each run starts 0 to 3 h late): a cron monitor can
+# know of a missed run only from then on.
 SWEEP_MISSED = Fault("nightly hygiene sweep stops running", "volume.scheduled", ("volume.action_drop",),
-                     {"agent_id": "hygiene-agent"}, _t(1, 0, 0), {"sweep_stops_at": _t(1, 0, 0)})
+                     {"agent_id": "hygiene-agent"}, _t(1, 2, 0), {"sweep_stops_at": _t(1, 2, 0)})
 APPROVALS_STALL = Fault("marketing-ops stops answering approval requests", "approval",
                         ("approval.queue_backlog",), {"agent_id": "followup-agent", "action": "email.send"},
                         _t(1, 10, 0), {"approvals_stall_at": _t(1, 10, 0)})

@@ -14,12 +14,14 @@ PAGES = ("warning", "critical")  # severities that reach a person; info incident
 DELAY_TARGETS = {"schema": timedelta(minutes=30), "null": timedelta(minutes=30), "volume": timedelta(minutes=30),
                  "errors": timedelta(minutes=30), "policy": timedelta(minutes=30),
                  # One person's second lead shows only once an agent works it: outreach goes out 1 min to 4 h after
-                 # a lead arrives, so the collisions of a broken dedup step come in over hours, not minutes.
-                 "quality.identity_collision": timedelta(hours=4),
+                 # a lead arrives, so the collisions of a broken dedup step come in over hours, and the rate rule
+                 # waits for five beyond chance.
+                 "quality.identity_collision": timedelta(hours=6),
                  "outcome": timedelta(hours=24), "drift": timedelta(hours=24),
-                 # A missed run is known only once the job is later than its own jitter allows (3 h here, times
-                 # 1.5), and a stalled approval only once requests wait past their limit: both are slow by nature.
-                 "volume.scheduled": timedelta(hours=8), "approval": timedelta(hours=24)}
+                 # A missed run is known only once the job is later than its own jitter allows (up to 3 h here,
+                 # times 1.5, from its due time), and a stalled approval only once requests wait past their limit:
+                 # both are slow by nature.
+                 "volume.scheduled": timedelta(hours=8), "approval": timedelta(hours=8)}
 MAX_FALSE_PER_WEEK = 0.5
 
 
