@@ -47,13 +47,16 @@ SAME_HOUR_US = np.arange(-30, 31, 15) * (timedelta(minutes=1) // MICROSECOND)
 # --- reading the requests and their answers (kept rows: checks/rollup_sql.py) -----------------------------
 
 CHECK_NAMES = ("approval.queue_backlog", "approval.latency", "approval.rubber_stamp")
+RESENT_WITHIN = timedelta(days=1)  # a second request for the same record this soon is a reminder, not a new request
 
 
 def approval_requests(data: EvalData) -> pl.DataFrame:
     """agent_id, action, request_id, requested_at, external, answered_at, approved_by, approved_at: each request with
     the first answer after it of the same agent, action and record (nulls while unanswered), in request order. A
-    re-sent request (a second ``pending_approval`` before any answer) is the same request. Read once per run from
-    the earliest time any of the three checks needs, so they share it and serve holds one answer of each rollup."""
+    re-sent request (a second ``pending_approval`` within RESENT_WITHIN of the one before, before any answer) is the
+    same request; a request followed by a later, separate one before any answer was abandoned and stays unanswered.
+    Read once per run from the earliest time any of the three checks needs, so they share it and serve holds one
+    answer of each rollup."""
 
     def build() -> pl.DataFrame:
         since = data.look_back_from - approval_history(data.config)
@@ -64,7 +67,17 @@ def approval_requests(data: EvalData) -> pl.DataFrame:
                            pl.col("external").alias("answer_external"))
                    .sort("ts"))
         paired = requests.join_asof(answers, on="ts", by="record", strategy="forward", check_sortedness=False)
-        paired = paired.sort("record", "ts", "event_id").unique(["record", "answered_at"], keep="first")
+        # Requests of a record that meet the same answer are one request re-sent when each came within RESENT_WITHIN
+        # of the one before; an older one, left without answer before a later request, was abandoned (unanswered),
+        # so a request weeks old never takes a new one's answer, whatever history a run loaded.
+        same = ["record", "answered_at"]
+        paired = paired.sort("record", "ts", "event_id").with_columns(
+            (pl.col("ts").diff().over(same).fill_null(RESENT_WITHIN * 2) > RESENT_WITHIN).cum_sum().over(same)
+            .alias("sent"))
+        answered = pl.col("sent") == pl.col("sent").max().over(same)
+        paired = paired.unique([*same, "sent"], keep="first", maintain_order=True).with_columns(
+            *[pl.when(answered).then(pl.col(c)).alias(c)
+              for c in ("answered_at", "approved_by", "approved_at", "answer_external")])
         return paired.select(
             "agent_id", "action", pl.col("event_id").alias("request_id"), pl.col("ts").alias("requested_at"),
             (pl.col("external") | pl.col("answer_external").fill_null(False)).alias("external"),

@@ -59,7 +59,8 @@ class AgentPolicy(BaseModel):
         "applies: an exact name, else the longest pattern, else (same length) the higher threshold."
     )
     require_confidence: bool | None = Field(
-        None, description="An action a `min_confidence` applies to that carries no confidence counts as below it."
+        None, description="Every action of the agent must carry a confidence: one without it, and without approval, "
+        "is `policy.low_confidence_autonomy` whether a `min_confidence` covers it or not."
     )
 
     @field_validator("min_confidence", mode="before")

@@ -38,7 +38,7 @@ class ScheduleRules:
     jitter_multiple: float
     grace_share: float
     min_grace: int
-    max_active_share: float  # rows busier than this share of buckets are streams without looking further
+    max_active_share: float  # rows busier than this share of the look-back's buckets are streams
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,16 @@ class Schedule:
 
 
 class RunIndex:
-    """Every run of every row that can be a scheduled job, found once per check run."""
+    """Every run of every row, found once per check run; judged per evaluation time from the look-back before it
+    only, so neither later events nor how much history a run loaded change a verdict."""
 
     def __init__(self, events: np.ndarray, rules: ScheduleRules) -> None:
         self.rules = rules
         self.events = events
         self.runs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # row -> starts, ends, sizes
-        columns = events.shape[1]
-        active_share = (events > 0).sum(axis=1) / max(min(columns, rules.look_back), 1)
-        for row in np.flatnonzero((active_share > 0) & (active_share <= rules.max_active_share)):
+        # Prefix counts of buckets with events: a row's busy share over any look-back is one subtraction.
+        self.active_prefix = np.concatenate([np.zeros((events.shape[0], 1)), np.cumsum(events > 0, axis=1)], axis=1)
+        for row in np.flatnonzero(events.any(axis=1)):
             active = np.flatnonzero(events[row] > 0)
             first = np.concatenate([[True], np.diff(active) > rules.idle_gap])
             starts = np.flatnonzero(first)
@@ -86,8 +87,11 @@ class RunIndex:
         give its interval and no regularity is asked."""
         if row not in self.runs:
             return None
-        starts, ends, sizes = self.runs[row]
         rules = self.rules
+        busy = self.active_prefix[row, end] - self.active_prefix[row, max(0, end - rules.look_back)]
+        if not forced and busy > rules.max_active_share * rules.look_back:
+            return None  # events in too many buckets for a job: a stream, whatever its rhythm
+        starts, ends, sizes = self.runs[row]
         lo, hi = np.searchsorted(starts, [end - rules.look_back, end])
         if hi - lo < (2 if forced else rules.min_runs):
             return None

@@ -122,6 +122,15 @@ class VolumeOptions(CheckOptions):
                     "from a few punctual runs still gets the slack an ordinary late start needs.",
     )
 
+    @field_validator("kinds")
+    @classmethod
+    def _series_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            agent, slash, action = key.rpartition("/")
+            if not (slash and agent and action):
+                raise ValueError(f"kinds key {key!r} should be agent_id/action or agent_id/*, e.g. hygiene-agent/*")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

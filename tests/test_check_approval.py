@@ -434,3 +434,36 @@ def test_kept_aggregates_open_the_incidents_that_computing_from_the_events_opens
         assert report.failures == {}
         opened_live |= seen(report)
     assert opened_live == afresh
+
+
+def test_a_request_abandoned_weeks_ago_never_takes_a_new_requests_answer(home: Home) -> None:
+    """Record L-1: a request on day 0 is never answered; a new one on day 20 is approved 5 minutes later. The new one
+    is paired with that answer (5 minutes), the old one stays unanswered. Record L-2: a request re-sent an hour later
+    before its answer is one request, answered at the answer."""
+    from agentwatch.checks.approval import approval_requests
+    from agentwatch.checks.config import ChecksConfig
+    from agentwatch.checks.data import EvalData
+    from agentwatch.store.reader import open_reader
+
+    def event(n: int, at: datetime, record: str, status: str, **extra: object) -> dict:
+        return {"event_id": f"e-{n}", "ts": iso(at), "agent_id": "followup-agent", "action": "email.send",
+                "resource": {"type": "lead", "id": record}, "status": status, **extra}
+
+    old, new = T0, T0 + timedelta(days=20)
+    approval = {"approved_by": "mgr-1", "approved_at": iso(new + timedelta(minutes=5))}
+    store_events(home, actions=[
+        event(1, old, "L-1", "pending_approval"), event(2, new, "L-1", "pending_approval"),
+        event(3, new + timedelta(minutes=6), "L-1", "ok", approval=approval),
+        event(4, new, "L-2", "pending_approval"), event(5, new + timedelta(hours=1), "L-2", "pending_approval"),
+        event(6, new + timedelta(hours=2), "L-2", "ok", approval=approval)])
+    at = new + timedelta(days=1)
+    con = open_reader(home)
+    try:
+        data = EvalData(con=con, config=ChecksConfig(), first=at, last=at, load_from=T0 - timedelta(days=1))
+        rows = {r["request_id"]: r for r in approval_requests(data).iter_rows(named=True)}
+    finally:
+        con.close()
+    assert set(rows) == {"e-1", "e-2", "e-4"}  # e-5 re-sent e-4
+    assert rows["e-1"]["answered_at"] is None
+    assert rows["e-2"]["answered_at"] - rows["e-2"]["requested_at"] == timedelta(minutes=6)
+    assert rows["e-4"]["answered_at"] - rows["e-4"]["requested_at"] == timedelta(hours=2)

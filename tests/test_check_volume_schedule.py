@@ -111,3 +111,45 @@ def test_a_run_ten_times_its_usual_size_is_a_spike(home) -> None:
     assert usual < at <= usual + timedelta(hours=JITTER_H, minutes=45)
     assert incident.evidence["usual_run_events"] == 64 and incident.evidence["ratio"] >= 5
     assert paging(report, DROP) == []
+
+
+def _nightly_matrix(days: int, hours: float, seed: int = 3) -> np.ndarray:
+    """One row of 5-minute buckets: a job every night at 01:00 plus up to an hour, lasting `hours`."""
+    rng = np.random.default_rng(seed)
+    events = np.zeros((1, days * 288))
+    for day in range(days):
+        start = day * 288 + 12 + int(rng.integers(0, 12))
+        events[0, start:start + int(hours * 12)] = 3
+    return events
+
+
+def test_a_schedule_is_judged_from_the_look_back_before_its_time_only() -> None:
+    """A nightly job busy 10 % of the time, judged on day 31: the same schedule whether 31 or 60 days are loaded (a
+    live run or a long backtest), so later events never decide what an earlier step saw."""
+    from agentwatch.checks.schedule import RunIndex, ScheduleRules
+
+    rules = ScheduleRules(idle_gap=24, look_back=29 * 288, min_runs=3, regularity=0.35, jitter_multiple=1.5,
+                          grace_share=0.1, min_grace=6, max_active_share=0.15)
+    end = 30 * 288 + 100
+    short, long = (RunIndex(_nightly_matrix(days, 2.4), rules) for days in (31, 60))
+    assert short.schedule(0, end) is not None
+    assert short.schedule(0, end) == long.schedule(0, end)
+
+
+def test_kinds_makes_a_busy_job_scheduled_and_refuses_a_malformed_key() -> None:
+    """A 5-hour nightly job (21 % busy) is a stream unless the user says otherwise; `kinds` then makes it one. A key
+    without agent_id/action is refused with the rule in the message."""
+    from pydantic import ValidationError
+
+    from agentwatch.checks.schedule import RunIndex, ScheduleRules
+    from agentwatch.checks.volume import DropOptions
+
+    rules = ScheduleRules(idle_gap=24, look_back=29 * 288, min_runs=3, regularity=0.35, jitter_multiple=1.5,
+                          grace_share=0.1, min_grace=6, max_active_share=0.15)
+    index = RunIndex(_nightly_matrix(31, 5), rules)
+    end = 31 * 288
+    assert index.schedule(0, end) is None
+    forced = index.schedule(0, end, forced=True)
+    assert forced is not None and forced.interval == pytest.approx(288, abs=12)
+    with pytest.raises(ValidationError, match="agent_id/action"):
+        DropOptions.model_validate({"kinds": {"hygiene-agent.crm.sweep": "scheduled"}})
