@@ -474,15 +474,7 @@ def _scores(stream: Stream, reference: np.ndarray, current: np.ndarray, o: Drift
 def _statistic(numeric: bool, ref: np.ndarray, cur: np.ndarray) -> float:
     """Evidently's statistic: Wasserstein distance normed by the reference's std, or Jensen-Shannon distance
     (natural log). The formulas of scipy's ``wasserstein_distance`` and ``jensenshannon``, which Evidently calls."""
-    if numeric:
-        return _wasserstein(ref, cur) / max(float(np.std(ref)), 0.001)
-    size = int(max(ref.max(), cur.max())) + 1
-    p = np.bincount(ref, minlength=size) / ref.size
-    q = np.bincount(cur, minlength=size) / cur.size
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        divergence = np.where(p > 0, p * np.log(p / m), 0.0).sum() + np.where(q > 0, q * np.log(q / m), 0.0).sum()
-    return float(np.sqrt(max(divergence / 2, 0.0)))
+    return _weighted_statistic(numeric, ref, np.ones(ref.size), cur)
 
 
 def _wasserstein(a: np.ndarray, b: np.ndarray, a_weights: np.ndarray | None = None) -> float:
@@ -500,7 +492,7 @@ def _wasserstein(a: np.ndarray, b: np.ndarray, a_weights: np.ndarray | None = No
 
 
 def _weighted_statistic(numeric: bool, ref: np.ndarray, weights: np.ndarray, cur: np.ndarray) -> float:
-    """:func:`_statistic` with the reference rows weighted."""
+    """:func:`_statistic` with the reference rows weighted (equal weights: the plain statistic)."""
     if numeric:
         mean = np.average(ref, weights=weights)
         std = float(np.sqrt(np.average((ref - mean) ** 2, weights=weights)))
