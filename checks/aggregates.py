@@ -69,8 +69,3 @@ def _empty_key_counts() -> pl.DataFrame:
     return pl.DataFrame(schema={"agent_id": pl.String, "action": pl.String, "bucket": pl.Datetime("us", "UTC"),
                                 "events": pl.Int64, "scope": pl.String, "key": pl.String, "present": pl.Int64,
                                 "nonnull": pl.Int64})
-
-
-def _json_path_key(key: str) -> str:
-    """A key as one JSONPath member, quoted so dots and spaces stay inside it."""
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -23,10 +23,11 @@ import polars as pl
 from pydantic import Field
 
 from agentwatch.checks.activity import Activity
-from agentwatch.checks.aggregates import SCOPES, _json_path_key, key_counts
+from agentwatch.checks.aggregates import SCOPES, key_counts
 from agentwatch.checks.base import Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, EvalData
+from agentwatch.checks.rollup_sql import json_path
 from agentwatch.checks.schema_diff import fields_by_object
 from agentwatch.checks.stats import bernoulli_llr, cusum_end
 from agentwatch.core.severity import Severity
@@ -301,7 +302,7 @@ def _measure_impact(data: EvalData, scope: str, key: str, started: datetime, at:
         return {}
     pairs = sorted({(r["agent_id"], r["action"]) for r in per_agent})
     who = " OR ".join(f"(agent_id = {sql_string(a)} AND action = {sql_string(b)})" for a, b in pairs)
-    path = sql_string("$." + _json_path_key(key))
+    path = json_path(key)
     is_null = f"coalesce(json_type({scope}, {path}), 'NULL') = 'NULL'"
     since = f"ts >= TIMESTAMPTZ '{started.isoformat()}' AND ts <= TIMESTAMPTZ '{at.isoformat()}'"
     baseline = (f"ts >= TIMESTAMPTZ '{(started - timedelta(days=baseline_days)).isoformat()}' "
@@ -313,7 +314,7 @@ def _measure_impact(data: EvalData, scope: str, key: str, started: datetime, at:
     companion = _companion_key(data, scope, key, who, baseline)
     rows_filter = is_null
     if companion:
-        companion_path = sql_string("$." + _json_path_key(companion))
+        companion_path = json_path(companion)
         rows_filter += f" AND coalesce(json_type({scope}, {companion_path}), 'NULL') <> 'NULL'"
         (count,) = data.con.execute(
             f"SELECT count(*) FROM actions WHERE ({who}) AND {since} AND {rows_filter}").fetchall()[0]
@@ -336,11 +337,11 @@ def _companion_key(data: EvalData, scope: str, key: str, who: str, baseline: str
     candidates = [k for (k,) in keys if k != key]
     if not candidates:
         return None
-    target = sql_string("$." + _json_path_key(key))
+    target = json_path(key)
     has_target = f"coalesce(json_type({scope}, {target}), 'NULL') <> 'NULL'"
     parts = []
     for i, candidate in enumerate(candidates):
-        path = sql_string("$." + _json_path_key(candidate))
+        path = json_path(candidate)
         has = f"coalesce(json_type({scope}, {path}), 'NULL') <> 'NULL'"
         parts.append(f"count(*) FILTER (WHERE {has}) AS c{i}, "
                      f"count(*) FILTER (WHERE {has} AND {has_target}) AS b{i}")

@@ -553,14 +553,14 @@ APPROVAL_ANSWERS = Rollup("approval_answers-v1", "actions", timedelta(microsecon
 
 # --- quality.identity_collision ------------------------------------------------------------------------------
 
-def _path(key: str) -> str:
-    """A JSONPath naming one top-level key, quoted so dots and spaces stay inside it."""
+def json_path(key: str) -> str:
+    """A JSONPath naming one top-level key, as a SQL literal, quoted so dots and spaces stay inside it."""
     return sql_string('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
 def _first_value(keys: list[str], scopes: tuple[str, ...] = ("inputs", "after")) -> str:
     """The first of the keys with a value, each looked up in the scopes in turn (NULL if none)."""
-    found = [f"json_extract_string({scope}, {_path(key)})" for key in keys for scope in scopes]
+    found = [f"json_extract_string({scope}, {json_path(key)})" for key in keys for scope in scopes]
     return f"coalesce({', '.join(found)})" if found else "NULL::VARCHAR"
 
 
