@@ -29,7 +29,7 @@ from pydantic import Field
 from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import REGISTRY, SAMPLE_IDS, Check, CheckOptions, Finding, Step, register
 from agentwatch.checks.config import ChecksConfig
-from agentwatch.checks.data import MICROSECOND, EvalData, from_micros, to_micros
+from agentwatch.checks.data import MICROSECOND, EvalData, count_between, from_micros, to_micros
 from agentwatch.checks.options import options_for
 from agentwatch.checks.rollup_sql import APPROVAL_ANSWERS, APPROVAL_REQUESTS
 from agentwatch.core.severity import Severity
@@ -291,7 +291,7 @@ class QueueBacklog(Check[BacklogOptions]):
         """Requests of the agent x action answered since: each one is an approver at work."""
         queue = self.queues.get((subject["agent_id"], subject["action"]))
         what = f"answered approval requests of {subject['action']} by {subject['agent_id']}"
-        return (_between(queue.answer_times, since, step.at) if queue else 0), what
+        return (count_between(queue.answer_times, to_micros(since), to_micros(step.at)) if queue else 0), what
 
     def evaluate(self, step: Step) -> list[Finding]:
         opts = self.options
@@ -380,12 +380,6 @@ class QueueBacklog(Check[BacklogOptions]):
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
-
-
-def _between(times: np.ndarray, since: datetime, until: datetime) -> int:
-    """How many of the sorted `times` fall in (since, until]."""
-    lo, hi = np.searchsorted(times, [to_micros(since), to_micros(until)], side="right")
-    return int(max(hi - lo, 0))
 
 
 # --- the approvals: requests answered with an approval ------------------------------------------------------
@@ -517,7 +511,7 @@ class ApprovalLatency(Check[LatencyOptions]):
                      activity: Activity) -> tuple[int, str]:
         """The agent x action's approvals since: each is a latency judged again."""
         gate = self.gates.get((subject["agent_id"], subject["action"]))
-        return (_between(gate.answer_times, since, step.at) if gate else 0), \
+        return (count_between(gate.answer_times, to_micros(since), to_micros(step.at)) if gate else 0), \
             f"approvals of {subject['action']} requests by {subject['agent_id']}"
 
     def evaluate(self, step: Step) -> list[Finding]:
@@ -651,7 +645,8 @@ class RubberStamp(Check[RubberStampOptions]):
                      activity: Activity) -> tuple[int, str]:
         """The approver's approvals since: each is a review time judged again."""
         approvals = self.approvers.get(subject["approver"])
-        return (_between(approvals.answered, since, step.at) if approvals else 0), f"approvals by {subject['approver']}"
+        answered = count_between(approvals.answered, to_micros(since), to_micros(step.at)) if approvals else 0
+        return answered, f"approvals by {subject['approver']}"
 
     def evaluate(self, step: Step) -> list[Finding]:
         opts = self.options

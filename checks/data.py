@@ -104,6 +104,12 @@ def rows_in_window(frame: pl.DataFrame, ts_us: np.ndarray, window: timedelta, at
     return frame.slice(int(lo), max(int(hi - lo), 0))
 
 
+def count_between(times_us: np.ndarray, start_us: int, end_us: int) -> int:
+    """How many of the sorted `times_us` (microseconds) fall in (start_us, end_us]."""
+    lo, hi = np.searchsorted(times_us, [start_us, end_us], side="right")
+    return int(max(hi - lo, 0))
+
+
 def floor_to_bucket(at: datetime) -> datetime:
     """The start of the bucket holding `at` (buckets are aligned to the Unix epoch)."""
     seconds = BUCKET.total_seconds()

@@ -23,7 +23,7 @@ from pydantic import Field
 from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.config import ChecksConfig
-from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, from_micros, to_micros
+from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, count_between, from_micros, to_micros
 from agentwatch.checks.duplicates import poisson_tail
 from agentwatch.checks.rollup_sql import owner_writes, person_rows
 from agentwatch.core.severity import Severity
@@ -165,7 +165,7 @@ class Stream:
 
     def count(self, start: int, end: int) -> int:
         """The events with time in (start, end]."""
-        return _between(self.times, start, end)
+        return count_between(self.times, start, end)
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ class IdentityCollision(Check[IdentityOptions]):
         if count < opts.ratio * expected or poisson_tail(expected, count) > opts.max_p_value:
             return None
         first = rise_start(stream.times[lo:hi], stream.exposure, rate, at, opts.min_count)
-        reached = _between(stream.reached, at - recent, at) > 0
+        reached = count_between(stream.reached, at - recent, at) > 0
         return Judged(stream.rows.slice(int(lo), count), first, expected, rate, reached)
 
     def _finding(self, subject: dict[str, str], judged: Judged) -> Finding:
@@ -359,11 +359,6 @@ def first_action(data: EvalData, since: datetime) -> int | None:
     first = data.frame(f"SELECT ts FROM {data.view('actions', since)} WHERE {data.time_filter(since=since)} "
                        f"ORDER BY ts LIMIT 1")
     return to_micros(first["ts"][0]) if first.height else None
-
-
-def _between(times: np.ndarray, start: int, end: int) -> int:
-    """How many of the sorted `times` are in (start, end]."""
-    return int(np.searchsorted(times, end, "right") - np.searchsorted(times, start, "right"))
 
 
 def rise_start(times: np.ndarray, exposure: Exposure, rate: float, end: int, least: int) -> int:
