@@ -73,6 +73,9 @@ class RunIndex:
         self.runs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # row -> starts, ends, sizes
         # Prefix counts of buckets with events: a row's busy share over any look-back is one subtraction.
         self.active_prefix = np.concatenate([np.zeros((events.shape[0], 1)), np.cumsum(events > 0, axis=1)], axis=1)
+        # Both volume checks ask for the same step's schedules: the answers of the latest step are kept.
+        self._end = -1
+        self._answers: dict[tuple[int, bool], Schedule | None] = {}
         for row in np.flatnonzero(events.any(axis=1)):
             active = np.flatnonzero(events[row] > 0)
             first = np.concatenate([[True], np.diff(active) > rules.idle_gap])
@@ -85,6 +88,13 @@ class RunIndex:
         """The schedule of `row` learnt from its runs that began in the look-back before bucket `end`
         (exclusive), or None when it is not a scheduled job. `forced`: the user said it is one, so any two runs
         give its interval and no regularity is asked."""
+        if end != self._end:
+            self._end, self._answers = end, {}
+        if (row, forced) not in self._answers:
+            self._answers[(row, forced)] = self._learn(row, end, forced)
+        return self._answers[(row, forced)]
+
+    def _learn(self, row: int, end: int, forced: bool) -> Schedule | None:
         if row not in self.runs:
             return None
         rules = self.rules
