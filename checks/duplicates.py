@@ -119,7 +119,7 @@ class Duplicate(Check[DuplicateOptions]):
             # Half a duplicate of prior: a clean baseline does not make every chance repeat a surprise.
             rate = (usual + 0.5) / base_events if base_events > 0 else 0.0
             expected = rate * self._ok_events(key, at - recent, at)
-            if count < opts.ratio * expected or poisson_tail(expected, count) > opts.max_p_value:
+            if not far_above_usual(count, expected, opts.ratio, opts.max_p_value):
                 continue
             findings.append(self._finding(subject, self.pairs[key][int(lo):int(hi)], expected, rate))
         return findings
@@ -150,6 +150,12 @@ class Duplicate(Check[DuplicateOptions]):
             },
             sample_event_ids=sample[:SAMPLE_IDS],
         )
+
+
+def far_above_usual(count: int, expected: float, ratio: float, max_p_value: float) -> bool:
+    """The repeats rule: `count` is at least `ratio` times what the usual rate `expected`, and that many would come
+    by chance (Poisson) less often than `max_p_value`."""
+    return count >= ratio * expected and poisson_tail(expected, count) <= max_p_value
 
 
 def poisson_tail(expected: float, count: int) -> float:

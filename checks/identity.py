@@ -24,7 +24,7 @@ from agentwatch.checks.activity import Activity
 from agentwatch.checks.base import SAMPLE_IDS, Check, CheckOptions, Finding, Step, register, subject_key
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.data import BUCKET, MICROSECOND, EvalData, count_between, from_micros, to_micros
-from agentwatch.checks.duplicates import poisson_tail
+from agentwatch.checks.duplicates import far_above_usual
 from agentwatch.checks.rollup_sql import owner_writes, person_rows
 from agentwatch.core.severity import Severity
 
@@ -311,7 +311,7 @@ class IdentityCollision(Check[IdentityOptions]):
         base_events = max(int(stream.exposure.count(base_start, base_end)), opts.min_baseline_events)
         rate = (stream.count(base_start, base_end) + PRIOR_COLLISIONS) / base_events
         expected = rate * float(stream.exposure.count(at - recent, at))
-        if count < opts.ratio * expected or poisson_tail(expected, count) > opts.max_p_value:
+        if not far_above_usual(count, expected, opts.ratio, opts.max_p_value):
             return None
         first = rise_start(stream.times[lo:hi], stream.exposure, rate, at, opts.min_count)
         reached = count_between(stream.reached, at - recent, at) > 0
