@@ -51,7 +51,7 @@ from agentwatch.store.space import is_no_space, no_space_is_store_full, store_fu
 
 log = logging.getLogger(__name__)
 
-WAL_DATASETS = ("actions", "outcomes")
+WAL_DATASETS = ("actions", "outcomes", "spans")
 SEGMENT_NAME = re.compile(r"(?P<dataset>[a-z_]+)-(?P<seq>\d{12})\.jsonl")
 MAX_LOOKS = 3  # store look-ups per request while flushes keep moving ids from the WAL to the store
 INDEX_REFRESH_S = 5.0  # how often an idle flusher picks up parts other processes wrote

@@ -4,11 +4,14 @@ from agentwatch.schemas.actions import ACTION_STATUSES, ActionError, ActionEvent
 from agentwatch.schemas.common import FORMAT_VERSION, Resource, parse_rfc3339
 from agentwatch.schemas.outcomes import OUTCOME_KINDS, OutcomeEvent
 from agentwatch.schemas.snapshots import SchemaField, SchemaSnapshot
+from agentwatch.schemas.spans import SPAN_KINDS, SPAN_STATUSES, SpanSummary
 
 __all__ = [
     "ACTION_STATUSES",
     "FORMAT_VERSION",
     "OUTCOME_KINDS",
+    "SPAN_KINDS",
+    "SPAN_STATUSES",
     "ActionError",
     "ActionEvent",
     "Approval",
@@ -16,5 +19,6 @@ __all__ = [
     "Resource",
     "SchemaField",
     "SchemaSnapshot",
+    "SpanSummary",
     "parse_rfc3339",
 ]

@@ -12,6 +12,7 @@ from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.notifications import Notification
 from agentwatch.schemas.outcomes import OutcomeEvent
 from agentwatch.schemas.snapshots import SchemaSnapshot
+from agentwatch.schemas.spans import SpanSummary
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -21,6 +22,7 @@ FORMATS: dict[str, type[BaseModel]] = {
     "incident.v1": Incident,
     "notification.v1": Notification,
     "schema_snapshot.v1": SchemaSnapshot,
+    "span_summary.v1": SpanSummary,
 }
 
 

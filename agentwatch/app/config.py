@@ -2,8 +2,9 @@
 
 Each component owns and validates its sections: the checks (``agents``, ``workflow``, ``fields``, ``checks``,
 ``expectations``) in ``agentwatch.checks``, ``alerts`` and ``guard`` in ``agentwatch.alerts``, ``store`` in
-``agentwatch.store.settings``; ``dashboard`` is the application's own. This module reads the file once,
-validates the whole with pydantic (the first mistake is reported with the file, the line and the key path, e.g.
+``agentwatch.store.settings``, ``otlp`` in ``agentwatch.collector.otlp.config``; ``dashboard`` is the
+application's own. This module reads the file once, validates the whole with pydantic (the first mistake is
+reported with the file, the line and the key path, e.g.
 ``agentwatch.yaml line 7 (agents.lead-router.max_records_per_action): Input should be a valid integer``), then
 calls each component's own check of what pydantic cannot see.
 """
@@ -18,6 +19,7 @@ from agentwatch.alerts.config import AlertsConfig, GuardConfig, validate_alerts
 from agentwatch.checks.base import REGISTRY
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.options import validate_check_options
+from agentwatch.collector.otlp.config import OtlpConfig
 from agentwatch.core.config_file import read_config_file
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
@@ -45,6 +47,8 @@ class Config(ChecksConfig):
                                                                "(docs/reliability.md).")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Compaction and retention of the store "
                                                                            "(docs/store.md).")
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig, description="How OpenTelemetry spans become action events "
+                                                                     "(docs/otlp.md).")
 
 
 def load_config(path: Path | None) -> Config:

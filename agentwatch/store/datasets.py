@@ -13,7 +13,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from agentwatch.schemas import ACTION_STATUSES, OUTCOME_KINDS, ActionEvent, OutcomeEvent, SchemaSnapshot
+from agentwatch.schemas import (
+    ACTION_STATUSES,
+    OUTCOME_KINDS,
+    SPAN_KINDS,
+    SPAN_STATUSES,
+    ActionEvent,
+    OutcomeEvent,
+    SchemaSnapshot,
+    SpanSummary,
+)
 from agentwatch.schemas.common import ACTION_PATTERN, MAX_ID_LENGTH
 from agentwatch.schemas.outcomes import FIELD_NAMED_BY
 
@@ -193,6 +202,33 @@ OUTCOMES = Dataset(
     ),
 )
 
+# Spans of OTLP exports that are not actions (model calls, agent runs, unmatched spans), written by the API from
+# decoded protobuf (never sent as JSON by agents): counted per agent by `status` and the Agents page.
+SPANS = Dataset(
+    name="spans",
+    model=SpanSummary,
+    time_key="ts",
+    keeps_extra=False,
+    fields=(
+        FieldSpec("event_id", Kind.ID, required=True),
+        FieldSpec("ts", Kind.TIMESTAMP, required=True),
+        FieldSpec("agent_id", Kind.ID, required=True),
+        FieldSpec("kind", Kind.ENUM, required=True, values=SPAN_KINDS),
+        FieldSpec("name", Kind.TEXT, required=True),
+        FieldSpec("operation", Kind.TEXT),
+        FieldSpec("provider", Kind.TEXT),
+        FieldSpec("model", Kind.TEXT),
+        FieldSpec("input_tokens", Kind.INTEGER, minimum=0, maximum=MAX_INT64),
+        FieldSpec("output_tokens", Kind.INTEGER, minimum=0, maximum=MAX_INT64),
+        FieldSpec("status", Kind.ENUM, required=True, values=SPAN_STATUSES),
+        FieldSpec("error_type", Kind.TEXT),
+        FieldSpec("latency_ms", Kind.NUMBER, minimum=0),
+        FieldSpec("trace_id", Kind.TEXT),
+        FieldSpec("span_id", Kind.TEXT),
+        FieldSpec("service", Kind.TEXT),
+    ),
+)
+
 # Schema snapshots are few and small: they are validated by pydantic alone and stored one row per
 # snapshot, keyed by a content-independent id (source, object, taken_at) so re-sending is a no-op.
 SNAPSHOT_FIELDS_TYPE = (
@@ -219,7 +255,7 @@ SCHEMA_SNAPSHOTS = Dataset(
 )
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (ACTIONS, OUTCOMES, SCHEMA_SNAPSHOTS)}
+DATASETS: dict[str, Dataset] = {d.name: d for d in (ACTIONS, OUTCOMES, SPANS, SCHEMA_SNAPSHOTS)}
 
-__all__ = ["ACTIONS", "DATASETS", "MAX_ID_LENGTH", "OUTCOMES", "SCHEMA_SNAPSHOTS", "Dataset", "FieldSpec",
+__all__ = ["ACTIONS", "DATASETS", "MAX_ID_LENGTH", "OUTCOMES", "SCHEMA_SNAPSHOTS", "SPANS", "Dataset", "FieldSpec",
            "Kind"]

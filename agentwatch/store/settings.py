@@ -35,6 +35,9 @@ class RetentionDays(BaseModel):
                                                         "today (UTC) are dropped.")
     outcomes: int | None = Field(None, ge=1, description="Day partitions of outcomes older than this many days before "
                                                          "today (UTC) are dropped.")
+    spans: int | None = Field(None, ge=1, description="Day partitions of OTLP span summaries (model calls, agent runs, "
+                                                      "unmatched spans) older than this many days before today (UTC) "
+                                                      "are dropped.")
     schema_snapshots: int | None = Field(None, ge=1, description="Schema snapshots taken more than this many days "
                                                                  "before today (UTC) are dropped.")
 

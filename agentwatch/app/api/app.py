@@ -36,6 +36,7 @@ from agentwatch.app.api.health import Facts, health_bodies, now
 from agentwatch.app.api.ratelimit import RateLimits
 from agentwatch.app.api.startup import WalStartup
 from agentwatch.app.api.storage import DiskFull
+from agentwatch.app.api.traces import router as traces_router
 from agentwatch.app.scheduler import StoreMaintenance
 from agentwatch.app.status import checks_keeping_up, store_status
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
@@ -335,7 +336,8 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_tags=[
-            {"name": "events", "description": "Action and outcome events from agents."},
+            {"name": "events", "description": "Action and outcome events from agents, and OpenTelemetry traces "
+                                              "(OTLP/HTTP)."},
             {"name": "schema", "description": "CRM schema snapshots."},
             {"name": "status", "description": "What the store holds; liveness."},
             {"name": "agents", "description": "Whether an agent may act now (the agent guard), and its pauses."},
@@ -345,12 +347,14 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = KeyStore(home)
     app.state.wal = wal
+    app.state.disk_full = disk_full
     app.state.startup = startup
     app.state.maintenance = maintenance
     app.state.rate_limits = RateLimits(limits)
     install_error_handlers(app)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     app.include_router(guard_router)
+    app.include_router(traces_router)
 
     @app.post(
         "/v1/actions",

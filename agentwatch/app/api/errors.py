@@ -11,12 +11,14 @@ events of that batch that were kept.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -177,13 +179,39 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# gRPC status codes of google.rpc.Status, as OTLP/HTTP maps them from HTTP statuses.
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14, 507: 8}
+OTLP_PROTOBUF_ROUTES = ("/v1/traces",)
+
+
+def _as_otlp_status(request: Request, response: Response) -> Response:
+    """The error as the google.rpc.Status an OTLP exporter expects, when it sent protobuf to an OTLP route."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.url.path not in OTLP_PROTOBUF_ROUTES or content_type != "application/x-protobuf":
+        return response
+    from google.rpc.status_pb2 import Status  # the protobuf runtime: only an OTLP error needs it
+
+    error = json.loads(bytes(response.body))["error"]
+    status = Status(code=_GRPC_CODES.get(response.status_code, 2), message=f"{error['code']}: {error['message']}")
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return Response(status.SerializeToString(), status_code=response.status_code, headers=headers,
+                    media_type="application/x-protobuf")
+
+
+def _shaped(handler: Callable[[Request, Exception], Awaitable[Response]]
+            ) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return _as_otlp_status(request, await handler(request, exc))
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every error the app sends use the one shape."""
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(AgentwatchError, _agentwatch_error)
-    app.add_exception_handler(Exception, _unexpected)
+    """Make every error the app sends use the one shape (a google.rpc.Status to an OTLP protobuf exporter)."""
+    app.add_exception_handler(ApiError, _shaped(_api_error))
+    app.add_exception_handler(StarletteHTTPException, _shaped(_http_exception))
+    app.add_exception_handler(RequestValidationError, _shaped(_request_validation))
+    app.add_exception_handler(AgentwatchError, _shaped(_agentwatch_error))
+    app.add_exception_handler(Exception, _shaped(_unexpected))
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

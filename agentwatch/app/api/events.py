@@ -74,14 +74,7 @@ def ingest_events(wal: WriteAheadLog, disk_full: DiskFull, dataset: Dataset, bod
     noun = f"{dataset.name.removesuffix('s')} event"
     items = parse_batch(body, noun, limits)
     ids, lines, repeated, refused = check_events(dataset, items, limits)
-    try:
-        accepted, duplicates = wal.submit(dataset.name, ids, lines) if ids else (0, 0)
-    except (StoreFullError, OSError) as exc:
-        if not is_no_space(exc) or wal.failure:  # a failed fsync needs a restart: the generic 503 says so
-            raise
-        raise disk_full.refused_batch() from None
-    if ids:
-        disk_full.wrote()
+    accepted, duplicates = log_events(wal, disk_full, dataset, ids, lines)
     duplicates += repeated
     if refused:
         return error_response(
@@ -95,6 +88,21 @@ def ingest_events(wal: WriteAheadLog, disk_full: DiskFull, dataset: Dataset, bod
             extra={"accepted": accepted, "duplicates": duplicates},
         )
     return JSONResponse({"accepted": accepted, "duplicates": duplicates})
+
+
+def log_events(wal: WriteAheadLog, disk_full: DiskFull, dataset: Dataset, ids: list[str], lines: list[bytes]
+               ) -> tuple[int, int]:
+    """Log valid events durably: (accepted, duplicates); a full disk is the 507 that acknowledges nothing."""
+    if not ids:
+        return 0, 0
+    try:
+        accepted, duplicates = wal.submit(dataset.name, ids, lines)
+    except (StoreFullError, OSError) as exc:
+        if not is_no_space(exc) or wal.failure:  # a failed fsync needs a restart: the generic 503 says so
+            raise
+        raise disk_full.refused_batch() from None
+    disk_full.wrote()
+    return accepted, duplicates
 
 
 def shown(refused: int, limits: Limits) -> str:

@@ -1,0 +1,370 @@
+"""OTLP spans as agentwatch events: tool spans become action events, every other span a span summary.
+
+For each span of a decoded export:
+
+1. Its ids and times are checked; a span with missing ids, a start of 0, an end before its start, a start before
+   2000 or further ahead of the server's clock than ``otlp.max_future_minutes`` is rejected on its own, named
+   by its ids and name (OTLP's partial success counts it; the spans beside it are kept).
+2. It is classified (``classify``): an action when it carries ``agentwatch.action``, is a GenAI ``execute_tool``
+   span or an OpenInference ``TOOL`` span; else a span summary of kind agent, model, other or unmatched.
+3. Its agent is the first found of: ``agentwatch.agent_id``, ``gen_ai.agent.id``, ``gen_ai.agent.name`` (or
+   OpenInference's ``agent.name``) on the span, then on its nearest agent ancestor in the same export, then on
+   the resource, then the resource's ``service.name``. Exporters send a child before its parent ends, so an
+   ancestor may arrive in a later export: a resource attribute is the exact way (docs/otlp.md).
+4. An action's fields come from ``agentwatch.*`` span attributes first, then the tool's mapping in
+   ``otlp.tools``, then the conventions (tool name, call arguments, status, exception events, span times).
+
+The event id is ``otel-<trace_id>-<span_id>``: an export sent again gives the same ids, so duplicates, not new
+actions. Pure: no I/O, the clock is an argument.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from agentwatch.collector.otlp.attributes import at_path, attributes, json_object, json_value
+from agentwatch.collector.otlp.config import PATH_ROOTS, OtlpConfig, ToolMapping
+from agentwatch.collector.otlp.decode import DecodedExport, SpanPlace, hex_id
+from agentwatch.schemas.actions import ACTION_STATUSES
+
+AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
+MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+OPENINFERENCE_AGENT = frozenset({"AGENT", "CHAIN"})
+OPENINFERENCE_MODEL = frozenset({"LLM", "EMBEDDING"})
+EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: a start before it is a clock or a bug, not an action
+MAX_ANCESTORS = 64  # parent hops searched for an agent span: traces are shallow, a cycle must not spin
+UNKNOWN_AGENT = "unknown_service"  # what the SDKs call a service with no name
+_NOT_ACTION_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+# Attribute keys, most specific first.
+AGENT_ID_KEYS = ("agentwatch.agent_id", "gen_ai.agent.id", "gen_ai.agent.name", "agent.name")
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
+TOOL_CALL_ID_KEYS = ("gen_ai.tool.call.id", "tool_call.id")
+ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "tool.parameters", "input.value")
+RESULT_KEYS = ("gen_ai.tool.call.result", "output.value")
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "embedding.model_name")
+INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion")
+# agentwatch.<key> span attributes that fill the action's field of the same name.
+OBJECT_FIELDS = ("inputs", "before", "after", "decision")
+SCALAR_FIELDS = ("confidence", "rationale", "authorized_by", "external", "records_affected")
+
+
+@dataclass(frozen=True)
+class SpanRef:
+    """Which span an event came from, to name it in a rejection."""
+
+    trace_id: str
+    span_id: str
+    name: str
+
+    def label(self) -> str:
+        return f"span {self.span_id or '(no id)'} of trace {self.trace_id or '(no id)'} ({self.name[:80]!r})"
+
+
+@dataclass(frozen=True)
+class SpanRejection:
+    span: SpanRef
+    reason: str
+
+    def text(self) -> str:
+        return f"{self.span.label()}: {self.reason}"
+
+
+@dataclass
+class MappedExport:
+    """What one export became: action events and span summaries (each with its span), and the rejected spans."""
+
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    action_spans: list[SpanRef] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    summary_spans: list[SpanRef] = field(default_factory=list)
+    rejected: list[SpanRejection] = field(default_factory=list)
+    total: int = 0
+
+
+@dataclass
+class _Node:
+    span: Span
+    attrs: dict[str, Any]
+    resource: dict[str, Any]
+
+
+def classify(attrs: dict[str, Any]) -> str:
+    """action, agent, model, other or unmatched (the module's step 2)."""
+    operation = attrs.get("gen_ai.operation.name")
+    kind = attrs.get("openinference.span.kind")
+    kind = kind.upper() if isinstance(kind, str) else None
+    if "agentwatch.action" in attrs or operation == "execute_tool" or kind == "TOOL":
+        return "action"
+    if operation in AGENT_OPERATIONS or kind in OPENINFERENCE_AGENT:
+        return "agent"
+    if operation in MODEL_OPERATIONS or kind in OPENINFERENCE_MODEL:
+        return "model"
+    if operation is not None or kind is not None:
+        return "other"
+    return "unmatched"
+
+
+def map_export(decoded: DecodedExport, config: OtlpConfig, now_ns: int | None = None) -> MappedExport:
+    """Every span of the export as an action event, a span summary or a rejection (the module's steps)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    latest_ns = now_ns + config.max_future_minutes * 60 * 10**9
+    nodes: dict[bytes, _Node] = {}
+    ordered: list[tuple[SpanPlace, _Node, str]] = []
+    for r, resource_spans in enumerate(decoded.request.resource_spans):
+        resource = _resource_attributes(resource_spans.resource)
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            for i, span in enumerate(scope_spans.spans):
+                node = _Node(span, attributes(span.attributes), resource)
+                if span.span_id:
+                    nodes[span.span_id] = node
+                ordered.append(((r, s, i), node, scope_spans.scope.name))
+    out = MappedExport(total=len(ordered))
+    for place, node, scope in ordered:
+        span = node.span
+        ref = SpanRef(hex_id(span.trace_id), hex_id(span.span_id), span.name)
+        problem = decoded.bad_ids.get(place) or _id_problem(span) or _time_problem(span, latest_ns)
+        if problem:
+            out.rejected.append(SpanRejection(ref, problem))
+            continue
+        kind = classify(node.attrs)
+        agent_id, agent_version = _agent(node, nodes)
+        if kind != "action":
+            out.summaries.append(_summary(node, kind, agent_id, ref))
+            out.summary_spans.append(ref)
+            continue
+        try:
+            event = _action(node, ref, scope, agent_id, agent_version, config)
+        except _Unmapped as exc:
+            out.rejected.append(SpanRejection(ref, str(exc)))
+            continue
+        out.actions.append(event)
+        out.action_spans.append(ref)
+    return out
+
+
+def _resource_attributes(resource: Resource) -> dict[str, Any]:
+    return attributes(resource.attributes)
+
+
+def _id_problem(span: Span) -> str | None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return "traceId is missing or not 16 bytes: an exporter always sets it; the span cannot be de-duplicated"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return "spanId is missing or not 8 bytes: an exporter always sets it; the span cannot be de-duplicated"
+    return None
+
+
+def _time_problem(span: Span, latest_ns: int) -> str | None:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start == 0 or end == 0:
+        return "startTimeUnixNano or endTimeUnixNano is missing (0): export only ended spans"
+    if end < start:
+        return f"it ends {(start - end) / 1e6:,.0f} ms before it starts"
+    if start < EARLIEST_NS:
+        return f"it starts at {_rfc3339(start)}, before 2000: the clock of the process that made it is wrong"
+    if start > latest_ns:
+        return (f"it starts at {_rfc3339(start)}, ahead of this server's clock by more than otlp.max_future_minutes: "
+                "the clock of the process that made it is wrong")
+    return None
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, fraction = divmod(ns, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _own_agent(node: _Node) -> str | None:
+    agent = _first(node.attrs, AGENT_ID_KEYS)
+    if agent is None and classify(node.attrs) == "agent" and node.attrs.get("openinference.span.kind") == "AGENT":
+        agent = node.span.name or None  # OpenInference names an agent span after the agent
+    return str(agent) if agent is not None else None
+
+
+def _agent(node: _Node, nodes: dict[bytes, _Node]) -> tuple[str, str | None]:
+    """The agent and its version (the module's step 3)."""
+    current: _Node | None = node
+    for _ in range(MAX_ANCESTORS):
+        if current is None:
+            break
+        agent = _own_agent(current)
+        if agent is not None:
+            version = _first(current.attrs, ("agentwatch.agent_version", "gen_ai.agent.version"))
+            return agent, str(version) if version is not None else _service_version(node)
+        parent = current.span.parent_span_id
+        current = nodes.get(parent) if parent else None
+    resource = node.resource
+    agent = _first(resource, AGENT_ID_KEYS) or resource.get("service.name") or UNKNOWN_AGENT
+    version = _first(resource, ("agentwatch.agent_version", "gen_ai.agent.version"))
+    return str(agent), str(version) if version is not None else _service_version(node)
+
+
+def _service_version(node: _Node) -> str | None:
+    version = node.resource.get("service.version")
+    return str(version) if version is not None else None
+
+
+def _failure(node: _Node) -> tuple[str | None, str | None]:
+    """(error type, message) of a failed span, from error.type, its exception events and its status."""
+    error_type = node.attrs.get("error.type")
+    message = node.span.status.message or None
+    for event in node.span.events:
+        if event.name == "exception":
+            details = attributes(event.attributes)
+            error_type = error_type or details.get("exception.type")
+            message = message or details.get("exception.message")
+            break
+    return (str(error_type) if error_type is not None else None), (str(message) if message is not None else None)
+
+
+def _failed(node: _Node) -> bool:
+    return node.span.status.code == Status.STATUS_CODE_ERROR or "error.type" in node.attrs
+
+
+def _summary(node: _Node, kind: str, agent_id: str, ref: SpanRef) -> dict[str, Any]:
+    attrs, span = node.attrs, node.span
+    operation = attrs.get("gen_ai.operation.name") or attrs.get("openinference.span.kind")
+    failed = _failed(node)
+    summary: dict[str, Any] = {
+        "event_id": f"otel-{ref.trace_id}-{ref.span_id}",
+        "ts": _rfc3339(span.start_time_unix_nano),
+        "agent_id": agent_id,
+        "kind": kind,
+        "name": span.name,
+        "operation": _text(operation),
+        "provider": _text(_first(attrs, PROVIDER_KEYS)),
+        "model": _text(_first(attrs, MODEL_KEYS)),
+        "input_tokens": _count(_first(attrs, INPUT_TOKEN_KEYS)),
+        "output_tokens": _count(_first(attrs, OUTPUT_TOKEN_KEYS)),
+        "status": "error" if failed else "ok",
+        "error_type": _failure(node)[0] if failed else None,
+        "latency_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+        "trace_id": ref.trace_id,
+        "span_id": ref.span_id,
+        "service": _text(node.resource.get("service.name")),
+    }
+    return {k: v for k, v in summary.items() if v is not None}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _count(value: Any) -> int | None:
+    """A token count; the SDKs write ints (OTLP/JSON as strings), anything else is not a count."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class _Unmapped(Exception):
+    """A tool mapping names a value its span does not hold."""
+
+
+def _action(node: _Node, ref: SpanRef, scope: str, agent_id: str, agent_version: str | None,
+            config: OtlpConfig) -> dict[str, Any]:
+    """An action event of a tool span (the module's step 4)."""
+    attrs, span = node.attrs, node.span
+    tool = _first(attrs, TOOL_NAME_KEYS)
+    tool_name = str(tool) if tool is not None else span.name.removeprefix("execute_tool ").strip()
+    call_id = _first(attrs, TOOL_CALL_ID_KEYS)
+    args = json_value(_first(attrs, ARGUMENT_KEYS))
+    result = json_value(_first(attrs, RESULT_KEYS))
+    mapping = config.tools.get(tool_name) or ToolMapping()
+    roots = {"args": args, "result": result, "attributes": attrs}
+    mapped = {key: _evaluate(spec, roots) for key, spec in mapping.fields().items()}
+
+    event: dict[str, Any] = {
+        "event_id": f"otel-{ref.trace_id}-{ref.span_id}",
+        "ts": _rfc3339(span.start_time_unix_nano),
+        "agent_id": str(attrs.get("agentwatch.agent_id") or mapped.get("agent_id") or agent_id),
+        "action": attrs.get("agentwatch.action") or mapping.action or _tool_action(tool_name),
+        "resource": _resource(attrs, mapping, roots, tool_name, call_id, ref),
+        "status": _status(node),
+        "latency_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+        "trace_id": ref.trace_id,
+        "span_id": ref.span_id,
+    }
+    if agent_version is not None:
+        event["agent_version"] = agent_version
+    for key in OBJECT_FIELDS:
+        value = json_object(attrs[f"agentwatch.{key}"]) if f"agentwatch.{key}" in attrs else mapped.get(key)
+        if value is None and key == "inputs":
+            value = json_object(args)
+        if value is not None:
+            event[key] = value
+    for key in SCALAR_FIELDS:
+        value = attrs.get(f"agentwatch.{key}", mapped.get(key))
+        if value is not None:
+            event[key] = value
+    approved_by = attrs.get("agentwatch.approval.approved_by")
+    if approved_by is not None:
+        event["approval"] = {"approved_by": approved_by, "approved_at": attrs.get("agentwatch.approval.approved_at")}
+    if event["status"] == "error":
+        error_type, message = _failure(node)
+        event["error"] = {"code": error_type or "error", **({"message": message} if message else {})}
+    event["otel"] = {k: v for k, v in {
+        "span_name": span.name, "tool_name": tool_name, "tool_call_id": _text(call_id), "scope": scope or None,
+        "service": _text(node.resource.get("service.name")),
+        "parent_span_id": hex_id(span.parent_span_id) if span.parent_span_id else None}.items() if v is not None}
+    return event
+
+
+def _tool_action(tool_name: str) -> str:
+    """``tool.<name>``, the name made a dotted verb's segment (letters, digits, _ and -, a letter first)."""
+    segment = _NOT_ACTION_CHARS.sub("_", tool_name) or "unnamed"
+    return f"tool.{segment if segment[0].isalpha() else 't_' + segment}"
+
+
+def _status(node: _Node) -> str:
+    declared = node.attrs.get("agentwatch.status")
+    if declared in ACTION_STATUSES:
+        return str(declared)
+    return "error" if _failed(node) else "ok"
+
+
+def _resource(attrs: dict[str, Any], mapping: ToolMapping, roots: dict[str, Any], tool_name: str, call_id: Any,
+              ref: SpanRef) -> dict[str, str]:
+    kind, ident = attrs.get("agentwatch.resource.type"), attrs.get("agentwatch.resource.id")
+    if kind is not None and ident is not None:
+        return {"type": str(kind), "id": str(ident)}
+    if mapping.resource is None:
+        return {"type": "tool_call", "id": str(call_id) if call_id is not None else ref.span_id}
+    resource = {}
+    for key in ("type", "id"):
+        spec = getattr(mapping.resource, key)
+        value = _evaluate(spec, roots)
+        if value is None or value == "" or isinstance(value, dict | list):
+            raise _Unmapped(f"otlp.tools.{tool_name}.resource.{key} ({spec}) is "
+                            f"{'missing from' if value in (None, '') else 'not a single value in'} this call: "
+                            "fix the mapping or the tool's arguments")
+        resource[key] = str(value)
+    return resource
+
+
+def _evaluate(spec: Any, roots: dict[str, Any]) -> Any:
+    """A mapping value: a path into args, result or attributes, else the literal itself."""
+    if not isinstance(spec, str):
+        return spec
+    root, _, rest = spec.partition(".")
+    if root not in PATH_ROOTS:
+        return spec
+    if root == "attributes":
+        return roots["attributes"].get(rest) if rest else None
+    return at_path(roots[root], rest.split(".")) if rest else roots[root]
