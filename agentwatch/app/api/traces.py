@@ -142,7 +142,8 @@ def ingest_traces(wal: WriteAheadLog, disk_full: DiskFull, body: bytes, encoding
     try:
         decoded = decode_export(inflate(body, content_encoding, max_body_bytes), encoding, limits.max_depth)
     except OtlpBodyError as exc:
-        raise ApiError(exc.status, "body_too_large" if exc.status == 413 else "invalid_otlp", str(exc)) from None
+        code = {413: "body_too_large", 415: "unsupported_media_type"}.get(exc.status, "invalid_otlp")
+        raise ApiError(exc.status, code, str(exc)) from None
     spans = sum(len(s.spans) for r in decoded.request.resource_spans for s in r.scope_spans)
     if spans > limits.max_batch_items:
         raise ApiError(413, "too_many_events", f"the export holds {spans:,} spans, over this server's limit of "
