@@ -72,6 +72,26 @@ def hourly_history(agent_id: str, window: Window) -> pl.DataFrame:
     ).with_columns(pl.col("hour").dt.convert_time_zone("UTC"))  # DuckDB may name it Etc/UTC
 
 
+def model_calls(agent_id: str, window: Window) -> pl.DataFrame:
+    """model, provider, calls, errors, input_tokens, output_tokens of the agent's model-call spans in the window
+    (OpenTelemetry chat and embeddings spans, which are not actions), the busiest model first."""
+    first_day, last_day = window.days()
+    return query(
+        "SELECT coalesce(model, '(not named)') AS model, coalesce(provider, '') AS provider, count(*) AS calls, "
+        "count(*) FILTER (WHERE status = 'error') AS errors, coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens, "
+        "coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens FROM spans "
+        "WHERE agent_id = ? AND kind = 'model' AND day BETWEEN ? AND ? AND ts >= ? AND ts < ? "
+        "GROUP BY ALL ORDER BY calls DESC, model", agent_id, first_day, last_day, window.start, window.end)
+
+
+def span_kinds(agent_id: str, window: Window) -> dict[str, int]:
+    """How many of the agent's spans besides actions fell in the window, by kind (model, agent, other, unmatched)."""
+    first_day, last_day = window.days()
+    counts = query("SELECT kind, count(*) AS spans FROM spans WHERE agent_id = ? AND day BETWEEN ? AND ? "
+                   "AND ts >= ? AND ts < ? GROUP BY kind", agent_id, first_day, last_day, window.start, window.end)
+    return dict(zip(counts["kind"].to_list(), counts["spans"].to_list(), strict=True))
+
+
 def _within(history: pl.DataFrame, window: Window) -> pl.DataFrame:
     return history.filter((pl.col("hour") >= window.start) & (pl.col("hour") < window.end))
 

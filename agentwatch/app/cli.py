@@ -179,6 +179,7 @@ def status(
         agents.add_row(row["agent_id"], f"{row['actions']:,}", f"{row['errors']:,}", _short(row["first_event"]),
                        _short(row["last_event"]))
     out.print(agents)
+    _print_spans(summary["spans"])
     outcome = summary["outcomes"]
     out.print(f"outcomes: {outcome['outcomes']:,} ({_short(outcome['first_event'])} .. "
               f"{_short(outcome['last_event'])})", highlight=False)
@@ -197,6 +198,19 @@ def status(
     if summary["wal_pending"]:
         out.print(f"acknowledged by the API, not yet flushed: {summary['wal_pending']:,}", highlight=False)
     out.print(_checks_line(summary["checks"]), highlight=False, soft_wrap=True)
+
+
+def _print_spans(spans: dict) -> None:
+    if not spans["total"]:
+        out.print("OpenTelemetry spans besides actions: none (POST /v1/traces, docs/otlp.md)", highlight=False)
+        return
+    table = Table("agent", "model calls", "errors", "tokens in", "tokens out", "agent runs", "other", "unmatched",
+                  "last span (UTC)", title="OpenTelemetry spans besides actions, by agent")
+    for row in spans["agents"]:
+        table.add_row(row["agent_id"], f"{row['model_calls']:,}", f"{row['model_errors']:,}",
+                      f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['agent_runs']:,}",
+                      f"{row['other']:,}", f"{row['unmatched']:,}", _short(row["last_span"]))
+    out.print(table)
 
 
 def _checks_line(checks: dict) -> str:

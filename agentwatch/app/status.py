@@ -26,6 +26,21 @@ def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
     return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
 
 
+# OpenTelemetry spans that are not actions (POST /v1/traces), counted per agent: model calls and their tokens and
+# errors, agent runs, and the spans no rule recognised (so a mapping that misses its tools shows).
+SPANS_BY_AGENT_SQL = """
+    SELECT agent_id, count(*) AS spans,
+           count(*) FILTER (WHERE kind = 'model') AS model_calls,
+           count(*) FILTER (WHERE kind = 'model' AND status = 'error') AS model_errors,
+           coalesce(sum(input_tokens) FILTER (WHERE kind = 'model'), 0)::BIGINT AS input_tokens,
+           coalesce(sum(output_tokens) FILTER (WHERE kind = 'model'), 0)::BIGINT AS output_tokens,
+           count(*) FILTER (WHERE kind = 'agent') AS agent_runs,
+           count(*) FILTER (WHERE kind = 'other') AS other,
+           count(*) FILTER (WHERE kind = 'unmatched') AS unmatched,
+           max(ts) AS last_span
+    FROM spans GROUP BY agent_id ORDER BY agent_id"""
+
+
 def store_status(home: Home) -> dict[str, Any]:
     """A JSON-able summary of the store (also served by ``GET /v1/status``)."""
     con = open_reader(home)
@@ -36,6 +51,7 @@ def store_status(home: Home) -> dict[str, Any]:
             FROM actions GROUP BY agent_id ORDER BY agent_id""")
         outcomes = _rows(con, """
             SELECT count(*) AS outcomes, min(ts) AS first_event, max(ts) AS last_event FROM outcomes""")[0]
+        spans = _rows(con, SPANS_BY_AGENT_SQL)
         snapshots = _rows(con, """
             SELECT source, object, count(*) AS snapshots, min(taken_at) AS first_taken,
                    max(taken_at) AS last_taken, arg_max(field_count, taken_at) AS fields_now
@@ -47,6 +63,7 @@ def store_status(home: Home) -> dict[str, Any]:
         "checks": checks_keeping_up(home),
         "actions": {"total": sum(a["actions"] for a in agents), "agents": agents},
         "outcomes": outcomes,
+        "spans": {"total": sum(a["spans"] for a in spans), "agents": spans},
         "schema_snapshots": snapshots,
         "rejects": reject_counts(home.rejects),
         "wal_pending": pending_events(home),
@@ -54,7 +71,7 @@ def store_status(home: Home) -> dict[str, Any]:
                          "size": part.size, "reason": part.reason, "quarantined_at": part.quarantined_at}
                         for part in quarantined_parts(home)],
         "part_files": {name: sum(1 for p in visible_files(home, name) if p.name != SCHEMA_PART)
-                       for name in ("actions", "outcomes", "schema_snapshots")},
+                       for name in ("actions", "outcomes", "spans", "schema_snapshots")},
     }
 
 

@@ -128,6 +128,32 @@ def _activity(agent_id: str, span_label: str) -> None:
     st.altair_chart(error_chart(to_viewer(health.hourly_errors(by_action), "hour")), width="stretch")
 
 
+def _model_calls(agent_id: str, span_label: str) -> None:
+    """What OpenTelemetry says besides actions: model calls, their tokens and errors, and unmatched spans."""
+    latest = health.latest_event_at()
+    if latest is None:
+        return
+    window = range_ending(latest, health.RANGES[span_label])
+    kinds = health.span_kinds(agent_id, window)
+    st.subheader("Model calls and other spans (OpenTelemetry)")
+    if not kinds:
+        st.caption(f"No OpenTelemetry span of {md(agent_id)} besides its actions in this range (POST /v1/traces; "
+                   "docs/otlp.md).")
+        return
+    models = health.model_calls(agent_id, window)
+    calls, errors, tokens, unmatched = st.columns(4)
+    calls.metric("Model calls", f"{kinds.get('model', 0):,}", help="Chat, completion and embeddings spans.")
+    errors.metric("Model call errors", f"{int(models['errors'].sum()):,}")
+    tokens.metric("Tokens in / out", f"{int(models['input_tokens'].sum()):,} / {int(models['output_tokens'].sum()):,}")
+    unmatched.metric("Unmatched spans", f"{kinds.get('unmatched', 0):,}",
+                     help="Spans no rule recognised: neither a tool (an action), a model call nor an agent run. "
+                          "Many of them may be tools the OTLP mapping misses (docs/otlp.md).")
+    if models.height:
+        st.dataframe(models, hide_index=True, key="agent_models")
+    st.caption(f"Agent runs: {kinds.get('agent', 0):,}; other GenAI or OpenInference spans (retrieval, guardrails, "
+               f"...): {kinds.get('other', 0):,}.")
+
+
 def _pause_state(agent_id: str) -> None:
     st.subheader("Pause state")
     controls = _controls()
@@ -185,5 +211,6 @@ with span:
     span_label = st.segmented_control("Range", list(health.RANGES), default=DEFAULT_RANGE, required=True,
                                       key="agent_range") or DEFAULT_RANGE
 _activity(agent, span_label)
+_model_calls(agent, span_label)
 _pause_state(agent)
 _incidents(agent)
