@@ -27,6 +27,7 @@ from agentwatch.schemas import (
     Resource,
     SchemaField,
     SchemaSnapshot,
+    SpanSummary,
 )
 from agentwatch.schemas.incidents import Incident
 from agentwatch.schemas.jsonschema import FORMATS
@@ -41,9 +42,9 @@ FORMATS_DOC = DOCS / "formats.md"
 # Options typer adds to every application; they document themselves in --help.
 TYPER_OPTIONS = frozenset({"--help", "--install-completion", "--show-completion"})
 KEY_TABLES = {"action_event.v1": ActionEvent, "outcome_event.v1": OutcomeEvent, "schema_snapshot.v1": SchemaSnapshot,
-              "incident.v1": Incident, "notification.v1": Notification}
+              "incident.v1": Incident, "notification.v1": Notification, "span_summary.v1": SpanSummary}
 FORMAT_MODELS = {ActionEvent, OutcomeEvent, SchemaSnapshot, SchemaField, Resource, Approval, ActionError, Incident,
-                 Notification}
+                 Notification, SpanSummary}
 
 
 # -- reading the docs ----------------------------------------------------------------------------
@@ -275,3 +276,13 @@ def test_every_limit_is_documented_with_its_default() -> None:
         elif str(int(info.default)) not in " ".join(row[1:]).replace(",", ""):
             problems.append(f"limits.{name}: its row does not give the default {info.default}")
     assert not problems, "docs/reliability.md: " + "; ".join(problems)
+
+
+def test_client_md_shows_the_example_agent_file_as_it_is() -> None:
+    """The fenced block after `<!-- example: PATH -->` in docs/client.md is PATH's whole text (tests/test_client.py
+    runs the file against a real server), so the documented agent is one that runs."""
+    text = (DOCS / "client.md").read_text(encoding="utf-8")
+    examples = re.findall(r"^<!-- example: (\S+) -->\n```python\n(.*?)^```$", text, re.M | re.S)
+    assert [path for path, _ in examples] == ["docs/examples/lead_router_agent.py"]
+    for path, block in examples:
+        assert block == (ROOT / path).read_text(encoding="utf-8"), f"docs/client.md's copy of {path} is stale"

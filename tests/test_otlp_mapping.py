@@ -5,6 +5,7 @@ project's own fixtures of the same shape (tests/fixtures/otlp), both GenAI conve
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from agentwatch.collector.otlp.config import OtlpConfig
+from agentwatch.collector.otlp import mapping
+from agentwatch.collector.otlp.config import OtlpConfig, ToolMapping
 from agentwatch.collector.otlp.decode import JSON, PROTOBUF, DecodedExport, decode_export
 from agentwatch.collector.otlp.mapping import MappedExport, map_export
 from agentwatch.schemas import ActionEvent, SpanSummary
@@ -233,3 +235,23 @@ def test_tool_names_become_dotted_verbs(name: str, expected: str) -> None:
                                 NOW_NS)).actions
     assert event["action"] == expected
     assert event["otel"]["tool_name"] == name  # the tool's own name is kept
+
+
+def test_docs_name_every_key_and_operation_the_mapping_reads() -> None:
+    """docs/otlp.md's mapping table is the code's (attribute keys, operations, tool-mapping keys), and
+    docs/formats.md lists every agentwatch.* attribute."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    otlp_doc = (docs / "otlp.md").read_text(encoding="utf-8")
+    formats_doc = (docs / "formats.md").read_text(encoding="utf-8")
+    keys = {*mapping.AGENT_ID_KEYS, *mapping.TOOL_NAME_KEYS, *mapping.TOOL_CALL_ID_KEYS, *mapping.ARGUMENT_KEYS,
+            *mapping.RESULT_KEYS, *mapping.AGENT_OPERATIONS, *mapping.MODEL_OPERATIONS, *mapping.OPENINFERENCE_AGENT,
+            *mapping.OPENINFERENCE_MODEL, *ToolMapping.model_fields}
+    assert not (missing := sorted(k for k in keys if f"`{k}`" not in otlp_doc)), f"docs/otlp.md lacks {missing}"
+    attributes = {"agentwatch.action", "agentwatch.agent_id", "agentwatch.agent_version", "agentwatch.status",
+                  "agentwatch.resource.type", "agentwatch.resource.id", "agentwatch.approval.approved_by",
+                  "agentwatch.approval.approved_at", *(f"agentwatch.{k}" for k in mapping.OBJECT_FIELDS),
+                  *(f"agentwatch.{k}" for k in mapping.SCALAR_FIELDS)}
+    read = set(re.findall(r'"(agentwatch\.[a-z_.]+)"', Path(mapping.__file__).read_text()))
+    assert read <= attributes, f"the mapping reads attributes this test does not list: {read - attributes}"
+    assert not (missing := sorted(k for k in attributes if f"`{k}`" not in formats_doc)), \
+        f"docs/formats.md's agentwatch span attributes table lacks {missing}"
