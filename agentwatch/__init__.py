@@ -5,6 +5,7 @@ One import namespace. The layers, lowest first (a module imports only from its o
 
     agentwatch.core        ground: errors, the home and its files, durations, severity, SQL quoting, locks
     agentwatch.schemas     the published formats                                     (schemas/)
+    agentwatch.client      the Python client agents use (standard library and httpx only)
     agentwatch.store       the Parquet store: datasets, reader, writer, key index
     agentwatch.collector   ingest of files and vendor payloads, the write-ahead log  (collector/)
     agentwatch.checks      detectors, the engine, the incident store                 (checks/)

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agentwatch.alerts.config import GuardConfig
+from agentwatch.checks.config import AgentPolicy
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.sqlite import SqliteFile
 from agentwatch.schemas.incidents import Incident, agents_named
@@ -34,6 +35,10 @@ class GuardDecision(BaseModel):
                                            "schema.field_renamed (critical): Lead.deal_stage was renamed'.")
     incident_id: str | None = Field(description="The incident that pauses it; null when allowed or paused by an "
                                                 "operator.")
+    fail_closed_actions: list[str] = Field(
+        default_factory=list, description="The actions the agent's policy forbids or puts under approval "
+        "(`forbidden_actions` and `requires_approval` of the config's `agents:` section, `\"*\"` included): a client "
+        "that cannot reach the guard refuses these and allows others (agentwatch.client's on_unreachable='auto').")
 
 
 class AgentControl(BaseModel):
@@ -151,17 +156,26 @@ def _when(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def decide(agent_id: str, incidents: list[Incident], controls: AgentControls, guard: GuardConfig) -> GuardDecision:
-    """May `agent_id` act now? `incidents`: the unresolved ones (others are ignored)."""
+def fail_closed_actions(policy: AgentPolicy) -> list[str]:
+    """The actions a client refuses when it cannot reach the guard: those the policy forbids or wants approved."""
+    return sorted({*policy.forbidden_actions, *policy.requires_approval})
+
+
+def decide(agent_id: str, incidents: list[Incident], controls: AgentControls, guard: GuardConfig,
+           policy: AgentPolicy | None = None) -> GuardDecision:
+    """May `agent_id` act now? `incidents`: the unresolved ones (others are ignored). `policy`: the agent's
+    effective policy, whose fail-closed actions the decision carries."""
+    fail_closed = fail_closed_actions(policy) if policy else []
     operator = controls.latest_operator(agent_id)
     if operator is not None and operator.action == "pause":
-        return GuardDecision(allowed=False, incident_id=None,
+        return GuardDecision(allowed=False, incident_id=None, fail_closed_actions=fail_closed,
                              reason=f"paused by {operator.by} at {_when(operator.at)}: {operator.reason}")
     for incident in pausing_incidents(incidents, guard).get(agent_id, []):
         if operator is not None and operator.at > incident.opened_at:
             continue  # an operator resumed the agent after this incident opened: their override stands
-        return GuardDecision(allowed=False, reason=incident_reason(incident), incident_id=incident.id)
-    return GuardDecision(allowed=True, reason=None, incident_id=None)
+        return GuardDecision(allowed=False, reason=incident_reason(incident), incident_id=incident.id,
+                             fail_closed_actions=fail_closed)
+    return GuardDecision(allowed=True, reason=None, incident_id=None, fail_closed_actions=fail_closed)
 
 
 def _why_no_longer(incident_id: str, agent_id: str, incidents: dict[str, Incident], guard: GuardConfig) -> str:

@@ -241,12 +241,13 @@ def test_endpoint_flips_with_a_critical_incident_and_back_on_resolve(client: Tes
                                                                     home: Home) -> None:
     """The guard answers allowed, then not allowed once a critical null spike naming the agent is saved, then
     allowed again once it is resolved; an agent's ingest key and a read key both may ask."""
-    allowed = {"allowed": True, "reason": None, "incident_id": None}
+    allowed = {"allowed": True, "reason": None, "incident_id": None, "fail_closed_actions": []}
     assert guard(client, keys["ingest"]) == allowed
     store = incident_store(home)
     spike = incident(1)
     store.save([spike], 1)
-    paused = {"allowed": False, "incident_id": "INC-1", "reason": f"INC-1 {NULLS} (critical): {spike.summary}"}
+    paused = {"allowed": False, "incident_id": "INC-1", "reason": f"INC-1 {NULLS} (critical): {spike.summary}",
+              "fail_closed_actions": []}
     assert guard(client, keys["ingest"]) == paused
     assert guard(client, keys["read"]) == paused
     assert guard(client, keys["ingest"], "followup-writer") == allowed
@@ -259,7 +260,7 @@ def test_endpoint_follows_operator_pause_and_lists_controls(client: TestClient, 
     key with 403."""
     AgentControls(alerts_db(home)).pause(AGENT, "ana@ops", "hold", now=AT)
     body = guard(client, keys["admin"])
-    assert body == {"allowed": False, "incident_id": None,
+    assert body == {"allowed": False, "incident_id": None, "fail_closed_actions": [],
                     "reason": "paused by ana@ops at 2026-10-05 09:00:00 UTC: hold"}
     response = client.get(f"/v1/agents/{AGENT}/controls", headers=bearer(keys["read"]))
     assert response.status_code == 200
@@ -278,6 +279,19 @@ def test_endpoints_need_a_key(client: TestClient, path: str) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
     wrong = client.get(path, headers=bearer("aw_0000000000000000_" + "x" * 43))
     assert wrong.status_code == 401
+
+
+def test_endpoint_names_the_actions_to_fail_closed_on(client: TestClient, keys: dict, config_file: Path) -> None:
+    """fail_closed_actions is the agent's forbidden_actions and requires_approval, the "*" policy's included, allowed
+    or paused alike: what a client refuses when it cannot reach the guard."""
+    rewrite(config_file, CONFIG + 'agents:\n  "*": {forbidden_actions: [record.delete]}\n'
+            f"  {AGENT}: {{requires_approval: [email.send], forbidden_actions: [record.merge]}}\n", bump_s=5)
+    assert guard(client, keys["ingest"])["fail_closed_actions"] == ["email.send", "record.delete", "record.merge"]
+    assert guard(client, keys["ingest"], "followup-writer")["fail_closed_actions"] == ["record.delete"]
+    AgentControls(alerts_db(client.app.state.home)).pause(AGENT, "ana@ops", "hold", now=AT)
+    paused = guard(client, keys["ingest"])
+    assert paused["allowed"] is False and paused["fail_closed_actions"] == ["email.send", "record.delete",
+                                                                            "record.merge"]
 
 
 def test_endpoint_rereads_a_changed_config(client: TestClient, keys: dict, home: Home, config_file: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first. A module of layer N may import layers 0..N.
-LAYERS = ("core", "schemas", "store", "collector", "checks", "alerts", "app", "dashboards")
+LAYERS = ("core", "schemas", "client", "store", "collector", "checks", "alerts", "app", "dashboards")
 
 
 @dataclass(frozen=True)

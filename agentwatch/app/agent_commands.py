@@ -62,9 +62,10 @@ def status(
 ) -> None:
     """Whether the agent may act now (what its guard answers), and its last pauses and resumes."""
     resolved = Home.resolve(home)
-    guard = config_for(resolved, config).guard
+    loaded = config_for(resolved, config)
     controls = _controls(resolved)
-    decision = decide(agent_id, incident_store(resolved).list(UNRESOLVED), controls, guard)
+    decision = decide(agent_id, incident_store(resolved).list(UNRESOLVED), controls, loaded.guard,
+                      loaded.policy_for(agent_id))
     recent = controls.history(agent_id, SHOWN_CONTROLS)
     if as_json:
         body = {"agent_id": agent_id, **decision.model_dump(mode="json"),

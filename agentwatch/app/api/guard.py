@@ -17,12 +17,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials
 
-from agentwatch.alerts.config import GuardConfig
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from agentwatch.app.api.auth import bearer_scheme, require_ingest, require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
-from agentwatch.app.config import config_for
+from agentwatch.app.config import Config, config_for
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.api_keys import ApiKey
 from agentwatch.core.errors import ConfigError
@@ -36,7 +35,8 @@ _state_lock = threading.Lock()
 
 
 class GuardState:
-    """What the guard of one app keeps between requests: the stores, and the last good ``guard:`` config."""
+    """What the guard of one app keeps between requests: the stores, and the last good config (its ``guard:``
+    section and the agents' policies)."""
 
     def __init__(self, home: Home, config_path: Path | None) -> None:
 
@@ -47,7 +47,7 @@ class GuardState:
         self.controls = AgentControls(alerts_db(home))
         self._lock = threading.Lock()
         self._signature: object = _UNREAD
-        self._guard: GuardConfig | None = None
+        self._config: Config | None = None
         self._error: str | None = None
 
     def _file_signature(self) -> tuple[int, int, int] | None:
@@ -57,26 +57,26 @@ class GuardState:
             return None
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
-    def guard(self) -> GuardConfig:
-        """The ``guard:`` section, re-read when the file changed; an invalid file leaves the last good one."""
+    def config(self) -> Config:
+        """The config, re-read when the file changed; an invalid file leaves the last good one."""
         signature = self._file_signature()
         with self._lock:
             if signature != self._signature:
                 self._signature = signature
                 self._reload()
-            if self._guard is None:
+            if self._config is None:
                 raise ApiError(503, "config_invalid", f"the guard cannot decide: {self._error}; fix the config "
                                "(it is read again at the next request)")
-            return self._guard
+            return self._config
 
     def _reload(self) -> None:
 
         try:
-            self._guard = config_for(self.home, self.config_path).guard
+            self._config = config_for(self.home, self.config_path)
             self._error = None
         except (ConfigError, OSError) as exc:
             self._error = str(exc)
-            kept = "the guard keeps the last good config" if self._guard else "no good config was read yet"
+            kept = "the guard keeps the last good config" if self._config else "no good config was read yet"
             log.error("agent guard: cannot read the config: %s; %s", exc, kept)
 
 
@@ -128,6 +128,9 @@ false:
     guard = httpx.get(f"{url}/v1/agents/{agent_id}/guard", headers={"Authorization": f"Bearer {key}"})
     allowed = guard.raise_for_status().json()["allowed"]
 
+`fail_closed_actions` lists the actions the agent's policy forbids or puts under approval: a client that
+cannot reach the guard later should refuse those and may allow others (what `agentwatch.client` does).
+
 Not allowed while an operator's pause stands (`agentwatch agent pause`; `incident_id` is then null), or
 while an open or acknowledged **critical** incident of a check listed in the config's `guard.pause_on`
 names the agent (its subject's agent, or the agents its evidence lists), unless an operator resumed the
@@ -138,12 +141,13 @@ incident (the earliest opened, if several). Needs a key of scope `ingest` (what 
 
 GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The decision.", "content": {"application/json": {"examples": {
-        "allowed": {"summary": "Allowed", "value": {"allowed": True, "reason": None, "incident_id": None}},
+        "allowed": {"summary": "Allowed", "value": {"allowed": True, "reason": None, "incident_id": None,
+                                                    "fail_closed_actions": ["email.send", "record.delete"]}},
         "incident": {"summary": "Paused by an incident", "value": {
-            "allowed": False, "incident_id": "INC-12",
+            "allowed": False, "incident_id": "INC-12", "fail_closed_actions": ["email.send", "record.delete"],
             "reason": "INC-12 schema.field_renamed (critical): Lead.deal_stage -> opportunity_stage was renamed"}},
         "operator": {"summary": "Paused by an operator", "value": {
-            "allowed": False, "incident_id": None,
+            "allowed": False, "incident_id": None, "fail_closed_actions": [],
             "reason": "paused by ana@ops-laptop at 2026-10-05 09:12:00 UTC: wrong owners since 9:00"}},
     }}}},
     **ERRORS,
@@ -166,9 +170,10 @@ def get_guard(
     key: Annotated[ApiKey, Depends(require_ingest_or_read)],
     state: Annotated[GuardState, Depends(guard_state)],
 ) -> GuardDecision:
-    guard = state.guard()
+    config = state.config()
     # Only critical incidents can pause an agent: read just those.
-    return decide(agent_id, state.incidents.unresolved_critical(), state.controls, guard)
+    return decide(agent_id, state.incidents.unresolved_critical(), state.controls, config.guard,
+                  config.policy_for(agent_id))
 
 
 @router.get(
