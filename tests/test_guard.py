@@ -323,10 +323,10 @@ def test_invalid_config_keeps_the_last_good_one_and_logs(client: TestClient, key
     incident_store(home).save([incident(1)], 1)
     assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
     rewrite(config_file, "guard:\n  pause_on: [no.such_check]\n", bump_s=5)
-    with caplog.at_level("ERROR", logger="agentwatch.app.api.guard"):
+    with caplog.at_level("ERROR", logger="agentwatch.app.api.watched_config"):
         assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
         assert guard(client, keys["ingest"])["incident_id"] == "INC-1"
-    errors = [r.getMessage() for r in caplog.records if r.name == "agentwatch.app.api.guard"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "agentwatch.app.api.watched_config"]
     assert len(errors) == 1 and "'no.such_check' names no check" in errors[0] and "last good config" in errors[0]
     rewrite(config_file, "guard:\n  pause_on: []\n", bump_s=10)
     assert guard(client, keys["ingest"])["allowed"] is True

@@ -7,8 +7,6 @@ opens the DuckDB store.
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,63 +19,30 @@ from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.guard import AgentControl, AgentControls, GuardDecision, decide
 from agentwatch.app.api.auth import bearer_scheme, require_ingest, require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
-from agentwatch.app.config import Config, config_for
+from agentwatch.app.api.watched_config import WatchedConfig
+from agentwatch.app.config import Config
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.api_keys import ApiKey
-from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
-_UNREAD = object()
 _state_lock = threading.Lock()
 
 
 class GuardState:
     """What the guard of one app keeps between requests: the stores, and the last good config (its ``guard:``
-    section and the agents' policies)."""
+    section and the agents' policies), read again when the file changes."""
 
     def __init__(self, home: Home, config_path: Path | None) -> None:
-
         self.home = home
-        self.config_path = config_path
-        self.path = config_path or home.config_file
         self.incidents = incident_store(home)
         self.controls = AgentControls(alerts_db(home))
-        self._lock = threading.Lock()
-        self._signature: object = _UNREAD
-        self._config: Config | None = None
-        self._error: str | None = None
-
-    def _file_signature(self) -> tuple[int, int, int] | None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+        self.watched = WatchedConfig(home, config_path, "the guard")
 
     def config(self) -> Config:
         """The config, re-read when the file changed; an invalid file leaves the last good one."""
-        signature = self._file_signature()
-        with self._lock:
-            if signature != self._signature:
-                self._signature = signature
-                self._reload()
-            if self._config is None:
-                raise ApiError(503, "config_invalid", f"the guard cannot decide: {self._error}; fix the config "
-                               "(it is read again at the next request)")
-            return self._config
-
-    def _reload(self) -> None:
-
-        try:
-            self._config = config_for(self.home, self.config_path)
-            self._error = None
-        except (ConfigError, OSError) as exc:
-            self._error = str(exc)
-            kept = "the guard keeps the last good config" if self._config else "no good config was read yet"
-            log.error("agent guard: cannot read the config: %s; %s", exc, kept)
+        return self.watched.get()
 
 
 def guard_state(request: Request) -> GuardState:
