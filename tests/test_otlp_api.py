@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -202,3 +202,51 @@ def test_the_tool_mapping_of_the_config_is_read_and_an_edit_is_picked_up(client:
     flushed(client)
     assert query(home, "SELECT action, external FROM actions ORDER BY resource_id") == [
         ("crm.update_field", None), ("lead.assign_owner", True)]
+
+
+def test_nesting_is_bounded_per_span_and_per_body(client: TestClient, keys: dict, home: Home) -> None:
+    """A span whose event would nest past limits.max_depth is rejected alone; a JSON body nested past four times
+    that (plus the envelope) is refused before it is parsed; protobuf past its parser's own limit is a 400."""
+    deep_inputs = '{"a": ' * 70 + "1" + "}" * 70
+    too_deep = tool_span(1, attributes={"agentwatch.inputs": deep_inputs})
+    answer = otlp_answer(post(client, keys["ingest"], export(too_deep, tool_span(2)), PROTOBUF))
+    assert answer.partial_success.rejected_spans == 1
+    assert "nested 71 levels deep, more than 64 (limits.max_depth)" in answer.partial_success.error_message
+
+    value = '{"stringValue": "x"}'
+    for _ in range(80):
+        value = '{"kvlistValue": {"values": [{"key": "k", "value": ' + value + "}]}}"
+    body = ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "5b8efff798038103d269b633813fc60c", '
+            '"spanId": "a1b2c3d4e5f60718", "name": "x", "attributes": [{"key": "deep", "value": ' + value +
+            "}]}]}]}]}").encode()
+    error = assert_error_shape(post(client, keys["ingest"], body, JSON_TYPE), 400, "invalid_otlp")
+    assert "over this server's limit" in error["error"]["message"] and "limits.max_depth" in error["error"]["message"]
+
+    # upb will not even build a message that deep, so the wire bytes are written here, field by field.
+    deep = AnyValue(string_value="x").SerializeToString()
+    for _ in range(60):  # three message levels each: past protobuf's own limit of 100
+        pair = _field(KeyValue, "key", b"k") + _field(KeyValue, "value", deep)
+        deep = _field(AnyValue, "kvlist_value", _field(KeyValueList, "values", pair))
+    span = tool_span(3).SerializeToString() + _field(Span, "attributes", _field(KeyValue, "key", b"deep") +
+                                                     _field(KeyValue, "value", deep))
+    body = _field(ExportTraceServiceRequest, "resource_spans",
+                  _field(ResourceSpans, "scope_spans", _field(ScopeSpans, "spans", span)))
+    status = otlp_status(post(client, keys["ingest"], body, PROTOBUF), 400)
+    assert status.message.startswith("invalid_otlp: the body is not a protobuf ExportTraceServiceRequest")
+    flushed(client)
+    assert query(home, "SELECT resource_id FROM actions") == [("L-2",)]
+
+
+def _field(message: Any, name: str, payload: bytes) -> bytes:
+    """One length-delimited field of `message`'s type on the wire: tag, length, bytes."""
+    number = message.DESCRIPTOR.fields_by_name[name].number
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
