@@ -19,13 +19,16 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
+from agentwatch.checks.engine import incident_store
+from agentwatch.client import Client
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.store.reader import open_reader
+from tests.live_support import agentwatch
 from tests.test_api_durability import free_port
 
 START_TIMEOUT_S = 120.0  # a busy 2-core machine imports FastAPI, DuckDB and the checks before it listens
@@ -136,3 +139,39 @@ def test_the_sdk_exporter_twice_gives_two_actions_then_only_duplicates(
         assert row[7] == f"{span.context.trace_id:032x}" and row[8] == f"{span.context.span_id:016x}"
         assert row[9] == f"otel-{row[7]}-{row[8]}"
     assert lookup[6] >= 20  # the 20 ms the tool took
+
+
+def test_a_forbidden_tool_call_seen_through_otlp_pauses_the_agent_for_the_client(
+        server: tuple[str, str], home: Home) -> None:
+    """The live path end to end: the SDK's batch exporter sends a tool call the config maps to a forbidden action;
+    a fresh `agentwatch check` opens the incident, the guard pauses the agent, the client's allowed() says so."""
+    url, key = server
+    home.config_file.write_text(
+        "agents:\n  lead-router: {forbidden_actions: [record.delete]}\n"
+        "guard:\n  pause_on: [policy.*]\n"
+        "otlp:\n  tools:\n    delete_lead: {action: record.delete, resource: {type: lead, id: args.lead_id}}\n")
+    with Client(url, key, agent_id="lead-router", guard_cache_s=0.1) as aw:
+        assert aw.allowed() is True
+        provider = TracerProvider(resource=Resource.create({"service.name": "sales-agents",
+                                                            "agentwatch.agent_id": "lead-router"}))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
+            endpoint=f"{url}/v1/traces", headers={"Authorization": f"Bearer {key}"}, timeout=30)))
+        tracer = provider.get_tracer("lead-router-agent")
+        with tracer.start_as_current_span("execute_tool delete_lead", attributes={
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "delete_lead",
+                "gen_ai.tool.call.arguments": '{"lead_id": "00Q5e00000AbCdE"}'}):
+            pass
+        assert provider.force_flush(timeout_millis=60_000)
+        provider.shutdown()
+        (row,) = stored_actions(home, 1)
+        assert row[:3] == ("lead-router", None, "record.delete")
+
+        agentwatch(home, "check")
+        (incident,) = [i for i in incident_store(home).list() if i.check == "policy.forbidden_action"]
+        assert (incident.subject, incident.severity) == ({"agent_id": "lead-router", "action": "record.delete"},
+                                                         "critical")
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while aw.allowed() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        decision = aw.guard()
+        assert (decision.allowed, decision.incident_id) == (False, incident.id)
