@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
+import pydantic_core
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 MAX_VALUE_DEPTH = 100  # protobuf's own parser stops at 100 levels: nothing decoded is deeper
@@ -27,7 +27,22 @@ def plain(value: AnyValue) -> Any:
 
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     """Key-value pairs as a dict (a repeated key: the last wins, as in the SDKs)."""
-    return {pair.key: plain(pair.value) for pair in pairs}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        value = pair.value
+        which = value.WhichOneof("value")
+        # The scalars, nearly every attribute, read directly: this loop runs for every attribute of every span.
+        if which == "string_value":
+            out[pair.key] = value.string_value
+        elif which == "int_value":
+            out[pair.key] = value.int_value
+        elif which == "double_value":
+            out[pair.key] = value.double_value
+        elif which == "bool_value":
+            out[pair.key] = value.bool_value
+        else:
+            out[pair.key] = plain(value)
+    return out
 
 
 def json_object(value: Any) -> dict[str, Any] | None:
@@ -36,7 +51,7 @@ def json_object(value: Any) -> dict[str, Any] | None:
         return value
     if isinstance(value, str) and value[:1] == "{":
         try:
-            parsed = json.loads(value)
+            parsed = pydantic_core.from_json(value)  # several times faster than json.loads
         except ValueError:
             return None
         return parsed if isinstance(parsed, dict) else None
@@ -47,7 +62,7 @@ def json_value(value: Any) -> Any:
     """A JSON text parsed when it is one (objects and arrays), else the value as it is."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
-            return json.loads(value)
+            return pydantic_core.from_json(value)
         except ValueError:
             return value
     return value

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,4 +170,4 @@ def _rewrite_ids(holder: dict[str, Any]) -> list[str]:
 
 def hex_id(raw: bytes) -> str:
     """An id as OTLP/JSON and every trace viewer write it: lower-case hex."""
-    return binascii.hexlify(raw).decode()
+    return raw.hex()

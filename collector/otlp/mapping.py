@@ -15,7 +15,9 @@ For each span of a decoded export:
    ``otlp.tools``, then the conventions (tool name, call arguments, status, exception events, span times).
 
 The event id is ``otel-<trace_id>-<span_id>``: an export sent again gives the same ids, so duplicates, not new
-actions. Pure: no I/O, the clock is an argument.
+actions. The span's other details (its name, the tool's own name and call id, its parent) stay with the trace, which
+``trace_id`` and ``span_id`` join: an unknown key in every event would cost the store a third more per event.
+Pure: no I/O, the clock is an argument.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agentwatch.collector.otlp.attributes import at_path, attributes, json_object, json_value
 from agentwatch.collector.otlp.config import PATH_ROOTS, OtlpConfig, ToolMapping
-from agentwatch.collector.otlp.decode import DecodedExport, SpanPlace, hex_id
+from agentwatch.collector.otlp.decode import DecodedExport, SpanPlace
 from agentwatch.schemas.actions import ACTION_STATUSES
 
 AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
@@ -55,6 +57,8 @@ OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_toke
 # agentwatch.<key> span attributes that fill the action's field of the same name.
 OBJECT_FIELDS = ("inputs", "before", "after", "decision")
 SCALAR_FIELDS = ("confidence", "rationale", "authorized_by", "external", "records_affected")
+_OBJECT_ATTRIBUTES = tuple((key, f"agentwatch.{key}") for key in OBJECT_FIELDS)
+_SCALAR_ATTRIBUTES = tuple((key, f"agentwatch.{key}") for key in SCALAR_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,18 @@ class MappedExport:
     total: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
+    """One span, its fields read from protobuf once (each read of a upb field costs a Python object)."""
+
     span: Span
     attrs: dict[str, Any]
     resource: dict[str, Any]
+    scope: str
+    ref: SpanRef
+    parent: bytes
+    start: int
+    end: int
 
 
 def classify(attrs: dict[str, Any]) -> str:
@@ -118,53 +129,52 @@ def map_export(decoded: DecodedExport, config: OtlpConfig, now_ns: int | None = 
     now_ns = time.time_ns() if now_ns is None else now_ns
     latest_ns = now_ns + config.max_future_minutes * 60 * 10**9
     nodes: dict[bytes, _Node] = {}
-    ordered: list[tuple[SpanPlace, _Node, str]] = []
+    ordered: list[tuple[SpanPlace, _Node]] = []
     for r, resource_spans in enumerate(decoded.request.resource_spans):
-        resource = _resource_attributes(resource_spans.resource)
+        resource = attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
+            scope = scope_spans.scope.name
             for i, span in enumerate(scope_spans.spans):
-                node = _Node(span, attributes(span.attributes), resource)
-                if span.span_id:
-                    nodes[span.span_id] = node
-                ordered.append(((r, s, i), node, scope_spans.scope.name))
+                span_id = span.span_id
+                node = _Node(span, attributes(span.attributes), resource, scope,
+                             SpanRef(span.trace_id.hex(), span_id.hex(), span.name), span.parent_span_id,
+                             span.start_time_unix_nano, span.end_time_unix_nano)
+                if span_id:
+                    nodes[span_id] = node
+                ordered.append(((r, s, i), node))
     out = MappedExport(total=len(ordered))
-    for place, node, scope in ordered:
-        span = node.span
-        ref = SpanRef(hex_id(span.trace_id), hex_id(span.span_id), span.name)
-        problem = decoded.bad_ids.get(place) or _id_problem(span) or _time_problem(span, latest_ns)
+    for place, node in ordered:
+        problem = decoded.bad_ids.get(place) if decoded.bad_ids else None
+        problem = problem or _id_problem(node.ref) or _time_problem(node, latest_ns)
         if problem:
-            out.rejected.append(SpanRejection(ref, problem))
+            out.rejected.append(SpanRejection(node.ref, problem))
             continue
         kind = classify(node.attrs)
         agent_id, agent_version = _agent(node, nodes)
         if kind != "action":
-            out.summaries.append(_summary(node, kind, agent_id, ref))
-            out.summary_spans.append(ref)
+            out.summaries.append(_summary(node, kind, agent_id))
+            out.summary_spans.append(node.ref)
             continue
         try:
-            event = _action(node, ref, scope, agent_id, agent_version, config)
+            event = _action(node, agent_id, agent_version, config)
         except _Unmapped as exc:
-            out.rejected.append(SpanRejection(ref, str(exc)))
+            out.rejected.append(SpanRejection(node.ref, str(exc)))
             continue
         out.actions.append(event)
-        out.action_spans.append(ref)
+        out.action_spans.append(node.ref)
     return out
 
 
-def _resource_attributes(resource: Resource) -> dict[str, Any]:
-    return attributes(resource.attributes)
-
-
-def _id_problem(span: Span) -> str | None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+def _id_problem(ref: SpanRef) -> str | None:
+    if len(ref.trace_id) != 32 or not ref.trace_id.strip("0"):
         return "traceId is missing or not 16 bytes: an exporter always sets it; the span cannot be de-duplicated"
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(ref.span_id) != 16 or not ref.span_id.strip("0"):
         return "spanId is missing or not 8 bytes: an exporter always sets it; the span cannot be de-duplicated"
     return None
 
 
-def _time_problem(span: Span, latest_ns: int) -> str | None:
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+def _time_problem(node: _Node, latest_ns: int) -> str | None:
+    start, end = node.start, node.end
     if start == 0 or end == 0:
         return "startTimeUnixNano or endTimeUnixNano is missing (0): export only ended spans"
     if end < start:
@@ -177,9 +187,16 @@ def _time_problem(span: Span, latest_ns: int) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def _rfc3339(ns: int) -> str:
+    """Nanoseconds since the epoch as RFC 3339 in UTC, to the microsecond (what the store keeps). The spans of an
+    export share their seconds, so the formatted second is cached."""
     seconds, fraction = divmod(ns, 10**9)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+    return f"{_second(seconds)}.{fraction // 1000:06d}Z"
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -193,7 +210,7 @@ def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def _own_agent(node: _Node) -> str | None:
     agent = _first(node.attrs, AGENT_ID_KEYS)
     if agent is None and classify(node.attrs) == "agent" and node.attrs.get("openinference.span.kind") == "AGENT":
-        agent = node.span.name or None  # OpenInference names an agent span after the agent
+        agent = node.ref.name or None  # OpenInference names an agent span after the agent
     return str(agent) if agent is not None else None
 
 
@@ -207,8 +224,7 @@ def _agent(node: _Node, nodes: dict[bytes, _Node]) -> tuple[str, str | None]:
         if agent is not None:
             version = _first(current.attrs, ("agentwatch.agent_version", "gen_ai.agent.version"))
             return agent, str(version) if version is not None else _service_version(node)
-        parent = current.span.parent_span_id
-        current = nodes.get(parent) if parent else None
+        current = nodes.get(current.parent) if current.parent else None
     resource = node.resource
     agent = _first(resource, AGENT_ID_KEYS) or resource.get("service.name") or UNKNOWN_AGENT
     version = _first(resource, ("agentwatch.agent_version", "gen_ai.agent.version"))
@@ -237,16 +253,16 @@ def _failed(node: _Node) -> bool:
     return node.span.status.code == Status.STATUS_CODE_ERROR or "error.type" in node.attrs
 
 
-def _summary(node: _Node, kind: str, agent_id: str, ref: SpanRef) -> dict[str, Any]:
-    attrs, span = node.attrs, node.span
+def _summary(node: _Node, kind: str, agent_id: str) -> dict[str, Any]:
+    attrs, ref = node.attrs, node.ref
     operation = attrs.get("gen_ai.operation.name") or attrs.get("openinference.span.kind")
     failed = _failed(node)
     summary: dict[str, Any] = {
         "event_id": f"otel-{ref.trace_id}-{ref.span_id}",
-        "ts": _rfc3339(span.start_time_unix_nano),
+        "ts": _rfc3339(node.start),
         "agent_id": agent_id,
         "kind": kind,
-        "name": span.name,
+        "name": ref.name,
         "operation": _text(operation),
         "provider": _text(_first(attrs, PROVIDER_KEYS)),
         "model": _text(_first(attrs, MODEL_KEYS)),
@@ -254,7 +270,7 @@ def _summary(node: _Node, kind: str, agent_id: str, ref: SpanRef) -> dict[str, A
         "output_tokens": _count(_first(attrs, OUTPUT_TOKEN_KEYS)),
         "status": "error" if failed else "ok",
         "error_type": _failure(node)[0] if failed else None,
-        "latency_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+        "latency_ms": (node.end - node.start) / 1e6,
         "trace_id": ref.trace_id,
         "span_id": ref.span_id,
         "service": _text(node.resource.get("service.name")),
@@ -277,40 +293,41 @@ class _Unmapped(Exception):
     """A tool mapping names a value its span does not hold."""
 
 
-def _action(node: _Node, ref: SpanRef, scope: str, agent_id: str, agent_version: str | None,
-            config: OtlpConfig) -> dict[str, Any]:
-    """An action event of a tool span (the module's step 4)."""
-    attrs, span = node.attrs, node.span
-    tool = _first(attrs, TOOL_NAME_KEYS)
-    tool_name = str(tool) if tool is not None else span.name.removeprefix("execute_tool ").strip()
-    call_id = _first(attrs, TOOL_CALL_ID_KEYS)
-    args = json_value(_first(attrs, ARGUMENT_KEYS))
-    result = json_value(_first(attrs, RESULT_KEYS))
-    mapping = config.tools.get(tool_name) or ToolMapping()
-    roots = {"args": args, "result": result, "attributes": attrs}
-    mapped = {key: _evaluate(spec, roots) for key, spec in mapping.fields().items()}
+def _action(node: _Node, agent_id: str, agent_version: str | None, config: OtlpConfig) -> dict[str, Any]:
+    """An action event of a tool span (the module's step 4). Runs for every tool span: plain lookups, no loops
+    over keys that are not there."""
+    attrs, ref = node.attrs, node.ref
+    tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name")
+    tool_name = str(tool) if tool else ref.name.removeprefix("execute_tool ").strip()
+    call_id = attrs.get("gen_ai.tool.call.id") or attrs.get("tool_call.id")
+    mapping = config.tools.get(tool_name)
+    mapped: dict[str, Any] = {}
+    roots: dict[str, Any] = {}
+    if mapping is not None:
+        roots = {"args": _arguments(attrs), "result": json_value(_first(attrs, RESULT_KEYS)), "attributes": attrs}
+        mapped = {key: _evaluate(spec, roots) for key, spec in mapping.fields().items()}
 
     event: dict[str, Any] = {
         "event_id": f"otel-{ref.trace_id}-{ref.span_id}",
-        "ts": _rfc3339(span.start_time_unix_nano),
+        "ts": _rfc3339(node.start),
         "agent_id": str(attrs.get("agentwatch.agent_id") or mapped.get("agent_id") or agent_id),
-        "action": attrs.get("agentwatch.action") or mapping.action or _tool_action(tool_name),
+        "action": attrs.get("agentwatch.action") or (mapping and mapping.action) or _tool_action(tool_name),
         "resource": _resource(attrs, mapping, roots, tool_name, call_id, ref),
         "status": _status(node),
-        "latency_ms": (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+        "latency_ms": (node.end - node.start) / 1e6,
         "trace_id": ref.trace_id,
         "span_id": ref.span_id,
     }
     if agent_version is not None:
         event["agent_version"] = agent_version
-    for key in OBJECT_FIELDS:
-        value = json_object(attrs[f"agentwatch.{key}"]) if f"agentwatch.{key}" in attrs else mapped.get(key)
+    for key, attribute in _OBJECT_ATTRIBUTES:
+        value = json_object(attrs[attribute]) if attribute in attrs else mapped.get(key)
         if value is None and key == "inputs":
-            value = json_object(args)
+            value = json_object(roots["args"] if roots else _arguments(attrs))
         if value is not None:
             event[key] = value
-    for key in SCALAR_FIELDS:
-        value = attrs.get(f"agentwatch.{key}", mapped.get(key))
+    for key, attribute in _SCALAR_ATTRIBUTES:
+        value = attrs.get(attribute, mapped.get(key))
         if value is not None:
             event[key] = value
     approved_by = attrs.get("agentwatch.approval.approved_by")
@@ -319,11 +336,12 @@ def _action(node: _Node, ref: SpanRef, scope: str, agent_id: str, agent_version:
     if event["status"] == "error":
         error_type, message = _failure(node)
         event["error"] = {"code": error_type or "error", **({"message": message} if message else {})}
-    event["otel"] = {k: v for k, v in {
-        "span_name": span.name, "tool_name": tool_name, "tool_call_id": _text(call_id), "scope": scope or None,
-        "service": _text(node.resource.get("service.name")),
-        "parent_span_id": hex_id(span.parent_span_id) if span.parent_span_id else None}.items() if v is not None}
     return event
+
+
+def _arguments(attrs: dict[str, Any]) -> Any:
+    """The tool call's arguments, parsed when they are a JSON text."""
+    return json_value(_first(attrs, ARGUMENT_KEYS))
 
 
 def _tool_action(tool_name: str) -> str:
@@ -339,12 +357,12 @@ def _status(node: _Node) -> str:
     return "error" if _failed(node) else "ok"
 
 
-def _resource(attrs: dict[str, Any], mapping: ToolMapping, roots: dict[str, Any], tool_name: str, call_id: Any,
+def _resource(attrs: dict[str, Any], mapping: ToolMapping | None, roots: dict[str, Any], tool_name: str, call_id: Any,
               ref: SpanRef) -> dict[str, str]:
     kind, ident = attrs.get("agentwatch.resource.type"), attrs.get("agentwatch.resource.id")
     if kind is not None and ident is not None:
         return {"type": str(kind), "id": str(ident)}
-    if mapping.resource is None:
+    if mapping is None or mapping.resource is None:
         return {"type": "tool_call", "id": str(call_id) if call_id is not None else ref.span_id}
     resource = {}
     for key in ("type", "id"):

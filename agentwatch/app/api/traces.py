@@ -162,7 +162,7 @@ def ingest_traces(wal: WriteAheadLog, disk_full: DiskFull, body: bytes, encoding
 def _valid(dataset: Dataset, events: list[dict[str, Any]], refs: list[SpanRef], mapped: MappedExport,
            limits: Limits) -> tuple[list[str], list[bytes]]:
     """The ids and JSON lines of the events that pass validation; the others become span rejections."""
-    ids, lines, _, refused = check_events(dataset, events, limits)
+    ids, lines, _, refused = check_events(dataset, events, limits, built_here=True)
     for rejection in refused:
         errors = "; ".join(f"{e['field'] or 'the event'}: {e['message']}" for e in rejection["errors"])
         mapped.rejected.append(SpanRejection(refs[rejection["index"]], f"its {dataset.name[:-1]} event is invalid: "
