@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -75,12 +76,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(home: Home, port: int, flush_interval_s: float, log: Path) -> subprocess.Popen:
+def start_server(home: Home, port: int, flush_interval_s: float, log: Path,
+                 check_every_s: float | None = 60.0) -> subprocess.Popen:
+    """``serve`` in a subprocess; `check_every_s` None turns the checks off (``--check-every 0``)."""
     code = (
         "from agentwatch.app.api.app import ApiSettings; from agentwatch.app.api.server import serve; "
         "from agentwatch.core.home import Home; "
         f"serve(Home.resolve({str(home.root)!r}), port={port}, "
-        f"settings=ApiSettings(flush_interval_s={flush_interval_s}))"
+        f"settings=ApiSettings(flush_interval_s={flush_interval_s}), check_every_s={check_every_s!r})"
     )
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
@@ -99,13 +102,23 @@ def wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float
     raise SystemExit(f"server did not answer within {timeout} s:\n{log.read_text()}")
 
 
-def send_all(base: str, token: str, bodies: list[bytes], connections: int) -> tuple[int, int]:
-    """Send every body over `connections` keep-alive connections; returns (accepted, duplicates)."""
+def json_counts(response: httpx.Response) -> tuple[int, int]:
+    """(accepted, duplicates) of a ``/v1/actions`` answer."""
+    answer = response.json()
+    return answer["accepted"], answer["duplicates"]
+
+
+def send_all(base: str, token: str, bodies: list[bytes], connections: int, path: str = "/v1/actions",
+             headers: dict[str, str] | None = None,
+             counts: Callable[[httpx.Response], tuple[int, int]] = json_counts) -> tuple[int, int]:
+    """POST every body to `path` over `connections` keep-alive connections; returns (accepted, duplicates).
+
+    `headers` replace the JSON Content-Type; `counts` reads (accepted, duplicates) from a 200 answer."""
     lock = threading.Lock()
     next_body = iter(range(len(bodies)))
     totals = [0, 0]
     failures: list[str] = []
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", **(headers or {"Content-Type": "application/json"})}
 
     def worker() -> None:
         with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
@@ -114,14 +127,14 @@ def send_all(base: str, token: str, bodies: list[bytes], connections: int) -> tu
                     index = next(next_body, None)
                 if index is None or failures:
                     return
-                response = client.post("/v1/actions", content=bodies[index])
+                response = client.post(path, content=bodies[index])
                 if response.status_code != 200:
                     failures.append(f"{response.status_code}: {response.text[:500]}")
                     return
-                answer = response.json()
+                accepted, duplicates = counts(response)
                 with lock:
-                    totals[0] += answer["accepted"]
-                    totals[1] += answer["duplicates"]
+                    totals[0] += accepted
+                    totals[1] += duplicates
 
     threads = [threading.Thread(target=worker) for _ in range(connections)]
     for thread in threads:
@@ -131,6 +144,15 @@ def send_all(base: str, token: str, bodies: list[bytes], connections: int) -> tu
     if failures:
         raise SystemExit(f"request failed: {failures[0]}")
     return totals[0], totals[1]
+
+
+def wait_drained(base: str, timeout: float = 600.0) -> None:
+    """Return once the server's WAL holds nothing unflushed: every acknowledged event is in the store."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{base}/healthz", timeout=10).json()["wal_pending"] > 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the WAL did not drain within {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def stored_count(home: Home) -> int:
@@ -164,11 +186,7 @@ def main() -> None:
         started = time.perf_counter()
         accepted, duplicates = send_all(base, token, bodies, args.connections)
         acked = time.perf_counter() - started
-        deadline = time.monotonic() + 600
-        while httpx.get(f"{base}/healthz", timeout=10).json()["wal_pending"] > 0:
-            if time.monotonic() > deadline:
-                raise SystemExit("the WAL did not drain within 600 s")
-            time.sleep(0.02)
+        wait_drained(base)
         stored_at = time.perf_counter() - started
         stored = stored_count(home)
     finally:
