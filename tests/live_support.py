@@ -4,12 +4,17 @@ later time. Shared by the live-path tests."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 
 from agentwatch.app.demo.simulate import SimulationFiles
@@ -18,8 +23,11 @@ from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
 from agentwatch.core.home import Home
 from agentwatch.schemas import parse_rfc3339
 from agentwatch.store.datasets import ACTIONS, OUTCOMES
+from agentwatch.store.reader import open_reader
 
 CLI_TIMEOUT_S = 600  # one check on a busy 2-core machine: seconds, with a generous margin
+START_TIMEOUT_S = 90.0  # a busy 2-core machine: a server usually answers in about a second
+STORED_TIMEOUT_S = 60.0  # acknowledged events reach the store within a flush: seconds, with a generous margin
 
 
 def agentwatch(home: Home, *args: str) -> str:
@@ -36,6 +44,63 @@ def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A real `agentwatch serve` of one home on one port, checks off, flushing its WAL every 0.2 s."""
+
+    home: Home
+    port: int
+    key: str
+    log: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        command = [sys.executable, "-c", "from agentwatch.app.cli import main; main()", "serve", "--home",
+                   str(self.home.root), "--port", str(self.port), "--check-every", "0", "--flush-interval", "0.2"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server did not answer within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=60)
+
+
+def stored_rows(home: Home, sql: str, expected: int) -> list[tuple[Any, ...]]:
+    """The rows of `sql` over the store once there are `expected` of them (the WAL reaches it within a flush)."""
+    deadline = time.monotonic() + STORED_TIMEOUT_S
+    while True:
+        con = open_reader(home)
+        try:
+            found = con.execute(sql).fetchall()
+        finally:
+            con.close()
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 class Feed:

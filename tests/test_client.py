@@ -7,16 +7,13 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agentwatch.client import (
@@ -29,60 +26,15 @@ from agentwatch.client import (
 )
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
-from agentwatch.store.reader import open_reader
 from tests.cli_support import PLAIN_WIDE, run_cli
-from tests.live_support import stop
+from tests.live_support import Server, free_port, stop
+from tests.live_support import stored_rows as rows
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "lead_router_agent.py"
-START_TIMEOUT_S = 90.0  # a busy 2-core machine: a server usually answers in about a second
-STORED_TIMEOUT_S = 60.0
 POLICY = 'agents:\n  "*": {forbidden_actions: [record.delete]}\n  policy-agent: {requires_approval: [email.send]}\n'
 HEAVY = ("duckdb", "fastapi", "polars", "pandas", "pyarrow", "uvicorn", "streamlit", "evidently",
          "great_expectations", "pydantic", "numpy")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A real `agentwatch serve` of one home on one port, checks off, flushing its WAL every 0.2 s."""
-
-    home: Home
-    port: int
-    key: str
-    log: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        command = [sys.executable, "-c", "from agentwatch.app.cli import main; main()", "serve", "--home",
-                   str(self.home.root), "--port", str(self.port), "--check-every", "0", "--flush-interval", "0.2"]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server did not answer within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(timeout=60)
 
 
 def new_server(root: Path, config: str | None = None) -> Server:
@@ -99,20 +51,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield started
     assert started.process is not None
     stop(started.process)
-
-
-def rows(home: Home, sql: str, expected: int) -> list[tuple[Any, ...]]:
-    """The rows of `sql` over the store once there are `expected` of them (the WAL reaches it within a flush)."""
-    deadline = time.monotonic() + STORED_TIMEOUT_S
-    while True:
-        con = open_reader(home)
-        try:
-            found = con.execute(sql).fetchall()
-        finally:
-            con.close()
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:

@@ -6,13 +6,10 @@ two actions with the right agent, status, error and latency; the second export m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import requests
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -27,41 +24,21 @@ from agentwatch.checks.engine import incident_store
 from agentwatch.client import Client
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
-from agentwatch.store.reader import open_reader
-from tests.live_support import agentwatch
-from tests.test_api_durability import free_port
+from tests.live_support import Server, agentwatch, free_port, stop, stored_rows
 
-START_TIMEOUT_S = 120.0  # a busy 2-core machine imports FastAPI, DuckDB and the checks before it listens
 FLUSH_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
 def server(home: Home, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `agentwatch serve` (checks off), its URL and an ingest key."""
-    key = KeyStore(home).create("ingest", name="otlp sdk test")[1]
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from agentwatch.app.cli import main; main()", "serve", "--port", str(port),
-             "--check-every", "0", "--flush-interval", "0.2", "--home", str(home.root)],
-            stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    running = Server(home, free_port(), KeyStore(home).create("ingest", name="otlp sdk test")[1],
+                     tmp_path / "serve.log").start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"serve exited with {process.returncode}:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"serve did not answer in {START_TIMEOUT_S} s:\n{log.read_text()}"
-            time.sleep(0.2)
-        yield url, key
+        yield running.url, running.key
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        assert running.process is not None
+        stop(running.process)
 
 
 def agent_run() -> list:
@@ -94,15 +71,8 @@ def agent_run() -> list:
 
 def stored_actions(home: Home, expected: int) -> list[tuple]:
     """The stored actions once `expected` of them reached the store (the WAL flushes every 0.2 s)."""
-    deadline = time.monotonic() + FLUSH_TIMEOUT_S
-    while True:
-        con = open_reader(home)
-        rows = con.execute("SELECT agent_id, agent_version, action, status, error_code, error_message, latency_ms, "
-                           "trace_id, span_id, event_id FROM actions ORDER BY ts").fetchall()
-        con.close()
-        if len(rows) >= expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+    return stored_rows(home, "SELECT agent_id, agent_version, action, status, error_code, error_message, latency_ms, "
+                             "trace_id, span_id, event_id FROM actions ORDER BY ts", expected)
 
 
 def test_the_sdk_exporter_twice_gives_two_actions_then_only_duplicates(
