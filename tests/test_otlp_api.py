@@ -21,6 +21,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from agentwatch.app.api.app import ApiSettings, create_app
+from agentwatch.app.status import store_status
 from agentwatch.core.api_keys import KeyStore
 from agentwatch.core.home import Home
 from agentwatch.core.limits import Limits
@@ -163,6 +164,13 @@ def test_bad_spans_are_rejected_by_name_and_the_valid_ones_beside_them_kept(clie
         assert reason in message.split(f"span {span.span_id.hex() or '(no id)'} of trace")[1].split("; span ")[0]
     flushed(client)
     assert query(home, "SELECT resource_id FROM actions ORDER BY resource_id") == [("L-1",), ("L-9",)]
+    # Exporters ignore a partial success: the rejects folder keeps each span, and status counts them.
+    assert store_status(home)["rejects"] == {"traces": 7}
+    (kept,) = home.rejects.glob("traces-*.jsonl")
+    lines = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert [line["event_id"] for line in lines] == [
+        f"otel-{spans[n - 1].trace_id.hex()}-{spans[n - 1].span_id.hex()}" for n in (2, 3, 4, 5, 6, 7, 8)]
+    assert lines[2]["source"] == "POST /v1/traces" and "ms before it starts" in lines[2]["errors"][0]["message"]
 
 
 def test_an_id_that_is_not_hex_in_json_rejects_that_span_only(client: TestClient, keys: dict, home: Home) -> None:

@@ -241,7 +241,8 @@ def test_docs_name_every_key_and_operation_the_mapping_reads() -> None:
     formats_doc = (docs / "formats.md").read_text(encoding="utf-8")
     keys = {*mapping.AGENT_ID_KEYS, *mapping.TOOL_NAME_KEYS, *mapping.TOOL_CALL_ID_KEYS, *mapping.ARGUMENT_KEYS,
             *mapping.RESULT_KEYS, *mapping.AGENT_OPERATIONS, *mapping.MODEL_OPERATIONS, *mapping.OPENINFERENCE_AGENT,
-            *mapping.OPENINFERENCE_MODEL, *ToolMapping.model_fields}
+            *mapping.OPENINFERENCE_MODEL, *mapping.TRACELOOP_AGENT, *mapping.TRACELOOP_MODEL,
+            *ToolMapping.model_fields}
     assert not (missing := sorted(k for k in keys if f"`{k}`" not in otlp_doc)), f"docs/otlp.md lacks {missing}"
     attributes = {"agentwatch.action", "agentwatch.agent_id", "agentwatch.agent_version", "agentwatch.status",
                   "agentwatch.resource.type", "agentwatch.resource.id", "agentwatch.approval.approved_by",
@@ -288,3 +289,51 @@ def test_mapped_events_get_the_same_verdict_as_objects_and_as_json_text(changes:
     as_objects = check_events(ACTIONS, result.actions, Limits(), built_here=True)
     as_text = check_events(ACTIONS, result.actions, Limits(), built_here=False)
     assert as_objects == as_text
+
+
+def test_openllmetry_tool_under_agent_under_workflow() -> None:
+    """OpenLLMetry (Traceloop) marks spans with traceloop.span.kind and llm.request.type, not the GenAI operation."""
+    result = valid(mapped_file(FIXTURES / "openllmetry_langchain.otlp.json"))
+    (lookup,) = result.actions
+    assert (lookup["agent_id"], lookup["action"], lookup["inputs"]["inputs"]) == (
+        "lead-qualifier", "tool.lookup_account", {"domain": "acme.example"})
+    kinds = sorted((s["kind"], s["name"], s["agent_id"]) for s in result.summaries)
+    assert kinds == [("agent", "lead-qualifier.agent", "lead-qualifier"),
+                     ("agent", "lead_qualification.workflow", "qualifier-service"),
+                     ("model", "ChatOpenAI.chat", "lead-qualifier")]
+    (chat,) = [s for s in result.summaries if s["kind"] == "model"]
+    assert (chat["provider"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == (
+        "openai", "gpt-4o-2024-08-06", 410, 33)
+    config = OtlpConfig.model_validate({"tools": {"lookup_account": {
+        "action": "account.lookup", "resource": {"type": "account", "id": "result.outputs.account_id"},
+        "inputs": "args.inputs"}}})
+    (mapped,) = valid(mapped_file(FIXTURES / "openllmetry_langchain.otlp.json", config)).actions
+    assert (mapped["action"], mapped["resource"], mapped["inputs"]) == (
+        "account.lookup", {"type": "account", "id": "001-acme"}, {"domain": "acme.example"})
+
+
+@pytest.mark.parametrize(("attributes", "says"), [
+    ({"agentwatch.status": "failed"}, "status: Input should be 'ok', 'error', 'skipped' or 'pending_approval'"),
+    ({"agentwatch.after": "{not json"}, "after: Input should be a valid dictionary"),
+    ({"agentwatch.before": "{'OwnerId': 'x'}"}, "before: Input should be a valid dictionary"),
+    ({"agentwatch.inputs": "[1, 2]"}, "inputs: Input should be a valid dictionary"),
+    ({"agentwatch.resource.type": "lead"}, "agentwatch.resource.type and agentwatch.resource.id go together"),
+    ({"agentwatch.approval.approved_by": "mgr-3"}, "approved_by and agentwatch.approval.approved_at go together"),
+])
+def test_an_agentwatch_attribute_that_does_not_fit_rejects_its_span_by_name(attributes: dict[str, Any],
+                                                                          says: str) -> None:
+    """A failure declared in a word the format lacks is never stored as ok; a state that is not a JSON object is
+    never dropped unseen: the span is rejected, naming the attribute's field."""
+    from agentwatch.app.api.events import check_events  # the API layer: the validation /v1/traces runs
+    from agentwatch.core.limits import Limits
+    from agentwatch.store.datasets import ACTIONS
+
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x05" * 8, name="execute_tool t", start_time_unix_nano=NOW_NS - 10**6,
+                end_time_unix_nano=NOW_NS, attributes=[KeyValue(key=k, value=_any(v)) for k, v in {
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t", **attributes}.items()])
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+    result = map_export(decode_export(request.SerializeToString(), PROTOBUF, 64), OtlpConfig(), NOW_NS)
+    reasons = [r.reason for r in result.rejected]
+    _, _, _, refused = check_events(ACTIONS, result.actions, Limits(), built_here=True)
+    reasons += [f"{e['field']}: {e['message']}" for r in refused for e in r["errors"]]
+    assert len(reasons) == 1 and says in reasons[0], reasons

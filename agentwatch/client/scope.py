@@ -19,7 +19,7 @@ from typing import Any, Literal
 from agentwatch.client.errors import ActionScopeError, AgentwatchClientError, InvalidArgument
 from agentwatch.client.events import ACTION_STATUSES, rfc3339
 
-Stage = Literal["new", "open", "recorded"]
+Stage = Literal["new", "open", "recorded", "closed"]  # recorded: at once (status= given); closed: a scope that ended
 # Queues the action; `at_exit` True when a scope ends (a full queue is then logged and counted, not raised).
 Recorder = Callable[["ActionScope", bool], None]
 log = logging.getLogger("agentwatch.client")
@@ -59,7 +59,7 @@ class ActionScope:
     @property
     def recorded(self) -> bool:
         """True once the event is handed to the client's queue."""
-        return self._stage == "recorded"
+        return self._stage in ("recorded", "closed")
 
     def event(self) -> dict[str, Any]:
         """The action event as it is sent (None values are left out when it is encoded)."""
@@ -88,9 +88,10 @@ class ActionScope:
         if self._stage == "recorded":
             raise ActionScopeError(f"action {self.action} ({self.event_id}) was recorded when it was made, because "
                                    "status= was given; to time a block, call aw.action(...) without status=")
-        if self._stage == "open":
-            raise ActionScopeError(f"action {self.action} ({self.event_id}) is already open; one scope records "
-                                   "one action, make a new one with aw.action(...)")
+        if self._stage in ("open", "closed"):
+            state = "is already open" if self._stage == "open" else "was recorded when its block ended"
+            raise ActionScopeError(f"action {self.action} ({self.event_id}) {state}; one scope records one action, "
+                                   "make a new one with aw.action(...)")
         self._stage = "open"
         if self.ts is None:
             self.ts = rfc3339(None)  # when the action began
@@ -113,5 +114,5 @@ class ActionScope:
                 raise
             log.exception("agentwatch client: action %s (%s) could not be recorded", self.action, self.event_id)
         finally:
-            self._stage = "recorded"
+            self._stage = "closed"
         return False  # an exception of the block goes on to the caller

@@ -6,7 +6,8 @@ For each span of a decoded export:
    2000 or further ahead of the server's clock than ``otlp.max_future_minutes`` is rejected on its own, named
    by its ids and name (OTLP's partial success counts it; the spans beside it are kept).
 2. It is classified (``classify``): an action when it carries ``agentwatch.action``, is a GenAI ``execute_tool``
-   span or an OpenInference ``TOOL`` span; else a span summary of kind agent, model, other or unmatched.
+   span, an OpenInference ``TOOL`` span or an OpenLLMetry ``tool`` span; else a span summary of kind agent, model,
+   other or unmatched.
 3. Its agent is the first found of: ``agentwatch.agent_id``, ``gen_ai.agent.id``, ``gen_ai.agent.name`` (or
    OpenInference's ``agent.name``) on the span, then on its nearest agent ancestor in the same export, then on
    the resource, then the resource's ``service.name``. Exporters send a child before its parent ends, so an
@@ -33,12 +34,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from agentwatch.collector.otlp.attributes import at_path, attributes, json_object, json_value
 from agentwatch.collector.otlp.config import PATH_ROOTS, OtlpConfig, ToolMapping
 from agentwatch.collector.otlp.decode import DecodedExport, SpanPlace
-from agentwatch.schemas.actions import ACTION_STATUSES
 
 AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 OPENINFERENCE_AGENT = frozenset({"AGENT", "CHAIN"})
 OPENINFERENCE_MODEL = frozenset({"LLM", "EMBEDDING"})
+TRACELOOP_AGENT = frozenset({"agent", "workflow", "task"})  # OpenLLMetry's traceloop.span.kind
+TRACELOOP_MODEL = frozenset({"chat", "completion", "embedding"})  # OpenLLMetry's llm.request.type
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: a start before it is a clock or a bug, not an action
 MAX_ANCESTORS = 64  # parent hops searched for an agent span: traces are shallow, a cycle must not spin
 UNKNOWN_AGENT = "unknown_service"  # what the SDKs call a service with no name
@@ -46,10 +48,10 @@ _NOT_ACTION_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 # Attribute keys, most specific first.
 AGENT_ID_KEYS = ("agentwatch.agent_id", "gen_ai.agent.id", "gen_ai.agent.name", "agent.name")
-TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
 TOOL_CALL_ID_KEYS = ("gen_ai.tool.call.id", "tool_call.id")
-ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "tool.parameters", "input.value")
-RESULT_KEYS = ("gen_ai.tool.call.result", "output.value")
+ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "tool.parameters", "input.value", "traceloop.entity.input")
+RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "embedding.model_name")
 INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
@@ -109,19 +111,26 @@ class _Node:
 
 
 def classify(attrs: dict[str, Any]) -> str:
-    """action, agent, model, other or unmatched (the module's step 2)."""
+    """action, agent, model, other or unmatched (the module's step 2): by the GenAI conventions'
+    gen_ai.operation.name, OpenInference's openinference.span.kind, or OpenLLMetry's traceloop.span.kind and
+    llm.request.type."""
     operation = attrs.get("gen_ai.operation.name")
-    kind = attrs.get("openinference.span.kind")
-    kind = kind.upper() if isinstance(kind, str) else None
-    if "agentwatch.action" in attrs or operation == "execute_tool" or kind == "TOOL":
+    kind = _upper(attrs.get("openinference.span.kind"))
+    traceloop = attrs.get("traceloop.span.kind")
+    request = attrs.get("llm.request.type")
+    if "agentwatch.action" in attrs or operation == "execute_tool" or kind == "TOOL" or traceloop == "tool":
         return "action"
-    if operation in AGENT_OPERATIONS or kind in OPENINFERENCE_AGENT:
+    if operation in AGENT_OPERATIONS or kind in OPENINFERENCE_AGENT or traceloop in TRACELOOP_AGENT:
         return "agent"
-    if operation in MODEL_OPERATIONS or kind in OPENINFERENCE_MODEL:
+    if operation in MODEL_OPERATIONS or kind in OPENINFERENCE_MODEL or request in TRACELOOP_MODEL:
         return "model"
-    if operation is not None or kind is not None:
+    if operation is not None or kind is not None or traceloop is not None or request is not None:
         return "other"
     return "unmatched"
+
+
+def _upper(value: Any) -> str | None:
+    return value.upper() if isinstance(value, str) else None
 
 
 def map_export(decoded: DecodedExport, config: OtlpConfig, now_ns: int | None = None) -> MappedExport:
@@ -208,8 +217,11 @@ def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _own_agent(node: _Node) -> str | None:
-    agent = _first(node.attrs, AGENT_ID_KEYS)
-    if agent is None and classify(node.attrs) == "agent" and node.attrs.get("openinference.span.kind") == "AGENT":
+    attrs = node.attrs
+    agent = _first(attrs, AGENT_ID_KEYS)
+    if agent is None and attrs.get("traceloop.span.kind") == "agent":
+        agent = attrs.get("traceloop.entity.name") or node.ref.name or None  # OpenLLMetry's agent
+    if agent is None and _upper(attrs.get("openinference.span.kind")) == "AGENT":
         agent = node.ref.name or None  # OpenInference names an agent span after the agent
     return str(agent) if agent is not None else None
 
@@ -286,6 +298,8 @@ def _count(value: Any) -> int | None:
     """A token count; the SDKs write ints (OTLP/JSON as strings), anything else is not a count."""
     if isinstance(value, str) and value.isdigit():
         value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
@@ -297,7 +311,7 @@ def _action(node: _Node, agent_id: str, agent_version: str | None, config: OtlpC
     """An action event of a tool span (the module's step 4). Runs for every tool span: plain lookups, no loops
     over keys that are not there."""
     attrs, ref = node.attrs, node.ref
-    tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name")
+    tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name") or attrs.get("traceloop.entity.name")  # TOOL_NAME_KEYS
     tool_name = str(tool) if tool else ref.name.removeprefix("execute_tool ").strip()
     call_id = attrs.get("gen_ai.tool.call.id") or attrs.get("tool_call.id")
     mapping = config.tools.get(tool_name)
@@ -321,7 +335,8 @@ def _action(node: _Node, agent_id: str, agent_version: str | None, config: OtlpC
     if agent_version is not None:
         event["agent_version"] = agent_version
     for key, attribute in _OBJECT_ATTRIBUTES:
-        value = json_object(attrs[attribute]) if attribute in attrs else mapped.get(key)
+        # An attribute that is not a JSON object text stays as it is: the event's validation then names it.
+        value = (json_object(attrs[attribute]) or attrs[attribute]) if attribute in attrs else mapped.get(key)
         if value is None and key == "inputs":
             value = json_object(roots["args"] if roots else _arguments(attrs))
         if value is not None:
@@ -331,8 +346,12 @@ def _action(node: _Node, agent_id: str, agent_version: str | None, config: OtlpC
         if value is not None:
             event[key] = value
     approved_by = attrs.get("agentwatch.approval.approved_by")
+    approved_at = attrs.get("agentwatch.approval.approved_at")
+    if (approved_by is None) != (approved_at is None):
+        raise _Unmapped("agentwatch.approval.approved_by and agentwatch.approval.approved_at go together: one is "
+                        "set without the other")
     if approved_by is not None:
-        event["approval"] = {"approved_by": approved_by, "approved_at": attrs.get("agentwatch.approval.approved_at")}
+        event["approval"] = {"approved_by": approved_by, "approved_at": approved_at}
     if event["status"] == "error":
         error_type, message = _failure(node)
         event["error"] = {"code": error_type or "error", **({"message": message} if message else {})}
@@ -350,17 +369,24 @@ def _tool_action(tool_name: str) -> str:
     return f"tool.{segment if segment[0].isalpha() else 't_' + segment}"
 
 
-def _status(node: _Node) -> str:
+def _status(node: _Node) -> Any:
+    """agentwatch.status as given (one not in the format is then refused by name, never read as ok), else the
+    span's."""
     declared = node.attrs.get("agentwatch.status")
-    if declared in ACTION_STATUSES:
-        return str(declared)
+    if declared is not None:
+        return declared
     return "error" if _failed(node) else "ok"
 
 
 def _resource(attrs: dict[str, Any], mapping: ToolMapping | None, roots: dict[str, Any], tool_name: str, call_id: Any,
               ref: SpanRef) -> dict[str, str]:
     kind, ident = attrs.get("agentwatch.resource.type"), attrs.get("agentwatch.resource.id")
-    if kind is not None and ident is not None:
+    if kind is not None or ident is not None:
+        if kind is None or ident is None:
+            raise _Unmapped("agentwatch.resource.type and agentwatch.resource.id go together: one is set without "
+                            "the other")
+        if isinstance(kind, dict | list) or isinstance(ident, dict | list):
+            raise _Unmapped("agentwatch.resource.type and agentwatch.resource.id must be single values, not arrays")
         return {"type": str(kind), "id": str(ident)}
     if mapping is None or mapping.resource is None:
         return {"type": "tool_call", "id": str(call_id) if call_id is not None else ref.span_id}

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any
 
@@ -28,6 +29,8 @@ from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError
 from agentwatch.app.api.events import check_events, log_events
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.app.api.watched_config import WatchedConfig
+from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog
+from agentwatch.collector.otlp.config import OtlpConfig
 from agentwatch.collector.otlp.decode import PROTOBUF, OtlpBodyError, decode_export, inflate, media_type
 from agentwatch.collector.otlp.mapping import MappedExport, SpanRef, SpanRejection, map_export
 from agentwatch.collector.wal import WriteAheadLog
@@ -37,6 +40,8 @@ from agentwatch.store.datasets import ACTIONS, SPANS, Dataset
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+REJECTS_DATASET = "traces"  # rejects/traces-*.jsonl; `status` counts them under this name
+SOURCE = "POST /v1/traces"
 
 TRACES_DESCRIPTION = """
 OpenTelemetry traces, as OTLP/HTTP exporters send them: an `ExportTraceServiceRequest` as protobuf
@@ -126,7 +131,15 @@ async def post_traces(
     otlp = config.get().otlp
     return await run_in_threadpool(
         ingest_traces, app.state.wal, app.state.disk_full, body, encoding,
-        request.headers.get("content-encoding"), settings.max_body_bytes, settings.limits, otlp)
+        request.headers.get("content-encoding"), settings.max_body_bytes, settings.limits, otlp, _rejects(app))
+
+
+def _rejects(app: Any) -> RejectLog:
+    """The server run's file of rejected spans (``rejects/traces-<time>-<pid>-<random>.jsonl``), made once."""
+    log_file = getattr(app.state, "trace_rejects", None)
+    if log_file is None:
+        log_file = app.state.trace_rejects = RejectLog(app.state.home.rejects, REJECTS_DATASET)
+    return log_file
 
 
 def _encoding(request: Request) -> str:
@@ -137,7 +150,7 @@ def _encoding(request: Request) -> str:
 
 
 def ingest_traces(wal: WriteAheadLog, disk_full: DiskFull, body: bytes, encoding: str, content_encoding: str | None,
-                  max_body_bytes: int, limits: Limits, otlp: Any) -> Response:
+                  max_body_bytes: int, limits: Limits, otlp: OtlpConfig, rejects: RejectLog | None = None) -> Response:
     """Decode, map, validate and log one export (the module's steps 1 to 5)."""
     try:
         decoded = decode_export(inflate(body, content_encoding, max_body_bytes), encoding, limits.max_depth)
@@ -154,6 +167,9 @@ def ingest_traces(wal: WriteAheadLog, disk_full: DiskFull, body: bytes, encoding
     span_ids, span_lines = _valid(SPANS, mapped.summaries, mapped.summary_spans, mapped, limits)
     accepted, duplicates = log_events(wal, disk_full, ACTIONS, action_ids, action_lines)
     counted, span_duplicates = log_events(wal, disk_full, SPANS, span_ids, span_lines)
+    if rejects is not None and mapped.rejected:
+        # Exporters do not read a partial success: the rejects folder and `status` are where a person sees them.
+        rejects.write([_rejection(number, rejection) for number, rejection in enumerate(mapped.rejected, 1)])
     headers = {"Agentwatch-Actions-Accepted": str(accepted), "Agentwatch-Spans-Counted": str(counted),
                "Agentwatch-Duplicates": str(duplicates + span_duplicates)}
     return _answer(encoding, mapped, limits, headers)
@@ -168,6 +184,13 @@ def _valid(dataset: Dataset, events: list[dict[str, Any]], refs: list[SpanRef], 
         mapped.rejected.append(SpanRejection(refs[rejection["index"]], f"its {dataset.name[:-1]} event is invalid: "
                                                                        f"{errors}"))
     return ids, lines
+
+
+def _rejection(number: int, rejection: SpanRejection) -> Rejection:
+    span = rejection.span
+    raw = json.dumps({"trace_id": span.trace_id, "span_id": span.span_id, "name": span.name})
+    return Rejection(SOURCE, "span", number, f"otel-{span.trace_id}-{span.span_id}",
+                     (FieldError("", rejection.reason),), raw)
 
 
 def _answer(encoding: str, mapped: MappedExport, limits: Limits, headers: dict[str, str]) -> Response:
