@@ -26,7 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
 
 @pytest.fixture
 def exported(home: Home) -> Iterator[TestClient]:
-    """The three OTLP fixtures sent to the app, flushed into the store."""
+    """The OTLP fixtures sent to the app, flushed into the store."""
     key = KeyStore(home).create("admin", name="otlp status")[1]
     with TestClient(create_app(home, ApiSettings(flush_interval_s=0.05))) as client:
         wait_ready(client)
@@ -48,7 +48,7 @@ def test_status_counts_spans_per_agent_as_the_store_holds_them(exported: TestCli
         FROM spans GROUP BY agent_id ORDER BY agent_id""")
     assert [(a["agent_id"], a["spans"], a["model_calls"], a["input_tokens"], a["unmatched"])
             for a in spans["agents"]] == [tuple(row) for row in expected]
-    assert spans["total"] == 2 + 2 + 4  # every non-tool span of the three exports
+    assert spans["total"] == 2 + 2 + 4 + 3  # every non-tool span of the four exports
     by_agent = {a["agent_id"]: a for a in spans["agents"]}
     assert (by_agent["lead-router"]["input_tokens"], by_agent["lead-router"]["output_tokens"]) == (812, 64)
     assert by_agent["followup-writer"]["unmatched"] == 1  # the HTTP span under the tool call

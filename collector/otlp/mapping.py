@@ -311,7 +311,8 @@ def _action(node: _Node, agent_id: str, agent_version: str | None, config: OtlpC
     """An action event of a tool span (the module's step 4). Runs for every tool span: plain lookups, no loops
     over keys that are not there."""
     attrs, ref = node.attrs, node.ref
-    tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name") or attrs.get("traceloop.entity.name")  # TOOL_NAME_KEYS
+    # TOOL_NAME_KEYS, spelled out: this runs for every tool span
+    tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name") or attrs.get("traceloop.entity.name")
     tool_name = str(tool) if tool else ref.name.removeprefix("execute_tool ").strip()
     call_id = attrs.get("gen_ai.tool.call.id") or attrs.get("tool_call.id")
     mapping = config.tools.get(tool_name)
