@@ -43,6 +43,7 @@ BENCH_DIR := build/bench
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/ingest_http.py
+	$(BIN)/python bench/ingest_otlp.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/live_vs_backtest.py
 	$(BIN)/python bench/check_speed.py --dir $(BENCH_DIR)/speed

@@ -89,7 +89,7 @@ def test_a_running_servers_guard_flips_on_a_critical_incident_and_back_on_resolv
 
     try:
         wait_until(lambda: healthy(port), "answer on /healthz", DEADLINE_S, server, log)
-        assert guard() == {"allowed": True, "reason": None, "incident_id": None}
+        assert guard() == {"allowed": True, "reason": None, "incident_id": None, "fail_closed_actions": []}
         spike = incident(1, agent_id="lead-router")
         spike = spike.model_copy(update={"subject": {"field": "deal_stage"},
                                          "evidence": {"agents": ["lead-router", "enrichment-agent"]}})
