@@ -6,6 +6,7 @@ import importlib
 
 CHECK_MODULES = (
     "agentwatch.checks.schema_changes",
+    "agentwatch.checks.schema_watch",
     "agentwatch.checks.null_spike",
     "agentwatch.checks.volume",
     "agentwatch.checks.error_burst",

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from agentwatch.checks.config import ChecksConfig
+from agentwatch.core.home import Home
 from agentwatch.store import duck
 from agentwatch.store.rollups import Rollup, RollupStore, requested_span
 
@@ -43,6 +44,8 @@ class EvalData:
     rollups: RollupStore | None = None
     # subject_key -> start of each incident open when the run began: what the first step's `Step.open_since` holds.
     open_since: Mapping[str, datetime] = field(default_factory=dict)
+    # The home, for the state kept beside the store (the CRM pollers' polls); None when a run has no home.
+    home: Home | None = None
     _shared: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -109,7 +109,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
     con = rollups.con if rollups is not None else open_reader(home)
     lanes: list[duckdb.DuckDBPyConnection] = []  # the second lane's connection, once opened
     try:
-        data, book = _run_data(config, steps, store, checks, con, rollups)
+        data, book = _run_data(home, config, steps, store, checks, con, rollups)
         cadences = store.cadences()
         for check in checks:  # a fresh process (`check`) keeps the cadence the last run left
             check.restore_cadence(cadences.get(check.name))
@@ -166,7 +166,7 @@ def _evaluate_locked(home: Home, config: ChecksConfig, steps: list[datetime], st
         con.close()
 
 
-def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
+def _run_data(home: Home, config: ChecksConfig, steps: list[datetime], store: IncidentStore, checks: list[Check],
               con: duckdb.DuckDBPyConnection, rollups: RollupStore | None) -> tuple[EvalData, IncidentBook]:
     """What the run's checks read (as far back as the one needing most history), and the incident book as the run
     begins."""
@@ -178,7 +178,7 @@ def _run_data(config: ChecksConfig, steps: list[datetime], store: IncidentStore,
     book = IncidentBook(unresolved, number)
     open_since = {key: incident.started_at for key, incident in book.open_incidents().items()}
     data = EvalData(con=con, config=config, first=steps[0], last=steps[-1], load_from=anchor - history,
-                    anchor=anchor, rollups=rollups, open_since=open_since)
+                    anchor=anchor, rollups=rollups, open_since=open_since, home=home)
     return data, book
 
 
@@ -200,7 +200,7 @@ def prepare_ahead(home: Home, config: ChecksConfig, at: datetime, store: Inciden
     with run_lock:
         rollups = RollupStore(home, open_reader(home), at, small_range_bytes, kept)
         try:
-            data, _ = _run_data(config, [at], store, checks, rollups.con, rollups)
+            data, _ = _run_data(home, config, [at], store, checks, rollups.con, rollups)
             for check in chosen:
                 try:
                     check.prepare(data)

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+HUMAN_FIELDS = ("acknowledged_by", "resolved_by", "operator_note")  # what only a person's ack or resolve sets
+
+
 def incident_key(incident: Incident) -> str:
 
     return subject_key(incident.check, incident.subject)
@@ -49,14 +52,26 @@ class IncidentStore:
         self._reading = self._file.reading
         self._writing = self._file.writing
 
-    def list(self, statuses: Iterable[str] | None = None) -> builtins.list[Incident]:
-        """Incidents, newest first, optionally only those with the given statuses."""
+    def list(self, statuses: Iterable[str] | None = None, check: str | None = None, agent_id: str | None = None,
+             limit: int | None = None) -> builtins.list[Incident]:
+        """Incidents, newest first, optionally only those with the given statuses, of one check, naming one agent
+        (its subject's, or one its evidence lists: ``agents_named``), the newest `limit`; filtered in SQLite."""
         wanted = list(statuses or [])
-        sql = "SELECT body FROM incidents"
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = list(wanted)
         if wanted:
-            sql += f" WHERE status IN ({', '.join('?' for _ in wanted)})"
+            clauses.append(f"status IN ({', '.join('?' for _ in wanted)})")
+        if check is not None:
+            clauses.append("json_extract(body, '$.check') = ?")
+            params.append(check)
+        if agent_id is not None:
+            clauses.append("(json_extract(body, '$.subject.agent_id') = ? OR EXISTS (SELECT 1 FROM "
+                           "json_each(body, '$.evidence.agents') WHERE value = ?))")
+            params += [agent_id, agent_id]
+        sql = "SELECT body FROM incidents" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY seq DESC" + (" LIMIT ?" if limit is not None else "")
         with self._reading() as con:
-            rows = con.execute(sql + " ORDER BY seq DESC", wanted).fetchall()
+            rows = con.execute(sql, params + ([limit] if limit is not None else [])).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
     def unresolved_critical(self) -> builtins.list[Incident]:
@@ -65,6 +80,15 @@ class IncidentStore:
             rows = con.execute("SELECT body FROM incidents WHERE status <> 'resolved' "
                                "AND json_extract(body, '$.severity') = 'critical' ORDER BY seq DESC").fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
+
+    def unresolved_counts(self) -> builtins.list[tuple[str, str, int]]:
+        """(severity, status, count) of the open and acknowledged incidents, counted in SQLite (for metrics)."""
+        if not self.path.exists():
+            return []
+        with self._reading() as con:
+            rows = con.execute("SELECT json_extract(body, '$.severity'), status, count(*) FROM incidents "
+                               "WHERE status <> 'resolved' GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        return [(str(severity), str(status), int(count)) for severity, status, count in rows]
 
     def get(self, incident_id: str) -> Incident:
         with self._reading() as con:
@@ -82,8 +106,10 @@ class IncidentStore:
                                incident_ids).fetchall()
         return [Incident.model_validate_json(body) for (body,) in rows]
 
-    def set_status(self, incident_id: str, status: str, at: datetime | None = None, by: str | None = None) -> Incident:
-        """A human (`by`, e.g. user@host) acknowledges or resolves an incident."""
+    def set_status(self, incident_id: str, status: str, at: datetime | None = None, by: str | None = None,
+                   note: str | None = None) -> Incident:
+        """A human (`by`, e.g. user@host, or an API key's name) acknowledges or resolves an incident, with an
+        optional `note` (why)."""
         at = at or datetime.now(UTC)
         with self._writing() as con:
             row = con.execute("SELECT body FROM incidents WHERE id = ?", [incident_id]).fetchone()
@@ -96,8 +122,11 @@ class IncidentStore:
                 return incident  # already so: keep the time it first became so
             update: dict[str, Any] = {"status": status}
             update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
+            update["acknowledged_by" if status == "acknowledged" else "resolved_by"] = by
+            if note:
+                update["operator_note"] = note
             if status == "resolved":
-                update["status_note"] = f"resolved by {by or 'hand'}"
+                update["status_note"] = f"resolved by {by or 'hand'}" + (f": {note}" if note else "")
             incident = incident.model_copy(update=update)
             con.execute("UPDATE incidents SET status = ?, body = ? WHERE id = ?",
                         [status, incident.model_dump_json(), incident_id])
@@ -225,7 +254,10 @@ def _renumber(incident: Incident, renamed: dict[str, str]) -> Incident:
 
 
 def _keep_human_decision(stored: Incident, ours: Incident) -> Incident:
-    """A human's resolve stands; a human's ack stands unless the run resolved the incident."""
+    """A human's resolve stands; a human's ack stands unless the run resolved the incident. Who did it, and their
+    note, stay whatever the run saw."""
+    ours = ours.model_copy(update={name: getattr(stored, name) for name in HUMAN_FIELDS
+                                   if getattr(ours, name) is None and getattr(stored, name) is not None})
     if stored.status == "resolved" and ours.status != "resolved":
         return ours.model_copy(update={"status": "resolved", "resolved_at": stored.resolved_at})
     if stored.status == "acknowledged" and ours.status == "open":

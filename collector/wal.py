@@ -97,6 +97,7 @@ class Segment:
     size: int = 0
     ids: list[str] = field(default_factory=list)
     dirty: bool = False  # written since its last fsync
+    opened_at: float = field(default_factory=time.time)  # its first event's write (a recovered file: its mtime)
 
 
 class WriteAheadLog:
@@ -203,6 +204,12 @@ class WriteAheadLog:
         with self._lock:
             return sum(len(s.ids) for s in [*self._open.values(), *self._closed])
 
+    def flush_lag_s(self) -> float:
+        """Seconds since the oldest event not yet flushed into the store was written; 0 when none waits."""
+        with self._lock:
+            written = [s.opened_at for s in [*self._open.values(), *self._closed] if s.ids]
+        return max(0.0, time.time() - min(written)) if written else 0.0
+
     def _recover(self) -> None:
         """Register the segments a previous process left, to be ingested before serving."""
         for path in segment_files(self.home):
@@ -222,7 +229,8 @@ class WriteAheadLog:
                 path.unlink()
                 continue
             ids = [guess_event_id(line) for line in data[:end].splitlines()]
-            segment = Segment(dataset, seq, path, size=end, ids=[i for i in ids if i is not None])
+            segment = Segment(dataset, seq, path, size=end, ids=[i for i in ids if i is not None],
+                              opened_at=path.stat().st_mtime)
             self._closed.append(segment)
             self._pending[dataset].update(segment.ids)
         if self._closed:

@@ -1,7 +1,8 @@
 """The audit trail's queries and its rollback plan, in DuckDB over the ``actions`` view (no Streamlit here).
 
 A :class:`Selection` is the page's filters (time range, agents, action globs, resource, statuses) as one SQL
-predicate; its time bounds filter ``ts`` and the ``day`` partition, so DuckDB reads only the days in range.
+predicate; its time bounds filter ``ts`` and the ``day`` partition, so DuckDB reads only the days in range. It
+lives in ``agentwatch.store.audit``, which ``GET /v1/actions`` and ``agentwatch audit`` read with too.
 
 The rollback plan of a selection has two parts, both computed in DuckDB over every matching event:
 
@@ -25,16 +26,15 @@ change (no ``after``, not external) are in neither list; :func:`summary_sql` cou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from agentwatch.dashboards.spreadsheet import csv_text
-from agentwatch.schemas.actions import ACTION_STATUSES
+from agentwatch.store.audit import ISO, Query, Selection
 from agentwatch.store.reader import UTC_TODAY_SQL
+from agentwatch.store.spreadsheet import csv_text
 
 RANGES: dict[str, timedelta | None] = {
     "Last 1 hour": timedelta(hours=1),
@@ -44,72 +44,10 @@ RANGES: dict[str, timedelta | None] = {
     "Custom": None,
 }
 SHOWN = 1_000  # events listed on the page; the count states how many matched
-ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 NOT_RECORDED = "—"  # a field absent from `before` or `after`
 
-Query = tuple[str, list[Any]]
 # The keys a write's `after` holds that its `before` lacks (their earlier values are unknown).
 MISSING = "list_filter(json_keys(after), lambda k: NOT list_contains(json_keys(before), k))"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The audit trail's filters: a time range (both ends included) and optional agent, action, resource, status."""
-
-    start: datetime
-    end: datetime
-    agents: tuple[str, ...] = ()
-    actions: tuple[str, ...] = ()  # globs: `lead.*`; a plain name matches itself
-    resource_type: str | None = None
-    resource_id: str | None = None
-    statuses: tuple[str, ...] = ()
-    label: str = ""  # how the range was chosen ("Last 48 hours"), for the export
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("the time range needs a timezone")
-        if self.start > self.end:
-            raise ValueError(f"the range starts ({self.start:%Y-%m-%d %H:%M}) after it ends "
-                             f"({self.end:%Y-%m-%d %H:%M}): swap them")
-        unknown = sorted(set(self.statuses) - set(ACTION_STATUSES))
-        if unknown:
-            raise ValueError(f"unknown status {', '.join(unknown)}: use {', '.join(ACTION_STATUSES)}")
-
-    def where(self, time_only: bool = False) -> Query:
-        """The SQL predicate over ``actions`` and its parameters; the time bounds also prune ``day`` partitions."""
-        start, end = self.start.astimezone(UTC), self.end.astimezone(UTC)
-        clauses = ["ts >= ?", "ts <= ?", "day >= ?", "day <= ?"]
-        params: list[Any] = [start, end, start.date(), end.date()]
-        if not time_only:
-            if self.agents:
-                clauses.append(f"agent_id IN ({', '.join('?' * len(self.agents))})")
-                params += list(self.agents)
-            if self.actions:
-                clauses.append("(" + " OR ".join("action GLOB ?" for _ in self.actions) + ")")
-                params += list(self.actions)
-            if self.resource_type:
-                clauses.append("resource_type = ?")
-                params.append(self.resource_type)
-            if self.resource_id:
-                clauses.append("resource_id = ?")
-                params.append(self.resource_id)
-            if self.statuses:
-                clauses.append(f"status IN ({', '.join('?' * len(self.statuses))})")
-                params += list(self.statuses)
-        return " AND ".join(clauses), params
-
-    def describe(self) -> dict[str, Any]:
-        """The filters as the JSON export records them (times in UTC)."""
-        return {
-            "from": self.start.astimezone(UTC).strftime(ISO),
-            "to": self.end.astimezone(UTC).strftime(ISO),
-            "agents": list(self.agents),
-            "actions": list(self.actions),
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "statuses": list(self.statuses),
-            "range": self.label,
-        }
 
 
 def time_range(choice: str, latest: datetime,
@@ -378,7 +316,8 @@ def _export_frame(query: Query, columns: list[str]) -> Query:
 def plan_csv(con: duckdb.DuckDBPyConnection, selection: Selection) -> str:
     """The rollback plan as one CSV: the restore rows in order (section `restore`), then the irreversible actions
     (section `irreversible`, their reason in `note`, written fields in `field`). Values are JSON text; every
-    field is quoted and a text cell a spreadsheet would run as a formula starts with ``'`` (dashboards.spreadsheet)."""
+    field is quoted and a text cell a spreadsheet would run as a formula starts with ``'``
+    (agentwatch.store.spreadsheet)."""
     restore = run(con, _export_frame(restore_sql(selection), RESTORE_COLUMNS)).select(
         pl.lit("restore").alias("section"), *[c for c in CSV_COLUMNS if c in RESTORE_COLUMNS],
         pl.lit(None, pl.String).alias("kind"))

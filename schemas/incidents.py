@@ -26,6 +26,12 @@ class Incident(BaseModel):
     last_fired_at: datetime = Field(description="The latest evaluation time that fired.")
     resolved_at: datetime | None = None
     acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(None, description="Who acknowledged it: user@host (`agentwatch incident ack`) "
+                                        "or the name and id of the API key (`POST /v1/incidents/{id}/ack`).")
+    resolved_by: str | None = Field(None, description="Who resolved it by hand, as acknowledged_by; null when its "
+                                    "check resolved it.")
+    operator_note: str | None = Field(None, description="What the person who acknowledged or resolved it wrote "
+                                      "(the `note` of the API's ack or resolve), the latest one.")
     subject: dict[str, str] = Field(description="agent_id, action, field, object as they apply.")
     summary: str = Field(description="One sentence a RevOps person understands.")
     evidence: dict[str, Any] = Field(default_factory=dict, description="The numbers behind the finding.")

@@ -61,6 +61,7 @@ class Server:
     key: str
     log: Path
     process: subprocess.Popen | None = None
+    args: tuple[str, ...] = ()  # more options of `serve`, e.g. ("--log-format", "json")
 
     @property
     def url(self) -> str:
@@ -68,7 +69,8 @@ class Server:
 
     def start(self) -> Server:
         command = [sys.executable, "-c", "from agentwatch.app.cli import main; main()", "serve", "--home",
-                   str(self.home.root), "--port", str(self.port), "--check-every", "0", "--flush-interval", "0.2"]
+                   str(self.home.root), "--port", str(self.port), "--check-every", "0", "--flush-interval", "0.2",
+                   *self.args]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -365,7 +365,7 @@ def test_one_error_shape_everywhere(client: TestClient, keys: dict) -> None:
     assert_error_shape(client.post("/v1/actions", json=action(1)), 401)
     assert_error_shape(client.post("/v1/actions", json=action(1), headers=bearer(keys["read"])), 403)
     assert_error_shape(client.get("/v1/nothing-here", headers=ingest), 404, "not_found")
-    assert_error_shape(client.get("/v1/actions", headers=ingest), 405, "method_not_allowed")
+    assert_error_shape(client.delete("/v1/actions", headers=ingest), 405, "method_not_allowed")
     assert_error_shape(client.post("/v1/actions", content=b"[" + b" " * 300_000 + b"]", headers=ingest), 413)
     assert_error_shape(client.post("/v1/actions", json=[{}], headers=ingest), 422)
     assert_error_shape(client.post("/v1/schema-snapshots?format=excel", json={}, headers=ingest), 400,

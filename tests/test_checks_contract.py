@@ -34,6 +34,7 @@ ISSUE_CHECK_NAMES = {
     "quality.identity_collision",  # issue 14's same person twice, owners in conflict
     "policy.low_confidence_autonomy",  # issue 14's confidence thresholds
     "approval.queue_backlog", "approval.latency", "approval.rubber_stamp",  # issue 14's approval gate
+    "schema.watcher_blind",  # issue 16's CRM schema pollers failing
 }
 
 

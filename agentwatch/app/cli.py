@@ -18,15 +18,18 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from agentwatch.app import check_commands, store_commands
+from agentwatch.app import audit_commands, check_commands, store_commands
 from agentwatch.app.agent_commands import agent_app
 from agentwatch.app.alert_commands import alerts_app
 from agentwatch.app.config import config_for
 from agentwatch.app.dashboard_launch import start_dashboard, wait_for_dashboard
 from agentwatch.app.demo.run import run_demo
+from agentwatch.app.logs import LogFormat
 from agentwatch.app.options import ConfigOption, HomeOption, parse_duration, parse_time
+from agentwatch.app.schema_commands import pollers_table, schema_app
 from agentwatch.app.silence_commands import silence_app
 from agentwatch.app.status import store_status
+from agentwatch.app.version import VersionOption
 from agentwatch.collector.ingest.pipeline import FilesNotIngested, IngestReport, expand_paths, ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
 from agentwatch.core.api_keys import KeyStore
@@ -49,11 +52,19 @@ app.add_typer(check_commands.incident_app, name="incident")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(silence_app, name="silence")
 app.add_typer(agent_app, name="agent")
+app.add_typer(schema_app, name="schema")
 app.command()(store_commands.compact)
 app.command()(store_commands.erase)
+app.command()(audit_commands.audit)
 
 out = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _main_options(version: VersionOption = False) -> None:
+    pass  # --version acts in its callback; typer needs a function to hang the option on
+
 
 class EventFormat(StrEnum):
     jsonl = "jsonl"
@@ -188,6 +199,7 @@ def status(
         snapshots.add_row(row["source"], row["object"], str(row["snapshots"]), str(row["fields_now"]),
                           _short(row["last_taken"]))
     out.print(snapshots)
+    out.print(pollers_table(summary["crm_pollers"]), highlight=False)
     rejects = summary["rejects"]
     out.print("rejects: " + (", ".join(f"{k} {v:,}" for k, v in rejects.items()) if rejects else "none"),
               highlight=False)
@@ -231,10 +243,13 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 10 << 20,
     flush_interval: Annotated[float, typer.Option(help="Seconds between flushes of the write-ahead log.")] = 1.0,
     check_every: Annotated[str, typer.Option(help="Run the checks this often, e.g. 1m; 0 turns them off.")] = "1m",
+    metrics_port: Annotated[int | None, typer.Option(help="Also serve /metrics without a key on this port, bound "
+                                                          "to 127.0.0.1 only.")] = None,
+    log_format: Annotated[LogFormat, typer.Option(help="text, or json: one JSON object per line.")] = LogFormat.text,
     config: ConfigOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Run the collector HTTP API (OpenAPI at /docs) and the checks on a schedule."""
+    """Run the collector HTTP API (OpenAPI at /docs, metrics at /metrics) and the checks on a schedule."""
     # lazy: FastAPI and uvicorn take a third of a second to import; only `serve` needs them
     from agentwatch.app.api.app import ApiSettings
     from agentwatch.app.api.server import serve as run_server
@@ -243,8 +258,11 @@ def serve(
         raise ConfigError("--max-body-bytes must be at least 1 and --flush-interval more than 0 seconds")
     settings = ApiSettings(max_body_bytes=max_body_bytes, flush_interval_s=flush_interval)
     every = None if check_every.strip() in ("0", "off") else parse_duration(check_every, "--check-every")
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise ConfigError(f"--metrics-port {metrics_port}: a port is a number from 1 to 65535")
     run_server(Home.resolve(home), host=host, port=port, settings=settings,
-               check_every_s=every.total_seconds() if every else None, config_path=config)
+               check_every_s=every.total_seconds() if every else None, config_path=config,
+               metrics_port=metrics_port, log_format=log_format)
 
 
 @app.command()

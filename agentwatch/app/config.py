@@ -2,7 +2,8 @@
 
 Each component owns and validates its sections: the checks (``agents``, ``workflow``, ``fields``, ``checks``,
 ``expectations``) in ``agentwatch.checks``, ``alerts`` and ``guard`` in ``agentwatch.alerts``, ``store`` in
-``agentwatch.store.settings``, ``otlp`` in ``agentwatch.collector.otlp.config``; ``dashboard`` is the
+``agentwatch.store.settings``, ``otlp`` in ``agentwatch.collector.otlp.config``, ``crm`` in
+``agentwatch.collector.crm.config``; ``dashboard`` is the
 application's own. This module reads the file once, validates the whole with pydantic (the first mistake is
 reported with the file, the line and the key path, e.g.
 ``agentwatch.yaml line 7 (agents.lead-router.max_records_per_action): Input should be a valid integer``), then
@@ -19,6 +20,7 @@ from agentwatch.alerts.config import AlertsConfig, GuardConfig, validate_alerts
 from agentwatch.checks.base import REGISTRY
 from agentwatch.checks.config import ChecksConfig
 from agentwatch.checks.options import validate_check_options
+from agentwatch.collector.crm.config import CrmConfig
 from agentwatch.collector.otlp.config import OtlpConfig
 from agentwatch.core.config_file import read_config_file
 from agentwatch.core.errors import ConfigError
@@ -49,6 +51,8 @@ class Config(ChecksConfig):
                                                                            "(docs/store.md).")
     otlp: OtlpConfig = Field(default_factory=OtlpConfig, description="How OpenTelemetry spans become action events "
                                                                      "(docs/otlp.md).")
+    crm: CrmConfig = Field(default_factory=CrmConfig, description="The CRM schema pollers: Salesforce and HubSpot "
+                                                                  "objects to watch (docs/crm.md).")
 
 
 def load_config(path: Path | None) -> Config:

@@ -18,7 +18,8 @@ from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.schemas import parse_rfc3339
 
-CREATES_HOME = (("ingest",), ("serve",), ("keys", "create"), ("demo",))  # command paths (and their subcommands)
+# command paths (and their subcommands)
+CREATES_HOME = (("ingest",), ("serve",), ("keys", "create"), ("demo",), ("schema", "poll"))
 
 
 def _command_path(ctx: typer.Context) -> tuple[str, ...]:
@@ -41,7 +42,8 @@ def _home_exists_unless_created(ctx: typer.Context, value: Path | None) -> Path 
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Data folder (default: $AGENTWATCH_HOME or ./.agentwatch); it must "
-                                             "exist except for ingest, serve, keys create and demo, which create it.",
+                                             "exist except for ingest, serve, keys create, demo and schema poll, which "
+                                             "create it.",
                               callback=_home_exists_unless_created)
 ]
 ConfigOption = Annotated[

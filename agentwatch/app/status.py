@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from agentwatch.checks.engine import incident_store
+from agentwatch.collector.crm.state import poller_status
 from agentwatch.collector.ingest.rejects import reject_counts
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
@@ -65,6 +66,7 @@ def store_status(home: Home) -> dict[str, Any]:
         "outcomes": outcomes,
         "spans": {"total": sum(a["spans"] for a in spans), "agents": spans},
         "schema_snapshots": snapshots,
+        "crm_pollers": poller_status(home, datetime.now(UTC)),
         "rejects": reject_counts(home.rejects),
         "wal_pending": pending_events(home),
         "quarantined": [{"dataset": part.dataset, "path": str(part.path), "original": str(part.original),

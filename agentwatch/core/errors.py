@@ -10,6 +10,7 @@ turns them into a one-line message and exit code 2) can catch them all::
     ├── StoreError           the store on disk is unusable (lock timeout, the write-ahead log failing)
     │   └── StoreFullError   no space left on the disk (or quota) of the home: nothing was stored or acknowledged
     ├── AuthError            a key is missing, unknown, revoked or lacks the scope
+    ├── CrmError             a CRM API (Salesforce, HubSpot) refused or failed a schema poll
     └── WorkerError          a helper process (Great Expectations') exited, hung or broke its protocol
 
 Errors about single events are not exceptions: they are collected as ``Rejection`` rows
@@ -53,6 +54,16 @@ class StoreFullError(StoreError):
 
 class AuthError(AgentwatchError):
     """An API key is missing, unknown, revoked, or lacks the scope an operation needs."""
+
+
+class CrmError(AgentwatchError):
+    """A CRM API refused or failed a request of a schema poller. The message is a fixed phrase with the status
+    code and the API's error code, never a secret, a header or a URL with a token; `retry_after_s` is how long the
+    API asked to be left alone, when it said so."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class WorkerError(AgentwatchError):

@@ -27,6 +27,7 @@ class Home:
     ``agentwatch.yaml``    the config, unless ``--config`` names another file
     ``incidents.sqlite3``  the incidents
     ``alerts.sqlite3``     the alerting state: outbox, what was sent, silences, agent pauses
+    ``crm_polls.sqlite3``  the CRM schema pollers: each one's last success, last error and next run, and its polls
     ``erasures.jsonl``     the audit record of ``agentwatch erase`` (who, when, how many; never the values)
 
     Every file name in the home is spelled here and nowhere else.
@@ -98,6 +99,10 @@ class Home:
     @property
     def alerts_file(self) -> Path:
         return self.root / "alerts.sqlite3"
+
+    @property
+    def crm_polls_file(self) -> Path:
+        return self.root / "crm_polls.sqlite3"
 
     @property
     def aggregates(self) -> Path:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from agentwatch.dashboards import schema_history as history
 from agentwatch.dashboards.context import config, empty_state, has_rows, local, to_viewer
+from agentwatch.dashboards.crm_pollers import show_pollers
 from agentwatch.dashboards.escape import md
 
 EMPTY = "No schema snapshots yet: `agentwatch ingest schema ...`"
@@ -123,6 +124,7 @@ def _readers() -> tuple[history.Readers, history.ReadWindow | None]:
 
 
 st.title("Schema")
+show_pollers()
 if not has_rows("schema_snapshots"):
     empty_state(EMPTY)
     st.stop()

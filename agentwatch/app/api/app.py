@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from agentwatch.alerts.health import delivery_health
+from agentwatch.app.api.audit_routes import router as audit_router
 from agentwatch.app.api.auth import require_ingest, require_read
 from agentwatch.app.api.body import TooDeep, depth_message, parse_batch, read_body
+from agentwatch.app.api.docs_assets import install_offline_docs
 from agentwatch.app.api.errors import (
     ERROR_RESPONSES,
     ApiError,
@@ -33,10 +35,14 @@ from agentwatch.app.api.errors import (
 from agentwatch.app.api.events import ingest_events, shown
 from agentwatch.app.api.guard import router as guard_router
 from agentwatch.app.api.health import Facts, health_bodies, now
+from agentwatch.app.api.incident_routes import router as incident_router
+from agentwatch.app.api.metrics import router as metrics_router
 from agentwatch.app.api.ratelimit import RateLimits
+from agentwatch.app.api.refusals import RefusedRequests
 from agentwatch.app.api.startup import WalStartup
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.app.api.traces import router as traces_router
+from agentwatch.app.metrics import count_events
 from agentwatch.app.scheduler import StoreMaintenance
 from agentwatch.app.status import checks_keeping_up, store_status
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_items
@@ -81,7 +87,8 @@ class HealthReason(BaseModel):
 
     severity: Literal["failing", "degraded"]
     code: str = Field(description="Stable snake_case code: wal_unavailable, wal_unwritable, disk_full, flush_failing, "
-                                  "delivery_failed, parts_quarantined, checks_behind, compaction_failing.")
+                                  "delivery_failed, parts_quarantined, checks_behind, compaction_failing, "
+                                  "crm_poller_failing.")
     text: str = Field(description="A short fixed phrase (never a path or an error text).")
 
 
@@ -258,8 +265,9 @@ agentwatch collects what AI sales agents do (**action events**), what happened a
 events**) and the CRM schema they work against (**schema snapshots**), to catch silent failures.
 
 **Authentication.** Every `/v1` route needs `Authorization: Bearer <key>`. Create a key with
-`agentwatch keys create --scope ingest` (send events), `--scope read` (read status) or `--scope admin`
-(both). Revoke one with `agentwatch keys revoke <id>`: a running server notices at once.
+`agentwatch keys create --scope ingest` (send events), `--scope read` (read status, the audit trail and
+incidents) or `--scope admin` (both, and acknowledge or resolve incidents). Revoke one with
+`agentwatch keys revoke <id>`: a running server notices at once.
 
 **Durability.** A 200 (or 422) answer means the accepted events are on disk, in the server's write-ahead
 log, fsynced. They reach the store within a flush interval (1 s by default); a crash in between loses
@@ -335,12 +343,17 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_offline_docs serves /docs and /redoc
+        redoc_url=None,
         openapi_tags=[
             {"name": "events", "description": "Action and outcome events from agents, and OpenTelemetry traces "
                                               "(OTLP/HTTP)."},
             {"name": "schema", "description": "CRM schema snapshots."},
             {"name": "status", "description": "What the store holds; liveness."},
             {"name": "agents", "description": "Whether an agent may act now (the agent guard), and its pauses."},
+            {"name": "audit", "description": "The audit trail: what the agents did, by agent, action, resource and "
+                                             "time."},
+            {"name": "incidents", "description": "Incidents the checks opened; acknowledge or resolve them."},
         ],
     )
     app.state.home = home
@@ -352,9 +365,14 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.maintenance = maintenance
     app.state.rate_limits = RateLimits(limits)
     install_error_handlers(app)
+    app.add_middleware(RefusedRequests)
+    install_offline_docs(app)  # /docs and /redoc from installed packages, not from a CDN
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     app.include_router(guard_router)
     app.include_router(traces_router)
+    app.include_router(audit_router)
+    app.include_router(incident_router)
+    app.include_router(metrics_router)
 
     @app.post(
         "/v1/actions",
@@ -497,6 +515,7 @@ def _ingest_snapshots(
     report = ingest_snapshot_items(home, [items[i] for i in kept], "POST /v1/schema-snapshots", fmt=fmt,
                                    taken_at=taken_at, object_name=object_name)
     refused = report.rejected + len(deep)
+    count_events("/v1/schema-snapshots", "snapshots", report.accepted, report.duplicates, refused)
     if refused:
         details = [rejection.model_dump() for rejection in deep] + [
             EventRejection(

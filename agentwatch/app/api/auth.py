@@ -88,3 +88,4 @@ def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | 
 
 require_ingest = require_scope("ingest")
 require_read = require_scope("read")
+require_admin = require_scope("admin")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from agentwatch.app.api.body import TooDeep, depth_message, parse_batch, too_deep
 from agentwatch.app.api.errors import EventRejection, error_response
 from agentwatch.app.api.storage import DiskFull
+from agentwatch.app.metrics import count_events
 from agentwatch.collector.ingest.rejects import field_errors
 from agentwatch.collector.ingest.screen import NON_FINITE_MESSAGE, non_finite_field
 from agentwatch.collector.wal import WriteAheadLog
@@ -83,6 +84,7 @@ def ingest_events(wal: WriteAheadLog, disk_full: DiskFull, dataset: Dataset, bod
     ids, lines, repeated, refused = check_events(dataset, items, limits)
     accepted, duplicates = log_events(wal, disk_full, dataset, ids, lines)
     duplicates += repeated
+    count_events(f"/v1/{dataset.name}", dataset.name, accepted, duplicates, len(refused))
     if refused:
         return error_response(
             422,

@@ -21,6 +21,7 @@ from agentwatch.app.api.auth import bearer_scheme, require_ingest, require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from agentwatch.app.api.watched_config import WatchedConfig
 from agentwatch.app.config import Config
+from agentwatch.app.metrics import count_guard_decision
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.api_keys import ApiKey
 from agentwatch.core.home import Home
@@ -137,8 +138,10 @@ def get_guard(
 ) -> GuardDecision:
     config = state.config()
     # Only critical incidents can pause an agent: read just those.
-    return decide(agent_id, state.incidents.unresolved_critical(), state.controls, config.guard,
-                  config.policy_for(agent_id))
+    decision = decide(agent_id, state.incidents.unresolved_critical(), state.controls, config.guard,
+                      config.policy_for(agent_id))
+    count_guard_decision(decision.allowed)
+    return decision
 
 
 @router.get(

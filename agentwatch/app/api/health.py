@@ -15,6 +15,7 @@ from typing import Any
 from agentwatch.app.api.startup import WalStartup
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.app.status import checks_degraded
+from agentwatch.collector.crm.state import pollers_failing
 from agentwatch.core.home import Home
 
 Reason = tuple[str, str, str]  # (severity: failing | degraded, code, short fixed text)
@@ -50,6 +51,8 @@ RULES: list[Callable[[Facts], Reason | None]] = [
     if checks_degraded(f.checks, f.check_every_s, f.now) else None,
     lambda f: ("degraded", "compaction_failing", "store compaction keeps failing: small files will pile up "
                "(the server log says why)") if f.maintenance_failing else None,
+    lambda f: ("degraded", "crm_poller_failing", "a CRM schema poller has failed past its grace: schema changes "
+               "go unseen (agentwatch status says why)") if pollers_failing(f.home, f.now) else None,
 ]
 
 

@@ -11,7 +11,10 @@ import uvicorn
 
 from agentwatch.app.alerting import AlertLoop
 from agentwatch.app.api.app import ApiSettings, create_app
+from agentwatch.app.api.metrics import registry_of, serve_metrics_port
 from agentwatch.app.config import config_for
+from agentwatch.app.crm_polling import CrmPolling
+from agentwatch.app.logs import LogFormat, configure_logging, uvicorn_log_config
 from agentwatch.app.scheduler import CheckScheduler
 from agentwatch.core.errors import ConfigError, StoreError
 from agentwatch.core.home import Home
@@ -20,17 +23,6 @@ from agentwatch.core.locks import acquire_serve_lock, release_serve_lock
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long to finish before the final WAL flush
-
-
-def _configure_logging() -> None:
-    """agentwatch's own log lines (flushes, replays, errors) next to uvicorn's, on stderr."""
-    logger = logging.getLogger("agentwatch")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -56,15 +48,17 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSettings | None = None,
-          check_every_s: float | None = 60.0, config_path: Path | None = None) -> None:
+          check_every_s: float | None = 60.0, config_path: Path | None = None, metrics_port: int | None = None,
+          log_format: LogFormat = LogFormat.text) -> None:
     """Serve the API of `home` until SIGINT or SIGTERM; then flush the WAL and return.
 
     Fails at once (StoreError) when another server holds the home, and (ConfigError) when the
     port cannot be bound. It answers at once; while it ingests the WAL a crash left behind, /healthz says
     `starting` and event routes answer 503 with Retry-After. Bounds come from the config's `limits:`.
-    With `check_every_s`, the checks run on that schedule in a background thread.
+    With `check_every_s`, the checks run on that schedule in a background thread. With `metrics_port`, /metrics is
+    also served without a key on 127.0.0.1 at that port. Log lines are `log_format` (text or JSON lines).
     """
-    _configure_logging()
+    configure_logging(log_format)
     acquire_serve_lock(home)
     try:
         sock = _listen(host, port)
@@ -77,12 +71,20 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
             app,
             lifespan="on",
             log_level="info",
+            log_config=uvicorn_log_config(log_format),
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         server = uvicorn.Server(config)
         log.info("agentwatch API for %s on http://%s:%d (docs at /docs)", home.root, bound_host, bound_port)
+        stop_metrics = None
+        if metrics_port:
+            try:
+                stop_metrics = serve_metrics_port(registry_of(app), metrics_port)
+            except ConfigError:
+                sock.close()
+                raise
         scheduler = None
         if check_every_s:
             scheduler = CheckScheduler(home, check_every_s, config_path)
@@ -91,6 +93,8 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
 
         alert_loop = AlertLoop(home, config_path)  # also delivers what an earlier process left in the outbox
         alert_loop.start()
+        crm_polling = CrmPolling(home, config_path)  # the crm: section's schema pollers, when due (docs/crm.md)
+        crm_polling.start()
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[sock])
@@ -102,6 +106,9 @@ def serve(home: Home, host: str = "127.0.0.1", port: int = 8000, settings: ApiSe
             if scheduler:
                 scheduler.stop()
             alert_loop.stop()
+            crm_polling.stop()
+            if stop_metrics:
+                stop_metrics()
             sock.close()
     finally:
         release_serve_lock(home)

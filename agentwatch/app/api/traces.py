@@ -29,6 +29,7 @@ from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError
 from agentwatch.app.api.events import check_events, log_events
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.app.api.watched_config import WatchedConfig
+from agentwatch.app.metrics import count_events
 from agentwatch.collector.ingest.rejects import FieldError, Rejection, RejectLog
 from agentwatch.collector.otlp.config import OtlpConfig
 from agentwatch.collector.otlp.decode import PROTOBUF, OtlpBodyError, decode_export, inflate, media_type
@@ -167,6 +168,8 @@ def ingest_traces(wal: WriteAheadLog, disk_full: DiskFull, body: bytes, encoding
     span_ids, span_lines = _valid(SPANS, mapped.summaries, mapped.summary_spans, mapped, limits)
     accepted, duplicates = log_events(wal, disk_full, ACTIONS, action_ids, action_lines)
     counted, span_duplicates = log_events(wal, disk_full, SPANS, span_ids, span_lines)
+    count_events("/v1/traces", "actions", accepted, duplicates, 0)
+    count_events("/v1/traces", "spans", counted, span_duplicates, len(mapped.rejected))
     if rejects is not None and mapped.rejected:
         # Exporters do not read a partial success: the rejects folder and `status` are where a person sees them.
         rejects.write([_rejection(number, rejection) for number, rejection in enumerate(mapped.rejected, 1)])

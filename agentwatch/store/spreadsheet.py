@@ -1,4 +1,5 @@
-"""CSV the product writes, safe to open in a spreadsheet (OWASP's CSV injection guidance).
+"""CSV the product writes (the rollback plan, the audit trail), safe to open in a spreadsheet (OWASP's CSV injection
+guidance).
 
 Values in an export come from events, and a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`` or ``@``
 as a formula (``=HYPERLINK(...)`` leaks data, ``=cmd|...`` runs a command in old Excel); a leading tab or carriage

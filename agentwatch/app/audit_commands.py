@@ -1,0 +1,86 @@
+"""The ``audit`` command: the audit trail from the shell, over the same selection as ``GET /v1/actions``
+(:mod:`agentwatch.store.audit`): a table of the newest actions, or every matching action as CSV or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from agentwatch.app.options import HomeOption
+from agentwatch.core.errors import ConfigError
+from agentwatch.core.home import Home
+from agentwatch.store import audit as trail
+from agentwatch.store.reader import open_reader
+
+out = Console()
+OPTION_NAMES = {"since": "--since", "until": "--until", "agent_id": "--agent", "action": "--action",
+                "resource_id": "--resource", "status": "--status"}
+
+
+class AuditFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ActionStatus(StrEnum):
+    ok = "ok"
+    error = "error"
+    skipped = "skipped"
+    pending_approval = "pending_approval"
+
+
+def audit(
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's actions.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this time on: RFC 3339, or a duration before now "
+                                                              "(48h, 7d). Default: the first action.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this time, as --since. Default: the last "
+                                                              "action.")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action; a glob matches several "
+                                                                "(lead.*).")] = None,
+    resource: Annotated[str | None, typer.Option("--resource", help="Only actions on this CRM record id.")] = None,
+    status: Annotated[ActionStatus | None, typer.Option("--status", help="Only actions with this status.")] = None,
+    fmt: Annotated[AuditFormat, typer.Option("--format", help="table: the newest --limit actions; csv or jsonl: "
+                                                              "every matching action, streamed.")] = AuditFormat.table,
+    limit: Annotated[int, typer.Option("--limit", help=f"Rows of the table (1 to {trail.MAX_PAGE}).")] = 50,
+    home: HomeOption = None,
+) -> None:
+    """The audit trail: every action taken, by agent, action, resource and time, newest first."""
+    if not 1 <= limit <= trail.MAX_PAGE:
+        raise ConfigError(f"--limit {limit}: give 1 to {trail.MAX_PAGE}")
+    selection = trail.select(datetime.now(UTC), since, until, agent, action, resource,
+                             status.value if status else None, names=OPTION_NAMES)
+    con = open_reader(Home.resolve(home))
+    try:
+        if fmt is AuditFormat.table:
+            _table(con, selection, limit)
+            return
+        for chunk in trail.stream(con, selection, "ndjson" if fmt is AuditFormat.jsonl else "csv"):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    finally:
+        con.close()
+
+
+def _table(con: duckdb.DuckDBPyConnection, selection: trail.Selection, limit: int) -> None:
+    found = trail.page(con, selection, limit)
+    total = trail.count(con, selection)
+    table = Table("time (UTC)", "agent", "action", "resource", "status", "event")
+    for text in found.actions:
+        event = json.loads(text)
+        resource = event["resource"]
+        # Text, not markup: the values come from events
+        table.add_row(event["ts"][:19].replace("T", " "), Text(event["agent_id"]), Text(event["action"]),
+                      Text(f"{resource['type']} {resource['id']}"), event["status"], Text(event["event_id"]))
+    out.print(table)
+    more = " (--format csv or jsonl writes all of them)" if total > len(found.actions) else ""
+    out.print(f"the newest {len(found.actions):,} of {total:,} matching actions{more}", highlight=False)

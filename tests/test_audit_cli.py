@@ -1,0 +1,73 @@
+"""`agentwatch audit` in a fresh process, over the demo store: the same selection as GET /v1/actions, checked
+against an independent query, as JSON lines, CSV and a table; and mistakes named by their option."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+
+from agentwatch.core.home import Home
+from tests.audit_support import AGENT, WINDOW, expected_actions, latest_action, rfc3339
+from tests.live_support import CLI_TIMEOUT_S, agentwatch
+
+
+@pytest.fixture(scope="module")
+def window(demo_home: Home) -> tuple[datetime, datetime]:
+    end = latest_action(demo_home)
+    return end - WINDOW, end
+
+
+def test_jsonl_is_the_independent_query(demo_home: Home, window: tuple[datetime, datetime]) -> None:
+    start, end = window
+    printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--since", rfc3339(start), "--until", rfc3339(end),
+                         "--format", "jsonl")
+    expected = expected_actions(demo_home, AGENT, start, end)
+    assert len(expected) > 500
+    assert [json.loads(line) for line in printed.splitlines()] == expected
+
+
+def test_csv_is_the_independent_query(demo_home: Home, window: tuple[datetime, datetime]) -> None:
+    start, end = window
+    printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--since", rfc3339(start), "--until", rfc3339(end),
+                         "--format", "csv", "--status", "ok", "--action", "lead.*")
+    expected = [e for e in expected_actions(demo_home, AGENT, start, end)
+                if e["status"] == "ok" and e["action"].startswith("lead.")]
+    rows = list(csv.DictReader(io.StringIO(printed)))
+    assert [(r["event_id"], r["ts"], r["action"]) for r in rows] == [(e["event_id"], e["ts"], e["action"])
+                                                                      for e in expected]
+
+
+def test_the_table_shows_the_newest_and_counts_them_all(demo_home: Home, window: tuple[datetime, datetime]) -> None:
+    start, end = window
+    expected = expected_actions(demo_home, AGENT, start, end)
+    one = expected[0]["resource"]["id"]
+    on_record = [e for e in expected if e["resource"]["id"] == one]
+    printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--since", rfc3339(start), "--until", rfc3339(end),
+                         "--limit", "5")
+    assert f"the newest 5 of {len(expected):,} matching actions" in printed
+    assert [e["event_id"] for e in expected[:5]] == [line.split()[-2] for line in printed.splitlines()
+                                                     if "act-" in line]
+    printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--resource", one, "--since", rfc3339(start),
+                         "--until", rfc3339(end))
+    assert f"the newest {min(len(on_record), 50)} of {len(on_record):,} matching actions" in printed
+    assert all(e["event_id"] in printed for e in on_record)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--since", "yesterday"], "--since"),
+    (["--until", "2026-10-01T09:30:00"], "--until"),
+    (["--since", "2026-10-02T00:00:00Z", "--until", "2026-10-01T00:00:00Z"], "swap them"),
+    (["--limit", "0"], "--limit"),
+])
+def test_mistakes_are_one_line_naming_the_option(demo_home: Home, args: list[str], named: str) -> None:
+    done = subprocess.run([sys.executable, "-c", "from agentwatch.app.cli import main; main()", "audit", *args,
+                           "--home", str(demo_home.root)], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                          env={"COLUMNS": "250", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and named in done.stderr and "Traceback" not in done.stderr
