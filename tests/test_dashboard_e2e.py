@@ -20,8 +20,6 @@ from typing import ClassVar
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
@@ -30,11 +28,10 @@ from agentwatch.app.dashboard_launch import start_dashboard
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from agentwatch.dashboards.escape import JOINER
+from tests.browser_support import headless_chromium
 from tests.dashboard_support import store_hostile
 from tests.test_serve_checks import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 START_TIMEOUT_S = 60.0
 PAGE_TIMEOUT_S = 60.0
 
@@ -82,18 +79,8 @@ def dashboard(demo_home: Home, tmp_path: Path) -> Iterator[tuple[Home, str]]:
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
-        "Debian's chromium and chromium-driver are needed: `make test` installs them (scripts/install-browser)"
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000",
-                     "--force-device-scale-factor=1", "--disable-gpu", "--lang=en-US"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium("--force-device-scale-factor=1", "--lang=en-US") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, browser, tmp_path) -> None:
