@@ -118,8 +118,12 @@ class IncidentStore:
             incident = Incident.model_validate_json(row[0])
             if incident.status == "resolved" and status == "acknowledged":
                 raise ConfigError(f"{incident_id} is already resolved")
-            if incident.status == status:
-                return incident  # already so: keep the time it first became so
+            if incident.status == status:  # already so: keep who and when it first became so, and a new note
+                if not note or note == incident.operator_note:
+                    return incident
+                incident = incident.model_copy(update={"operator_note": note})
+                con.execute("UPDATE incidents SET body = ? WHERE id = ?", [incident.model_dump_json(), incident_id])
+                return incident
             update: dict[str, Any] = {"status": status}
             update["acknowledged_at" if status == "acknowledged" else "resolved_at"] = at
             update["acknowledged_by" if status == "acknowledged" else "resolved_by"] = by

@@ -189,6 +189,11 @@ def test_bad_parameters_are_named(demo_client: TestClient, demo_keys: dict[str, 
     assert_error(get({"agent_id": "enrichment-agent", "cursor": first["next_cursor"]}), 400, "invalid_parameter",
                  "cursor")
     assert_error(get({"cursor": first["next_cursor"]}, "text/csv"), 400, "invalid_parameter", "cursor")
+    # A misspelt filter must not return the unfiltered selection as if it were the one asked for.
+    misspelt = assert_error(get({"agent": AGENT}), 400, "unknown_parameter")
+    assert "'agent'" in misspelt["message"] and "agent_id" in misspelt["message"]
+    listed = demo_client.get("/v1/incidents", params={"severity": "critical"}, headers=bearer(token))
+    assert_error(listed, 400, "unknown_parameter")
 
 
 def test_scopes(demo_client: TestClient, demo_keys: dict[str, str]) -> None:
@@ -350,6 +355,10 @@ def test_ack_and_resolve_record_the_key_name(demo_client: TestClient, demo_copy:
     assert acked.json()["acknowledged_by"] == now.acknowledged_by  # the ack is kept
 
     assert_error(demo_client.post(f"{url}/ack", headers=bearer(demo_keys["admin"])), 409, "conflict")
+    again = demo_client.post(f"{url}/resolve", json={"note": "root cause: the Lead layout"},
+                             headers=bearer(demo_keys["admin"]))
+    assert again.status_code == 200 and store.get(target.id).operator_note == "root cause: the Lead layout"
+    assert store.get(target.id).resolved_at == now.resolved_at  # who and when stay the first; the note is kept
     assert_error(demo_client.post("/v1/incidents/INC-999999/resolve", headers=bearer(demo_keys["admin"])), 404,
                  "incident_not_found")
     assert_error(demo_client.post(f"{url}/resolve", json={"note": "x" * 1001}, headers=bearer(demo_keys["admin"])),

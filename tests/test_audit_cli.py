@@ -9,12 +9,15 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
+from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from tests.audit_support import AGENT, WINDOW, expected_actions, latest_action, rfc3339
-from tests.live_support import CLI_TIMEOUT_S, agentwatch
+from tests.live_support import CLI_TIMEOUT_S, agentwatch, stored_rows
+from tests.test_incidents import AT, finding, new_book, save, step
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +74,29 @@ def test_mistakes_are_one_line_naming_the_option(demo_home: Home, args: list[str
                           env={"COLUMNS": "250", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and named in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_empty_range_says_where_the_agents_actions_are(demo_home: Home) -> None:
+    """The demo month lies in the past: `--since 48h` counts back from now and finds nothing, and says so with the
+    agent's own range rather than a bare 0."""
+    ((oldest, newest),) = stored_rows(demo_home, f"SELECT min(ts), max(ts) FROM actions WHERE agent_id = '{AGENT}'", 1)
+    printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--since", "48h")
+    if newest.timestamp() > datetime.now().timestamp() - 48 * 3600:
+        pytest.skip("the demo store reaches into the last 48 hours of this clock")
+    assert "the newest 0 of 0 matching actions" in printed
+    assert f"{AGENT}'s actions run from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC" in " ".join(
+        printed.split())
+
+
+def test_incident_notes_from_the_command_line_show_with_who(tmp_path: Path) -> None:
+    """`incident ack --note` keeps the note; `incident show` prints who acknowledged and the note."""
+    home = Home.resolve(tmp_path / "home")
+    store = incident_store(home)
+    book = new_book(store)
+    step(book, AT, finding())
+    save(store, book)
+    (incident,) = store.list()
+    agentwatch(home, "incident", "ack", incident.id, "--note", "on it: rolling back the layout")
+    shown = agentwatch(home, "incident", "show", incident.id)
+    assert "note: on it: rolling back the layout" in shown and "acknowledged by: " in shown
+    assert store.get(incident.id).operator_note == "on it: rolling back the layout"

@@ -84,3 +84,18 @@ def _table(con: duckdb.DuckDBPyConnection, selection: trail.Selection, limit: in
     out.print(table)
     more = " (--format csv or jsonl writes all of them)" if total > len(found.actions) else ""
     out.print(f"the newest {len(found.actions):,} of {total:,} matching actions{more}", highlight=False)
+    if total == 0:
+        out.print(_where_the_actions_are(con, selection), highlight=False, soft_wrap=True)
+
+
+def _where_the_actions_are(con: duckdb.DuckDBPyConnection, selection: trail.Selection) -> str:
+    """Why nothing matched, when the time range is the reason: a store replayed from the past (the demo's month)
+    holds nothing in the last 48 hours of the wall clock."""
+    agents = list(selection.agents)
+    where = f"WHERE agent_id IN ({', '.join('?' * len(agents))})" if agents else ""
+    newest, oldest = con.execute(f"SELECT max(ts), min(ts) FROM actions {where}", agents).fetchone() or (None, None)
+    whose = f"{', '.join(agents)}'s" if agents else "the store's"
+    if newest is None:
+        return f"{whose} actions: none in the store"
+    return (f"{whose} actions run from {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC; --since and --until "
+            "count back from now (give times, e.g. --since 2026-10-29T00:00:00Z)")

@@ -170,22 +170,26 @@ def incidents(
     out.print(table)
 
 
+NoteOption = Annotated[str | None, typer.Option("--note", help="Why, or what is being done: kept in the incident's "
+                                                                "operator_note (and, resolving, its status_note).")]
+
+
 @incident_app.command("ack")
 def incident_ack(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
-                 config: ConfigOption = None, home: HomeOption = None) -> None:
+                 note: NoteOption = None, config: ConfigOption = None, home: HomeOption = None) -> None:
     """Acknowledge an incident: someone is on it."""
     resolved = Home.resolve(home)
-    incident = incident_store(resolved).set_status(incident_id, "acknowledged", by=operator_name())
+    incident = incident_store(resolved).set_status(incident_id, "acknowledged", by=operator_name(), note=note)
     out.print(f"{incident.id} acknowledged", highlight=False)
     _notify(resolved, config)
 
 
 @incident_app.command("resolve")
 def incident_resolve(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
-                     config: ConfigOption = None, home: HomeOption = None) -> None:
+                     note: NoteOption = None, config: ConfigOption = None, home: HomeOption = None) -> None:
     """Resolve an incident by hand (a check that still fires opens a new one)."""
     resolved = Home.resolve(home)
-    incident = incident_store(resolved).set_status(incident_id, "resolved", by=operator_name())
+    incident = incident_store(resolved).set_status(incident_id, "resolved", by=operator_name(), note=note)
     out.print(f"{incident.id} resolved", highlight=False)
     _notify(resolved, config)
 
@@ -223,6 +227,10 @@ def describe(incident: Incident, store: IncidentStore) -> str:
              f"last fired {_when(incident.last_fired_at)} UTC, affected {incident.affected:,}"]
     if incident.status_note:
         lines.append(f"  {'resolved' if incident.status == 'resolved' else 'open'}: {incident.status_note}")
+    for label, value in (("acknowledged by", incident.acknowledged_by), ("resolved by", incident.resolved_by),
+                         ("note", incident.operator_note)):
+        if value:
+            lines.append(f"  {label}: {value}")
     for label, ids in (("caused by", incident.caused_by), ("effects", incident.effects)):
         for other_id in ids:
             other = store.get(other_id)

@@ -17,13 +17,14 @@ from pydantic import BaseModel, Field
 
 from agentwatch.app.api.auth import require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError
+from agentwatch.app.api.query_params import known_query_parameters
 from agentwatch.core.api_keys import ApiKey
 from agentwatch.schemas import ActionEvent
 from agentwatch.schemas.common import MAX_ID_LENGTH
 from agentwatch.store import audit
 from agentwatch.store.reader import open_reader
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(known_query_parameters)])
 
 DEFAULT_PAGE = 100
 READER_MEMORY = "1GB"  # DuckDB's budget for one request (a stream's sort spills past it)

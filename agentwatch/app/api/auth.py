@@ -13,6 +13,7 @@ from agentwatch.app.api.ratelimit import RateLimits
 from agentwatch.core.api_keys import ApiKey, KeyStore, parse_token
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+OR_ADMIN = " (or 'admin')"  # admin keys hold every scope
 
 # Declares the scheme in the OpenAPI document (the "Authorize" button of /docs); the checks and
 # their messages are ours, so it never raises by itself.
@@ -81,7 +82,8 @@ def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | 
             403,
             "insufficient_scope",
             f"API key {key.id} has scope '{key.scope}' but {request.method} {request.url.path} needs "
-            f"'{scope}' (or 'admin'): use a key created with `agentwatch keys create --scope {scope}`",
+            f"'{scope}'{OR_ADMIN if scope != 'admin' else ''}: use a key created with `agentwatch keys create "
+            f"--scope {scope}`",
         )
     return key
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentwatch.app.api.auth import require_admin, require_read
 from agentwatch.app.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from agentwatch.app.api.query_params import known_query_parameters
 from agentwatch.checks.engine import incident_store
 from agentwatch.checks.incidents import IncidentStore
 from agentwatch.core.api_keys import ApiKey
@@ -20,7 +21,7 @@ from agentwatch.core.errors import ConfigError
 from agentwatch.schemas.common import MAX_ID_LENGTH
 from agentwatch.schemas.incidents import Incident
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(known_query_parameters)])
 _store_lock = threading.Lock()
 
 MAX_INCIDENTS = 1_000  # incidents in one answer of GET /v1/incidents (its `limit`)
