@@ -18,6 +18,7 @@ from rich.text import Text
 from agentwatch.app.options import HomeOption
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
+from agentwatch.schemas import ACTION_STATUSES
 from agentwatch.store import audit as trail
 from agentwatch.store.reader import open_reader
 
@@ -32,11 +33,8 @@ class AuditFormat(StrEnum):
     jsonl = "jsonl"
 
 
-class ActionStatus(StrEnum):
-    ok = "ok"
-    error = "error"
-    skipped = "skipped"
-    pending_approval = "pending_approval"
+# The format's statuses, as --status choices: one list (agentwatch.schemas), not a second copy here.
+ActionStatus = StrEnum("ActionStatus", [(status, status) for status in ACTION_STATUSES])  # type: ignore[misc]
 
 
 def audit(
