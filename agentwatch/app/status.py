@@ -10,6 +10,7 @@ from agentwatch.collector.crm.state import poller_status
 from agentwatch.collector.ingest.rejects import reject_counts
 from agentwatch.collector.wal import pending_events
 from agentwatch.core.home import Home
+from agentwatch.store.datasets import DATASETS
 from agentwatch.store.partitions import visible_files
 from agentwatch.store.quarantine import quarantined_parts
 from agentwatch.store.reader import SCHEMA_PART, latest_event_sql, open_reader
@@ -73,7 +74,7 @@ def store_status(home: Home) -> dict[str, Any]:
                          "size": part.size, "reason": part.reason, "quarantined_at": part.quarantined_at}
                         for part in quarantined_parts(home)],
         "part_files": {name: sum(1 for p in visible_files(home, name) if p.name != SCHEMA_PART)
-                       for name in ("actions", "outcomes", "spans", "schema_snapshots")},
+                       for name in DATASETS},
     }
 
 

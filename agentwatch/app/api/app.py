@@ -42,6 +42,7 @@ from agentwatch.app.api.refusals import RefusedRequests
 from agentwatch.app.api.startup import WalStartup
 from agentwatch.app.api.storage import DiskFull
 from agentwatch.app.api.traces import router as traces_router
+from agentwatch.app.api.watched_config import WatchedConfig
 from agentwatch.app.metrics import count_events
 from agentwatch.app.scheduler import StoreMaintenance
 from agentwatch.app.status import checks_keeping_up, store_status
@@ -361,6 +362,7 @@ def create_app(home: Home, settings: ApiSettings | None = None) -> FastAPI:
     app.state.keys = KeyStore(home)
     app.state.wal = wal
     app.state.disk_full = disk_full
+    app.state.config_watch = WatchedConfig(home, settings.config_path)  # the guard's and OTLP ingest's
     app.state.startup = startup
     app.state.maintenance = maintenance
     app.state.rate_limits = RateLimits(limits)

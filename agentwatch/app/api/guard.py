@@ -8,7 +8,6 @@ opens the DuckDB store.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -35,15 +34,15 @@ class GuardState:
     """What the guard of one app keeps between requests: the stores, and the last good config (its ``guard:``
     section and the agents' policies), read again when the file changes."""
 
-    def __init__(self, home: Home, config_path: Path | None) -> None:
+    def __init__(self, home: Home, watched: WatchedConfig) -> None:
         self.home = home
         self.incidents = incident_store(home)
         self.controls = AgentControls(alerts_db(home))
-        self.watched = WatchedConfig(home, config_path, "the guard")
+        self.watched = watched
 
     def config(self) -> Config:
         """The config, re-read when the file changed; an invalid file leaves the last good one."""
-        return self.watched.get()
+        return self.watched.get("the guard")
 
 
 def guard_state(request: Request) -> GuardState:
@@ -54,7 +53,7 @@ def guard_state(request: Request) -> GuardState:
         with _state_lock:
             state = getattr(app.state, "guard_state", None)
             if state is None:
-                state = GuardState(app.state.home, app.state.settings.config_path)
+                state = GuardState(app.state.home, app.state.config_watch)
                 app.state.guard_state = state
     return state
 

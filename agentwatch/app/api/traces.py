@@ -101,12 +101,8 @@ TRACES_REQUEST_BODY = {"requestBody": {"required": True, "content": {
 
 
 def trace_config(request: Request) -> WatchedConfig:
-    """The app's config as OTLP ingest reads it, made at the first export."""
-    app = request.app
-    watched = getattr(app.state, "otlp_config", None)
-    if watched is None:
-        watched = WatchedConfig(app.state.home, app.state.settings.config_path, "OTLP ingest")
-        app.state.otlp_config = watched
+    """The app's config, as the guard reads it too (``app.state.config_watch``)."""
+    watched: WatchedConfig = request.app.state.config_watch
     return watched
 
 
@@ -129,7 +125,7 @@ async def post_traces(
     app.state.startup.require_ready()
     settings = app.state.settings
     body = await read_body(request, settings.max_body_bytes)
-    otlp = config.get().otlp
+    otlp = config.get("OTLP ingest").otlp
     return await run_in_threadpool(
         ingest_traces, app.state.wal, app.state.disk_full, body, encoding,
         request.headers.get("content-encoding"), settings.max_body_bytes, settings.limits, otlp, _rejects(app))

@@ -2,7 +2,8 @@
 
 A request must not parse YAML (the guard answers in milliseconds; an export may come every second), and an edit
 must not need a restart. The file's mtime, size and inode say when it changed; an invalid edit keeps the last
-good config, and is logged once.
+good config, and is logged once. One per app (``app.state.config_watch``): the guard and OTLP ingest read the same
+file, so it is parsed once per change, not once per reader.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ _UNREAD = object()
 class WatchedConfig:
     """The last good config of one server, read again when its file changes."""
 
-    def __init__(self, home: Home, config_path: Path | None, purpose: str) -> None:
+    def __init__(self, home: Home, config_path: Path | None) -> None:
         self.home = home
         self.config_path = config_path
         self.path = config_path or home.config_file
-        self.purpose = purpose  # who reads it, for the errors: "the guard", "OTLP ingest"
         self._lock = threading.Lock()
         self._signature: object = _UNREAD
         self._config: Config | None = None
@@ -41,15 +41,16 @@ class WatchedConfig:
             return None
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
-    def get(self) -> Config:
-        """The config, re-read when the file changed; 503 config_invalid when no good version was ever read."""
+    def get(self, purpose: str) -> Config:
+        """The config, re-read when the file changed; 503 config_invalid when no good version was ever read, saying
+        that `purpose` ("the guard", "OTLP ingest") cannot work."""
         signature = self._file_signature()
         with self._lock:
             if signature != self._signature:
                 self._signature = signature
                 self._reload()
             if self._config is None:
-                raise ApiError(503, "config_invalid", f"{self.purpose} cannot work: {self._error}; fix the config "
+                raise ApiError(503, "config_invalid", f"{purpose} cannot work: {self._error}; fix the config "
                                "(it is read again at the next request)")
             return self._config
 
@@ -59,5 +60,5 @@ class WatchedConfig:
             self._error = None
         except (ConfigError, OSError) as exc:
             self._error = str(exc)
-            kept = f"{self.purpose} keeps the last good config" if self._config else "no good config was read yet"
-            log.error("%s: cannot read the config: %s; %s", self.purpose, exc, kept)
+            kept = "the server keeps the last good config" if self._config else "no good config was read yet"
+            log.error("cannot read the config: %s; %s", exc, kept)
