@@ -98,6 +98,12 @@ def open_reader(home: Home, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnect
 UTC_TODAY_SQL = "CAST(timezone('UTC', now()) AS DATE)"
 
 
+def earliest_event_sql(view: str) -> str:
+    """A scalar subquery: the earliest event time of a view, reading only the first day's partition (where the
+    store's coverage begins: nothing before it can be judged)."""
+    return f"(SELECT min(ts) FROM {view} WHERE day = (SELECT min(day) FROM {view}))"
+
+
 def latest_event_sql(view: str) -> str:
     """A scalar subquery: the latest event time of a view that is not in the future (one event sent with a wrong
     clock must not move every range past the data), reading only the latest day's partition: cheap enough for a

@@ -15,6 +15,10 @@ NO_OUTCOMES = ("No outcome events yet: `agentwatch ingest outcomes ...` or POST 
                "`corrects_event_id`; meetings, replies, opportunities and closed deals are matched to the last "
                "agent action on the same record.")
 GROUPINGS = {"agent": "Agent", "version": "Agent version"}
+COUNTED_APART = ("Routing accuracy and Pipeline quality count **leads of a routing cohort**, each judged a fixed "
+                 "time after its first routing (a lead reassigned twice is one reassigned lead; an opportunity counts "
+                 "for its lead's cohort, and qualified pipeline only from agent-qualified leads), so their numbers "
+                 "differ from these by definition.")
 CORRECTIONS = {"requalified": "requalified", "reassigned": "reassigned", "marked_spam": "marked spam"}
 MEETINGS = {"meetings_booked": "booked", "meetings_accepted": "accepted", "meetings_cancelled": "cancelled"}
 DEALS = {"opportunities": "opportunities created", "won": "closed won", "lost": "closed lost"}
@@ -61,14 +65,16 @@ def _metrics(frame: pl.DataFrame) -> None:
     corrections = totals["requalified"] + totals["reassigned"] + totals["marked_spam"]
     booked = totals["meetings_booked"]
     cols = st.columns(5)
-    cols[0].metric("Rep corrections", f"{corrections:,}", help="requalified + reassigned (owner_changed) + marked "
-                   "spam outcomes in the range.")
+    cols[0].metric("Rep correction events", f"{corrections:,}", help="requalified + owner_changed + marked_spam "
+                   "outcome events whose time falls in the range (events: a lead moved twice counts twice).")
     cols[1].metric("Meetings booked", f"{booked:,}", help="meeting_booked outcomes in the range.")
     cols[2].metric("Accepted", f"{totals['meetings_accepted']:,}",
                    help="meeting_accepted outcomes in the range (a meeting booked late in the previous range may "
                    f"be accepted in this one); {totals['meetings_cancelled']:,} cancelled.")
-    cols[3].metric("Opportunities", f"{totals['opportunities']:,}", help="opportunity_created outcomes in the range.")
+    cols[3].metric("Opportunities created", f"{totals['opportunities']:,}",
+                   help="opportunity_created outcome events in the range, from any lead.")
     cols[4].metric("Closed won", f"{totals['won']:,}", help=f"Won amount: ${totals['won_amount']:,.0f}.")
+    st.caption(f"These count **events by when they happened**, for every lead. {COUNTED_APART}")
 
 
 def _table(frame: pl.DataFrame, by_version: bool) -> None:
@@ -78,7 +84,7 @@ def _table(frame: pl.DataFrame, by_version: bool) -> None:
     if by_version:
         columns.append(pl.col("agent_version").alias("Version"))
     columns += [pl.col("actions").alias("Actions (ok)"), pl.col("requalified").alias("Requalified"),
-                pl.col("reassigned").alias("Reassigned"), pl.col("marked_spam").alias("Marked spam"),
+                pl.col("reassigned").alias("Reassignments"), pl.col("marked_spam").alias("Marked spam"),
                 per100.alias("Corrections per 100 actions"), pl.col("meetings_booked").alias("Meetings booked"),
                 pl.col("meetings_accepted").alias("Accepted"), pl.col("meetings_cancelled").alias("Cancelled"),
                 pl.col("replies").alias("Replies"), pl.col("opportunities").alias("Opportunities"),

@@ -1,130 +1,208 @@
-"""The pipeline quality page, for sales leaders: qualified pipeline, routing accuracy, time to first action, rep
-corrections per 100 leads and conversion to opportunity and to won, next to the reply rate, with a plain note
-of where they disagree."""
+"""The pipeline quality page, for sales leaders: routing accuracy, time to first action, rep corrections, qualified
+pipeline and conversions next to the reply rate, each on cohorts old enough to be judged (dashboards/cohorts.py,
+dashboards/kpis.py), with a plain note of where they disagree and the critical incidents on the trend."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import altair as alt
 import polars as pl
 import streamlit as st
 
 from agentwatch.dashboards import business as biz
-from agentwatch.dashboards import business_pipeline as pipe
-from agentwatch.dashboards.context import empty_state, has_rows, local, viewer_timezone
+from agentwatch.dashboards import cohorts as co
+from agentwatch.dashboards import incident_marks as marks
+from agentwatch.dashboards import kpis
+from agentwatch.dashboards.context import empty_state, has_rows, local, query, to_viewer, viewer_timezone
+from agentwatch.dashboards.ranges import Window, floor_hour
 
 NO_ROUTING = ("No routed leads yet: pipeline quality follows the leads the agents route, so it needs `lead.route` "
               "or `lead.assign_owner` action events (`agentwatch ingest actions ...` or POST /v1/actions).")
 NO_OUTCOMES = ("No outcome events yet, so reply rate, conversions, corrections and pipeline are all zero: send them "
                "with `agentwatch ingest outcomes ...` or POST /v1/outcomes (`replied`, `opportunity_created`, "
                "`closed_won`, and `owner_changed` with `corrects_event_id` for routing accuracy).")
-DEFINITIONS = {
-    "Reply rate": "Share of the range's routed leads with a `replied` outcome.",
-    "Qualified pipeline": "Opportunities (`opportunity_created`) from routed leads an agent qualified (an ok "
-    "`lead.qualify` with `decision.qualified` true or `after.status` 'qualified'): the sum of the `amount` the "
-    "`opportunity_created` outcomes sent, or their number when none sends one.",
-    "Routing accuracy": f"Share of routed leads no rep reassigned (`owner_changed`) within {biz.DEFAULT_KEEP_DAYS} "
-    "days (see Routing accuracy).",
-    "Time to first action": "Average time from a lead's first routing in the range to the first external action an "
-    "agent took on it in the range (an email sent, a meeting booked); leads not touched by the range's end, or "
-    "touched before they were routed, are left out.",
-    "Rep corrections per 100 leads": "`owner_changed`, `requalified` and `marked_spam` outcomes on the routed leads, "
-    "per 100 leads.",
-    "Conversion to opportunity": "Share of routed leads with an `opportunity_created` outcome.",
-    "Conversion to won": "Share of routed leads with a `closed_won` outcome (on the lead, or on the opportunity "
-    "created from it).",
-}
+CONVERSION_DAYS = (7, 14, 30, 60, 90)
+DEFAULT_CONVERSION_DAYS = 14  # the demo's opportunities come within days of a meeting; set it to your cycle
+JUDGED, PROVISIONAL = "#1f77b4", "#b0b0b0"
 
 
-def _delta(kpi: pipe.Kpi) -> str | None:
-    change = kpi.change()
-    if change is None:
-        return None
-    if kpi.unit == "share":
-        return f"{change:+.1f} pp"
-    if change == float("inf"):
-        return "new"
-    return f"{change:+.0%}"
+def _controls() -> tuple[int, int, int]:
+    left, middle, right = st.columns(3)
+    names = list(biz.COHORT_LENGTHS)
+    span = left.selectbox("Cohort length", names, index=names.index(biz.DEFAULT_COHORT_LENGTH), key="pipeline_range",
+                          help="How many days of routed leads each cohort holds; compared with the same length "
+                          "before it.")
+    keep = middle.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
+                            key="pipeline_keep_days", format_func=_days,
+                            help="Routing accuracy, replies, corrections and the first touch count what happened "
+                            "this long after a lead's first routing; a lead is judged once it is this old.")
+    conversion = right.selectbox("Conversion window", CONVERSION_DAYS,
+                                 index=CONVERSION_DAYS.index(DEFAULT_CONVERSION_DAYS), key="pipeline_conversion_days",
+                                 format_func=_days, help="Opportunities, won deals and qualified pipeline count "
+                                 "what happened this long after a lead's first routing; a lead is judged once it is "
+                                 "this old.")
+    return biz.COHORT_LENGTHS[span], keep, conversion
 
 
-def _metrics(items: list[pipe.Kpi]) -> None:
-    for row in (items[:4], items[4:]):
-        for column, kpi in zip(st.columns(4), row, strict=False):
-            definition = DEFINITIONS.get(kpi.label, "")
-            flat = kpi.direction() == 0  # under the note's thresholds: grey, no arrow
-            column.metric(kpi.label, kpi.show(kpi.now), delta=_delta(kpi),
-                          delta_color="off" if flat else "normal" if kpi.higher_is_better else "inverse",
-                          delta_arrow="off" if flat else "auto",
-                          help=f"{definition} Previous range: {kpi.show(kpi.before)}. Changes under "
-                          f"{pipe.SHARE_FLAT_POINTS:g} point (shares) or {pipe.RELATIVE_FLAT:.0%} (the others) "
-                          "count as flat (grey).")
+def _days(n: int) -> str:
+    return f"{n} day{'s' if n > 1 else ''}"
 
 
-UNIT_SUFFIX = {"share": " (%)", "minutes": " (min)", "money": " ($)", "count": " (opportunities)"}
+def _section(title: str, keys: tuple[str, ...], pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame,
+             amounts: bool) -> dict[str, kpis.Change]:
+    """The headline of one horizon's KPIs on its mature cohort, or the sentence saying why it is not computed."""
+    days = int(pair.current.horizon / timedelta(days=1))
+    st.subheader(f"{title}: each lead judged {_days(days)} after its first routing", anchor=False)
+    now_w, before_w = pair.current.window, pair.previous.window
+    if not pair.current.covered:
+        st.warning(f"Not computed: these KPIs judge the leads first routed from {local(now_w.start)} to "
+                   f"{local(now_w.end)}, but the store begins {local(cover.start)}, so that cohort is not all "
+                   "there. Pick a shorter cohort length or window.", icon=":material/block:")
+        return {}
+    now = co.sums_in(quarters, now_w)
+    before = co.sums_in(quarters, before_w) if pair.previous.covered else None
+    against = (f"against the cohort before ({local(before_w.start)} to {local(before_w.end)}, "
+               f"{int(before['leads']):,} leads)" if before is not None else
+               f"with no comparison: the cohort before ({local(before_w.start)} to {local(before_w.end)}) begins "
+               f"before the store's first event ({local(cover.start)}), so it is not compared")
+    st.caption(f"Leads first routed from {local(now_w.start)} to {local(now_w.end)} ({int(now['leads']):,} leads), "
+               f"{against}.")
+    changes = {}
+    for column, key in zip(st.columns(4), keys, strict=False):
+        measure = kpis.measure(key, now, amounts)
+        change = kpis.Change(measure, kpis.measure(key, before, amounts) if before is not None else None)
+        flat = change.direction() == 0  # under the thresholds or within noise: grey, no arrow
+        column.metric(measure.spec.label, measure.text(), delta=change.delta(),
+                      delta_color="off" if flat else "normal" if measure.spec.higher_is_better else "inverse",
+                      delta_arrow="off" if flat else "auto",
+                      help=f"{measure.spec.definition} Previous cohort: "
+                      f"{change.before.text() if change.before else 'not compared'}. A change counts (colour, "
+                      f"arrow) only beyond {kpis.SHARE_FLAT_POINTS:g} point (shares) or {kpis.RELATIVE_FLAT:.0%} "
+                      "(the others) and beyond noise (95 %).")
+        column.caption(measure.n_text())
+        changes[key] = change
+    return changes
 
 
-def weekly(report: pl.DataFrame) -> pl.DataFrame:
-    """week (a Monday, as text), kpi, value, leads: the current range's KPIs per week of first routing (shares in
-    percent, times in minutes)."""
-    weeks = report.filter(pl.col("period") == 1).sort("week")
+def _provisional(pairs: list[tuple[co.CohortPair, tuple[str, ...]]], quarters: pl.DataFrame, amounts: bool) -> None:
+    lines = []
+    for pair, keys in pairs:
+        sums = co.sums_in(quarters, pair.provisional)
+        if not sums.get("leads"):
+            continue
+        days = int(pair.current.horizon / timedelta(days=1))
+        so_far = "; ".join(f"{kpis.SPECS[k].label.lower()} {kpis.measure(k, sums, amounts).text()}" for k in keys)
+        lines.append(f"- Routed since {local(pair.provisional.start)}, not yet {_days(days)} old "
+                     f"({int(sums['leads']):,} leads): {so_far}.")
+    if lines:
+        st.markdown(":gray[**Provisional, not in the headline**: these leads have not had their whole window, so "
+                    "their figures can still move.]\n" + "\n".join(f":gray[{line[2:]}]" for line in lines))
+
+
+def trend_frame(quarters: pl.DataFrame, cover: co.Coverage, start: Window, tz: str, every: str,
+                horizons: dict[str, timedelta], amounts: bool) -> pl.DataFrame:
+    """start (the bucket's first instant, UTC), kpi (its column title), value (as the table shows it), leads, n,
+    judged (the bucket's leads have all had the KPI's window): per whole local day or week in `start` that the
+    store covers (a bucket the store holds only in part is left out, never drawn beside whole ones)."""
     rows = []
-    for row in weeks.iter_rows(named=True):  # a handful of weeks: the per-week KPIs, not events
-        for kpi in pipe.kpis_of(row, None):
-            if kpi.now is not None:
-                value = kpi.now * 100 if kpi.unit == "share" else kpi.now
-                rows.append({"week": row["week"].isoformat(), "kpi": kpi.label + UNIT_SUFFIX.get(kpi.unit, ""),
-                             "value": round(float(value), 2), "leads": row["leads"]})
-    return pl.DataFrame(rows, schema={"week": pl.String, "kpi": pl.String, "value": pl.Float64, "leads": pl.Int64})
+    whole = co.buckets(quarters, tz, every).filter(
+        (pl.col("start") >= cover.start) & (pl.col("end") <= cover.end) & (pl.col("start") >= start.start))
+    for bucket in whole.iter_rows(named=True):  # a few dozen buckets: per-bucket KPIs, not events
+        for key, spec in kpis.SPECS.items():
+            measure = kpis.measure(key, bucket, amounts)
+            if measure.value is None:
+                continue
+            rows.append({"start": bucket["start"], "kpi": kpis.column_title(measure.spec),
+                         "value": kpis.table_value(measure), "leads": int(bucket["leads"]), "n": measure.n,
+                         "judged": bucket["end"] + horizons[spec.horizon] <= cover.end})
+    return pl.DataFrame(rows, schema={"start": pl.Datetime("us", "UTC"), "kpi": pl.String, "value": pl.Float64,
+                                      "leads": pl.Int64, "n": pl.Int64, "judged": pl.Boolean})
 
 
-def _trend(frame: pl.DataFrame) -> alt.FacetChart:
-    return alt.Chart(frame).mark_line(point=True).encode(
-        alt.X("week:O", title="week starting", axis=alt.Axis(labelAngle=0)),
-        alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=",.4~r")),
-        tooltip=[alt.Tooltip("week:O", title="week starting"), "kpi:N", alt.Tooltip("value:Q", format=",.2f"),
-                 alt.Tooltip("leads:Q", title="routed leads", format=",")],
-    ).properties(width=240, height=130).facet(alt.Facet("kpi:N", title=None), columns=3).resolve_scale(
-        y="independent")
+def _trend_chart(frame: pl.DataFrame, marked: pl.DataFrame, every: str) -> alt.ConcatChart:
+    shown = to_viewer(frame, "start").with_columns(
+        pl.when(pl.col("judged")).then(pl.lit("judged")).otherwise(pl.lit("provisional")).alias("cohort"))
+    x = alt.X("start:T", title="day of first routing" if every == "1d" else "week of first routing (from Monday)",
+              axis=alt.Axis(format="%b %d", labelAngle=0))
+    charts = []
+    for title in dict.fromkeys(shown["kpi"].to_list()):
+        one = alt.Chart(shown.filter(pl.col("kpi") == title))
+        y = alt.Y("value:Q", title=None, scale=alt.Scale(zero=False))
+        tooltip = [alt.Tooltip("start:T", title="from", format="%Y-%m-%d"), alt.Tooltip("value:Q", format=",.1f"),
+                   alt.Tooltip("n:Q", title="n", format=","), "cohort:N"]
+        layers = [
+            one.mark_line(color=PROVISIONAL, strokeDash=[3, 3]).encode(x, y),
+            one.transform_filter("datum.judged").mark_line(color=JUDGED).encode(x, y),
+            one.mark_point(filled=True, size=40).encode(x, y, tooltip=tooltip, color=alt.Color(
+                "cohort:N", title=None, scale=alt.Scale(domain=["judged", "provisional"],
+                                                        range=[JUDGED, PROVISIONAL]))),
+        ]
+        if not marked.is_empty():
+            layers += marks.mark_layers(marked, "start")
+        charts.append(alt.layer(*layers).properties(title=title, width=250, height=130))
+    return alt.concat(*charts, columns=3).configure_legend(orient="top")
+
+
+def _trend(quarters: pl.DataFrame, cover: co.Coverage, start: Window, span_days: int,
+           horizons: dict[str, timedelta], amounts: bool) -> None:
+    every = "1d" if span_days <= 28 else "1w"
+    st.subheader("Trend by " + ("day" if every == "1d" else "week") + " of first routing", anchor=False)
+    tz = biz.zone_name(str(viewer_timezone()))
+    frame = trend_frame(quarters, cover, start, tz, every, horizons, amounts)
+    if frame.is_empty():
+        st.caption("No whole day or week with enough routed leads to draw.")
+        return
+    incidents = marks.critical_between(start.start, cover.end)
+    marked = marks.marks_frame(incidents)
+    st.altair_chart(_trend_chart(frame, marked, every), width="content", key="pipeline_trend")
+    st.caption("Blue: cohorts whose leads have all had the KPI's window (judged); grey and dashed: provisional. "
+               f"Days or weeks in your timezone ({tz}); one the store holds only in part is left out; a point needs "
+               f"{kpis.MIN_LEADS} leads. Red rules: critical incidents, where they began (click one to open it).")
+    if incidents:
+        st.markdown("Critical incidents in this span: " + ", ".join(
+            f"[{i.id}]({marks.incident_link(i.id)}) ({i.check}, began {local(i.started_at)})" for i in incidents))
+    table = frame.pivot(on="kpi", index=["start", "leads"], values="value").sort("start")
+    judged = frame.group_by("start", "kpi").agg(pl.col("judged").first())
+    early_title = kpis.column_title(kpis.SPECS["reply_rate"])
+    status = judged.filter(pl.col("kpi") == early_title).select(
+        "start", pl.when(pl.col("judged")).then(pl.lit("judged")).otherwise(pl.lit("provisional"))
+        .alias("Kept window"))
+    table = to_viewer(table.join(status, on="start", how="left"), "start").with_columns(
+        pl.col("start").dt.strftime("%Y-%m-%d"))
+    st.dataframe(table.rename({"start": "Day" if every == "1d" else "Week starting", "leads": "Routed leads"}),
+                 hide_index=True, width="stretch", key="pipeline_weeks")
 
 
 def main() -> None:
     st.title("Pipeline quality")
-    latest = biz.latest_event()
-    if latest is None:
+    cover = biz.coverage()
+    if cover is None or not biz.has_routing():
         empty_state(NO_ROUTING)
         return
-    names = list(biz.RANGES)
-    span = st.selectbox("Time range", names, index=names.index(biz.DEFAULT_RANGE), key="pipeline_range",
-                        help="Ends at the latest event in the store; compared with the same length before it.")
-    window = biz.window_ending(latest, biz.RANGES[span])
-    report = pipe.pipeline_report(window, biz.zone_name(str(viewer_timezone())))
-    items = pipe.kpis(report)
-    if items[0].now is None:
-        empty_state(f"No lead was routed between {local(window.start)} and {local(window.end)}: pick a longer "
-                    "range." if biz.has_routing() else NO_ROUTING)
-        return
+    span_days, keep_days, conversion_days = _controls()
+    span, keep, conversion = timedelta(days=span_days), timedelta(days=keep_days), timedelta(days=conversion_days)
+    early, late = co.cohorts(cover, span, keep), co.cohorts(cover, span, conversion)
+    earliest = min(early.previous.window.start, late.previous.window.start)
+    scan = Window(max(earliest, floor_hour(cover.start)), cover.end)
+    quarters = query(co.quarter_sums_sql(scan, keep, conversion))
     if not has_rows("outcomes"):
         empty_state(NO_OUTCOMES)
     st.caption(
-        f"The leads the agents routed from {local(window.start)} to {local(window.end)} (latest event "
-        f"{local(latest)}), against the {biz.RANGES[span]} days before. Each range counts only the outcomes that "
-        "had arrived by its own end, so both are compared at the same age; the last days' leads have had little "
-        "time to reply or convert.")
-    _metrics(items)
-    text, verdict = pipe.note(items)
+        f"The store holds events from {local(cover.start)} to {local(cover.end)}. Every KPI follows the leads the "
+        "agents routed, each judged on the same length of time after its first routing, so cohorts compare at the "
+        "same age; leads too young for their window are shown apart as provisional.")
+    amounts = kpis.money_unit([co.sums_in(quarters, w) for w in (late.current.window, late.previous.window)])
+    changes = _section("Routing and replies", kpis.EARLY, early, cover, quarters, amounts)
+    changes |= _section("Conversion", kpis.LATE, late, cover, quarters, amounts)
+    text, verdict = kpis.note(changes)
     {"disagree": st.warning, "agree": st.success, "nothing": st.info}[verdict](text, icon=":material/compare_arrows:")
-    st.subheader("Weekly trend")
-    trend = weekly(report)
-    if trend.is_empty():
-        st.caption("No weeks to show.")
-    else:
-        st.altair_chart(_trend(trend), width="content")
-        st.caption("Weeks start on Monday in your timezone and group leads by their first routing; each is judged "
-                   "by what had arrived by the end of the range, so the last week has had the least time.")
-        table = trend.pivot(on="kpi", index=["week", "leads"], values="value").sort("week")
-        st.dataframe(table.rename({"week": "Week starting", "leads": "Routed leads"}), hide_index=True,
-                     width="stretch", key="pipeline_weeks")
+    _provisional([(early, kpis.EARLY), (late, kpis.LATE)], quarters, amounts)
+    trend_start = Window(min(early.current.window.start, late.current.window.start), cover.end)
+    _trend(quarters, cover, trend_start, span_days, {kpis.KEPT: keep, kpis.CONVERSION: conversion}, amounts)
     with st.expander("How each number is defined"):
-        st.markdown("\n".join(f"- **{name}**: {text}" for name, text in DEFINITIONS.items()))
+        st.markdown("\n".join(f"- **{spec.label}** ({'kept' if spec.horizon == kpis.KEPT else 'conversion'} "
+                              f"window): {spec.definition}" for spec in kpis.SPECS.values()))
 
 
 main()

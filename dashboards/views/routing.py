@@ -3,12 +3,18 @@ segment or week, against the previous range, and the top reassignment flows (rou
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import altair as alt
 import polars as pl
 import streamlit as st
 
 from agentwatch.dashboards import business as biz
-from agentwatch.dashboards.context import empty_state, local, viewer_timezone
+from agentwatch.dashboards import cohorts as co
+from agentwatch.dashboards import incident_marks as marks
+from agentwatch.dashboards import kpis
+from agentwatch.dashboards.context import empty_state, local, query, viewer_timezone
+from agentwatch.dashboards.ranges import Window, floor_hour
 
 NO_ROUTING = ("No routed leads yet: routing accuracy needs the agents' `lead.route` or `lead.assign_owner` action "
               "events (`agentwatch ingest actions ...` or POST /v1/actions).")
@@ -21,48 +27,75 @@ TOP_BARS = 20
 
 def _controls() -> tuple[int, str, int]:
     left, middle, right = st.columns(3)
-    span = left.selectbox("Time range", list(biz.RANGES), index=list(biz.RANGES).index(biz.DEFAULT_RANGE),
-                          key="routing_range", help="Ends at the latest event in the store.")
+    names = list(biz.COHORT_LENGTHS)
+    span = left.selectbox("Cohort length", names, index=names.index(biz.DEFAULT_COHORT_LENGTH), key="routing_range",
+                          help="How many days of routed leads the cohort holds; compared with the same length "
+                          "before it.")
     by = middle.selectbox("Group by", list(biz.ROUTING_GROUPS), format_func=lambda group: biz.ROUTING_GROUPS[group],
                           key="routing_by")
-    keep = right.selectbox("Kept means no reassignment within", biz.KEEP_DAYS,
-                           index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS), key="routing_keep_days",
-                           format_func=lambda d: f"{d} day{'s' if d > 1 else ''}")
-    return biz.RANGES[span], by, keep
+    keep = right.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
+                           key="routing_keep_days", format_func=lambda d: f"{d} day{'s' if d > 1 else ''}",
+                           help="A lead is kept when no rep reassigned it within this long of its first routing; "
+                           "it is judged once it is this old.")
+    return biz.COHORT_LENGTHS[span], by, keep
 
 
 def with_accuracy(frame: pl.DataFrame) -> pl.DataFrame:
-    """kept = routed - reassigned; accuracy = kept / routed in percent (one decimal)."""
+    """kept = routed - reassigned; accuracy = kept / routed in percent (one decimal), null under kpis.MIN_LEADS
+    leads (not enough data)."""
     return frame.with_columns((pl.col("routed") - pl.col("reassigned")).alias("kept")).with_columns(
-        (pl.col("kept") / pl.col("routed") * 100).round(1).alias("accuracy"))
+        pl.when(pl.col("routed") >= kpis.MIN_LEADS).then((pl.col("kept") / pl.col("routed") * 100).round(1))
+        .alias("accuracy"))
 
 
-def _metrics(periods: dict[str, dict], keep: int, span_days: int) -> None:
-    now, before = periods["1"], periods.get("0")
-    share = now["kept"] / now["routed"]
-    old = before["kept"] / before["routed"] if before else None
-    accuracy, routed, reassigned, still_open = st.columns(4)
-    accuracy.metric("Routing accuracy", f"{share:.1%}",
-                    delta=None if old is None else f"{(share - old) * 100:+.1f} pp",
-                    help=f"Routed leads kept (no rep reassignment within {keep} days) out of all routed leads; "
-                    f"the delta is against the {span_days} days before, judged at the same age.")
-    routed.metric("Routed leads", f"{now['routed']:,}",
-                  delta=None if before is None else f"{now['routed'] - before['routed']:+,}")
-    reassigned.metric("Reassigned by reps", f"{now['reassigned']:,}", delta_color="inverse",
-                      delta=None if before is None else f"{now['reassigned'] - before['reassigned']:+,}")
-    still_open.metric("Still open", f"{now['still_open']:,}",
-                      help=f"Kept so far but routed less than {keep} days before the range's end: a rep may still "
-                      "move them, so the accuracy of the last days can still fall.")
+def _metrics(pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame, keep: int) -> bool:
+    """The headline on the mature cohort; False (and the sentence why) when the store does not hold it."""
+    now_w, before_w = pair.current.window, pair.previous.window
+    if not pair.current.covered:
+        st.warning(f"Not computed: the cohort of leads first routed from {local(now_w.start)} to {local(now_w.end)} "
+                   f"(each judged {keep} days after its routing) begins before the store's first event "
+                   f"({local(cover.start)}). Pick a shorter cohort length or kept window.", icon=":material/block:")
+        return False
+    now = co.sums_in(quarters, now_w)
+    before = co.sums_in(quarters, before_w) if pair.previous.covered else None
+    accuracy = kpis.measure("routing_accuracy", now)
+    change = kpis.Change(accuracy, kpis.measure("routing_accuracy", before) if before is not None else None)
+    st.caption(f"Leads first routed from {local(now_w.start)} to {local(now_w.end)}, "
+               + (f"against the cohort before ({local(before_w.start)} to {local(before_w.end)})."
+                  if before is not None else f"with no comparison: the cohort before ({local(before_w.start)} to "
+                  f"{local(before_w.end)}) begins before the store's first event ({local(cover.start)})."))
+    shown, routed, reassigned, provisional = st.columns(4)
+    flat = change.direction() == 0
+    shown.metric("Routing accuracy", accuracy.text(), delta=change.delta(), delta_color="off" if flat else "normal",
+                 delta_arrow="off" if flat else "auto", help=f"{accuracy.spec.definition} Kept window: {keep} days.")
+    shown.caption(accuracy.n_text())
+    routed.metric("Routed leads", f"{int(now['leads']):,}",
+                  delta=None if before is None else f"{int(now['leads'] - before['leads']):+,}")
+    reassigned.metric("Reassigned within the window", f"{int(now['reassigned']):,}", delta_color="inverse",
+                      delta=None if before is None else f"{int(now['reassigned'] - before['reassigned']):+,}",
+                      help="Leads of the cohort a rep reassigned within the kept window (each lead once).")
+    young = co.sums_in(quarters, pair.provisional)
+    so_far = kpis.measure("routing_accuracy", young)
+    provisional.metric("Provisional leads", f"{int(young.get('leads', 0)):,}",
+                       help=f"Routed since {local(pair.provisional.start)}: not yet {keep} days old, so a rep may "
+                       "still move them. Never in the headline.")
+    provisional.caption(f":gray[accuracy so far {so_far.text()}]")
+    return True
 
 
-def _chart(groups: pl.DataFrame, by: str) -> alt.Chart:
+def _chart(groups: pl.DataFrame, by: str, cohort: Window) -> alt.Chart | alt.LayerChart:
     label = biz.ROUTING_GROUPS[by]
     if by == "week":
-        return alt.Chart(groups.sort("key")).mark_line(point=True).encode(
-            alt.X("key:O", title="week starting (Monday, your timezone)", axis=alt.Axis(labelAngle=0)),
+        weeks = groups.sort("key").with_columns(pl.col("key").str.to_date().alias("week"))
+        line = alt.Chart(weeks).mark_line(point=True).encode(
+            alt.X("week:T", title="week starting (Monday, your timezone)",
+                  axis=alt.Axis(format="%b %d", labelAngle=0)),
             alt.Y("accuracy:Q", title="routing accuracy (%)", scale=alt.Scale(zero=False)),
-            tooltip=[alt.Tooltip("key:O", title="week starting"), "routed:Q", "reassigned:Q", "still_open:Q",
+            tooltip=[alt.Tooltip("key:N", title="week starting"), "routed:Q", "reassigned:Q",
                      alt.Tooltip("accuracy:Q", title="accuracy (%)")])
+        incidents = marks.critical_between(cohort.start, cohort.end)
+        return alt.LayerChart(layer=[line, *marks.mark_layers(marks.marks_frame(incidents), "week")]) if incidents \
+            else line
     top = groups.sort("routed", descending=True).head(TOP_BARS)
     long = top.unpivot(index=["key", "routed", "accuracy"], on=["kept", "reassigned"], variable_name="outcome",
                        value_name="leads")
@@ -81,7 +114,7 @@ def _table(groups: pl.DataFrame, by: str) -> None:
     table = groups.sort(order, descending=by != "week").select(
         pl.col("key").alias(label if by != "week" else "Week starting"), pl.col("routed").alias("Routed leads"),
         pl.col("kept").alias("Kept"), pl.col("reassigned").alias("Reassigned"),
-        pl.col("accuracy").alias("Accuracy (%)"), pl.col("still_open").alias("Still open"))
+        pl.col("accuracy").alias("Accuracy (%)"))
     st.dataframe(table, hide_index=True, width="stretch", key="routing_table")
 
 
@@ -101,8 +134,8 @@ def _flows(flows: pl.DataFrame) -> None:
 
 def main() -> None:
     st.title("Routing accuracy")
-    latest = biz.latest_event()
-    if latest is None or not biz.has_routing():
+    cover = biz.coverage()
+    if cover is None or not biz.has_routing():
         empty_state(NO_ROUTING)
         return
     if biz.outcome_kinds().filter(pl.col("kind") == "owner_changed").is_empty():
@@ -110,23 +143,21 @@ def main() -> None:
         return
     span_days, by, keep = _controls()
     st.caption(
-        f"A **routed lead** is a lead an agent routed in the range (an ok `lead.route` or `lead.assign_owner` "
-        f"action). It is **reassigned** when a rep's `owner_changed` outcome on that lead arrives within {keep} "
-        "days of a routing and before the range ends, naming the routing in `corrects_event_id` (or naming no "
-        "action); otherwise it is **kept**. Routing accuracy = kept / routed. The previous range is judged "
-        "only by the outcomes that had arrived by its own end, so both are compared at the same age.")
-    window = biz.window_ending(latest, span_days)
-    report = with_accuracy(biz.routing_report(window, keep, by, biz.zone_name(str(viewer_timezone()))))
-    periods = {row["key"]: row for row in report.filter(pl.col("part") == "period").iter_rows(named=True)}
-    if "1" not in periods:
-        empty_state(f"No lead was routed between {local(window.start)} and {local(window.end)}: pick a longer "
-                    "range.")
+        "A **routed lead** is a lead an agent routed (an ok `lead.route` or `lead.assign_owner` action); it "
+        f"belongs to the cohort of its first routing. It is **reassigned** when a rep's `owner_changed` outcome on "
+        f"it arrives within {keep} days of that first routing, naming one of its routings in `corrects_event_id` "
+        "(or naming none); otherwise it is **kept**. Routing accuracy = kept / routed, over leads at least "
+        f"{keep} days old, so every cohort is judged at the same age.")
+    pair = co.cohorts(cover, timedelta(days=span_days), timedelta(days=keep))
+    scan = Window(max(pair.previous.window.start, floor_hour(cover.start)), cover.end)
+    quarters = query(co.routing_quarters_sql(scan, timedelta(days=keep)))
+    if not _metrics(pair, cover, quarters, keep):
         return
-    st.caption(f"{local(window.start)} to {local(window.end)} (latest event {local(latest)}).")
-    _metrics(periods, keep, span_days)
+    tz = biz.zone_name(str(viewer_timezone()))
+    report = with_accuracy(query(co.routing_groups_sql(scan, pair.current.window, timedelta(days=keep), by, tz)))
     groups = report.filter(pl.col("part") == "group")
     st.subheader(f"By {biz.ROUTING_GROUPS[by].lower()}")
-    st.altair_chart(_chart(groups, by), width="stretch")
+    st.altair_chart(_chart(groups, by, pair.current.window), width="stretch")
     _table(groups, by)
     _flows(report.filter(pl.col("part") == "flow"))
 

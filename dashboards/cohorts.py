@@ -1,0 +1,274 @@
+"""Which leads a business KPI may judge: cohorts of routed leads old enough to be judged, inside what the store
+covers.
+
+A lead joins the cohort of its first routing (an ok ``lead.route`` or ``lead.assign_owner``). Each KPI looks at a
+fixed horizon after that first routing: the *kept window* (reassigned, replied, corrected, first touched within
+it) or the *conversion window* (an opportunity, a won deal within it). So every lead is judged at the same age,
+whatever range it falls in, and a cohort is *mature* once its last lead's horizon has passed:
+
+1. The data ends at the hour after the latest event (demo data lies in the past, so not "now").
+2. A KPI's current cohort is the leads first routed in the `span` that ends one horizon before the data end;
+   the previous cohort is the `span` before that. Leads routed within the last horizon are *provisional*: shown
+   apart, never in a headline.
+3. A cohort is judged only if the store covers its whole span (its first event is at or before the cohort's
+   start); otherwise the page says so rather than comparing with days it barely holds.
+
+The store is read once per page as sums per quarter hour of first routing (every timezone offset is a multiple
+of 15 minutes, and the cohorts' bounds are whole hours), so cohorts, days and weeks are sums of those rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from agentwatch.core.sql import sql_string
+from agentwatch.dashboards.ranges import Window, floor_hour
+from agentwatch.store.reader import earliest_event_sql, latest_event_sql
+
+ROUTING_ACTIONS = ("lead.route", "lead.assign_owner")
+CORRECTION_KINDS = ("owner_changed", "requalified", "marked_spam")
+QUARTER_S = 900
+# A lead routed again after this long without a routing enters a new cohort (a lead that came back); a routing
+# within it is a re-routing of the same lead. It also makes a lead's cohort the same whatever range is scanned.
+REROUTE_GAP = timedelta(days=30)
+QUALIFIED_BEFORE = timedelta(days=1)  # a qualification this long before the routing still counts (it often leads)
+SEGMENT = "coalesce(inputs->>'segment', decision->>'segment')"  # what the routing read, else what it decided
+NONE_SENT = "(not sent)"
+# What every quarter-hour row sums (all add up across quarters; see ``quarter_sums_sql``).
+SUMS = {"leads": "BIGINT", "reassigned": "BIGINT", "replied": "BIGINT", "corrections": "BIGINT",
+        "touched": "BIGINT", "touch_hours": "DOUBLE", "opportunity": "BIGINT", "won": "BIGINT",
+        "qualified_opportunities": "BIGINT", "qualified_amount": "DOUBLE"}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the store holds: from its first event to the hour after its latest (where every range ends)."""
+
+    start: datetime
+    end: datetime
+
+    def holds(self, window: Window) -> bool:
+        return self.start <= window.start and window.end <= self.end
+
+
+def coverage_sql() -> str:
+    """One row: first and latest event over actions and outcomes (the latest never in the future), reading only
+    the first and the last day's partitions."""
+    return (f"SELECT least({earliest_event_sql('actions')}, {earliest_event_sql('outcomes')}) AS first, "
+            f"greatest({latest_event_sql('actions')}, {latest_event_sql('outcomes')}) AS latest")
+
+
+def coverage_of(first: datetime | None, latest: datetime | None) -> Coverage | None:
+    if first is None or latest is None:
+        return None
+    return Coverage(first.astimezone(UTC), floor_hour(latest) + timedelta(hours=1))
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Leads first routed in `window`, each judged on the `horizon` after its first routing."""
+
+    window: Window
+    horizon: timedelta
+    covered: bool  # the store holds the whole window
+
+
+@dataclass(frozen=True)
+class CohortPair:
+    """A KPI's current and previous mature cohorts, and the provisional leads too young for either."""
+
+    current: Cohort
+    previous: Cohort
+    provisional: Window
+
+
+def cohorts(cover: Coverage, span: timedelta, horizon: timedelta) -> CohortPair:
+    """The mature cohort of `span` ending one `horizon` before the data end, the one before it, and the rest."""
+    mature_end = cover.end - horizon
+    current = Window(mature_end - span, mature_end)
+    previous = current.previous()
+    return CohortPair(Cohort(current, horizon, cover.holds(current)), Cohort(previous, horizon, cover.holds(previous)),
+                      Window(mature_end, cover.end))
+
+
+def ts(at: datetime) -> str:
+    """A TIMESTAMPTZ literal (the values are the page's own datetimes; literals let DuckDB prune on them)."""
+    return f"TIMESTAMPTZ {sql_string(at.astimezone(UTC).isoformat())}"
+
+
+def between(window: Window, alias: str = "") -> str:
+    """The partition and time filter of ``[start, end)`` (``alias`` qualifies the columns, e.g. ``o.``)."""
+    first, last = window.days()
+    return (f"{alias}day BETWEEN DATE {sql_string(first.isoformat())} AND DATE {sql_string(last.isoformat())} "
+            f"AND {alias}ts >= {ts(window.start)} AND {alias}ts < {ts(window.end)}")
+
+
+def _days(horizon: timedelta) -> str:
+    return f"INTERVAL {int(horizon.total_seconds())} SECOND"
+
+
+def routed_sql(scan: Window, group: str | None = None, destination: bool = False) -> str:
+    """CTEs ``routes`` (every ok routing from REROUTE_GAP before `scan` to its end) and ``leads``: one row per
+    (lead, first_routed) first routed in `scan` (lead: a hash of resource type and id; first_routed: a routing
+    with no routing of the same lead in the REROUTE_GAP before it, so whichever range a page scans, a lead
+    belongs to the same cohort), with that routing's ``grouped`` (its agent, destination or segment, as `group`
+    asks) and, with `destination`, ``destination``. JSON is parsed only for what is asked: it costs most."""
+    actions = ", ".join(sql_string(a) for a in ROUTING_ACTIONS)
+    sent_to = "coalesce(decision->>'route_to', decision->>'owner')"
+    extra = {"agent": "agent_id", "segment": SEGMENT, "destination": sent_to}
+    picked = f"{extra[group]} AS grouped" if group in extra else "NULL::VARCHAR AS grouped"
+    picked += f", {sent_to} AS destination" if destination else ", NULL::VARCHAR AS destination"
+    reach = Window(scan.start - REROUTE_GAP, scan.end)
+    return f"""
+    routes AS (
+        SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {picked} FROM actions
+        WHERE {between(reach)} AND status = 'ok' AND action IN ({actions})),
+    leads AS MATERIALIZED (
+        SELECT lead, ts AS first_routed, grouped, destination FROM (
+            SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts, event_key) AS routed_before FROM routes)
+        WHERE (routed_before IS NULL OR routed_before < ts - {_days(REROUTE_GAP)}) AND ts >= {ts(scan.start)})"""
+
+
+def reassigned_sql(scan: Window, keep: timedelta) -> str:
+    """CTE ``reassigned``: leads a rep moved (an ``owner_changed`` on the lead naming one of the routings in
+    ``corrects_event_id``, or naming none) within `keep` of their first routing, and where the first move put
+    them (``to``). Needs ``routes`` and ``leads``."""
+    return f"""
+    changes AS (
+        SELECT ts, hash(resource_type, resource_id) AS lead, to_value->>'$' AS moved_to FROM outcomes
+        WHERE {between(scan)} AND kind = 'owner_changed'
+          AND (corrects_event_id IS NULL OR md5_number_lower(corrects_event_id) IN (SELECT event_key FROM routes))),
+    reassigned AS (
+        SELECT l.lead, l.first_routed, arg_min(c.moved_to, c.ts) AS moved_to FROM leads l
+        JOIN changes c ON c.lead = l.lead AND c.ts >= l.first_routed AND c.ts <= l.first_routed + {_days(keep)}
+        GROUP BY ALL)"""
+
+
+def opportunities_sql() -> str:
+    """CTE ``opps``: opportunity id (the ``to`` of an ``opportunity_created``) -> the lead it was created from,
+    so a ``closed_won`` sent on the opportunity record counts for that lead."""
+    return """
+    opps AS (
+        SELECT to_value->>'$' AS opportunity, any_value(resource_type) AS lead_type, any_value(resource_id) AS lead_id
+        FROM outcomes WHERE kind = 'opportunity_created' AND to_value->>'$' IS NOT NULL GROUP BY 1)"""
+
+
+def lead_of(alias: str) -> tuple[str, str]:
+    """resource_type and resource_id expressions of an outcome (joined to ``opps p``), with a closed deal sent
+    on an opportunity record mapped to the lead the opportunity was created from."""
+    mapped = f"{alias}.kind IN ('closed_won', 'closed_lost') AND p.opportunity IS NOT NULL"
+    return (f"CASE WHEN {mapped} THEN p.lead_type ELSE {alias}.resource_type END",
+            f"CASE WHEN {mapped} THEN p.lead_id ELSE {alias}.resource_id END")
+
+
+def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> str:
+    """Per quarter hour of first routing (``quarter``: epoch seconds // 900) of the leads first routed in `scan`,
+    the SUMS: leads; within `keep` of the first routing: reassigned, replied, corrections (rep correction
+    outcomes), touched (an ok external action at or after the routing) and touch_hours (hours from the routing to
+    the first of them); within `conversion`: opportunity and won (leads with one), qualified_opportunities and
+    qualified_amount (opportunities, and the amounts their ``opportunity_created`` sent, of leads an agent
+    qualified: an ok ``lead.qualify`` with ``decision.qualified`` true or ``after.status`` 'qualified', from
+    QUALIFIED_BEFORE the routing to the end of the conversion window)."""
+    kinds = ", ".join(sql_string(k) for k in ("replied", "opportunity_created", "closed_won", *CORRECTION_KINDS))
+    corrections = ", ".join(sql_string(k) for k in CORRECTION_KINDS)
+    lead_type, lead_id = lead_of("o")
+    k, c = _days(keep), _days(conversion)
+    return f"""
+        WITH {routed_sql(scan)}, {reassigned_sql(scan, keep)}, {opportunities_sql()},
+        outs AS (
+            SELECT o.ts, o.kind, o.amount, hash({lead_type}, {lead_id}) AS lead
+            FROM outcomes o LEFT JOIN opps p ON p.opportunity = o.resource_id
+            WHERE {between(scan, "o.")} AND o.kind IN ({kinds})),
+        flags AS (
+            SELECT l.lead, l.first_routed,
+                   bool_or(o.kind = 'replied' AND o.ts <= l.first_routed + {k}) AS replied,
+                   count(*) FILTER (WHERE o.kind IN ({corrections}) AND o.ts <= l.first_routed + {k}) AS corrections,
+                   count(*) FILTER (WHERE o.kind = 'opportunity_created' AND o.ts <= l.first_routed + {c})
+                       AS opportunities,
+                   sum(o.amount) FILTER (WHERE o.kind = 'opportunity_created' AND o.ts <= l.first_routed + {c})
+                       AS amount,
+                   bool_or(o.kind = 'closed_won' AND o.ts <= l.first_routed + {c}) AS won
+            FROM leads l JOIN outs o ON o.lead = l.lead AND o.ts >= l.first_routed GROUP BY ALL),
+        touches AS (
+            SELECT l.lead, l.first_routed, min(a.ts) AS first_touch FROM leads l
+            JOIN (SELECT hash(resource_type, resource_id) AS lead, ts FROM actions
+                  WHERE {between(scan)} AND status = 'ok' AND external) a
+              ON a.lead = l.lead AND a.ts >= l.first_routed AND a.ts <= l.first_routed + {k}
+            GROUP BY ALL),
+        qualified AS (
+            SELECT DISTINCT l.lead, l.first_routed FROM leads l
+            JOIN (SELECT hash(resource_type, resource_id) AS lead, ts FROM actions
+                  WHERE {between(Window(scan.start - QUALIFIED_BEFORE, scan.end))} AND status = 'ok'
+                    AND action = 'lead.qualify' AND (decision->>'qualified' = 'true' OR after->>'status' = 'qualified')
+                    AND hash(resource_type, resource_id) IN (SELECT lead FROM flags WHERE opportunities > 0)) q
+              ON q.lead = l.lead AND q.ts >= l.first_routed - {_days(QUALIFIED_BEFORE)}
+             AND q.ts <= l.first_routed + {c})
+        SELECT epoch(l.first_routed)::BIGINT // {QUARTER_S} AS quarter,
+               count(*)::BIGINT AS leads, count(r.lead)::BIGINT AS reassigned,
+               count(*) FILTER (WHERE f.replied)::BIGINT AS replied,
+               coalesce(sum(f.corrections), 0)::BIGINT AS corrections, count(t.lead)::BIGINT AS touched,
+               coalesce(sum(epoch(t.first_touch - t.first_routed) / 3600), 0)::DOUBLE AS touch_hours,
+               count(*) FILTER (WHERE f.opportunities > 0)::BIGINT AS opportunity,
+               count(*) FILTER (WHERE f.won)::BIGINT AS won,
+               coalesce(sum(f.opportunities) FILTER (WHERE q.lead IS NOT NULL), 0)::BIGINT AS qualified_opportunities,
+               coalesce(sum(f.amount) FILTER (WHERE q.lead IS NOT NULL), 0)::DOUBLE AS qualified_amount
+        FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) LEFT JOIN flags f USING (lead, first_routed)
+        LEFT JOIN touches t USING (lead, first_routed) LEFT JOIN qualified q USING (lead, first_routed)
+        GROUP BY 1 ORDER BY 1"""
+
+
+def routing_quarters_sql(scan: Window, keep: timedelta) -> str:
+    """quarter, leads, reassigned: the routing part of ``quarter_sums_sql``, from the same CTEs (so routing
+    accuracy is one definition on every page), without reading outcomes it does not need."""
+    return f"""
+        WITH {routed_sql(scan)}, {reassigned_sql(scan, keep)}
+        SELECT epoch(l.first_routed)::BIGINT // {QUARTER_S} AS quarter, count(*)::BIGINT AS leads,
+               count(r.lead)::BIGINT AS reassigned
+        FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) GROUP BY 1 ORDER BY 1"""
+
+
+def sums_in(quarters: pl.DataFrame, window: Window) -> dict[str, float]:
+    """The SUMS of the quarters whose leads were first routed in `window` (zeros when none)."""
+    start, end = window.start.timestamp() // QUARTER_S, window.end.timestamp() // QUARTER_S
+    rows = quarters.filter((pl.col("quarter") >= start) & (pl.col("quarter") < end))
+    present = [name for name in SUMS if name in rows.columns]
+    summed = rows.select(present).sum().row(0, named=True) if rows.height else {}
+    return {name: float(summed.get(name) or 0) for name in present}
+
+
+def buckets(quarters: pl.DataFrame, tz: str, every: str) -> pl.DataFrame:
+    """The quarters summed per local day (`every` '1d') or week starting Monday ('1w') in `tz`: ``start`` and
+    ``end`` (UTC datetimes of the bucket's bounds) and the SUMS."""
+    local = pl.from_epoch(pl.col("quarter") * QUARTER_S, time_unit="s").dt.replace_time_zone("UTC") \
+        .dt.convert_time_zone(tz)
+    present = [name for name in SUMS if name in quarters.columns]
+    framed = quarters.with_columns(local.dt.truncate(every).alias("bucket")).group_by("bucket").agg(
+        [pl.col(name).sum() for name in present]).sort("bucket")
+    return framed.with_columns(
+        pl.col("bucket").dt.convert_time_zone("UTC").alias("start"),
+        pl.col("bucket").dt.offset_by(every).dt.convert_time_zone("UTC").alias("end")).drop("bucket")
+
+
+def routing_groups_sql(scan: Window, current: Window, keep: timedelta, by: str, tz: str) -> str:
+    """part, key, moved_to, routed, reassigned for the leads first routed in `current` (a mature cohort):
+
+    - part 'group': by `by` (agent, destination or segment of the first routing, or the week of it in `tz`);
+    - part 'flow': the reassigned leads by routed-to destination (key) and the rep's new owner (moved_to).
+    """
+    if by == "week":
+        key = f"strftime(CAST(date_trunc('week', timezone({sql_string(tz)}, l.first_routed)) AS DATE), '%Y-%m-%d')"
+    else:
+        key = f"coalesce(l.grouped, {sql_string(NONE_SENT)})"
+    counts = "count(*) AS routed, count(r.lead) AS reassigned"
+    chosen = f"l.first_routed >= {ts(current.start)} AND l.first_routed < {ts(current.end)}"
+    return f"""
+        WITH {routed_sql(scan, by if by != "week" else None, destination=True)}, {reassigned_sql(scan, keep)}
+        SELECT 'group' AS part, {key} AS key, NULL::VARCHAR AS moved_to, {counts}
+        FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) WHERE {chosen} GROUP BY 2
+        UNION ALL
+        SELECT 'flow', coalesce(l.destination, {sql_string(NONE_SENT)}), coalesce(r.moved_to, {sql_string(NONE_SENT)}),
+               {counts}
+        FROM leads l JOIN reassigned r USING (lead, first_routed) WHERE {chosen} GROUP BY 2, 3"""
