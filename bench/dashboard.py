@@ -16,12 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agentwatch.app.dashboard_launch import NO_KEY_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["incidents", "agents", "schema", "routing", "outcomes", "pipeline", "audit"]
 
 CHILD = """
 import json, sys, time
+from streamlit import config
 from streamlit.testing.v1 import AppTest
+config.set_option("server.address", "127.0.0.1")  # as `agentwatch dashboard --no-key` on loopback: no key page
 page = sys.argv[1]
 at = AppTest.from_file(sys.argv[2], default_timeout=600)
 times = []
@@ -37,6 +41,8 @@ else:
         at.switch_page(f"views/{page}.py").run()
         times.append(time.perf_counter() - began)
 problems = [str(e.value) for e in at.exception]
+if at.text_input and any(t.label == "API key" for t in at.text_input):
+    problems.append("the key page showed, not the page")
 print(json.dumps({"page": page, "first_s": times[0], "cached_s": times[1], "exceptions": problems}))
 """
 
@@ -46,7 +52,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="An agentwatch home with a big store.")
     parser.add_argument("--pages", nargs="*", default=PAGES)
     args = parser.parse_args()
-    env = {**os.environ, "AGENTWATCH_HOME": str(args.home)}
+    env = {**os.environ, "AGENTWATCH_HOME": str(args.home), NO_KEY_ENV: "1"}
     for page in args.pages:
         result = subprocess.run([sys.executable, "-c", CHILD, page, str(ROOT / "dashboards" / "app.py")],
                                 env=env, capture_output=True, text=True, check=False)

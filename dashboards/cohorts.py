@@ -110,26 +110,45 @@ def _days(horizon: timedelta) -> str:
     return f"INTERVAL {int(horizon.total_seconds())} SECOND"
 
 
-def routed_sql(scan: Window, group: str | None = None, destination: bool = False) -> str:
+def routed_sql(scan: Window, group: str | None = None, destination: bool = False, touches: bool = False) -> str:
     """CTEs ``routes`` (every ok routing from REROUTE_GAP before `scan` to its end) and ``leads``: one row per
     (lead, first_routed) first routed in `scan` (lead: a hash of resource type and id; first_routed: a routing
     with no routing of the same lead in the REROUTE_GAP before it, so whichever range a page scans, a lead
     belongs to the same cohort), with that routing's ``grouped`` (its agent, destination or segment, as `group`
-    asks) and, with `destination`, ``destination``. JSON is parsed only for what is asked: it costs most."""
+    asks) and, with `destination`, ``destination``. JSON is parsed only for what is asked: it costs most. With
+    `touches`, also ``external_acts`` (lead, ts of every ok external action), read in the same scan: a scan of the
+    actions is the largest cost on a big store."""
     actions = ", ".join(sql_string(a) for a in ROUTING_ACTIONS)
+    is_route = f"action IN ({actions})"
     sent_to = "coalesce(decision->>'route_to', decision->>'owner')"
     extra = {"agent": "agent_id", "segment": SEGMENT, "destination": sent_to}
     picked = f"{extra[group]} AS grouped" if group in extra else "NULL::VARCHAR AS grouped"
     picked += f", {sent_to} AS destination" if destination else ", NULL::VARCHAR AS destination"
     reach = Window(scan.start - REROUTE_GAP, scan.end)
+    wanted = f"({is_route} OR coalesce(external, false))" if touches else is_route
+    external = """
+    external_acts AS (SELECT lead, ts FROM acts WHERE external),""" if touches else ""
+    gap = _days(REROUTE_GAP)
     return f"""
-    routes AS (
-        SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {picked} FROM actions
-        WHERE {between(reach)} AND status = 'ok' AND action IN ({actions})),
+    acts AS MATERIALIZED (
+        SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {is_route} AS is_route,
+               coalesce(external, false) AS external, {picked} FROM actions
+        WHERE {between(reach)} AND status = 'ok' AND {wanted}),
+    routes AS (SELECT * FROM acts WHERE is_route),{external}
+    spans AS MATERIALIZED (
+        SELECT lead, min(ts) AS first, max(ts) AS last, arg_min(grouped, ts) AS grouped,
+               arg_min(destination, ts) AS destination
+        FROM routes GROUP BY lead),
     leads AS MATERIALIZED (
-        SELECT lead, ts AS first_routed, grouped, destination FROM (
-            SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts, event_key) AS routed_before FROM routes)
-        WHERE (routed_before IS NULL OR routed_before < ts - {_days(REROUTE_GAP)}) AND ts >= {ts(scan.start)})"""
+        -- Routings closer than the gap from first to last: one entry, the first. Only the few others need
+        -- the window over their routings (the window over every routing cost a third of the page).
+        SELECT lead, first AS first_routed, grouped, destination FROM spans
+        WHERE last - first < {gap} AND first >= {ts(scan.start)}
+        UNION ALL
+        SELECT lead, ts, grouped, destination FROM (
+            SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts) AS routed_before FROM routes
+            WHERE lead IN (SELECT lead FROM spans WHERE last - first >= {gap}))
+        WHERE (routed_before IS NULL OR routed_before < ts - {gap}) AND ts >= {ts(scan.start)})"""
 
 
 def reassigned_sql(scan: Window, keep: timedelta) -> str:
@@ -177,7 +196,7 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
     lead_type, lead_id = lead_of("o")
     k, c = _days(keep), _days(conversion)
     return f"""
-        WITH {routed_sql(scan)}, {reassigned_sql(scan, keep)}, {opportunities_sql()},
+        WITH {routed_sql(scan, touches=True)}, {reassigned_sql(scan, keep)}, {opportunities_sql()},
         outs AS (
             SELECT o.ts, o.kind, o.amount, hash({lead_type}, {lead_id}) AS lead
             FROM outcomes o LEFT JOIN opps p ON p.opportunity = o.resource_id
@@ -194,9 +213,7 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
             FROM leads l JOIN outs o ON o.lead = l.lead AND o.ts >= l.first_routed GROUP BY ALL),
         touches AS (
             SELECT l.lead, l.first_routed, min(a.ts) AS first_touch FROM leads l
-            JOIN (SELECT hash(resource_type, resource_id) AS lead, ts FROM actions
-                  WHERE {between(scan)} AND status = 'ok' AND external) a
-              ON a.lead = l.lead AND a.ts >= l.first_routed AND a.ts <= l.first_routed + {k}
+            JOIN external_acts a ON a.lead = l.lead AND a.ts >= l.first_routed AND a.ts <= l.first_routed + {k}
             GROUP BY ALL),
         qualified AS (
             SELECT DISTINCT l.lead, l.first_routed FROM leads l
@@ -218,16 +235,6 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
         FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) LEFT JOIN flags f USING (lead, first_routed)
         LEFT JOIN touches t USING (lead, first_routed) LEFT JOIN qualified q USING (lead, first_routed)
         GROUP BY 1 ORDER BY 1"""
-
-
-def routing_quarters_sql(scan: Window, keep: timedelta) -> str:
-    """quarter, leads, reassigned: the routing part of ``quarter_sums_sql``, from the same CTEs (so routing
-    accuracy is one definition on every page), without reading outcomes it does not need."""
-    return f"""
-        WITH {routed_sql(scan)}, {reassigned_sql(scan, keep)}
-        SELECT epoch(l.first_routed)::BIGINT // {QUARTER_S} AS quarter, count(*)::BIGINT AS leads,
-               count(r.lead)::BIGINT AS reassigned
-        FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) GROUP BY 1 ORDER BY 1"""
 
 
 def sums_in(quarters: pl.DataFrame, window: Window) -> dict[str, float]:
@@ -252,23 +259,34 @@ def buckets(quarters: pl.DataFrame, tz: str, every: str) -> pl.DataFrame:
         pl.col("bucket").dt.offset_by(every).dt.convert_time_zone("UTC").alias("end")).drop("bucket")
 
 
-def routing_groups_sql(scan: Window, current: Window, keep: timedelta, by: str, tz: str) -> str:
-    """part, key, moved_to, routed, reassigned for the leads first routed in `current` (a mature cohort):
+def routing_report_sql(scan: Window, current: Window, keep: timedelta, by: str, tz: str) -> str:
+    """part, quarter, key, moved_to, leads, reassigned, in one pass over the routings of `scan` (the per-lead
+    work is the cost: done once):
 
-    - part 'group': by `by` (agent, destination or segment of the first routing, or the week of it in `tz`);
-    - part 'flow': the reassigned leads by routed-to destination (key) and the rep's new owner (moved_to).
+    - part 'quarter': per quarter hour of first routing (``quarter``), the routing part of ``quarter_sums_sql``
+      (same CTEs, so routing accuracy is one definition on every page);
+    - part 'group': the leads first routed in `current` (a mature cohort) by `by` (agent, destination or segment
+      of the first routing, or the week of it in `tz`), as ``key``;
+    - part 'flow': those of them reassigned, by routed-to destination (``key``) and the rep's new owner
+      (``moved_to``).
     """
+    none = sql_string(NONE_SENT)
     if by == "week":
-        key = f"strftime(CAST(date_trunc('week', timezone({sql_string(tz)}, l.first_routed)) AS DATE), '%Y-%m-%d')"
+        key = f"strftime(CAST(date_trunc('week', timezone({sql_string(tz)}, first_routed)) AS DATE), '%Y-%m-%d')"
     else:
-        key = f"coalesce(l.grouped, {sql_string(NONE_SENT)})"
-    counts = "count(*) AS routed, count(r.lead) AS reassigned"
-    chosen = f"l.first_routed >= {ts(current.start)} AND l.first_routed < {ts(current.end)}"
+        key = f"coalesce(grouped, {none})"
+    chosen = f"first_routed >= {ts(current.start)} AND first_routed < {ts(current.end)}"
     return f"""
-        WITH {routed_sql(scan, by if by != "week" else None, destination=True)}, {reassigned_sql(scan, keep)}
-        SELECT 'group' AS part, {key} AS key, NULL::VARCHAR AS moved_to, {counts}
-        FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) WHERE {chosen} GROUP BY 2
+        WITH {routed_sql(scan, by if by != "week" else None, destination=True)}, {reassigned_sql(scan, keep)},
+        judged AS MATERIALIZED (
+            SELECT l.*, r.lead IS NOT NULL AS moved, r.moved_to FROM leads l
+            LEFT JOIN reassigned r USING (lead, first_routed))
+        SELECT 'quarter' AS part, epoch(first_routed)::BIGINT // {QUARTER_S} AS quarter, NULL::VARCHAR AS key,
+               NULL::VARCHAR AS moved_to, count(*)::BIGINT AS leads, count(*) FILTER (WHERE moved)::BIGINT AS reassigned
+        FROM judged GROUP BY 2
         UNION ALL
-        SELECT 'flow', coalesce(l.destination, {sql_string(NONE_SENT)}), coalesce(r.moved_to, {sql_string(NONE_SENT)}),
-               {counts}
-        FROM leads l JOIN reassigned r USING (lead, first_routed) WHERE {chosen} GROUP BY 2, 3"""
+        SELECT 'group', NULL, {key}, NULL, count(*), count(*) FILTER (WHERE moved)
+        FROM judged WHERE {chosen} GROUP BY 3
+        UNION ALL
+        SELECT 'flow', NULL, coalesce(destination, {none}), coalesce(moved_to, {none}), count(*), count(*)
+        FROM judged WHERE moved AND {chosen} GROUP BY 3, 4"""

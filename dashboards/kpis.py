@@ -103,8 +103,8 @@ def measure(key: str, sums: dict[str, float], amounts: bool = True) -> Measure:
     """The KPI `key` over a cohort's sums."""
     spec = SPECS[key]
     if key == "qualified_pipeline" and not amounts:
-        spec = KpiSpec(spec.key, spec.label, "count", True, spec.horizon, "qualified_opportunities", "leads",
-                       spec.definition)
+        spec = KpiSpec(spec.key, "Qualified opportunities", "count", True, spec.horizon, "qualified_opportunities",
+                       "leads", spec.definition)
     n, hits = int(sums.get(spec.denominator, 0)), float(sums.get(spec.numerator, 0))
     leads = int(sums.get("leads", 0))
     if leads < MIN_LEADS or n == 0:
@@ -146,7 +146,7 @@ def show(unit: str, value: float) -> str:
             if abs(value) >= limit:
                 return f"${value / limit:.1f}{suffix}"
         return f"${value:,.0f}"
-    return f"{value:,.0f} opportunities" if value != 1 else "1 opportunity"
+    return f"{value:,.0f}"  # a count: the label says of what
 
 
 def table_value(m: Measure) -> float | None:
@@ -157,8 +157,7 @@ def table_value(m: Measure) -> float | None:
 
 
 def column_title(spec: KpiSpec) -> str:
-    return spec.label + {"share": " (%)", "hours": " (h)", "money": " ($)", "count": " (opportunities)"}.get(
-        spec.unit, "")
+    return spec.label + {"share": " (%)", "hours": " (h)", "money": " ($)"}.get(spec.unit, "")
 
 
 @dataclass(frozen=True)

@@ -150,11 +150,13 @@ def main() -> None:
         f"{keep} days old, so every cohort is judged at the same age.")
     pair = co.cohorts(cover, timedelta(days=span_days), timedelta(days=keep))
     scan = Window(max(pair.previous.window.start, floor_hour(cover.start)), cover.end)
-    quarters = query(co.routing_quarters_sql(scan, timedelta(days=keep)))
+    tz = biz.zone_name(str(viewer_timezone()))
+    report = query(co.routing_report_sql(scan, pair.current.window, timedelta(days=keep), by, tz)).rename(
+        {"leads": "routed"})
+    quarters = report.filter(pl.col("part") == "quarter").rename({"routed": "leads"})
     if not _metrics(pair, cover, quarters, keep):
         return
-    tz = biz.zone_name(str(viewer_timezone()))
-    report = with_accuracy(query(co.routing_groups_sql(scan, pair.current.window, timedelta(days=keep), by, tz)))
+    report = with_accuracy(report)
     groups = report.filter(pl.col("part") == "group")
     st.subheader(f"By {biz.ROUTING_GROUPS[by].lower()}")
     st.altair_chart(_chart(groups, by, pair.current.window), width="stretch")
