@@ -36,6 +36,7 @@ QUARTER_S = 900
 REROUTE_GAP = timedelta(days=30)
 QUALIFIED_BEFORE = timedelta(days=1)  # a qualification this long before the routing still counts (it often leads)
 SEGMENT = "coalesce(inputs->>'segment', decision->>'segment')"  # what the routing read, else what it decided
+SENT_TO = "coalesce(decision->>'route_to', decision->>'owner')"  # where the routing sent the lead
 NONE_SENT = "(not sent)"
 # What every quarter-hour row sums (all add up across quarters; see ``quarter_sums_sql``).
 SUMS = {"leads": "BIGINT", "reassigned": "BIGINT", "replied": "BIGINT", "corrections": "BIGINT",
@@ -110,20 +111,18 @@ def _days(horizon: timedelta) -> str:
     return f"INTERVAL {int(horizon.total_seconds())} SECOND"
 
 
-def routed_sql(scan: Window, group: str | None = None, destination: bool = False, touches: bool = False) -> str:
+def routed_sql(scan: Window, group: str | None = None, touches: bool = False) -> str:
     """CTEs ``routes`` (every ok routing from REROUTE_GAP before `scan` to its end) and ``leads``: one row per
     (lead, first_routed) first routed in `scan` (lead: a hash of resource type and id; first_routed: a routing
     with no routing of the same lead in the REROUTE_GAP before it, so whichever range a page scans, a lead
     belongs to the same cohort), with that routing's ``grouped`` (its agent, destination or segment, as `group`
-    asks) and, with `destination`, ``destination``. JSON is parsed only for what is asked: it costs most. With
+    asks) and ``first_key`` (its event key). JSON is parsed only for what is asked: it costs most. With
     `touches`, also ``external_acts`` (lead, ts of every ok external action), read in the same scan: a scan of the
     actions is the largest cost on a big store."""
     actions = ", ".join(sql_string(a) for a in ROUTING_ACTIONS)
     is_route = f"action IN ({actions})"
-    sent_to = "coalesce(decision->>'route_to', decision->>'owner')"
-    extra = {"agent": "agent_id", "segment": SEGMENT, "destination": sent_to}
+    extra = {"agent": "agent_id", "segment": SEGMENT, "destination": SENT_TO}
     picked = f"{extra[group]} AS grouped" if group in extra else "NULL::VARCHAR AS grouped"
-    picked += f", {sent_to} AS destination" if destination else ", NULL::VARCHAR AS destination"
     reach = Window(scan.start - REROUTE_GAP, scan.end)
     wanted = f"({is_route} OR coalesce(external, false))" if touches else is_route
     external = """
@@ -137,15 +136,15 @@ def routed_sql(scan: Window, group: str | None = None, destination: bool = False
     routes AS (SELECT * FROM acts WHERE is_route),{external}
     spans AS MATERIALIZED (
         SELECT lead, min(ts) AS first, max(ts) AS last, arg_min(grouped, ts) AS grouped,
-               arg_min(destination, ts) AS destination
+               arg_min(event_key, ts) AS first_key
         FROM routes GROUP BY lead),
     leads AS MATERIALIZED (
         -- Routings closer than the gap from first to last: one entry, the first. Only the few others need
         -- the window over their routings (the window over every routing cost a third of the page).
-        SELECT lead, first AS first_routed, grouped, destination FROM spans
+        SELECT lead, first AS first_routed, grouped, first_key FROM spans
         WHERE last - first < {gap} AND first >= {ts(scan.start)}
         UNION ALL
-        SELECT lead, ts, grouped, destination FROM (
+        SELECT lead, ts, grouped, event_key FROM (
             SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts) AS routed_before FROM routes
             WHERE lead IN (SELECT lead FROM spans WHERE last - first >= {gap}))
         WHERE (routed_before IS NULL OR routed_before < ts - {gap}) AND ts >= {ts(scan.start)})"""
@@ -277,10 +276,14 @@ def routing_report_sql(scan: Window, current: Window, keep: timedelta, by: str, 
         key = f"coalesce(grouped, {none})"
     chosen = f"first_routed >= {ts(current.start)} AND first_routed < {ts(current.end)}"
     return f"""
-        WITH {routed_sql(scan, by if by != "week" else None, destination=True)}, {reassigned_sql(scan, keep)},
+        WITH {routed_sql(scan, by if by != "week" else None)}, {reassigned_sql(scan, keep)},
         judged AS MATERIALIZED (
             SELECT l.*, r.lead IS NOT NULL AS moved, r.moved_to FROM leads l
-            LEFT JOIN reassigned r USING (lead, first_routed))
+            LEFT JOIN reassigned r USING (lead, first_routed)),
+        sent AS (  -- the destination of the moved leads' first routings: JSON parsed for those few rows only
+            SELECT event_key AS first_key, {SENT_TO} AS destination FROM actions
+            WHERE {between(current)} AND event_key IN (
+                SELECT first_key FROM judged WHERE moved AND {chosen}))
         SELECT 'quarter' AS part, epoch(first_routed)::BIGINT // {QUARTER_S} AS quarter, NULL::VARCHAR AS key,
                NULL::VARCHAR AS moved_to, count(*)::BIGINT AS leads, count(*) FILTER (WHERE moved)::BIGINT AS reassigned
         FROM judged GROUP BY 2
@@ -288,5 +291,5 @@ def routing_report_sql(scan: Window, current: Window, keep: timedelta, by: str, 
         SELECT 'group', NULL, {key}, NULL, count(*), count(*) FILTER (WHERE moved)
         FROM judged WHERE {chosen} GROUP BY 3
         UNION ALL
-        SELECT 'flow', NULL, coalesce(destination, {none}), coalesce(moved_to, {none}), count(*), count(*)
-        FROM judged WHERE moved AND {chosen} GROUP BY 3, 4"""
+        SELECT 'flow', NULL, coalesce(s.destination, {none}), coalesce(j.moved_to, {none}), count(*), count(*)
+        FROM judged j LEFT JOIN sent s USING (first_key) WHERE j.moved AND {chosen} GROUP BY 3, 4"""
