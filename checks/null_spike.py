@@ -307,17 +307,21 @@ def _measure_impact(data: EvalData, scope: str, key: str, started: datetime, at:
     since = f"ts >= TIMESTAMPTZ '{started.isoformat()}' AND ts <= TIMESTAMPTZ '{at.isoformat()}'"
     baseline = (f"ts >= TIMESTAMPTZ '{(started - timedelta(days=baseline_days)).isoformat()}' "
                 f"AND ts < TIMESTAMPTZ '{started.isoformat()}'")
-    null_reads, samples = data.con.execute(
-        f"SELECT count(*), list(event_id ORDER BY ts)[1:10] FROM actions WHERE ({who}) AND {since} AND {is_null}"
-    ).fetchall()[0]
-    impact: dict[str, Any] = {"null_reads": int(null_reads), "samples": list(samples or [])}
+    (null_reads,) = data.con.execute(
+        f"SELECT count(*) FROM actions WHERE ({who}) AND {since} AND {is_null}").fetchall()[0]
+    impact: dict[str, Any] = {"null_reads": int(null_reads)}
     companion = _companion_key(data, scope, key, who, baseline)
     rows_filter = is_null
     if companion:
         companion_path = json_path(companion)
         rows_filter += f" AND coalesce(json_type({scope}, {companion_path}), 'NULL') <> 'NULL'"
-        (count,) = data.con.execute(
-            f"SELECT count(*) FROM actions WHERE ({who}) AND {since} AND {rows_filter}").fetchall()[0]
+    # The samples are bad input: null reads at or after the start that had a value to read (the companion set).
+    # The first null reads after the start are often ordinary nulls: the CUSUM run begins before the values vanish.
+    count, samples = data.con.execute(
+        f"SELECT count(*), list(event_id ORDER BY ts, event_id)[1:10] FROM actions "
+        f"WHERE ({who}) AND {since} AND {rows_filter}").fetchall()[0]
+    impact["samples"] = list(samples or [])
+    if companion:
         impact.update(companion=companion, should_have_value=int(count))
     decisions = data.con.execute(
         f"SELECT e.key || '=' || (e.value ->> '$'), count(*) AS n FROM actions, json_each(decision) AS e "

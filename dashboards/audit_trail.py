@@ -141,6 +141,14 @@ def events_sql(selection: Selection, limit: int = SHOWN) -> Query:
         ORDER BY ts DESC, event_id DESC""", [*params, limit, *params])
 
 
+def records_sql(selection: Selection) -> Query:
+    """The records the selection's actions touched, with how many actions each and the first and last, in id order
+    (the page lists them when an incident's damaged records are selected)."""
+    where, params = selection.where()
+    return (f"SELECT resource_type, resource_id, count(*) AS actions, min(ts) AS first, max(ts) AS last "
+            f"FROM actions WHERE {where} GROUP BY ALL ORDER BY resource_type, resource_id", params)
+
+
 def event_sql(event_id: str, ts: datetime) -> Query:
     """Every column of one event, found by id and time (the time prunes the read to one day)."""
     ts = ts.astimezone(UTC)

@@ -1,9 +1,12 @@
-"""One incident in full: header, summary and times, the buttons that act on it, the signal around its start, its
-linked incidents, the drift report (drift incidents), the evidence and the sample events."""
+"""One incident in full: header and the buttons that act on it; then what broke, since when, what it did (the records
+acted on with bad input, over the incident and its effects, linked to the audit trail) and what to do; then the
+signal around its start, its linked incidents, the drift report (drift incidents), the evidence and the sample
+events. An effect says which root incident explains it, and links there."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,10 +20,13 @@ import streamlit.components.v1 as components
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences, operator_name
 from agentwatch.app.alerting import notify_unless_served
+from agentwatch.checks import damage
+from agentwatch.checks.remedies import remedy
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.sql import sql_string
 from agentwatch.dashboards import context, signals
+from agentwatch.dashboards.agent_health import latest_event_at
 from agentwatch.dashboards.drift_report import drift_report_html, report_columns, sample_sql
 from agentwatch.dashboards.escape import md
 from agentwatch.schemas.incidents import Incident
@@ -31,6 +37,36 @@ STATUS_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green"}
 SILENCE_DURATIONS = ["1h", "2h", "8h", "24h"]
 MESSAGE_KEY = "incident_message"  # what the last button did, shown once on the next run
 ACTUAL_COLOR, BAND_COLOR, EXPECTED_COLOR, START_COLOR = "#1f77b4", "#9ecae9", "#6b6b6b", "#d62728"
+NULL_COLOR = "#c7c7c7"
+READ_VALUE, READ_NULL = "read a value", "read null"
+MAX_DECISIONS = 8  # decision values listed under "What it did", the most records first
+AUDIT_PAGE = "views/audit.py"  # served at /audit: the link is audit?incident=INC-n
+AUDIT_PARAM = "incident"
+SAFE_CODE = re.compile(r"[\w.,{}<>* -]*(?:: [\w.,{}<>* -]*)*")  # no link, image, icon, emoji or math can form
+# What `affected` counts, per check (singular, plural); a family's `x.*` entry covers the rest of it.
+AFFECTED_UNITS: dict[str, tuple[str, str]] = {
+    "schema.*": ("agent reading the field", "agents reading the field"),
+    "schema.watcher_blind": ("failed poll", "failed polls"),
+    "quality.null_spike": ("read on a record that had a value", "reads on records that had a value"),
+    "quality.duplicate": ("duplicate action", "duplicate actions"),
+    "quality.identity_collision": ("collision", "collisions"),
+    "quality.expectation_failed": ("failing row", "failing rows"),
+    "volume.action_spike": ("event above the usual", "events above the usual"),
+    "volume.action_drop": ("missing event", "missing events"),
+    "errors.error_burst": ("failed event", "failed events"),
+    "policy.*": ("record", "records"),
+    "workflow.invalid_transition": ("forbidden transition", "forbidden transitions"),
+    "workflow.sla_breach": ("record past the SLA", "records past the SLA"),
+    "workflow.partial_failure": ("action without its CRM write", "actions without their CRM write"),
+    "outcome.routing_accuracy_drop": ("reassigned lead", "reassigned leads"),
+    "outcome.requalification_spike": ("requalified lead", "requalified leads"),
+    "outcome.calibration": ("decision proven wrong", "decisions proven wrong"),
+    "outcome.write_reverted": ("write set back", "writes set back"),
+    "drift.distribution": ("event in the drifted window", "events in the drifted window"),
+    "approval.queue_backlog": ("overdue request", "overdue requests"),
+    "approval.latency": ("slow approval", "slow approvals"),
+    "approval.rubber_stamp": ("approval within seconds", "approvals within seconds"),
+}
 
 
 def subject_text(incident: Incident) -> str:
@@ -51,7 +87,15 @@ def show(incident: Incident, switch: Callable[[str], None]) -> None:
     with buttons:
         _buttons(incident)
     _message()
-    _facts(incident)
+    store = context.incidents()
+    root = damage.root_of(incident, store.get_many)
+    if root.id != incident.id:
+        _explained_by(root, switch)
+    _what_broke(incident)
+    _since_when(incident)
+    _guarded("What it did", lambda i: _what_it_did(i, damage.family(i, store.get_many)), incident)
+    _what_to_do(incident, root)
+    _silenced_by(incident)
     _guarded("The signal", _signal, incident)
     _links(incident, switch)
     if incident.check == "drift.distribution":
@@ -77,17 +121,138 @@ def _title(incident: Incident) -> None:
     st.markdown(f"{severity} {status} &nbsp; **{md(subject_text(incident))}**")
 
 
-def _facts(incident: Incident) -> None:
+def affected_text(incident: Incident) -> str:
+    """``Affected`` with its unit, which depends on the check: ``2 agents reading the field``, ``724 reads ...``."""
+    one, many = AFFECTED_UNITS.get(incident.check) or AFFECTED_UNITS.get(incident.check.split(".")[0] + ".*") \
+        or ("event or record", "events or records")
+    if incident.check == "quality.null_spike" and not incident.evidence.get("should_have_value"):
+        one, many = "null read", "null reads"
+    return f"{incident.affected:,} {one if incident.affected == 1 else many}"
+
+
+def duration_text(span: timedelta) -> str:
+    """``45 min``, ``5 h 10 min``, ``3 d 4 h``."""
+    minutes = max(0, int(span.total_seconds() // 60))
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _explained_by(root: Incident, switch: Callable[[str], None]) -> None:
+    st.info(f"Explained by **{root.id}** ({md(root.check)}, {md(subject_text(root))}): this incident is one of its "
+            "effects, so fixing that one fixes this one.", icon=":material/account_tree:")
+    st.button(f"Open {root.id}, the cause", key="root_link", on_click=switch, args=(root.id,),
+              icon=":material/arrow_upward:")
+
+
+def _what_broke(incident: Incident) -> None:
+    st.markdown("#### What broke")
     st.markdown(md(incident.summary))
-    times = [f"**Began** {context.local(incident.started_at)}", f"**Opened** {context.local(incident.opened_at)}",
-             f"**Last fired** {context.local(incident.last_fired_at)}"]
-    if incident.acknowledged_at:
-        times.append(f"**Acknowledged** {context.local(incident.acknowledged_at)}")
+    evidence = incident.evidence
+    if not (incident.check.startswith("schema.") and isinstance(evidence.get("old_field"), str)):
+        st.markdown(f"**{md(incident.check)}** on **{md(subject_text(incident))}**")
+        return
+    change = {"schema.field_renamed": f"was renamed **{md(evidence.get('new_field'))}**",
+              "schema.field_removed": "was removed",
+              "schema.field_added": "was added",
+              "schema.type_changed": f"changed type from {md(evidence.get('from'))} to {md(evidence.get('to'))}",
+              "schema.picklist_changed": "changed its picklist values"}.get(incident.check, "changed")
+    lines = [f"**{md(evidence.get('object'))}.{md(evidence['old_field'])}** {change} in "
+             f"{md(evidence.get('source') or 'the CRM')}: the snapshot of "
+             f"{md(_when(evidence.get('previous_snapshot_at')))} had it, the snapshot of "
+             f"{md(_when(evidence.get('snapshot_at')))} shows the change."]
+    agents = [str(a) for a in evidence.get("agents", [])]
+    lines.append(f"**Agents reading it:** {md(', '.join(agents))}" if agents else "No agent reads it.")
+    still = [str(a) for a in evidence.get("still_reading", [])]
+    if still and incident.check == "schema.field_renamed":
+        lines.append(f"**Still reading {md(evidence['old_field'])}:** {md(', '.join(still))}")
+    st.markdown("  \n".join(lines))
+
+
+def _since_when(incident: Incident) -> None:
+    st.markdown("#### Since when")
+    began, opened = context.local(incident.started_at), context.local(incident.opened_at)
+    lines = [f"**Began** {began} · **opened** {opened}, {duration_text(incident.opened_at - incident.started_at)} "
+             "later"]
+    shown = _time(incident.evidence.get("snapshot_at"))
+    if shown is not None and shown > incident.started_at:
+        lines.append(f"The change lies between the last value an agent read ({began}) and the first snapshot that "
+                     f"shows it ({context.local(shown)}).")
     if incident.resolved_at:
-        times.append(f"**Resolved** {context.local(incident.resolved_at)}")
-    times.append(f"**Affected** {incident.affected:,}")
-    st.markdown(" · ".join(times))
-    _silenced_by(incident)
+        lines.append(f"**Resolved** {context.local(incident.resolved_at)}: it lasted "
+                     f"{duration_text(incident.resolved_at - incident.started_at)}.")
+    else:
+        now = datetime.now(UTC)
+        latest = latest_event_at() or now
+        until = f"to the latest event, {context.local(latest)}" if latest < now - timedelta(hours=1) else "now"
+        lines.append(f"**Still {incident.status}**: {duration_text(min(now, latest) - incident.started_at)} since it "
+                     f"began ({until}); the check last fired {context.local(incident.last_fired_at)}.")
+    if incident.acknowledged_at:
+        lines.append(f"**Acknowledged** {context.local(incident.acknowledged_at)}"
+                     + (f" by {md(incident.acknowledged_by)}" if incident.acknowledged_by else ""))
+    lines.append(f"**Affected** {md(affected_text(incident))}")
+    st.markdown("  \n".join(lines))
+
+
+def _what_it_did(incident: Incident, tree: list[Incident]) -> None:
+    """The records acted on with bad input since it began, over the incident and its effects (each record once),
+    the decisions taken on them, and the link to exactly those records in the audit trail."""
+    st.markdown("#### What it did")
+    found = damage.sources(tree)
+    if not found:
+        st.markdown(f"**Affected** {md(affected_text(incident))}.")
+        st.caption(f"{md(incident.check)} measures no records acted on with bad input"
+                   + (" (nor do its effects)" if len(tree) > 1 else "")
+                   + ": the evidence and the sample events below show what happened.")
+        return
+    summary = context.query(*_flatten(damage.summary_sql(found, MAX_DECISIONS)))
+    totals, decisions = (summary.filter(pl.col("part") == part) for part in ("total", "decision"))
+    if totals.is_empty():
+        st.markdown("No record was acted on with bad input since it began.")
+        return
+    how = "; ".join(f"{md(s.bad_input)} ({s.incident_id}{'' if s.exact else ', an upper bound'})" for s in found)
+    for kind, records, actions in totals.select("resource_type", "records", "actions").iter_rows():
+        st.markdown(f"**{md(damage.plural(kind, records))}** acted on with bad input since it began, in {actions:,} "
+                    f"actions: {how}.")
+    having = found[0].records_with if len({s.records_with for s in found}) == 1 else ""
+    taken = decisions.select("resource_type", "decision", "value", "records")
+    lines = [decision_line(kind, key, value, count, having) for kind, key, value, count in taken.iter_rows()]
+    if lines:
+        st.markdown("**Decisions taken on them:**\n" + "\n".join(lines))
+    records = int(totals["records"].sum())
+    st.page_link(AUDIT_PAGE, label=f"See these {records:,} records in the audit trail, with their rollback plan",
+                 query_params={AUDIT_PARAM: incident.id}, icon=":material/history:")
+
+
+def decision_line(kind: str, key: str, value: str, count: int, having: str) -> str:
+    """A Markdown bullet a sales leader reads: ``- **295** leads with opportunity_id set routed to nurture
+    (route_to=nurture)`` (every value from events escaped)."""
+    number, _, things = damage.plural(kind, count).partition(" ")
+    words = " ".join(part for part in (things, having, damage.decision_words(key, value)) if part)
+    return f"- **{number}** {md(words)} ({md(f'{key}={value}')})"
+
+
+def _what_to_do(incident: Incident, root: Incident) -> None:
+    st.markdown("#### What to do")
+    if root.id != incident.id:
+        st.markdown(f"Fix the cause first, **{root.id}**: {inline(remedy(root).text)}")
+        st.caption(f"For this incident itself: {inline(remedy(incident).text)}")
+        return
+    fix = remedy(incident)
+    st.markdown(inline(fix.text))
+    if fix.config:
+        st.code(fix.config, language="yaml")
+
+
+def inline(text: str) -> str:
+    """Text from :mod:`agentwatch.checks.remedies` as Markdown: its `code` spans kept where they hold only plain
+    names (letters, digits, ``_ . , { } < > * -``, a colon before a space), everything else escaped."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: no code spans at all
+        return md(text)
+    return "".join(f"`{part}`" if odd and SAFE_CODE.fullmatch(part) else md(part)
+                   for odd, part in ((n % 2 == 1, part) for n, part in enumerate(parts)))
 
 
 # --- acknowledge, resolve, silence ---------------------------------------------------------------------------
@@ -192,6 +357,15 @@ def _signal(incident: Incident) -> None:
         context.empty_state(f"No events of {md(signal.title.split(':')[0])} between "
                             f"{context.local(signals.window(incident)[0])} and now to chart.")
         return
+    if signal.reads:
+        every, with_value = reads_chart(signal)
+        st.altair_chart(every, width="stretch", key="signal_chart")
+        st.altair_chart(with_value, width="stretch", key="signal_values_chart")
+        st.caption(f"{md(signal.title)}, {signal.measure}: the reads that carried a value (blue) and those that came "
+                   f"back null or missing (grey), stacked; below, the reads with a value alone; red rule: when the "
+                   f"incident began. The tooltip has the null share and {md(signal.band)}. Times in "
+                   f"{context.viewer_timezone()}.")
+        return
     st.altair_chart(signal_chart(signal), width="stretch", key="signal_chart")
     st.caption(f"{md(signal.title)}, {signal.measure}. Line: what happened; shaded band and dashed line: the usual "
                f"range and level ({signal.band}); red rule: when the incident began. Times in "
@@ -220,12 +394,47 @@ def signal_chart(signal: signals.Signal) -> alt.LayerChart:
         tooltip.append(alt.Tooltip("reads:Q", format=","))
     actual = base.mark_line(strokeWidth=1.6, interpolate="step-after").encode(
         x=x, y="actual:Q", color=series, tooltip=tooltip).transform_calculate(series="'actual'")
+    return alt.layer(band, expected, actual, *_start_marks(signal)).properties(height=300).configure_legend(
+        orient="top", title=None)
+
+
+def reads_chart(signal: signals.Signal) -> tuple[alt.LayerChart, alt.LayerChart]:
+    """A field's reads per hour as stacked bars, those with a value under those that came back null, and below them
+    the reads with a value alone, on their own scale: values vanishing (a rename) show as the blue bars going, even
+    where most reads were null anyway (a null share would only move along the top edge, from 83% to 100%)."""
+    frame = context.to_viewer(signal.frame, "bucket").with_columns(
+        (pl.col("bucket") + pl.duration(hours=1)).alias("bucket_end"))
+    kinds = alt.Scale(domain=[READ_VALUE, READ_NULL], range=[ACTUAL_COLOR, NULL_COLOR])
+    x = alt.X("bucket:T", title=None, axis=alt.Axis(format="%b %d %H:%M", labelAngle=0))
+    tooltip = [alt.Tooltip("bucket:T", title="from", format="%Y-%m-%d %H:%M"),
+               alt.Tooltip("reads:Q", format=","), alt.Tooltip("values:Q", title="with a value", format=","),
+               alt.Tooltip("nulls:Q", title="null", format=","),
+               alt.Tooltip("actual:Q", title="null share", format=".0%"),
+               alt.Tooltip("expected:Q", title="usual null share", format=".0%")]
+    base = alt.Chart(frame)
+    color = alt.Color("read:N", scale=kinds, title=None)
+    # explicit ranges (y to y2) rather than Vega-Lite's stack, which a ranged x (x to x2) turns into points
+    values = base.mark_bar().encode(x=x, x2="bucket_end:T", y=alt.Y("values:Q", title=signal.measure),
+                                    y2=alt.datum(0), color=color, tooltip=tooltip).transform_calculate(
+        read=f"'{READ_VALUE}'")
+    nulls = base.mark_bar().encode(x=x, x2="bucket_end:T", y="reads:Q", y2="values:Q", color=color,
+                                   tooltip=tooltip).transform_calculate(read=f"'{READ_NULL}'")
+    alone = alt.Chart(frame.select("bucket", "bucket_end", "values")).mark_bar(color=ACTUAL_COLOR).encode(
+        x=x, x2="bucket_end:T", y=alt.Y("values:Q", title="with a value"), y2=alt.datum(0),
+        tooltip=[tooltip[0], alt.Tooltip("values:Q", title="reads with a value", format=",")])
+    # two charts: Streamlit stretches each to the page's width, a concatenation would overflow it
+    return (alt.layer(values, nulls, *_start_marks(signal)).properties(height=240).configure_legend(
+                orient="top", title=None),
+            alt.LayerChart(layer=[alone, *_start_marks(signal)], height=100))
+
+
+def _start_marks(signal: signals.Signal) -> tuple[alt.Chart, alt.Chart]:
+    """The red rule at the incident's start, labelled."""
     start = context.to_viewer(pl.DataFrame({"started_at": [signal.started_at]}), "started_at")
     rule = alt.Chart(start).mark_rule(color=START_COLOR, strokeDash=[6, 3], strokeWidth=1.5).encode(x="started_at:T")
     label = alt.Chart(start).mark_text(color=START_COLOR, align="left", dx=4, dy=-4, baseline="top").encode(
         x="started_at:T", y=alt.value(0), text=alt.value("began"))
-    return alt.layer(band, expected, actual, rule, label).properties(height=300).configure_legend(
-        orient="top", title=None)
+    return rule, label
 
 
 # --- linked incidents ----------------------------------------------------------------------------------------
@@ -415,10 +624,16 @@ def _samples(incident: Incident) -> None:
     if not incident.sample_event_ids:
         st.caption("This incident keeps no sample events (schema changes point at snapshots, not events).")
         return
-    frame = sample_events(incident)
-    if frame.is_empty():
+    found = sample_events(incident)
+    if found.is_empty():
         st.caption(f"The {len(incident.sample_event_ids)} sample events are not in the store around the incident's "
                    "start or last firing (removed by retention?).")
+        return
+    frame = found.filter(pl.col("ts").dt.convert_time_zone("UTC") >= incident.started_at)  # not the traffic before
+    if frame.height < found.height:
+        st.caption(f"{found.height - frame.height} of the sample events are from before the incident began "
+                   f"({context.local(incident.started_at)}): not shown, they show the usual traffic.")
+    if frame.is_empty():
         return
     st.dataframe(context.to_viewer(frame, "ts"), hide_index=True, key="samples_table", column_config={
         "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss z"),
@@ -431,12 +646,17 @@ def _table_height(rows: int) -> int:
 
 
 def _when(value: Any) -> str:
-    if not isinstance(value, str):
-        return "-"
+    at = _time(value)
+    return context.local(at) if at else value if isinstance(value, str) else "-"
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO time from the evidence, else None."""
     try:
-        return context.local(datetime.fromisoformat(value))
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
-        return value
+        return None
+    return at.replace(tzinfo=at.tzinfo or UTC) if at else None
 
 
 def _number(value: Any) -> float | None:

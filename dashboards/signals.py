@@ -7,8 +7,9 @@ one row per bucket in SQL; buckets are epoch integers, which DuckDB groups much 
   is, per hour of the week, the median and 10th-90th percentile of the 5-minute counts over the 3 weeks before
   (an hour of the week seen in fewer than 2 of them uses the same hour of the other weekdays, or weekend days).
 * errors.error_burst: the share of that agent x action's events that failed, per 5 minutes, same band.
-* a field (null spikes, schema changes): per hour, the share of reads of the input key that came back null or
-  missing, by the agent x actions that read it; the band is per hour of the day over the 7 days before.
+* a field (null spikes, schema changes): per hour, the reads of the input key by the agent x actions that read it,
+  split into reads with a value and reads that came back null or missing (the chart stacks the two counts, so values
+  vanishing at a rename show); also the null share, with its band per hour of the day over the 7 days before.
 * otherwise the events of the agents the incident names, per 5 minutes.
 
 The window runs from 24 hours before ``started_at`` to 6 hours after the resolution (or after the last time the
@@ -50,7 +51,8 @@ MIN_WEEKS = 2  # an hour of the week seen in fewer weeks of history takes its ba
 
 @dataclass(frozen=True)
 class Signal:
-    """A chart's data: ``bucket`` (UTC), ``actual``, ``low``, ``expected``, ``high`` (null where unknown)."""
+    """A chart's data: ``bucket`` (UTC), ``actual``, ``low``, ``expected``, ``high`` (null where unknown); a field's
+    reads also have ``reads``, ``nulls`` and ``values`` per bucket (``actual`` is then the null share)."""
 
     title: str
     measure: str  # the y axis: "events per 5 minutes", "share of reads null", ...
@@ -58,6 +60,7 @@ class Signal:
     started_at: datetime
     band: str  # how the band was made, in words
     share: bool = False  # values are shares in [0, 1]
+    reads: bool = False  # a field's reads: charted as counts with a value and null, stacked
 
 
 def window(incident: Incident, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -100,9 +103,9 @@ def signal_for(incident: Incident, now: datetime | None = None) -> Signal | None
             cut = not frame.is_empty() and frame.select(pl.max("bucket")).item() + HOUR < _floor(end, HOUR)
             busy = history < SHARE_HISTORY or cut
             note = "; this store is busy, so the chart reads fewer days of events" if busy else ""
-            return Signal(f"{key}{where} read as null by {names}", "share of reads null per hour", frame,
-                          incident.started_at, f"median and 10th-90th percentile of the same hour of the day over the "
-                          f"{history.days} days before{note}", True)
+            return Signal(f"{key}{where} read by {names}", "reads per hour", frame, incident.started_at,
+                          f"the null share's usual range: median and 10th-90th percentile of the same hour of the day "
+                          f"over the {history.days} days before{note}", share=True, reads=True)
     if agents:
         frame = event_counts(agents, None, start, end, step)
         return Signal(f"events of {', '.join(agents)}", f"events per {per}", frame, incident.started_at, band)
@@ -191,7 +194,8 @@ def event_counts(agents: list[str], action: str | None, start: datetime, end: da
 def null_share(pairs: list[tuple[str, str]], scope: str, key: str, start: datetime,
                end: datetime) -> tuple[pl.DataFrame, timedelta]:
     """Per hour in [start, end), the share of these agent x actions' events whose `key` (in `scope`) is null or
-    missing, with the hour-of-day band of the days before `start`; also ``reads`` per hour. The band uses 7 days
+    missing, with the hour-of-day band of the days before `start`; also ``reads`` per hour and how many of them came
+    back null (``nulls``) or with a value (``values``). The band uses 7 days
     and the chart runs to `end` unless that makes the query read more than ``ROW_BUDGET`` events (see
     :func:`affordable`); the history used is returned with the frame, and the frame ends where the chart does."""
     start, end, size = _floor(start, HOUR), _floor(end, HOUR), HOUR.seconds * US
@@ -203,19 +207,21 @@ def null_share(pairs: list[tuple[str, str]], scope: str, key: str, start: dateti
     sql = f"""
         WITH hourly AS (
             SELECT epoch_us(ts) // {size} AS b, count(*) AS reads,
-                   count(*) FILTER (WHERE coalesce(json_type({_scope(scope)}, $4), 'NULL') = 'NULL') / count(*) AS v
+                   count(*) FILTER (WHERE coalesce(json_type({_scope(scope)}, $4), 'NULL') = 'NULL') AS nulls,
+                   nulls / reads AS v
             FROM actions
             WHERE {_days(history_start, end)} AND ts >= $1 AND ts < $3 AND {who}
             GROUP BY ALL
         ), filled AS (
-            SELECT g.b, v, coalesce(reads, 0) AS reads, g.b % 24 AS slot
+            SELECT g.b, v, coalesce(reads, 0) AS reads, coalesce(nulls, 0) AS nulls, g.b % 24 AS slot
             FROM (SELECT unnest(range((SELECT min(b) FROM hourly), epoch_us($3) // {size})) AS b) AS g
             LEFT JOIN hourly USING (b)
         ), band AS (
             SELECT slot, quantile_cont(v, 0.1) AS low, median(v) AS expected, quantile_cont(v, 0.9) AS high
             FROM filled WHERE b < epoch_us($2) // {size} GROUP BY slot
         )
-        SELECT make_timestamptz(b * {size}) AS bucket, v AS actual, reads, low, expected, high
+        SELECT make_timestamptz(b * {size}) AS bucket, v AS actual, reads, nulls, reads - nulls AS "values", low,
+               expected, high
         FROM filled LEFT JOIN band USING (slot)
         WHERE b >= epoch_us($2) // {size}
         ORDER BY b
@@ -259,8 +265,9 @@ def _typed(frame: pl.DataFrame) -> pl.DataFrame:
     """The same columns whatever came back (an empty result has no types to go by)."""
     columns: dict[str, Any] = {"bucket": pl.Datetime("us", "UTC"), "actual": pl.Float64, "low": pl.Float64,
                                "expected": pl.Float64, "high": pl.Float64}
-    if "reads" in frame.columns:
-        columns["reads"] = pl.Int64
+    for counted in ("reads", "nulls", "values"):
+        if counted in frame.columns:
+            columns[counted] = pl.Int64
     if frame.is_empty():
         return pl.DataFrame(schema=columns)
     return frame.with_columns(pl.col(c).cast(t) for c, t in columns.items())

@@ -82,9 +82,10 @@ def test_quiet_on_a_key_sent_with_some_events_only(home):
     assert opened(report, "quality.null_spike") == []
 
 
-def test_rename_explains_the_null_spike_and_impact_is_counted(home):
+def test_rename_explains_the_null_spike_and_impact_is_counted(home, query):
     """After deal_stage is renamed, the null spike is linked as the rename's effect, and reads of records with an
-    opportunity (which had a stage to read) are counted with the decisions taken on them."""
+    opportunity (which had a stage to read) are counted with the decisions taken on them; its sample events are such
+    reads (deal_stage null, opportunity_id set), at or after the start, not the ordinary nulls before the rename."""
     rename = T0 + timedelta(days=8, hours=9, minutes=2)
 
     def inputs(rng, at):
@@ -104,6 +105,12 @@ def test_rename_explains_the_null_spike_and_impact_is_counted(home):
     with_deal = spike.evidence["should_have_value"]
     assert 0 < with_deal < spike.evidence["null_reads"]
     assert spike.evidence["decisions"][0] == {"decision": "sequence=nurture", "count": with_deal}
+    samples = query("SELECT event_id, ts, inputs ->> '$.deal_stage', inputs ->> '$.opportunity_id' FROM actions "
+                    "WHERE list_contains(?, event_id)", [spike.sample_event_ids])
+    assert len(samples) == len(spike.sample_event_ids) == 10
+    assert all(ts >= spike.started_at and stage is None and opportunity is not None
+               for _, ts, stage, opportunity in samples)
+    assert min(ts for _, ts, _, _ in samples) >= rename  # the first bad reads came with the rename
 
 
 def test_one_agents_own_bug_is_found_while_another_agent_reads_values(home):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -239,3 +239,19 @@ def test_checks_with_a_cadence_fall_due_in_different_minutes(home, tmp_path):
     times = [T0 + timedelta(minutes=m) for m in range(0, 46)]
     evaluate(home, ChecksConfig(), times, IncidentStore(tmp_path / "phased.sqlite3"), checks=[probe])
     assert probe.evaluated == [T0 + timedelta(minutes=m) for m in (0, 1, 16, 31)]  # the first step is always due
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_check_has_a_suggested_fix_naming_what_to_change(name):
+    """Each check in the catalog has its own fix (not the general fallback), and the fix names something concrete
+    from the incident: its agent, field, object, dataset, poller or approver."""
+    from agentwatch.checks.remedies import FIXES, as_text, remedy
+
+    assert name in FIXES
+    subject = {"agent_id": "agent-x7", "action": "act.y9", "object": "Obj7", "field": "fld_z9", "dataset": "ds-q4",
+               "expectation": "exp-q5", "source": "src-s2", "approver": "appr-p3"}
+    at = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
+    incident = Incident(id="INC-1", check=name, severity="warning", status="open", opened_at=at, started_at=at,
+                        last_fired_at=at, subject=subject, summary="s", affected=1)
+    text = as_text(remedy(incident))
+    assert len(text) > 60 and any(value in text for value in subject.values()), text

@@ -339,3 +339,95 @@ def test_page_refuses_a_reversed_custom_range(monkeypatch: pytest.MonkeyPatch, s
     assert "after it ends" in at.error[0].value
     at.datetime_input(key="audit_to").set_value(datetime(2026, 10, 5, 7, 30)).run()
     assert metric(at, "Matching events") == "2"  # e6 at 06:00 and e7 at 07:00
+
+
+# --- an incident's damaged records -------------------------------------------------------------------------------
+
+
+def test_records_select_exactly_those_records(con) -> None:
+    """`records` keeps the actions of the named (type, id) pairs only, with every other filter; the export names them;
+    a pair of another type does not match; more than MAX_RECORDS is refused with a sentence."""
+    start, end = trail.time_range("Last 7 days", LATEST)
+    two = trail.Selection(start, end, records=(("lead", "L-1"), ("lead", "L-3")))
+    assert trail.run(con, trail.events_sql(two))["event_id"].to_list() == ["e7", "e6", "e4", "e2", "e1"]
+    assert trail.run(con, trail.events_sql(trail.Selection(start, end, records=(("contact", "L-1"),)))).is_empty()
+    ok = trail.Selection(start, end, statuses=("ok",), records=(("lead", "L-2"),))
+    assert trail.run(con, trail.events_sql(ok))["event_id"].to_list() == ["e8", "e3"]
+    assert {(r["resource_id"], r["actions"]) for r in trail.run(con, trail.records_sql(two)).iter_rows(named=True)} \
+        == {("L-1", 3), ("L-3", 2)}
+    assert two.describe()["records"] == [{"type": "lead", "id": "L-1"}, {"type": "lead", "id": "L-3"}]
+    assert "records" not in trail.Selection(start, end).describe()
+    plan = json.loads(trail.plan_json(con, two))
+    assert {r["resource_id"] for r in plan["restore"] + plan["irreversible"]} == {"L-1", "L-3"}
+    with pytest.raises(ValueError, match="10,001 records are more than the 10,000 one selection may name"):
+        trail.Selection(start, end, records=tuple(("lead", f"L-{n}") for n in range(10_001)))
+
+
+def damaged_leads(home: Home, spike: Any) -> set[str]:
+    """The leads the demo's null spike damaged, from its definition: read by lead-router's lead.route or
+    enrichment-agent's lead.enrich with deal_stage null and opportunity_id set, from its start to its last firing."""
+    return {lead for (lead,) in sql(home, """
+        SELECT DISTINCT resource_id FROM actions
+        WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+               OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+          AND ts >= ? AND ts <= ? AND inputs ->> '$.deal_stage' IS NULL
+          AND inputs ->> '$.opportunity_id' IS NOT NULL""", spike.started_at, spike.last_fired_at)}
+
+
+def test_page_narrowed_to_an_incidents_damaged_records(monkeypatch: pytest.MonkeyPatch, demo_home: Home,
+                                                       deferred: dict[str, Callable[[], Any]]) -> None:
+    """`audit?incident=<rename>` shows exactly the leads the rename's null spike damaged (counted here from the
+    definition), every action on them from its start to the latest event, says so, and its plan covers exactly
+    those; clearing the filter goes back to the whole trail."""
+    from agentwatch.checks.engine import incident_store
+
+    incidents = incident_store(demo_home).list()
+    (rename,) = [i for i in incidents if i.check == "schema.field_renamed"]
+    (spike,) = [i for i in incidents if i.check == "quality.null_spike"]
+    (drift,) = [i for i in incidents if i.check == "drift.distribution"]
+    start = min(i.started_at for i in (rename, spike, drift))  # the rename's start, or an effect's if earlier
+    leads = damaged_leads(demo_home, spike)
+    monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
+    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
+    at.run()
+    at.query_params["incident"] = rename.id
+    at.switch_page("views/audit.py").run()
+    assert not at.exception and not at.error
+    (note,) = at.info
+    assert note.value.startswith(f"Showing the records damaged by **{rename.id}** ({len(leads):,} records)")
+    listed = next(d.value for d in at.dataframe if "first" in d.value.columns)
+    assert set(listed["resource"]) == {f"lead {lead}" for lead in leads} and len(listed) == len(leads)
+    ((events, not_done),) = sql(demo_home, """
+        SELECT count(*), count(*) FILTER (WHERE status <> 'ok') FROM actions
+        WHERE resource_type = 'lead' AND list_contains(?, resource_id)
+          AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)""", sorted(leads), start)
+    assert metric(at, "Matching events") == f"{events:,}" and metric(at, "Not done") == f"{not_done:,}"
+    assert dict(zip(listed["resource"], listed["actions"], strict=True)) == {
+        f"lead {lead}": n for lead, n in sql(demo_home, """
+            SELECT resource_id, count(*) FROM actions WHERE resource_type = 'lead' AND list_contains(?, resource_id)
+              AND ts >= ? GROUP BY ALL""", sorted(leads), start)}
+    plan = json.loads(deferred[".json"]())
+    assert {r["id"] for r in plan["selection"]["records"]} == leads
+    assert {r["resource_id"] for r in plan["restore"] + plan["irreversible"]} <= leads
+
+    at.button(key="audit_clear_incident").click().run()
+    assert not at.exception and "incident" not in at.query_params and not at.info
+    assert not [d for d in at.dataframe if "first" in d.value.columns]
+
+
+def test_page_says_when_an_incident_has_no_records(monkeypatch: pytest.MonkeyPatch, demo_home: Home) -> None:
+    """An unknown incident, or one that measures no damaged records (the drift), is said in a warning; the page
+    shows the whole trail."""
+    from agentwatch.checks.engine import incident_store
+
+    (drift,) = [i for i in incident_store(demo_home).list() if i.check == "drift.distribution"]
+    monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
+    for wanted, said in (("INC-999", f"There is no incident {md(repr('INC-999'))} in this home"),
+                         (drift.id, f"{drift.id} ({md('drift.distribution')}) measures no records")):
+        at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
+        at.run()
+        at.query_params["incident"] = wanted
+        at.switch_page("views/audit.py").run()
+        assert not at.exception
+        assert at.warning[0].value.startswith(said) and "showing every record" in at.warning[0].value
+        assert at.selectbox(key="audit_range").value == "Last 24 hours"

@@ -1,6 +1,7 @@
 """End to end: the real dashboard on loopback, driven by Debian's headless Chromium, opens the demo's
-deal_stage incident, acknowledges it, and saves a screenshot; asks a page's first request for the key; and
-shows Markdown planted in events as text (no remote image fetched, no planted link).
+deal_stage incident (what broke, what it did, what to do), saves a screenshot, acknowledges it and follows its link
+to the audit trail of the records it damaged; asks a page's first request for the key; and shows Markdown planted
+in events as text (no remote image fetched, no planted link).
 
 Set AGENTWATCH_SCREENSHOTS=docs/screenshots to also write the screenshot the README shows.
 """
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -28,8 +30,9 @@ from agentwatch.app.dashboard_launch import start_dashboard
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from agentwatch.dashboards.escape import JOINER
+from agentwatch.schemas.incidents import Incident
 from tests.browser_support import headless_chromium
-from tests.dashboard_support import store_hostile
+from tests.dashboard_support import sql, store_hostile
 from tests.test_serve_checks import free_port
 
 START_TIMEOUT_S = 60.0
@@ -83,27 +86,43 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
 
 
+def damaged_leads(home: Home, spike: Incident) -> set[str]:
+    """The leads the demo's null spike damaged, counted here from the definition: read by lead-router's lead.route
+    or enrichment-agent's lead.enrich with deal_stage null and opportunity_id set, from its start to its last
+    firing."""
+    return {lead for (lead,) in sql(home, """
+        SELECT DISTINCT resource_id FROM actions
+        WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+               OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+          AND ts >= ? AND ts <= ? AND resource_type = 'lead' AND inputs ->> '$.deal_stage' IS NULL
+          AND inputs ->> '$.opportunity_id' IS NOT NULL""", spike.started_at, spike.last_fired_at)}
+
+
 def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, browser, tmp_path) -> None:
-    """The notification link `/?incident=<id>` opens the rename incident with its summary and effects;
-    clicking Acknowledge stores the acknowledgement and the page shows it; the screenshot is saved."""
+    """The notification link `/?incident=<id>` opens the rename incident: what broke (the old and new field), what
+    it did (the leads acted on with bad input, as many as counted here independently), what to do (the fields:
+    mapping) and its effects; the screenshot is saved; clicking Acknowledge stores the acknowledgement and the page
+    shows it; the audit link opens the audit trail of exactly the damaged leads (their count, the events on them,
+    and a damaged lead found by id while an undamaged one is not)."""
     home, url = dashboard
     store = incident_store(home)
     (rename,) = [i for i in store.list() if i.check == "schema.field_renamed"]
+    (spike,) = [i for i in store.list() if i.check == "quality.null_spike"]
     assert rename.status == "open"
+    leads = damaged_leads(home, spike)
+    browser.set_window_size(1440, 2400)  # tall enough for the four answers and the signal chart
     browser.get(f"{url}/?incident={rename.id}")
     wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
     ack = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-ack_button button")))
     # The page draws top to bottom: the linked effects come after the chart.
     wait.until(lambda driver: rename.effects[0] in driver.find_element(By.TAG_NAME, "body").text)
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert rename.id in body and "opportunity_stage" in body
-    ack.click()
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    while store.get(rename.id).status != "acknowledged" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert store.get(rename.id).status == "acknowledged"
-    wait.until(lambda driver: "is now acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
-    browser.set_window_size(1440, 1700)  # tall enough for the signal chart and the linked incidents
+    assert rename.id in body and "Lead.deal_stage was renamed opportunity_stage" in body  # what broke
+    assert "Agents reading it: enrichment-agent, lead-router" in body
+    assert f"{len(leads):,} leads acted on with bad input since it began" in body  # what it did
+    assert "routed to nurture (route_to=nurture)" in body
+    assert "fields: {deal_stage: Lead.opportunity_stage}" in body  # what to do
+    assert "update the agents (enrichment-agent, lead-router) to read opportunity_stage" in body
     time.sleep(2.5)  # let the charts finish drawing before the picture
     shot = tmp_path / "incident.png"
     assert browser.save_screenshot(str(shot))
@@ -112,6 +131,36 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
         target = Path(os.environ["AGENTWATCH_SCREENSHOTS"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target / "incident.png")
+
+    ack.click()
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while store.get(rename.id).status != "acknowledged" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.get(rename.id).status == "acknowledged"
+    wait.until(lambda driver: "is now acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
+
+    link = browser.find_element(By.CSS_SELECTOR, f'a[href$="audit?incident={rename.id}"]')
+    assert f"See these {len(leads):,} records in the audit trail" in link.text
+    link.click()
+    note = f"Showing the records damaged by {rename.id} ({len(leads):,} records)"
+    wait.until(lambda driver: note in driver.find_element(By.TAG_NAME, "body").text)
+    assert browser.current_url.endswith(f"/audit?incident={rename.id}")
+    ((events,),) = sql(home, "SELECT count(*) FROM actions WHERE resource_type = 'lead' AND list_contains(?, "
+                       "resource_id) AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)", sorted(leads),
+                       rename.started_at)
+    wait.until(lambda driver: f"Matching events\n{events:,}" in driver.find_element(By.TAG_NAME, "body").text)
+    ((untouched,),) = sql(home, "SELECT min(resource_id) FROM actions WHERE resource_type = 'lead' AND ts >= ? "
+                          "AND NOT list_contains(?, resource_id)", rename.started_at, sorted(leads))
+    for lead in (sorted(leads)[0], untouched, sorted(leads)[-1]):  # each page differs from the one before
+        box = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-audit_resource_id input")))
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(lead, Keys.ENTER)
+        if lead == untouched:  # a lead the rename did not damage is not in the selection
+            wait.until(lambda driver: "Nothing matches these filters" in driver.find_element(By.TAG_NAME, "body").text)
+            continue
+        ((own,),) = sql(home, "SELECT count(*) FROM actions WHERE resource_type = 'lead' AND resource_id = ? "
+                        "AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)", lead, rename.started_at)
+        wait.until(lambda driver, n=own: f"Matching events\n{n:,}" in driver.find_element(By.TAG_NAME, "body").text)
 
 
 def test_a_page_url_as_first_request_still_asks_for_the_key(demo_home, tmp_path, browser) -> None:

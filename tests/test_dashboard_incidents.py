@@ -1,4 +1,6 @@
-"""The incidents page and its detail view, run with Streamlit's AppTest over the 7-day demo home."""
+"""The incidents page and its detail view, run with Streamlit's AppTest over the 7-day demo home (its fault: on day
+5, Lead.deal_stage renamed opportunity_stage, the rename INC-1 explaining the null spike INC-2, which explains the
+routing drift INC-3)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from agentwatch.alerts.silences import Silences
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 from agentwatch.dashboards.escape import md
-from agentwatch.dashboards.incident_view import evidence_rows
+from agentwatch.dashboards.incident_view import MAX_DECISIONS, evidence_rows
 from agentwatch.schemas.incidents import Incident
 from agentwatch.store.reader import open_reader
 from tests.dashboard_support import open_dashboard  # noqa: F401  (autouse: no key asked)
@@ -71,9 +73,30 @@ def sql(home: Home, text: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
+def under_causes(incidents: list[Incident]) -> list[tuple[Incident, int]]:
+    """The list's order worked out here: the incidents no other explains in the usual order (unresolved first,
+    then by severity, then newest opened), each followed by what it caused, and what that caused, with depths."""
+    def rank(i: Incident) -> tuple:
+        return i.status == "resolved", SEVERITY[i.severity], -i.opened_at.timestamp()
+
+    ids = {i.id for i in incidents}
+    found: list[tuple[Incident, int]] = []
+
+    def walk(incident: Incident, depth: int) -> None:
+        found.append((incident, depth))
+        for effect in sorted((i for i in incidents if i.caused_by[:1] == [incident.id]), key=rank):
+            walk(effect, depth + 1)
+
+    for root in sorted((i for i in incidents if not set(i.caused_by) & ids), key=rank):
+        walk(root, 0)
+    return found
+
+
 def test_list_orders_unresolved_first_and_metrics_count_the_store(demo_home, tmp_path, monkeypatch) -> None:
-    """Open and acknowledged incidents come first (then critical, warning, info), and the four metrics equal the
-    incident store's counts, including an acknowledgement and a resolution made just now."""
+    """Open and acknowledged incidents come first (then critical, warning, info), each effect right under the
+    incident that explains it, marked and indented (the resolved drift under the acknowledged null spike, under
+    the open rename), and the four metrics equal the incident store's counts, including an acknowledgement and a
+    resolution made just now."""
     home = copy_of(demo_home, tmp_path)
     store = incident_store(home)
     drift, spike, rename = (one(home, c) for c in ("drift.distribution", "quality.null_spike", "schema.field_renamed"))
@@ -95,10 +118,16 @@ def test_list_orders_unresolved_first_and_metrics_count_the_store(demo_home, tmp
 
     shown = table(at, "id", len(LIST_COLUMNS))
     assert list(shown.columns) == LIST_COLUMNS
-    order = sorted(incidents, key=lambda i: (i.status == "resolved", SEVERITY[i.severity], -i.opened_at.timestamp()))
-    assert list(shown["id"]) == [i.id for i in order]
-    assert list(shown["id"][:2]) == [spike.id, rename.id]  # unresolved criticals, the newest first
-    assert set(shown["status"][2:]) == {"resolved"}
+    order = under_causes(incidents)
+    assert list(shown["id"]) == [i.id for i, _ in order]
+    assert list(shown["id"][:3]) == [rename.id, spike.id, drift.id]  # the cause first, its effects under it
+    assert list(shown["check"][:3]) == ["schema.field_renamed", "\u21b3 quality.null_spike",
+                                        "\u00a0\u00a0\u21b3 drift.distribution"]
+    assert set(shown["status"][3:]) == {"resolved"} and not any("\u21b3" in c for c in shown["check"][3:])
+    picker = at.selectbox(key="incident_pick")
+    assert picker.options[:2] == [
+        f"{rename.id} · schema.field_renamed · Lead.deal_stage -> opportunity_stage",
+        f"\u21b3 {spike.id} · quality.null_spike · field=deal_stage"]
     row = shown[shown["id"] == rename.id].iloc[0]
     assert row["links"] == f"effects {spike.id}" and row["subject"] == "Lead.deal_stage -> opportunity_stage"
     assert row["age"] == f"{(now - rename.opened_at).days} d"
@@ -133,9 +162,10 @@ def test_filters_narrow_the_list(demo_home, monkeypatch) -> None:
 
 
 def test_notification_link_opens_the_rename_with_its_effects_and_signal(demo_home, monkeypatch) -> None:
-    """`?incident=<rename id>` opens the rename: header, its effect (the null spike) linked, and a chart whose
-    hourly null share of deal_stage equals an independent DuckDB count (100% after the rename, ~84% before);
-    clicking the link opens the null spike and puts its id in the URL, and so does the picker."""
+    """`?incident=<rename id>` opens the rename: header, its effect (the null spike) linked, and a chart of the
+    hourly reads of deal_stage, with a value and null, equal to an independent DuckDB count (no value after the
+    rename, some before; the null share 100% after, ~84% before); clicking the link opens the null spike and puts
+    its id in the URL, and so does the picker."""
     rename, spike = one(demo_home, "schema.field_renamed"), one(demo_home, "quality.null_spike")
     assert rename.effects == [spike.id]
     at = app(monkeypatch, demo_home, incident=rename.id)
@@ -150,20 +180,26 @@ def test_notification_link_opens_the_rename_with_its_effects_and_signal(demo_hom
     signal["bucket"] = pd.to_datetime(signal["bucket"], utc=True)
     independent = sql(demo_home, """
         SELECT date_trunc('hour', ts) AS hour, count(*) AS reads,
-               avg(CASE WHEN inputs ->> '$.deal_stage' IS NULL THEN 1.0 ELSE 0.0 END) AS share
+               avg(CASE WHEN inputs ->> '$.deal_stage' IS NULL THEN 1.0 ELSE 0.0 END) AS share,
+               count(inputs ->> '$.deal_stage') AS with_value
         FROM actions
         WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
                OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
           AND ts >= ? AND ts < ?
         GROUP BY ALL ORDER BY hour""", [signal["bucket"].min().to_pydatetime(),
                                         signal["bucket"].max().to_pydatetime() + timedelta(hours=1)])
-    counted = {hour.astimezone(UTC): (reads, share) for hour, reads, share in independent}
-    charted = {row.bucket.to_pydatetime(): (row.reads, row.actual) for row in signal.itertuples() if row.reads}
+    counted = {hour.astimezone(UTC): (reads, share, values) for hour, reads, share, values in independent}
+    charted = {row.bucket.to_pydatetime(): (row.reads, row.actual, row.values) for row in signal.itertuples()
+               if row.reads}
     assert charted.keys() == counted.keys() and len(charted) > 80
-    for hour, (reads, share) in counted.items():
+    for hour, (reads, share, values) in counted.items():
         assert charted[hour][0] == reads and charted[hour][1] == pytest.approx(float(share))
-    after = [share for hour, (_, share) in charted.items() if hour >= rename.started_at + timedelta(hours=1)]
+        assert charted[hour][2] == values  # the blue bars: reads that carried a value
+    assert (signal["values"] + signal["nulls"] == signal["reads"]).all()  # stacked, they make every read
+    after = [share for hour, (_, share, _) in charted.items() if hour >= rename.started_at + timedelta(hours=1)]
     assert after and all(share == 1.0 for share in after)
+    assert sum(v for hour, (_, _, v) in charted.items() if hour < rename.started_at) > 10  # values, then none
+    assert sum(v for hour, (_, _, v) in charted.items() if hour >= rename.started_at + timedelta(hours=1)) == 0
     assert 0.75 < float(np.nanmedian(signal["expected"])) < 0.95  # the usual share of null reads, about 84%
 
     at.button(key=f"link_{spike.id}").click().run()
@@ -221,16 +257,122 @@ def test_silence_form_creates_a_silence_matching_the_incident(demo_home, tmp_pat
 
 def test_sample_events_come_from_the_store(demo_home, monkeypatch) -> None:
     """The null spike's sample events table lists exactly its sample ids, with agent, action and decision as
-    stored."""
+    stored; each is a bad-input read at or after the start (deal_stage null, opportunity_id set)."""
     spike = one(demo_home, "quality.null_spike")
     at = app(monkeypatch, demo_home, incident=spike.id)
     samples = table(at, "event_id", 7)
     assert list(samples.columns) == ["event_id", "ts", "agent_id", "action", "resource", "status", "decision"]
-    assert sorted(samples["event_id"]) == sorted(spike.sample_event_ids)
+    assert sorted(samples["event_id"]) == sorted(spike.sample_event_ids) and len(samples) == 10
     stored = sql(demo_home, "SELECT event_id, agent_id, action, resource_type || '/' || resource_id, "
-                 "CAST(decision AS VARCHAR) FROM actions WHERE list_contains(?, event_id)", [spike.sample_event_ids])
-    assert {r[0]: r[1:] for r in stored} == {
+                 "CAST(decision AS VARCHAR), ts, inputs ->> '$.deal_stage', inputs ->> '$.opportunity_id' "
+                 "FROM actions WHERE list_contains(?, event_id)", [spike.sample_event_ids])
+    assert {r[0]: r[1:5] for r in stored} == {
         row.event_id: (row.agent_id, row.action, row.resource, row.decision) for row in samples.itertuples()}
+    assert all(ts >= spike.started_at and stage is None and opportunity for *_, ts, stage, opportunity in stored)
+
+
+def test_samples_before_the_start_are_left_out(demo_home, tmp_path, monkeypatch) -> None:
+    """A sample event from before the incident began (ordinary traffic) is not in the table; a caption says so."""
+    home = copy_of(demo_home, tmp_path)
+    store = incident_store(home)
+    spike = one(home, "quality.null_spike")
+    ((early,),) = sql(home, "SELECT event_id FROM actions WHERE agent_id = 'lead-router' AND action = 'lead.route' "
+                      "AND ts < ? AND ts >= ? ORDER BY ts DESC LIMIT 1", [spike.started_at,
+                                                                           spike.started_at - timedelta(hours=20)])
+    store.save([spike.model_copy(update={"sample_event_ids": [early, *spike.sample_event_ids]})],
+               first_number=10_000)  # above every id: the spike is an update
+    at = app(monkeypatch, home, incident=spike.id)
+    samples = table(at, "event_id", 7)
+    assert early not in set(samples["event_id"]) and sorted(samples["event_id"]) == sorted(spike.sample_event_ids)
+    assert any(c.value.startswith("1 of the sample events are from before the incident began") for c in at.caption)
+
+
+def damage_of(home: Home, spike: Incident) -> tuple[set[str], list[tuple[str, str, int]]]:
+    """The null spike's damage counted here from its definition: the leads that lead-router's lead.route or
+    enrichment-agent's lead.enrich read with deal_stage null while opportunity_id was set, from the spike's start to
+    its last firing; and per decision (text or true/false values of the done ones), the leads it was taken on, the
+    most first (ties by key, then value)."""
+    rows = sql(home, """
+        SELECT resource_id, status, CAST(decision AS VARCHAR) FROM actions
+        WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+               OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+          AND ts >= ? AND ts <= ? AND resource_type = 'lead'
+          AND inputs ->> '$.deal_stage' IS NULL AND inputs ->> '$.opportunity_id' IS NOT NULL""",
+               [spike.started_at, spike.last_fired_at])
+    taken: dict[tuple[str, str], set[str]] = {}
+    for lead, status, decision in rows:
+        for key, value in json.loads(decision or "{}").items():
+            if status == "ok" and isinstance(value, str | bool):
+                taken.setdefault((key, str(value).lower() if isinstance(value, bool) else value), set()).add(lead)
+    decisions = sorted(((k, v, len(leads)) for (k, v), leads in taken.items()), key=lambda d: (-d[2], d[0], d[1]))
+    return {lead for lead, _, _ in rows}, decisions
+
+
+def test_the_rename_says_what_broke_since_when_what_it_did_and_what_to_do(demo_home, monkeypatch) -> None:
+    """The rename's page answers in order: what broke (old and new field, the object, the snapshot pair, the agents
+    reading it), since when, what it did (the leads acted on with bad input, counted here independently, and the
+    decisions taken on them, with their counts), with a link to exactly those records in the audit trail, and what
+    to do (the fields: mapping, or updating the agents). `Affected` says its unit."""
+    rename, spike = one(demo_home, "schema.field_renamed"), one(demo_home, "quality.null_spike")
+    assert {(r["agent_id"], r["action"]) for r in spike.evidence["readers"]} == {
+        ("lead-router", "lead.route"), ("enrichment-agent", "lead.enrich")}  # the readers damage_of names
+    at = app(monkeypatch, demo_home, incident=rename.id)
+    texts = [m.value for m in at.markdown]
+    headings = [t.strip("# ") for t in texts if t.startswith("#### ")]
+    assert headings[:5] == ["What broke", "Since when", "What it did", "What to do", "Signal around the start"]
+    section = {h: [] for h in headings}
+    current = None
+    for text in texts:
+        current = text.strip("# ") if text.startswith("#### ") else current
+        if current in section and not text.startswith("#### "):
+            section[current].append(text)
+
+    broke = " ".join(section["What broke"])
+    evidence = rename.evidence
+    assert f"**Lead.{md('deal_stage')}** was renamed **{md('opportunity_stage')}**" in broke
+    for snapshot in (evidence["previous_snapshot_at"], evidence["snapshot_at"]):
+        assert md(datetime.fromisoformat(snapshot).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")) in broke
+    assert f"**Agents reading it:** {md('enrichment-agent, lead-router')}" in broke
+    since = " ".join(section["Since when"])
+    assert f"**Began** {rename.started_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in since
+    assert "**Affected** 2 agents reading the field" in since
+
+    leads, decisions = damage_of(demo_home, spike)
+    assert len(leads) > 50
+    did = "\n".join(section["What it did"])
+    assert f"**{len(leads):,} leads** acted on with bad input since it began" in did
+    shown = [line for line in did.splitlines() if line.startswith("- **")]
+    expected = [f"- **{n:,}** " for _, _, n in decisions[:MAX_DECISIONS]]
+    assert [line[:len(prefix)] for line, prefix in zip(shown, expected, strict=True)] == expected
+    for line, (key, value, _) in zip(shown, decisions[:MAX_DECISIONS], strict=True):
+        assert line.endswith(f"({md(f'{key}={value}')})")
+    nurtured = next(n for key, value, n in decisions if (key, value) == ("route_to", "nurture"))
+    assert f"- **{nurtured:,}** {md('leads with opportunity_id set routed to nurture')} ({md('route_to=nurture')})" \
+        in shown
+    (link,) = at.get("page_link")
+    assert (link.proto.page, link.proto.query_string) == ("audit", f"incident={rename.id}")
+    assert f"See these {len(leads):,} records in the audit trail" in link.proto.label
+
+    todo = " ".join(section["What to do"])
+    assert "`fields: {deal_stage: Lead.opportunity_stage}`" in todo
+    assert f"update the agents {md('(enrichment-agent, lead-router)')} to read opportunity{md('_')}stage" in todo
+    assert "once reads carry values again" in todo
+    assert [c.value.strip() for c in at.code] == ["fields:\n  deal_stage: Lead.opportunity_stage"]
+
+
+def test_an_effect_names_its_root_and_links_there(demo_home, monkeypatch) -> None:
+    """The routing drift, an effect of the null spike which is an effect of the rename, says the rename explains
+    it (the root, not the spike), tells to fix that first, and its button opens the rename."""
+    rename, drift = one(demo_home, "schema.field_renamed"), one(demo_home, "drift.distribution")
+    assert drift.caused_by == [one(demo_home, "quality.null_spike").id]
+    at = app(monkeypatch, demo_home, incident=drift.id)
+    (note,) = at.info
+    assert note.value.startswith(f"Explained by **{rename.id}** ({md('schema.field_renamed')}")
+    assert any(m.value.startswith(f"Fix the cause first, **{rename.id}**: Map the old key") for m in at.markdown)
+    assert any(f"**Affected** {drift.affected:,} events in the drifted window" in m.value for m in at.markdown)
+    at.button(key="root_link").click().run()
+    assert not at.exception
+    assert at.subheader[0].value == f"{rename.id} · schema.field_renamed" and at.query_params["incident"] == rename.id
 
 
 def test_drift_incident_shows_its_drift_report(demo_home, monkeypatch) -> None:

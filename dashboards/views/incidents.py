@@ -1,5 +1,6 @@
-"""The incidents page: counts, the list (unresolved first, then by severity and age) with its filters, and the
-incident chosen in the picker or in the URL (``?incident=INC-17``, the link notifications carry) in full."""
+"""The incidents page: counts, the list (unresolved first, then by severity and age, each effect under the incident
+that explains it) with its filters, and the incident chosen in the picker or in the URL (``?incident=INC-17``, the
+link notifications carry) in full."""
 
 from __future__ import annotations
 
@@ -20,13 +21,61 @@ SYNCED = "incident_param_seen"  # the query parameter value last applied to the 
 STATUSES = ["open", "acknowledged", "resolved"]
 RECENT = timedelta(days=7)
 EMPTY = ("No incidents yet: run `agentwatch check` (or `agentwatch serve`, which runs the checks every minute)")
+EFFECT_MARK = "\u21b3 "  # ↳: an effect, listed under the incident that explains it
+
+
+def _rank(incident: Incident) -> tuple[bool, int, float]:
+    return incident.status == "resolved", -Severity(incident.severity).rank, -incident.opened_at.timestamp()
+
+
+def _listed_cause(incident: Incident, listed: set[str]) -> str | None:
+    """The cause an effect is listed under: the first of its causes in the list."""
+    return next((c for c in incident.caused_by if c in listed and c != incident.id), None)
 
 
 def ordered(incidents: list[Incident]) -> list[Incident]:
-    """Open and acknowledged first, then critical, warning, info, then the most recently opened first (ties keep
-    the store's order: the newest incident first)."""
-    return sorted(incidents, key=lambda i: (i.status == "resolved", -Severity(i.severity).rank,
-                                            -i.opened_at.timestamp()))
+    """The incidents no listed incident explains (roots) in order: open and acknowledged first, then critical,
+    warning, info, then the most recently opened first (ties keep the store's order: the newest first); each root
+    followed by its effects, and theirs, in the same order. An effect of several causes goes under the first of them
+    listed; a cause filtered out leaves its effect a root."""
+    listed = {i.id for i in incidents}
+    effects: dict[str, list[Incident]] = {}
+    for incident in sorted(incidents, key=_rank):
+        cause = _listed_cause(incident, listed)
+        if cause is not None:
+            effects.setdefault(cause, []).append(incident)
+    found: list[Incident] = []
+    seen: set[str] = set()
+
+    def place(incident: Incident) -> None:
+        stack = [incident]
+        while stack:
+            current = stack.pop()
+            if current.id in seen:
+                continue
+            seen.add(current.id)
+            found.append(current)
+            stack.extend(reversed(effects.get(current.id, [])))
+
+    roots = [i for i in incidents if _listed_cause(i, listed) is None]
+    for incident in sorted(roots, key=_rank) + sorted(incidents, key=_rank):  # then any cycle of causes
+        place(incident)
+    return found
+
+
+def depths(incidents: list[Incident]) -> list[int]:
+    """How deep each incident of an `ordered` list sits under its root (0: a root, 1: its effect, ...)."""
+    listed = {i.id for i in incidents}
+    depth: dict[str, int] = {}
+    for incident in incidents:
+        cause = _listed_cause(incident, listed)
+        depth[incident.id] = depth[cause] + 1 if cause in depth else 0
+    return [depth[i.id] for i in incidents]
+
+
+def marked(text: str, depth: int) -> str:
+    """`text` indented under its cause: ``↳ quality.null_spike`` (non-breaking spaces keep the indent in tables)."""
+    return "\u00a0\u00a0" * max(depth - 1, 0) + EFFECT_MARK + text if depth else text
 
 
 def objects_named(incident: Incident) -> list[str]:
@@ -58,12 +107,12 @@ def counts(incidents: list[Incident], now: datetime) -> dict[str, int]:
 
 
 def table(incidents: list[Incident], now: datetime) -> pl.DataFrame:
-    """One row per incident, the columns the list shows."""
+    """One row per incident, the columns the list shows; an effect's check is marked and indented under its cause."""
     rows = []
-    for i in incidents:
+    for i, depth in zip(incidents, depths(incidents), strict=True):
         links = [f"caused by {', '.join(i.caused_by)}"] if i.caused_by else []
         links += [f"effects {', '.join(i.effects)}"] if i.effects else []
-        rows.append({"id": i.id, "status": i.status, "severity": i.severity, "check": i.check,
+        rows.append({"id": i.id, "status": i.status, "severity": i.severity, "check": marked(i.check, depth),
                      "subject": incident_view.subject_text(i), "age": age(i.opened_at, now),
                      "opened": context.local(i.opened_at), "links": "; ".join(links), "summary": i.summary})
     return pl.DataFrame(rows, schema={c: pl.String for c in
@@ -143,11 +192,13 @@ def main() -> None:
     _apply_param(set(by_id))
     shown = ordered(_filters(everything))
     choices = [i.id for i in shown]
+    depth = dict(zip(choices, depths(shown), strict=True))
     chosen = st.session_state.get(PICK)
     if chosen in by_id and chosen not in choices:
         choices.insert(0, chosen)  # the open incident stays pickable whatever the filters hide
     st.selectbox("Incident", choices, index=None, key=PICK, on_change=_picked,
-                 format_func=lambda i: f"{i} · {by_id[i].check} · {incident_view.subject_text(by_id[i])}",
+                 format_func=lambda i: marked(f"{i} · {by_id[i].check} · {incident_view.subject_text(by_id[i])}",
+                                              depth.get(i, 0)),
                  placeholder="Choose an incident to open it (or open /?incident=INC-n)")
     chosen = st.session_state.get(PICK)
     if chosen in by_id:

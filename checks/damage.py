@@ -1,0 +1,223 @@
+"""The damage an incident did: the records its agents acted on with bad input, and the decisions they took on them,
+over a root incident and its effects. Pure builders of SQL (with parameters) over the ``actions`` view: the dashboard
+runs them now, the API and the CLI can later. Each incident's part is bounded by its own range, [started_at,
+resolved_at or last_fired_at], on ``ts`` and on the ``day`` partitions, so no query scans the whole store.
+
+Bad input, per check (the others measure no record-level damage: their evidence and sample events say what they did):
+
+* ``quality.null_spike``: a read by the agent x actions that lost values (evidence ``readers``) whose key came back
+  null or missing and, when the check found one, whose companion key had a value (a lead with an opportunity id had
+  a stage to read): exactly the records that should have had a value.
+* ``schema.field_renamed``, ``field_removed``, ``type_changed``: a read of the old key (``input_keys``) by its
+  readers (``agents``) that came back null. An upper bound (a record with no value to read is counted too), so a null
+  spike among the incidents on the same key, whose companion makes it exact, takes its place.
+* ``errors.error_burst``: the agent x action's actions that failed.
+
+A record is counted once however many incidents, agents or reads name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agentwatch.schemas.incidents import Incident
+
+Query = tuple[str, list[Any]]
+SCOPES = ("inputs", "before", "after")  # the JSON columns a key can be read from (interpolated: checked)
+READS_SCHEMA = ("schema.field_renamed", "schema.field_removed", "schema.type_changed")
+MAX_TREE = 200  # incidents followed from a root: effects of effects stop here (a link cycle cannot loop)
+DECISION_TYPES = ("VARCHAR", "BOOLEAN")  # decision values a person reads as a choice (not scores)
+# How a decision key reads in a sentence: "routed to nurture"; other keys read "<key> set to <value>".
+DECISION_WORDS = {
+    "route_to": "routed to {}",
+    "owner": "assigned to {}",
+    "sequence": "enrolled in {}",
+    "qualified": "qualified: {}",
+    "intent": "rated {} intent",
+    "status": "set to status {}",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One incident's part of the damage: its actions on bad input, as a predicate over ``actions``."""
+
+    incident_id: str
+    check: str
+    start: datetime
+    end: datetime
+    predicate: str  # SQL over actions, with ? placeholders
+    params: list[Any]
+    bad_input: str  # in words: "deal_stage read as null where opportunity_id was set"
+    records_with: str  # what the records had, for sentences: "with opportunity_id set" ("" when nothing)
+    exact: bool  # False: an upper bound (some records had no value to read anyway)
+
+
+def span(incident: Incident) -> tuple[datetime, datetime]:
+    """The incident's range: from its start to its resolution, else its last firing."""
+    end = incident.resolved_at or incident.last_fired_at
+    return incident.started_at, max(end, incident.started_at)
+
+
+def root_of(incident: Incident, get_many: Callable[[list[str]], list[Incident]]) -> Incident:
+    """The incident at the top of its causes (the first cause each time; a link cycle stops where it closes)."""
+    seen = {incident.id}
+    while incident.caused_by:
+        found = [i for i in get_many(incident.caused_by[:1]) if i.id not in seen]
+        if not found:
+            break
+        incident = found[0]
+        seen.add(incident.id)
+    return incident
+
+
+def family(root: Incident, get_many: Callable[[list[str]], list[Incident]]) -> list[Incident]:
+    """The root, then its effects and theirs, breadth first, each once (at most ``MAX_TREE``)."""
+    found, frontier = [root], list(root.effects)
+    seen = {root.id}
+    while frontier and len(found) < MAX_TREE:
+        wanted = [i for i in dict.fromkeys(frontier) if i not in seen][:MAX_TREE - len(found)]
+        frontier = []
+        for incident in get_many(wanted):
+            if incident.id in seen:
+                continue
+            seen.add(incident.id)
+            found.append(incident)
+            frontier += incident.effects
+    return found
+
+
+def sources(incidents: list[Incident]) -> list[Source]:
+    """Each incident's part of the damage, for those that measure one; a schema change whose key a null spike
+    among `incidents` measures leaves it to the spike."""
+    spiked = {(i.evidence.get("scope") or "inputs", i.evidence.get("key")) for i in incidents
+              if i.check == "quality.null_spike"}
+    found = []
+    for incident in incidents:
+        if incident.check == "quality.null_spike":
+            found.append(_null_reads(incident))
+        elif incident.check in READS_SCHEMA:
+            keys = [k for k in incident.evidence.get("input_keys", []) if isinstance(k, str)]
+            if keys and not all(("inputs", k) in spiked for k in keys):
+                found.append(_schema_reads(incident, keys))
+        elif incident.check == "errors.error_burst":
+            found.append(_failures(incident))
+    return [s for s in found if s is not None]
+
+
+def _null_reads(incident: Incident) -> Source | None:
+    evidence = incident.evidence
+    scope, key, companion = evidence.get("scope") or "inputs", evidence.get("key"), evidence.get("companion")
+    pairs = [(r["agent_id"], r["action"]) for r in evidence.get("readers", [])
+             if isinstance(r, dict) and isinstance(r.get("agent_id"), str) and isinstance(r.get("action"), str)]
+    if scope not in SCOPES or not isinstance(key, str) or not pairs:
+        return None
+    who, params = _pairs(pairs)
+    predicate = f"({who}) AND {_null(scope)}"
+    params.append(json_path(key))
+    bad_input = f"{key} read as null" if scope == "inputs" else f"{key} (in {scope}) read as null"
+    records_with = ""
+    if isinstance(companion, str):
+        predicate += f" AND NOT {_null(scope)}"
+        params.append(json_path(companion))
+        bad_input += f" where {companion} was set"
+        records_with = f"with {companion} set"
+    start, end = span(incident)
+    return Source(incident.id, incident.check, start, end, predicate, params, bad_input, records_with,
+                  exact=isinstance(companion, str))
+
+
+def _schema_reads(incident: Incident, keys: list[str]) -> Source | None:
+    agents = [a for a in incident.evidence.get("agents", []) if isinstance(a, str)]
+    if not agents:
+        return None
+    reads = " OR ".join(f"(json_exists(inputs, ?) AND {_null('inputs')})" for _ in keys)
+    params: list[Any] = [*agents, *[p for k in keys for p in (json_path(k), json_path(k))]]
+    predicate = f"agent_id IN ({', '.join('?' * len(agents))}) AND ({reads})"
+    start, end = span(incident)
+    return Source(incident.id, incident.check, start, end, predicate, params,
+                  f"{', '.join(keys)} read as null", "", exact=False)
+
+
+def _failures(incident: Incident) -> Source | None:
+    agent, action = incident.subject.get("agent_id"), incident.subject.get("action")
+    if agent is None or action is None:
+        return None
+    start, end = span(incident)
+    return Source(incident.id, incident.check, start, end, "agent_id = ? AND action = ? AND status = 'error'",
+                  [agent, action], f"{action} by {agent} failed", "", exact=True)
+
+
+def bad_actions(found: list[Source]) -> Query:
+    """``WHERE`` of the actions on bad input of every source (each on its own range), and its parameters."""
+    if not found:
+        return "false", []
+    first = min(s.start for s in found).astimezone(UTC)
+    last = max(s.end for s in found).astimezone(UTC)
+    parts, params = [], [first.date(), last.date()]
+    for s in found:
+        parts.append(f"(day BETWEEN ? AND ? AND ts >= ? AND ts <= ? AND {s.predicate})")
+        params += [s.start.astimezone(UTC).date(), s.end.astimezone(UTC).date(), s.start, s.end, *s.params]
+    return f"day BETWEEN ? AND ? AND ({' OR '.join(parts)})", params
+
+
+def summary_sql(found: list[Source], limit: int) -> Query:
+    """The damage in one scan of the actions on bad input (their JSON read once): rows of ``part`` ``total`` (per
+    resource type: ``records`` acted on, each once, and the ``actions``), then up to `limit` rows of ``part``
+    ``decision``: the decisions of the actions that were done (status ``ok``; text and true/false values), by
+    resource type, ``decision`` key and ``value`` (text), with the records they were taken on; the most first."""
+    where, params = bad_actions(found)
+    kinds = ", ".join(f"'{t}'" for t in DECISION_TYPES)
+    return (f"""
+        WITH bad AS MATERIALIZED (
+            SELECT resource_type, resource_id, status, decision FROM actions WHERE {where}
+        ), totals AS (
+            SELECT 'total' AS part, resource_type, NULL::VARCHAR AS decision, NULL::VARCHAR AS value,
+                   count(DISTINCT resource_id) AS records, count(*) AS actions
+            FROM bad GROUP BY resource_type
+        ), decisions AS (
+            SELECT 'decision' AS part, resource_type, e.key AS decision, e.value ->> '$' AS value,
+                   count(DISTINCT resource_id) AS records, count(*) AS actions
+            FROM bad, json_each(bad.decision) AS e
+            WHERE status = 'ok' AND e.type IN ({kinds})
+            GROUP BY ALL ORDER BY records DESC, decision, value LIMIT ?
+        )
+        SELECT * FROM totals UNION ALL SELECT * FROM decisions
+        ORDER BY part DESC, records DESC, resource_type, decision, value""", [*params, limit])
+
+
+def records_sql(found: list[Source], limit: int) -> Query:
+    """The records acted on with bad input, (resource_type, resource_id), at most `limit` of them, in id order."""
+    where, params = bad_actions(found)
+    return (f"SELECT DISTINCT resource_type, resource_id FROM actions WHERE {where} "
+            "ORDER BY resource_type, resource_id LIMIT ?", [*params, limit])
+
+
+def decision_words(key: str, value: str) -> str:
+    """A decision as a sales leader reads it: ``routed to nurture``, ``enrolled in cold-nurture``."""
+    return DECISION_WORDS.get(key, f"{key} set to {{}}").format(value)
+
+
+def plural(resource_type: str, count: int) -> str:
+    """``1 lead``, ``295 leads``."""
+    return f"{count:,} {resource_type}" + ("" if count == 1 or resource_type.endswith("s") else "s")
+
+
+def json_path(key: str) -> str:
+    """A top-level key as a JSONPath member, quoted so dots and spaces stay inside it."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _null(scope: str) -> str:
+    """The key (the next parameter's path) is null or missing in `scope`."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    return f"coalesce(json_type({scope}, ?), 'NULL') = 'NULL'"
+
+
+def _pairs(pairs: list[tuple[str, str]]) -> tuple[str, list[Any]]:
+    pairs = sorted(set(pairs))
+    return " OR ".join("(agent_id = ? AND action = ?)" for _ in pairs), [v for pair in pairs for v in pair]
