@@ -54,7 +54,7 @@ def test_the_table_shows_the_newest_and_counts_them_all(demo_home: Home, window:
     printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--since", rfc3339(start), "--until", rfc3339(end),
                          "--limit", "5")
     assert f"the newest 5 of {len(expected):,} matching actions" in printed
-    assert [e["event_id"] for e in expected[:5]] == [line.split()[-2] for line in printed.splitlines()
+    assert [e["event_id"] for e in expected[:5]] == [line.split()[-1] for line in printed.splitlines()
                                                      if "act-" in line]
     printed = agentwatch(demo_home, "audit", "--agent", AGENT, "--resource", one, "--since", rfc3339(start),
                          "--until", rfc3339(end))

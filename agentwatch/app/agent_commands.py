@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 
 from agentwatch.alerts.db import alerts_db
-from agentwatch.alerts.guard import UNRESOLVED, AgentControl, AgentControls, decide
+from agentwatch.alerts.guard import UNRESOLVED, AgentControls, decide
 from agentwatch.alerts.silences import operator_name
 from agentwatch.app.config import config_for
 from agentwatch.app.options import ConfigOption, HomeOption
+from agentwatch.app.tables import INDENT, Column, print_paragraph, print_table
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
 
@@ -26,15 +27,11 @@ ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (require
 ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing it (default: $USER@hostname).",
                                               show_default=False)]
 SHOWN_CONTROLS = 5
+CONTROL_COLUMNS = [Column("at (UTC)"), Column("action"), Column("by"), Column("reason", prose=True)]
 
 
 def _controls(home: Home) -> AgentControls:
     return AgentControls(alerts_db(home))
-
-
-def _line(control: AgentControl) -> str:
-    at = control.at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{at}  {control.action:<6}  by {control.by}: {control.reason}"
 
 
 @agent_app.command("pause")
@@ -73,8 +70,8 @@ def status(
         out.print_json(json.dumps(body))
         return
     verdict = "allowed" if decision.allowed else f"NOT allowed: {decision.reason}"
-    out.print(f"{agent_id}: {verdict}", highlight=False, markup=False, soft_wrap=True)
+    print_paragraph(f"{agent_id}: {verdict}", later=INDENT)
     if recent:
-        out.print("last pauses and resumes, newest first:", highlight=False)
-    for control in recent:
-        out.print(f"  {_line(control)}", highlight=False, markup=False, soft_wrap=True)
+        print_table(CONTROL_COLUMNS, ([control.at.strftime("%Y-%m-%d %H:%M:%S"), control.action, control.by,
+                                       control.reason] for control in recent),
+                    title="last pauses and resumes, newest first")

@@ -11,8 +11,6 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.destinations import send_test
@@ -21,6 +19,7 @@ from agentwatch.alerts.service import AlertPass
 from agentwatch.app.alerting import alert_pass
 from agentwatch.app.config import config_for
 from agentwatch.app.options import ConfigOption, HomeOption
+from agentwatch.app.tables import Column, print_table
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
@@ -29,6 +28,10 @@ out = Console()
 err = Console(stderr=True)
 alerts_app = typer.Typer(help="Send test notifications; inspect and flush the notification outbox.",
                          no_args_is_help=True)
+
+OUTBOX_COLUMNS = [Column("id"), Column("destination"), Column("event"), Column("group"), Column("state"),
+                  Column("attempts"), Column("next attempt (UTC)"), Column("last error / note", prose=True)]
+
 
 class State(StrEnum):
     pending = "pending"
@@ -78,13 +81,12 @@ def outbox(
     if as_json:
         out.print_json(json.dumps([_as_dict(r) for r in rows]))
         return
-    table = Table("id", "destination", "event", "group", "state", "attempts", "next attempt (UTC)",
-                  "last error / note", title="notification outbox")
+    table = []
     for row in rows:
         note = row.notification()
-        table.add_row(row.id, row.destination, note.event, note.group_key, row.state, str(row.attempts),
-                      _when(row.next_attempt_at) if row.state == "pending" else "-", escape(_note(row)))
-    out.print(table)
+        table.append([row.id, row.destination, note.event, note.group_key, row.state, str(row.attempts),
+                      _when(row.next_attempt_at) if row.state == "pending" else "-", _note(row)])
+    print_table(OUTBOX_COLUMNS, table, title="notification outbox")
     counts = box.counts()
     out.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
     if counts["failed"]:

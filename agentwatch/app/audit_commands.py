@@ -12,10 +12,9 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from agentwatch.app.options import HomeOption
+from agentwatch.app.tables import Column, print_table
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.schemas import ACTION_STATUSES
@@ -25,6 +24,10 @@ from agentwatch.store.reader import open_reader
 out = Console()
 OPTION_NAMES = {"since": "--since", "until": "--until", "agent_id": "--agent", "action": "--action",
                 "resource_id": "--resource", "status": "--status"}
+
+
+AUDIT_COLUMNS = [Column("time (UTC)"), Column("agent"), Column("action"), Column("resource"), Column("status"),
+                 Column("event")]
 
 
 class AuditFormat(StrEnum):
@@ -72,14 +75,13 @@ def audit(
 def _table(con: duckdb.DuckDBPyConnection, selection: trail.Selection, limit: int) -> None:
     found = trail.page(con, selection, limit)
     total = trail.count(con, selection)
-    table = Table("time (UTC)", "agent", "action", "resource", "status", "event")
+    rows = []
     for text in found.actions:
         event = json.loads(text)
         resource = event["resource"]
-        # Text, not markup: the values come from events
-        table.add_row(event["ts"][:19].replace("T", " "), Text(event["agent_id"]), Text(event["action"]),
-                      Text(f"{resource['type']} {resource['id']}"), event["status"], Text(event["event_id"]))
-    out.print(table)
+        rows.append([event["ts"][:19].replace("T", " "), event["agent_id"], event["action"],
+                     f"{resource['type']} {resource['id']}", event["status"], event["event_id"]])
+    print_table(AUDIT_COLUMNS, rows)
     more = " (--format csv or jsonl writes all of them)" if total > len(found.actions) else ""
     out.print(f"the newest {len(found.actions):,} of {total:,} matching actions{more}", highlight=False)
     if total == 0:

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from agentwatch.alerts.replay import NotificationReplay
 from agentwatch.alerts.silences import operator_name
@@ -19,8 +18,10 @@ from agentwatch.app.alert_commands import print_pass
 from agentwatch.app.alerting import notify_unless_served
 from agentwatch.app.config import config_for
 from agentwatch.app.options import ConfigOption, HomeOption, OnlyOption, parse_duration, parse_time
+from agentwatch.app.tables import INDENT, Column, print_paragraph, print_table
 from agentwatch.checks.engine import RunReport, backtest_steps, evaluate, incident_store
 from agentwatch.checks.incidents import IncidentStore, dumps
+from agentwatch.checks.remedies import as_text, remedy
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
@@ -28,6 +29,13 @@ from agentwatch.schemas.incidents import Incident
 out = Console()
 err = Console(stderr=True)
 incident_app = typer.Typer(help="Acknowledge, resolve or show one incident.", no_args_is_help=True)
+INCIDENT_COLUMNS = [Column("id"), Column("status"), Column("severity"), Column("check"), Column("subject", bare=True),
+                    Column("opened (UTC)"), Column("links"), Column("summary", prose=True, bare=True)]
+BACKTEST_COLUMNS = [Column("opened (UTC)"), Column("id"), Column("severity"), Column("check"), Column("caught after"),
+                    Column("began (UTC)"), Column("subject", bare=True)]
+NOTIFICATION_COLUMNS = [Column("at (UTC)"), Column("destination"), Column("event"), Column("group"),
+                        Column("incidents"), Column("title", prose=True, bare=True)]
+
 
 class AlertsReplay(StrEnum):
     print = "print"
@@ -67,8 +75,9 @@ def check(
     store.record_run(at, report.seconds, sorted(report.failures))
     _print_failures(report)
     for _, incident in report.opened:
-        out.print(f"opened {incident.id} [{incident.severity}] {incident.check} {_subject(incident)}: "
-                  f"{incident.summary}", highlight=False, soft_wrap=True, markup=False)
+        print_paragraph(f"opened {incident.id} [{incident.severity}] {incident.check} {_subject(incident)}:",
+                        later=INDENT)
+        print_paragraph(incident.summary, indent=INDENT)
     still = [i for i in report.incidents if i.status != "resolved"]
     closed = [i for i in report.incidents if i.status == "resolved"]
     out.print(f"checked up to {_when(at)} UTC in {report.seconds:.1f} s: {len(report.opened)} opened, "
@@ -116,34 +125,31 @@ def backtest(
 
 def print_notifications(replay: NotificationReplay, incidents: int) -> None:
     """The notifications of a replay in time order, and how many there were for how many incidents."""
-    table = Table("at (UTC)", "destination", "event", "group", "incidents", "title", title="notifications")
-    for note in replay.notifications:
-        table.add_row(_when(note.created_at), note.destination, note.event, note.group_key,
-                      " ".join(i.id for i in note.incidents), escape(note.title))
-    out.print(table)
+    print_table(NOTIFICATION_COLUMNS, ([_when(note.created_at), note.destination, note.event, note.group_key,
+                                        " ".join(i.id for i in note.incidents), note.title]
+                                       for note in replay.notifications), title="notifications")
     out.print(f"{len(replay.notifications)} notifications for {incidents} incidents", highlight=False)
     if replay.delivery.delivered or replay.delivery.failed or replay.delivery.retrying:
         out.print(f"sent: {len(replay.delivery.delivered)} delivered, {len(replay.delivery.retrying)} to retry, "
                   f"{len(replay.delivery.failed)} failed", highlight=False)
 
 
-def print_backtest(report: RunReport, console: Console = out) -> None:
+def print_backtest(report: RunReport, console: Console | None = None) -> None:
     """The incidents a backtest opened, in time order, with how long after the start each was caught."""
-    table = Table("opened (UTC)", "began (UTC)", "caught after", "id", "severity", "check", "subject",
-                  title="incidents the checks would have opened")
+    console = console or Console()
     final = {i.id: i for i in report.incidents}
+    rows = []
     for at, opened in report.opened:
         incident = final.get(opened.id, opened)
-        delay = at - incident.started_at
-        table.add_row(_when(at), _when(incident.started_at), _duration(delay), incident.id, incident.severity,
-                      incident.check, escape(_subject(incident)))
-    console.print(table)
+        rows.append([_when(at), incident.id, incident.severity, incident.check, _duration(at - incident.started_at),
+                     _when(incident.started_at), _subject(incident)])
+    print_table(BACKTEST_COLUMNS, rows, title="incidents the checks would have opened", console=console)
     per_check: dict[str, int] = {}
     for _, incident in report.opened:
         per_check[incident.check] = per_check.get(incident.check, 0) + 1
     noisy = ", ".join(f"{name} {count}" for name, count in sorted(per_check.items(), key=lambda kv: -kv[1]))
-    console.print(f"{report.steps:,} evaluations in {report.seconds:.1f} s; incidents per check: {noisy or 'none'}",
-                  highlight=False, soft_wrap=True)
+    print_paragraph(f"{report.steps:,} evaluations in {report.seconds:.1f} s; incidents per check: {noisy or 'none'}",
+                    later=INDENT, console=console)
 
 
 def _duration(delta: timedelta) -> str:
@@ -162,12 +168,17 @@ def incidents(
     if as_json:
         out.print_json(dumps(found))
         return
-    table = Table("id", "status", "severity", "check", "subject", "opened (UTC)", "links", "summary")
-    for incident in found:
-        links = " ".join([*(f"<-{i}" for i in incident.caused_by), *(f"->{i}" for i in incident.effects)])
-        table.add_row(incident.id, incident.status, incident.severity, incident.check, escape(_subject(incident)),
-                      _when(incident.opened_at), links, escape(incident.summary))
-    out.print(table)
+    if not found:
+        out.print("no incidents" + (f" with status {', '.join(s.value for s in status)}" if status else ""),
+                  highlight=False)
+        return
+    print_table(INCIDENT_COLUMNS, ([incident.id, incident.status, incident.severity, incident.check,
+                                    _subject(incident), _when(incident.opened_at), _links(incident), incident.summary]
+                                   for incident in found))
+
+
+def _links(incident: Incident) -> str:
+    return " ".join([*(f"<-{i}" for i in incident.caused_by), *(f"->{i}" for i in incident.effects)])
 
 
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why, or what is being done: kept in the incident's "
@@ -207,6 +218,7 @@ def incident_show(incident_id: Annotated[str, typer.Argument(help="The id, e.g. 
     store = incident_store(Home.resolve(home))
     incident = store.get(incident_id)
     out.print(describe(incident, store), highlight=False, soft_wrap=True, markup=False)  # summaries hold [...]
+    out.print(f"  suggested fix: {as_text(remedy(incident))}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _began(incident: Incident) -> str:

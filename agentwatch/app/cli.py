@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from agentwatch.app import audit_commands, check_commands, store_commands
 from agentwatch.app.agent_commands import agent_app
@@ -26,9 +25,10 @@ from agentwatch.app.dashboard_launch import start_dashboard, wait_for_dashboard
 from agentwatch.app.demo.run import run_demo
 from agentwatch.app.logs import LogFormat
 from agentwatch.app.options import ConfigOption, HomeOption, parse_duration, parse_time
-from agentwatch.app.schema_commands import pollers_table, schema_app
+from agentwatch.app.schema_commands import print_pollers, schema_app
 from agentwatch.app.silence_commands import silence_app
 from agentwatch.app.status import store_status
+from agentwatch.app.tables import INDENT, Column, print_paragraph, print_table
 from agentwatch.app.version import VersionOption
 from agentwatch.collector.ingest.pipeline import FilesNotIngested, IngestReport, expand_paths, ingest_files
 from agentwatch.collector.ingest.snapshots import ingest_snapshot_files
@@ -185,21 +185,19 @@ def status(
         out.print_json(json.dumps(summary))
         return
     out.print(f"store: {summary['home']}", highlight=False, soft_wrap=True)
-    agents = Table("agent", "actions", "errors", "first event (UTC)", "last event (UTC)", title="actions by agent")
-    for row in summary["actions"]["agents"]:
-        agents.add_row(row["agent_id"], f"{row['actions']:,}", f"{row['errors']:,}", _short(row["first_event"]),
-                       _short(row["last_event"]))
-    out.print(agents)
+    print_table([Column("agent"), Column("actions"), Column("errors"), Column("first event (UTC)"),
+                 Column("last event (UTC)")],
+                ([row["agent_id"], f"{row['actions']:,}", f"{row['errors']:,}", _short(row["first_event"]),
+                  _short(row["last_event"])] for row in summary["actions"]["agents"]), title="actions by agent")
     _print_spans(summary["spans"])
     outcome = summary["outcomes"]
     out.print(f"outcomes: {outcome['outcomes']:,} ({_short(outcome['first_event'])} .. "
               f"{_short(outcome['last_event'])})", highlight=False)
-    snapshots = Table("source", "object", "snapshots", "fields now", "last taken (UTC)", title="schema snapshots")
-    for row in summary["schema_snapshots"]:
-        snapshots.add_row(row["source"], row["object"], str(row["snapshots"]), str(row["fields_now"]),
-                          _short(row["last_taken"]))
-    out.print(snapshots)
-    out.print(pollers_table(summary["crm_pollers"]), highlight=False)
+    print_table([Column("source"), Column("object"), Column("snapshots"), Column("fields now"),
+                 Column("last taken (UTC)")],
+                ([row["source"], row["object"], str(row["snapshots"]), str(row["fields_now"]),
+                  _short(row["last_taken"])] for row in summary["schema_snapshots"]), title="schema snapshots")
+    print_pollers(summary["crm_pollers"])
     rejects = summary["rejects"]
     out.print("rejects: " + (", ".join(f"{k} {v:,}" for k, v in rejects.items()) if rejects else "none"),
               highlight=False)
@@ -209,20 +207,19 @@ def status(
                   highlight=False, soft_wrap=True)
     if summary["wal_pending"]:
         out.print(f"acknowledged by the API, not yet flushed: {summary['wal_pending']:,}", highlight=False)
-    out.print(_checks_line(summary["checks"]), highlight=False, soft_wrap=True)
+    print_paragraph(_checks_line(summary["checks"]), later=INDENT)
 
 
 def _print_spans(spans: dict) -> None:
     if not spans["total"]:
         out.print("OpenTelemetry spans besides actions: none (POST /v1/traces, docs/otlp.md)", highlight=False)
         return
-    table = Table("agent", "model calls", "errors", "tokens in", "tokens out", "agent runs", "other", "unmatched",
-                  "last span (UTC)", title="OpenTelemetry spans besides actions, by agent")
-    for row in spans["agents"]:
-        table.add_row(row["agent_id"], f"{row['model_calls']:,}", f"{row['model_errors']:,}",
-                      f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['agent_runs']:,}",
-                      f"{row['other']:,}", f"{row['unmatched']:,}", _short(row["last_span"]))
-    out.print(table)
+    columns = [Column(header) for header in ("agent", "model calls", "errors", "tokens in", "tokens out", "agent runs",
+                                             "other", "unmatched", "last span (UTC)")]
+    print_table(columns, ([row["agent_id"], f"{row['model_calls']:,}", f"{row['model_errors']:,}",
+                           f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", f"{row['agent_runs']:,}",
+                           f"{row['other']:,}", f"{row['unmatched']:,}", _short(row["last_span"])]
+                          for row in spans["agents"]), title="OpenTelemetry spans besides actions, by agent")
 
 
 def _checks_line(checks: dict) -> str:
@@ -297,11 +294,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(home: HomeOption = None) -> None:
     """List API keys (never their secrets)."""
-    table = Table("id", "name", "scope", "created", "revoked")
-    for key in KeyStore(Home.resolve(home)).list():
-        table.add_row(key.id, key.name or "", key.scope, key.created_at.isoformat(),
-                      key.revoked_at.isoformat() if key.revoked_at else "")
-    out.print(table)
+    print_table([Column("id"), Column("name"), Column("scope"), Column("created"), Column("revoked")],
+                ([key.id, key.name or "", key.scope, key.created_at.isoformat(),
+                  key.revoked_at.isoformat() if key.revoked_at else ""] for key in KeyStore(Home.resolve(home)).list()),
+                title="API keys")
 
 
 @keys_app.command("revoke")

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from agentwatch.app.crm_polling import CrmPolling
 from agentwatch.app.options import ConfigOption, HomeOption
+from agentwatch.app.tables import Column, print_table
 from agentwatch.collector.crm.poller import PollOutcome
 from agentwatch.core.home import Home
 
@@ -59,15 +59,19 @@ def _short(iso_time: str | None) -> str:
     return iso_time[:16].replace("T", " ") if iso_time else "-"
 
 
-def pollers_table(pollers: list[dict[str, Any]]) -> Table | str:
+POLLER_COLUMNS = [Column("poller"), Column("last success (UTC)"), Column("failing since (UTC)"),
+                  Column("next run (UTC)"), Column("API usage"), Column("last error", prose=True)]
+
+
+def print_pollers(pollers: list[dict[str, Any]]) -> None:
     """The pollers of ``agentwatch status``: last success, last error, next run (a line when there are none)."""
     if not pollers:
-        return "CRM schema pollers: none (the crm: section of agentwatch.yaml, docs/crm.md)"
-    table = Table("poller", "last success (UTC)", "last error", "failing since (UTC)", "next run (UTC)", "API usage",
-                  title="CRM schema pollers")
+        out.print("CRM schema pollers: none (the crm: section of agentwatch.yaml, docs/crm.md)", highlight=False)
+        return
+    rows = []
     for row in pollers:
         failing = _short(row["failing_since"]) + (" (past grace)" if row["failing_past_grace"] else "")
         error = f"{_short(row['last_error_at'])}: {row['last_error']}" if row["last_error"] else "-"
-        table.add_row(escape(row["poller"]), _short(row["last_success_at"]), escape(error),
-                      failing if row["failing_since"] else "-", _short(row["next_run_at"]), row["api_usage"] or "-")
-    return table
+        rows.append([row["poller"], _short(row["last_success_at"]), failing if row["failing_since"] else "-",
+                     _short(row["next_run_at"]), row["api_usage"] or "-", error])
+    print_table(POLLER_COLUMNS, rows, title="CRM schema pollers")

@@ -9,12 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from agentwatch.alerts.db import alerts_db
 from agentwatch.alerts.silences import SILENCE_KEYS, Silence, Silences, operator_name, parse_matcher
 from agentwatch.app.options import HomeOption, parse_duration
+from agentwatch.app.tables import Column, print_table
 from agentwatch.core.durations import format_duration
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
@@ -22,6 +21,10 @@ from agentwatch.core.home import Home
 out = Console()
 silence_app = typer.Typer(help="Silence notifications for matching incidents (they are still recorded).",
                           no_args_is_help=True)
+
+SILENCE_COLUMNS = [Column("id"), Column("state"), Column("from (UTC)"), Column("until (UTC)"), Column("by"),
+                   Column("matchers", bare=True), Column("comment", prose=True)]
+
 
 def silences_of(home: Path | None) -> Silences:
     return Silences(alerts_db(Home.resolve(home)))
@@ -70,12 +73,9 @@ def silence_list(
     if as_json:
         out.print_json(json.dumps([as_dict(s, now) for s in found]))
         return
-    table = Table("id", "matchers", "from (UTC)", "until (UTC)", "by", "comment", "state")
-    for silence in found:
-        matchers = "\n".join(f"{key}={pattern}" for key, pattern in silence.matchers)
-        table.add_row(silence.id, escape(matchers), _when(silence.starts_at), _when(silence.ended_at),
-                      escape(silence.created_by), escape(silence.comment), silence.state(now))
-    out.print(table)
+    rows = ([silence.id, silence.state(now), _when(silence.starts_at), _when(silence.ended_at), silence.created_by,
+             " ".join(f"{key}={pattern}" for key, pattern in silence.matchers), silence.comment] for silence in found)
+    print_table(SILENCE_COLUMNS, rows, title="silences")
 
 
 def as_dict(silence: Silence, now: datetime) -> dict:
