@@ -9,7 +9,7 @@ event (demo data lies in the past, so not "now").
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -23,9 +23,12 @@ from agentwatch.dashboards.cohorts import (
     lead_of,
     opportunities_sql,
 )
-from agentwatch.dashboards.context import query
+from agentwatch.dashboards.context import home, query
 from agentwatch.dashboards.ranges import Window, range_ending
+from agentwatch.store.partitions import partition_day, partition_folders
 from agentwatch.store.reader import latest_event_sql
+
+EPOCH_YEAR = 1970  # the zero-row schema part's partition, day=1970-01-01, holds no events
 
 RANGES: dict[str, int] = {"Last 7 days": 7, "Last 14 days": 14, "Last 28 days": 28, "Last 90 days": 90}
 DEFAULT_RANGE = "Last 7 days"  # a week against the week before; longer ranges are a click away
@@ -39,8 +42,14 @@ NO_AGENT = "(no agent action)"
 
 
 def coverage() -> Coverage | None:
-    """What the store holds, from its first event to the hour after its latest; None when it holds nothing."""
-    row = query(coverage_sql())
+    """What the store holds, from its first event to the hour after its latest; None when it holds nothing.
+    Read from the first and last day partitions the folders name (asking DuckDB for those days scans every
+    part's statistics: a quarter of a second on a big store)."""
+    days = [day for name in ("actions", "outcomes") for folder in partition_folders(home(), name)
+            if (day := partition_day(folder)) is not None and day.year > EPOCH_YEAR and day <= date.today()]
+    row = query(coverage_sql(min(days), max(days))) if days else query(coverage_sql())
+    if days and (row["first"][0] is None or row["latest"][0] is None):  # those days hold no rows now: ask the store
+        row = query(coverage_sql())
     return coverage_of(row["first"][0], row["latest"][0])
 
 

@@ -20,7 +20,7 @@ of 15 minutes, and the cohorts' bounds are whole hours), so cohorts, days and we
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -55,11 +55,18 @@ class Coverage:
         return self.start <= window.start and window.end <= self.end
 
 
-def coverage_sql() -> str:
+def coverage_sql(first_day: date | None = None, last_day: date | None = None) -> str:
     """One row: first and latest event over actions and outcomes (the latest never in the future), reading only
-    the first and the last day's partitions."""
-    return (f"SELECT least({earliest_event_sql('actions')}, {earliest_event_sql('outcomes')}) AS first, "
-            f"greatest({latest_event_sql('actions')}, {latest_event_sql('outcomes')}) AS latest")
+    the first and the last day's partitions: `first_day` and `last_day` when the caller knows them, else the
+    store's."""
+    if first_day is None or last_day is None:
+        return (f"SELECT least({earliest_event_sql('actions')}, {earliest_event_sql('outcomes')}) AS first, "
+                f"greatest({latest_event_sql('actions')}, {latest_event_sql('outcomes')}) AS latest")
+    first, last = f"DATE {sql_string(first_day.isoformat())}", f"DATE {sql_string(last_day.isoformat())}"
+    views = ("actions", "outcomes")
+    earliest = ", ".join(f"(SELECT min(ts) FROM {v} WHERE day = {first})" for v in views)
+    latest = ", ".join(f"(SELECT max(ts) FROM {v} WHERE day = {last} AND ts <= now())" for v in views)
+    return f"SELECT least({earliest}) AS first, greatest({latest}) AS latest"
 
 
 def coverage_of(first: datetime | None, latest: datetime | None) -> Coverage | None:
@@ -111,57 +118,75 @@ def _days(horizon: timedelta) -> str:
     return f"INTERVAL {int(horizon.total_seconds())} SECOND"
 
 
-def routed_sql(scan: Window, group: str | None = None, touches: bool = False) -> str:
-    """CTEs ``routes`` (every ok routing from REROUTE_GAP before `scan` to its end) and ``leads``: one row per
-    (lead, first_routed) first routed in `scan` (lead: a hash of resource type and id; first_routed: a routing
-    with no routing of the same lead in the REROUTE_GAP before it, so whichever range a page scans, a lead
-    belongs to the same cohort), with that routing's ``grouped`` (its agent, destination or segment, as `group`
-    asks) and ``first_key`` (its event key). JSON is parsed only for what is asked: it costs most. With
-    `touches`, also ``external_acts`` (lead, ts of every ok external action), read in the same scan: a scan of the
-    actions is the largest cost on a big store."""
+def routed_sql(scan: Window, group: str | None = None, touch_within: timedelta | None = None) -> str:
+    """CTEs ending in ``leads``: one row per (lead, first_routed) first routed in `scan` (lead: a hash of
+    resource type and id; first_routed: an ok ``lead.route``/``lead.assign_owner`` with no routing of the same
+    lead in the REROUTE_GAP before it, so whichever range a page scans, a lead belongs to the same cohort), with
+    that routing's ``grouped`` (its agent, destination or segment, as `group` asks) and ``first_key`` (its event
+    key). With `touch_within`, also ``first_touch``: the lead's first ok external action at or after
+    first_routed and within `touch_within` of it.
+
+    On a big store the per-lead step is the cost, so it is one scan and one aggregation: the routings and the
+    external actions are read together, a lead's touch times kept as a list beside its routings. Only the few
+    leads whose routings span the gap are read again, through a window over their routings (a join with an
+    empty side reads nothing). JSON is parsed only for what `group` asks (it costs most)."""
     actions = ", ".join(sql_string(a) for a in ROUTING_ACTIONS)
     is_route = f"action IN ({actions})"
     extra = {"agent": "agent_id", "segment": SEGMENT, "destination": SENT_TO}
-    picked = f"{extra[group]} AS grouped" if group in extra else "NULL::VARCHAR AS grouped"
+    picked = f"CASE WHEN {is_route} THEN {extra[group]} END" if group in extra else "NULL::VARCHAR"
     reach = Window(scan.start - REROUTE_GAP, scan.end)
-    wanted = f"({is_route} OR coalesce(external, false))" if touches else is_route
-    external = """
-    external_acts AS (SELECT lead, ts FROM acts WHERE external),""" if touches else ""
-    gap = _days(REROUTE_GAP)
+    gap, start = _days(REROUTE_GAP), ts(scan.start)
+    # Spans compared as integers: an interval comparison normalises months and cost a second per million leads.
+    narrow = f"epoch_us(last) - epoch_us(first) < {int(REROUTE_GAP / timedelta(microseconds=1))}"
+    if touch_within is None:
+        wanted, touched, first_touch, later_touch = is_route, "", "NULL::TIMESTAMPTZ", "NULL::TIMESTAMPTZ"
+    else:
+        within = _days(touch_within)
+        wanted = f"({is_route} OR coalesce(external, false))"
+        touched = ", list(ts) FILTER (WHERE external) AS touch_times"
+        first_touch = f"list_min(list_filter(touch_times, lambda t: t >= first AND t <= first + {within}))"
+        later_touch = f"list_min(list_filter(s.touch_times, lambda t: t >= e.ts AND t <= e.ts + {within}))"
     return f"""
-    acts AS MATERIALIZED (
-        SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {is_route} AS is_route,
-               coalesce(external, false) AS external, {picked} FROM actions
-        WHERE {between(reach)} AND status = 'ok' AND {wanted}),
-    routes AS (SELECT * FROM acts WHERE is_route),{external}
     spans AS MATERIALIZED (
-        SELECT lead, min(ts) AS first, max(ts) AS last, arg_min(grouped, ts) AS grouped,
-               arg_min(event_key, ts) AS first_key
-        FROM routes GROUP BY lead),
+        SELECT lead, min(ts) FILTER (WHERE is_route) AS first, max(ts) FILTER (WHERE is_route) AS last,
+               arg_min(grouped, ts) FILTER (WHERE is_route) AS grouped,
+               arg_min(event_key, ts) FILTER (WHERE is_route) AS first_key{touched}
+        FROM (SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {is_route} AS is_route,
+                     coalesce(external, false) AS external, {picked} AS grouped FROM actions
+              WHERE {between(reach)} AND status = 'ok' AND {wanted})
+        GROUP BY lead HAVING first IS NOT NULL),
+    rerouted AS (
+        SELECT * FROM (SELECT event_key, ts, hash(resource_type, resource_id) AS lead, {picked} AS grouped
+                       FROM actions WHERE {between(reach)} AND status = 'ok' AND {is_route})
+        WHERE lead IN (SELECT lead FROM spans WHERE NOT ({narrow}))),
     leads AS MATERIALIZED (
-        -- Routings closer than the gap from first to last: one entry, the first. Only the few others need
-        -- the window over their routings (the window over every routing cost a third of the page).
-        SELECT lead, first AS first_routed, grouped, first_key FROM spans
-        WHERE last - first < {gap} AND first >= {ts(scan.start)}
+        SELECT lead, first AS first_routed, grouped, first_key, {first_touch} AS first_touch FROM spans
+        WHERE {narrow} AND first >= {start}
         UNION ALL
-        SELECT lead, ts, grouped, event_key FROM (
-            SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts) AS routed_before FROM routes
-            WHERE lead IN (SELECT lead FROM spans WHERE last - first >= {gap}))
-        WHERE (routed_before IS NULL OR routed_before < ts - {gap}) AND ts >= {ts(scan.start)})"""
+        SELECT e.lead, e.ts, e.grouped, e.event_key, {later_touch} FROM (
+            SELECT *, lag(ts) OVER (PARTITION BY lead ORDER BY ts) AS routed_before FROM rerouted) e
+        JOIN spans s USING (lead)
+        WHERE (e.routed_before IS NULL OR e.routed_before < e.ts - {gap}) AND e.ts >= {start})"""
 
 
 def reassigned_sql(scan: Window, keep: timedelta) -> str:
-    """CTE ``reassigned``: leads a rep moved (an ``owner_changed`` on the lead naming one of the routings in
+    """CTE ``reassigned``: leads a rep moved (an ``owner_changed`` on the lead naming a routing in
     ``corrects_event_id``, or naming none) within `keep` of their first routing, and where the first move put
-    them (``to``). Needs ``routes`` and ``leads``."""
+    them (``to``). Needs ``leads``."""
+    actions = ", ".join(sql_string(a) for a in ROUTING_ACTIONS)
+    reach = Window(scan.start - REROUTE_GAP, scan.end)
     return f"""
-    changes AS (
-        SELECT ts, hash(resource_type, resource_id) AS lead, to_value->>'$' AS moved_to FROM outcomes
-        WHERE {between(scan)} AND kind = 'owner_changed'
-          AND (corrects_event_id IS NULL OR md5_number_lower(corrects_event_id) IN (SELECT event_key FROM routes))),
+    changes AS MATERIALIZED (
+        SELECT ts, hash(resource_type, resource_id) AS lead, to_value->>'$' AS moved_to,
+               md5_number_lower(corrects_event_id) AS corrects
+        FROM outcomes WHERE {between(scan)} AND kind = 'owner_changed'),
+    named_routings AS (  -- the few routings the changes name, not a lookup over every routing
+        SELECT event_key FROM actions WHERE {between(reach)} AND status = 'ok' AND action IN ({actions})
+          AND event_key IN (SELECT corrects FROM changes WHERE corrects IS NOT NULL)),
     reassigned AS (
         SELECT l.lead, l.first_routed, arg_min(c.moved_to, c.ts) AS moved_to FROM leads l
         JOIN changes c ON c.lead = l.lead AND c.ts >= l.first_routed AND c.ts <= l.first_routed + {_days(keep)}
+        WHERE c.corrects IS NULL OR c.corrects IN (SELECT event_key FROM named_routings)
         GROUP BY ALL)"""
 
 
@@ -195,7 +220,7 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
     lead_type, lead_id = lead_of("o")
     k, c = _days(keep), _days(conversion)
     return f"""
-        WITH {routed_sql(scan, touches=True)}, {reassigned_sql(scan, keep)}, {opportunities_sql()},
+        WITH {routed_sql(scan, touch_within=keep)}, {reassigned_sql(scan, keep)}, {opportunities_sql()},
         outs AS (
             SELECT o.ts, o.kind, o.amount, hash({lead_type}, {lead_id}) AS lead
             FROM outcomes o LEFT JOIN opps p ON p.opportunity = o.resource_id
@@ -210,10 +235,6 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
                        AS amount,
                    bool_or(o.kind = 'closed_won' AND o.ts <= l.first_routed + {c}) AS won
             FROM leads l JOIN outs o ON o.lead = l.lead AND o.ts >= l.first_routed GROUP BY ALL),
-        touches AS (
-            SELECT l.lead, l.first_routed, min(a.ts) AS first_touch FROM leads l
-            JOIN external_acts a ON a.lead = l.lead AND a.ts >= l.first_routed AND a.ts <= l.first_routed + {k}
-            GROUP BY ALL),
         qualified AS (
             SELECT DISTINCT l.lead, l.first_routed FROM leads l
             JOIN (SELECT hash(resource_type, resource_id) AS lead, ts FROM actions
@@ -225,14 +246,14 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
         SELECT epoch(l.first_routed)::BIGINT // {QUARTER_S} AS quarter,
                count(*)::BIGINT AS leads, count(r.lead)::BIGINT AS reassigned,
                count(*) FILTER (WHERE f.replied)::BIGINT AS replied,
-               coalesce(sum(f.corrections), 0)::BIGINT AS corrections, count(t.lead)::BIGINT AS touched,
-               coalesce(sum(epoch(t.first_touch - t.first_routed) / 3600), 0)::DOUBLE AS touch_hours,
+               coalesce(sum(f.corrections), 0)::BIGINT AS corrections, count(l.first_touch)::BIGINT AS touched,
+               coalesce(sum(epoch(l.first_touch - l.first_routed) / 3600), 0)::DOUBLE AS touch_hours,
                count(*) FILTER (WHERE f.opportunities > 0)::BIGINT AS opportunity,
                count(*) FILTER (WHERE f.won)::BIGINT AS won,
                coalesce(sum(f.opportunities) FILTER (WHERE q.lead IS NOT NULL), 0)::BIGINT AS qualified_opportunities,
                coalesce(sum(f.amount) FILTER (WHERE q.lead IS NOT NULL), 0)::DOUBLE AS qualified_amount
         FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) LEFT JOIN flags f USING (lead, first_routed)
-        LEFT JOIN touches t USING (lead, first_routed) LEFT JOIN qualified q USING (lead, first_routed)
+        LEFT JOIN qualified q USING (lead, first_routed)
         GROUP BY 1 ORDER BY 1"""
 
 

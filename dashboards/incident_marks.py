@@ -43,11 +43,12 @@ def marks_frame(incidents: list[Incident]) -> pl.DataFrame:
         schema={"started_at": pl.Datetime("us", "UTC"), "id": pl.String, "label": pl.String, "href": pl.String})
 
 
-def mark_layers(marks: pl.DataFrame, x_field: str) -> list[alt.Chart]:
+def mark_layers(marks: pl.DataFrame | None, x_field: str) -> list[alt.Chart]:
     """A red dashed rule per incident at its start (`x_field` names the chart's temporal x field, so the rules
-    share its axis), with its id above and a link to it on click."""
-    frame = context.to_viewer(marks, "started_at").rename({"started_at": x_field})
-    base = alt.Chart(frame)
+    share its axis), with its id above and a link to it on click. With `marks` None the layers take their rows
+    from the chart they are layered into (a facet's shared data; rows without ``href`` are not marks)."""
+    base = alt.Chart() if marks is None else alt.Chart(viewer_rows(marks, x_field))
+    base = base.transform_filter("isValid(datum.href)")
     tooltip = [alt.Tooltip("label:N", title="incident"), alt.Tooltip(f"{x_field}:T", title="began",
                                                                      format="%Y-%m-%d %H:%M")]
     rule = base.mark_rule(color=MARK_COLOR, strokeDash=[5, 3], strokeWidth=1.5).encode(
@@ -55,3 +56,8 @@ def mark_layers(marks: pl.DataFrame, x_field: str) -> list[alt.Chart]:
     text = base.mark_text(color=MARK_COLOR, align="left", dx=3, dy=2, baseline="top", fontSize=10).encode(
         x=f"{x_field}:T", y=alt.value(0), text="id:N", href="href:N", tooltip=tooltip)
     return [rule, text]
+
+
+def viewer_rows(marks: pl.DataFrame, x_field: str) -> pl.DataFrame:
+    """The marks with their start in the viewer's timezone, named as the chart's x field."""
+    return context.to_viewer(marks, "started_at").rename({"started_at": x_field})

@@ -120,28 +120,34 @@ def trend_frame(quarters: pl.DataFrame, cover: co.Coverage, start: Window, tz: s
                                       "leads": pl.Int64, "n": pl.Int64, "judged": pl.Boolean})
 
 
-def _trend_chart(frame: pl.DataFrame, marked: pl.DataFrame, every: str) -> alt.ConcatChart:
+def _trend_chart(frame: pl.DataFrame, marked: pl.DataFrame, every: str) -> alt.FacetChart:
+    """One small chart per KPI (a facet: one spec, so it builds in a fraction of the time of separate charts),
+    with the incidents' rules repeated in each."""
     shown = to_viewer(frame, "start").with_columns(
         pl.when(pl.col("judged")).then(pl.lit("judged")).otherwise(pl.lit("provisional")).alias("cohort"))
+    if not marked.is_empty():
+        rows = marks.viewer_rows(marked, "start")
+        shown = pl.concat([shown, pl.concat([rows.with_columns(pl.lit(title).alias("kpi"))
+                                             for title in shown["kpi"].unique(maintain_order=True)])],
+                          how="diagonal_relaxed")
     x = alt.X("start:T", title="day of first routing" if every == "1d" else "week of first routing (from Monday)",
               axis=alt.Axis(format="%b %d", labelAngle=0))
-    charts = []
-    for title in dict.fromkeys(shown["kpi"].to_list()):
-        one = alt.Chart(shown.filter(pl.col("kpi") == title))
-        y = alt.Y("value:Q", title=None, scale=alt.Scale(zero=False))
-        tooltip = [alt.Tooltip("start:T", title="from", format="%Y-%m-%d"), alt.Tooltip("value:Q", format=",.1f"),
-                   alt.Tooltip("n:Q", title="n", format=","), "cohort:N"]
-        layers = [
-            one.mark_line(color=PROVISIONAL, strokeDash=[3, 3]).encode(x, y),
-            one.transform_filter("datum.judged").mark_line(color=JUDGED).encode(x, y),
-            one.mark_point(filled=True, size=40).encode(x, y, tooltip=tooltip, color=alt.Color(
-                "cohort:N", title=None, scale=alt.Scale(domain=["judged", "provisional"],
-                                                        range=[JUDGED, PROVISIONAL]))),
-        ]
-        if not marked.is_empty():
-            layers += marks.mark_layers(marked, "start")
-        charts.append(alt.layer(*layers).properties(title=title, width=250, height=130))
-    return alt.concat(*charts, columns=3).configure_legend(orient="top")
+    y = alt.Y("value:Q", title=None, scale=alt.Scale(zero=False))
+    points = alt.Chart().transform_filter("isValid(datum.value)")
+    tooltip = [alt.Tooltip("start:T", title="from", format="%Y-%m-%d"), alt.Tooltip("value:Q", format=",.1f"),
+               alt.Tooltip("n:Q", title="n", format=","), "cohort:N"]
+    layers = [
+        points.mark_line(color=PROVISIONAL, strokeDash=[3, 3]).encode(x, y),
+        points.transform_filter("datum.judged").mark_line(color=JUDGED).encode(x, y),
+        points.mark_point(filled=True, size=40).encode(x, y, tooltip=tooltip, color=alt.Color(
+            "cohort:N", title=None, scale=alt.Scale(domain=["judged", "provisional"], range=[JUDGED, PROVISIONAL]))),
+    ]
+    if not marked.is_empty():
+        layers += marks.mark_layers(None, "start")
+    order = list(dict.fromkeys(frame["kpi"].to_list()))
+    return alt.layer(*layers, data=shown).properties(width=250, height=130).facet(
+        alt.Facet("kpi:N", title=None, sort=order, header=alt.Header(labelFontWeight="bold", labelFontSize=12)),
+        columns=3).resolve_scale(y="independent").configure_legend(orient="top")
 
 
 def _trend(quarters: pl.DataFrame, cover: co.Coverage, start: Window, span_days: int,
