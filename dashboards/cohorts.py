@@ -41,7 +41,9 @@ NONE_SENT = "(not sent)"
 # What every quarter-hour row sums (all add up across quarters; see ``quarter_sums_sql``).
 SUMS = {"leads": "BIGINT", "reassigned": "BIGINT", "replied": "BIGINT", "corrections": "BIGINT",
         "touched": "BIGINT", "touch_hours": "DOUBLE", "opportunity": "BIGINT", "won": "BIGINT",
-        "qualified_opportunities": "BIGINT", "qualified_amount": "DOUBLE"}
+        "qualified_opportunities": "BIGINT", "qualified_amount": "DOUBLE",
+        # Sums of squares, for the spread of a mean or of a total (is a change beyond noise: dashboards/kpis.py).
+        "touch_hours_sq": "DOUBLE", "qualified_amount_sq": "DOUBLE"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,15 @@ class CohortPair:
     current: Cohort
     previous: Cohort
     provisional: Window
+
+
+def lookback_note(cover: Coverage, cohort: Window) -> str | None:
+    """A sentence when the store begins less than REROUTE_GAP before the cohort: a lead routed before the store
+    began and again in the cohort cannot be told from a new one, so it counts as new."""
+    if cover.start <= cohort.start - REROUTE_GAP:
+        return None
+    return (f"The store begins less than {REROUTE_GAP.days} days before this cohort, so a lead routed before it began "
+            "and routed again in the cohort counts here as a new lead.")
 
 
 def cohorts(cover: Coverage, span: timedelta, horizon: timedelta) -> CohortPair:
@@ -233,6 +244,8 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
                        AS opportunities,
                    sum(o.amount) FILTER (WHERE o.kind = 'opportunity_created' AND o.ts <= l.first_routed + {c})
                        AS amount,
+                   sum(o.amount * o.amount) FILTER (WHERE o.kind = 'opportunity_created'
+                                                      AND o.ts <= l.first_routed + {c}) AS amount_sq,
                    bool_or(o.kind = 'closed_won' AND o.ts <= l.first_routed + {c}) AS won
             FROM leads l JOIN outs o ON o.lead = l.lead AND o.ts >= l.first_routed GROUP BY ALL),
         qualified AS (
@@ -251,7 +264,9 @@ def quarter_sums_sql(scan: Window, keep: timedelta, conversion: timedelta) -> st
                count(*) FILTER (WHERE f.opportunities > 0)::BIGINT AS opportunity,
                count(*) FILTER (WHERE f.won)::BIGINT AS won,
                coalesce(sum(f.opportunities) FILTER (WHERE q.lead IS NOT NULL), 0)::BIGINT AS qualified_opportunities,
-               coalesce(sum(f.amount) FILTER (WHERE q.lead IS NOT NULL), 0)::DOUBLE AS qualified_amount
+               coalesce(sum(f.amount) FILTER (WHERE q.lead IS NOT NULL), 0)::DOUBLE AS qualified_amount,
+               coalesce(sum(power(epoch(l.first_touch - l.first_routed) / 3600, 2)), 0)::DOUBLE AS touch_hours_sq,
+               coalesce(sum(f.amount_sq) FILTER (WHERE q.lead IS NOT NULL), 0)::DOUBLE AS qualified_amount_sq
         FROM leads l LEFT JOIN reassigned r USING (lead, first_routed) LEFT JOIN flags f USING (lead, first_routed)
         LEFT JOIN qualified q USING (lead, first_routed)
         GROUP BY 1 ORDER BY 1"""

@@ -75,6 +75,7 @@ class Measure:
     hits: float
     low: float | None = None
     high: float | None = None
+    variance: float | None = None  # of the value, for the noise test of a change (shares use a pooled test)
 
     @property
     def enough(self) -> bool:
@@ -92,6 +93,22 @@ class Measure:
         elif self.value is None:
             text += f" (needs {MIN_LEADS})"
         return text
+
+
+def days_text(n: int) -> str:
+    """'1 day', '7 days'."""
+    return f"{n} day{'s' if n != 1 else ''}"
+
+
+def interval_text(hits: int, n: int) -> str:
+    """A share's 95 % interval as a table shows it ('59.1-86.4%'); empty from INTERVAL_BELOW leads, and 'not
+    enough data' under MIN_LEADS."""
+    if n < MIN_LEADS:
+        return NOT_ENOUGH
+    if n >= INTERVAL_BELOW:
+        return ""
+    low, high = wilson(hits, n)
+    return f"{low * 100:.1f}-{high * 100:.1f}%"
 
 
 def money_unit(sums: list[dict[str, float]]) -> bool:
@@ -116,13 +133,17 @@ def measure(key: str, sums: dict[str, float], amounts: bool = True) -> Measure:
             share, low, high = 1 - share, (None if high is None else 1 - high), (None if low is None else 1 - low)
         return Measure(spec, share, n, hits, low, high)
     if spec.unit == "per100":
-        rate = hits / n * 100
-        spread = Z95 * math.sqrt(hits) / n * 100 if n < INTERVAL_BELOW else None
+        rate, variance = hits / n * 100, hits / n ** 2 * 100 ** 2  # Poisson counts per lead
+        spread = Z95 * math.sqrt(variance) if n < INTERVAL_BELOW else None
         return Measure(spec, rate, n, hits, None if spread is None else max(0.0, rate - spread),
-                       None if spread is None else rate + spread)
+                       None if spread is None else rate + spread, variance)
     if spec.unit == "hours":
-        return Measure(spec, hits / n, n, hits)
-    return Measure(spec, hits, n, hits)  # money, count: a total over the cohort
+        mean, squares = hits / n, float(sums.get("touch_hours_sq", 0))
+        spread = max(squares / n - mean ** 2, 0.0) * n / (n - 1) if n > 1 else 0.0
+        return Measure(spec, mean, n, hits, variance=spread / n)  # of the mean
+    if spec.unit == "money":  # a total of amounts: a compound Poisson, its variance the sum of squared amounts
+        return Measure(spec, hits, n, hits, variance=float(sums.get("qualified_amount_sq", 0)))
+    return Measure(spec, hits, n, hits, variance=hits)  # a count: Poisson
 
 
 def wilson(hits: float, n: int) -> tuple[float, float]:
@@ -178,19 +199,20 @@ class Change:
         return (self.now.value - self.before.value) / abs(self.before.value)
 
     def significant(self) -> bool:
-        """Unlikely to be noise: a two-proportion z test for shares, a Poisson one for rates per 100."""
+        """Unlikely to be noise (a z test at 95 %): two proportions pooled for shares; for the others the
+        difference against the spread of both values (Poisson for rates per 100 and counts, the sample variance
+        of the mean for hours, the sum of squared amounts for a money total)."""
         before, now = self.before, self.now
         if before is None or now.value is None or before.value is None:
             return False
-        unit = now.spec.unit
-        if unit == "share":
+        if now.spec.unit == "share":
             pooled = (now.hits + before.hits) / (now.n + before.n)
             spread = math.sqrt(pooled * (1 - pooled) * (1 / now.n + 1 / before.n))
-            return spread > 0 and abs(now.hits / now.n - before.hits / before.n) / spread >= Z95
-        if unit == "per100":
-            spread = math.sqrt(now.hits / now.n ** 2 + before.hits / before.n ** 2)
-            return spread > 0 and abs(now.hits / now.n - before.hits / before.n) / spread >= Z95
-        return True  # hours, money, counts: the flat threshold alone decides
+            difference = abs(now.hits / now.n - before.hits / before.n)
+        else:
+            spread = math.sqrt((now.variance or 0.0) + (before.variance or 0.0))
+            difference = abs(now.value - before.value)
+        return difference / spread >= Z95 if spread > 0 else difference > 0  # no spread: any change is real
 
     def direction(self) -> int:
         """+1 rose, -1 fell, 0 flat, noise or unknown."""
@@ -243,16 +265,20 @@ BETTER = {
 
 
 def note(changes: dict[str, Change]) -> tuple[str, str]:
-    """The plain note under the KPIs and its verdict: 'disagree', 'agree', or 'nothing' (the reply rate cannot
-    be compared, so there is no story to tell)."""
+    """The plain note under the KPIs and its tone: 'disagree' (a quality KPI moved against the reply rate),
+    'worse' or 'better' (they agree, and say so by name), 'flat' (nothing moved beyond noise), or 'nothing' (the
+    reply rate cannot be compared, so there is no story to tell)."""
     reply = changes.get("reply_rate")
     if reply is None or reply.amount() is None:
         return ("The reply rate cannot be compared with a previous cohort (see above), so there is no comparison "
                 "to tell."), "nothing"
-    found = []
+    found, along = [], []
     for key, change in changes.items():
         verdict = change.verdict()
-        if key == "reply_rate" or change.amount() is None or verdict == 0 or verdict == reply.direction():
+        if key == "reply_rate" or change.amount() is None or verdict == 0:
+            continue
+        if verdict == reply.direction():
+            along.append(f"{change.now.spec.label.lower()} {change.moved()}")
             continue
         head = f"Reply rate {reply.moved()} while {change.now.spec.label.lower()} {change.moved()}"
         if reply.direction() == 0:
@@ -263,5 +289,8 @@ def note(changes: dict[str, Change]) -> tuple[str, str]:
             found.append(f"{head}: fewer replies, but {BETTER[key]}.")
     if found:
         return " ".join(found), "disagree"
-    return (f"Reply rate {reply.moved()} and the quality KPIs agree: none moved the other way by more than "
-            f"{SHARE_FLAT_POINTS:g} point (shares) or {RELATIVE_FLAT:.0%} (the others) beyond noise."), "agree"
+    if along:
+        tone = "better" if reply.direction() > 0 else "worse"
+        return (f"Reply rate {reply.moved()}, and the quality KPIs moved with it: {'; '.join(along)}."), tone
+    return (f"Reply rate {reply.moved()}, and no quality KPI moved beyond {SHARE_FLAT_POINTS:g} point (shares) or "
+            f"{RELATIVE_FLAT:.0%} (the others) and beyond noise."), "flat"

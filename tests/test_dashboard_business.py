@@ -200,13 +200,14 @@ def outcome(number: int, kind: str, at: datetime, **keys: Any) -> dict:
 
 
 def three_weeks(home: Home, per_week: int, moved: tuple[int, int, int], replied: tuple[int, int, int] = (0, 0, 0),
-                opportunities: int = 0) -> Home:
+                opportunities: int = 0, touch_hours: dict[int, list[float]] | None = None) -> Home:
     """Three weeks from T0 (a Monday), `per_week` leads routed in each, spread evenly; in week w the first
     moved[w] leads are reassigned 2 hours after their routing and the first replied[w] reply 3 hours after; in
     the middle week the first `opportunities` leads become opportunities a day on ($50k each from the first,
     which an agent qualified). The latest event is T0 + 21 days - 30 minutes, so the pages' data end at
     T0 + 21 days: with a 7-day kept window the middle week is the mature cohort, the first its comparison, the
-    last provisional."""
+    last provisional. `touch_hours` gives, per week, the hours from routing to an email sent (cycled over the
+    week's leads)."""
     actions, outcomes = [], []
     for week in range(3):
         for i in range(per_week):
@@ -219,6 +220,11 @@ def three_weeks(home: Home, per_week: int, moved: tuple[int, int, int], replied:
                                         field="owner", **{"from": "sdr-1", "to": "rep-9"}))
             if i < replied[week]:
                 outcomes.append(outcome(number, "replied", at + timedelta(hours=3), actor="prospect"))
+            if touch_hours and week in touch_hours:
+                hours = touch_hours[week][i % len(touch_hours[week])]
+                actions.append({"event_id": f"email-{number:03d}", "ts": iso(at + timedelta(hours=hours)),
+                                "agent_id": "followup-agent", "action": "email.send", "status": "ok",
+                                "external": True, "resource": {"type": "lead", "id": f"L-{number:03d}"}})
             if week == 1 and i < opportunities:
                 outcomes.append(outcome(number, "opportunity_created", at + timedelta(days=1), to=f"OPP-{number}",
                                         amount=50_000.0 if i == 0 else None))
@@ -321,6 +327,23 @@ def test_pipeline_note_names_the_kpi_that_disagrees(monkeypatch: pytest.MonkeyPa
     assert "time to first action" not in warning.value and "conversion" not in warning.value
 
 
+@pytest.mark.parametrize(("week_one", "coloured"), [([1.0, 23.0], False), ([12.0], True)])
+def test_a_change_within_noise_is_grey_and_untold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   week_one: list[float], coloured: bool) -> None:
+    """Time to first action goes from 10 h to 12 h (+20%). Spread over 1 h to 23 h (against 1 h to 19 h before),
+    that is noise at 40 leads a week (z about 0.9): grey, no arrow, not in the note. Every lead at exactly 10 h
+    and then 12 h is a real change: red (lower is better), and the note names it."""
+    home = three_weeks(Home.resolve(tmp_path / "home"), 40, moved=(0, 0, 0), replied=(8, 8, 0),
+                       touch_hours={0: [1.0, 19.0] if not coloured else [10.0], 1: week_one})
+    at = open_page(monkeypatch, home, "pipeline")
+    [touch] = [m for m in at.metric if m.label == "Time to first action"]
+    assert (touch.value, touch.delta) == ("12.0 h", "+20%")
+    assert (touch.proto.color == touch.proto.MetricColor.RED) is coloured
+    assert (touch.proto.color == touch.proto.MetricColor.GRAY) is not coloured
+    told = " ".join(box.value for box in [*at.warning, *at.info, *at.success])
+    assert ("time to first action rose from 10.0 h to 12.0 h" in told) is coloured
+
+
 def charted(at: AppTest) -> list[dict]:
     """Every row of every dataset of every chart on the page."""
     return [row for chart in at.get("vega_lite_chart") for d in chart.proto.datasets
@@ -397,3 +420,77 @@ def test_routing_without_owner_changes_asks_for_them(monkeypatch: pytest.MonkeyP
     [info] = at.info
     assert info.value.startswith("No owner_changed outcomes yet") and "corrects_event_id" in info.value
     assert not at.metric
+
+
+def test_docs_define_every_kpi_and_control() -> None:
+    """docs/dashboard.md names every KPI of dashboards/kpis.py in the pipeline table with its window, every
+    control key of the business pages, and the thresholds the pages apply."""
+    import re
+
+    from agentwatch.dashboards import business
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "dashboard.md").read_text(encoding="utf-8")
+    pipeline = docs[docs.index("### Pipeline quality"):docs.index("### Audit trail")]
+    for spec in kpis.SPECS.values():
+        window = "kept" if spec.horizon == kpis.KEPT else "conversion"
+        assert re.search(rf"^\| {re.escape(spec.label)} \| {window} \|", pipeline, re.M), spec.label
+    for key in ("pipeline_range", "pipeline_keep_days", "pipeline_conversion_days", "routing_range", "routing_by",
+                "routing_keep_days", "outcomes_range", "outcomes_by"):
+        assert f"`{key}`" in docs, key
+    assert f"fewer than {kpis.MIN_LEADS} leads" in pipeline and f"under {kpis.INTERVAL_BELOW} leads" in pipeline
+    assert f"{business.DEFAULT_KEEP_DAYS} (default)" in pipeline
+
+
+def test_the_trend_table_says_which_window_each_day_has_had(monkeypatch: pytest.MonkeyPatch,
+                                                            demo_weeks: Home) -> None:
+    """A day is judged for a window only once the window has passed since it: days within 7 days of the data end
+    are provisional for both; days 7 to 14 days back are judged for the kept window, provisional for conversion."""
+    at = open_page(monkeypatch, demo_weeks, "pipeline")
+    table = next(d.value for d in at.dataframe if "Conversion window" in d.value.columns)
+    end = data_end(demo_weeks)
+    for row in table.to_dict("records"):
+        day_end = datetime.fromisoformat(row["Day"]).replace(tzinfo=end.tzinfo) + timedelta(days=1)
+        assert row["Kept window"] == ("judged" if day_end + timedelta(days=7) <= end else "provisional"), row
+        assert row["Conversion window"] == ("judged" if day_end + timedelta(days=14) <= end else "provisional"), row
+    assert {"judged", "provisional"} <= set(table["Conversion window"]) and "judged" in set(table["Kept window"])
+
+
+def test_routing_groups_too_small_say_so(monkeypatch: pytest.MonkeyPatch, demo_weeks: Home) -> None:
+    """By route destination: a destination with fewer than 30 leads has no accuracy and says 'not enough data';
+    one under 400 leads shows its 95% interval around its accuracy; the chart draws neither small group."""
+    at = open_page(monkeypatch, demo_weeks, "routing", routing_by="destination")
+    table = at.dataframe[0].value
+    small = table[table["Routed leads"] < kpis.MIN_LEADS]
+    middle = table[(table["Routed leads"] >= kpis.MIN_LEADS) & (table["Routed leads"] < kpis.INTERVAL_BELOW)]
+    assert len(small) and len(middle)
+    assert small["Accuracy (%)"].isna().all() and (small["95% interval"] == kpis.NOT_ENOUGH).all()
+    for row in middle.to_dict("records"):
+        low, high = (float(x) for x in row["95% interval"].rstrip("%").split("-"))
+        assert low < row["Accuracy (%)"] < high
+    drawn = {row["key"] for row in charted(at) if "key" in row}
+    assert drawn and not drawn & set(small["Route destination"])
+
+
+def test_a_seven_day_cohort_has_no_whole_week_to_draw(monkeypatch: pytest.MonkeyPatch, demo_weeks: Home) -> None:
+    """Grouped by week, a 7-day cohort ending mid-week holds two parts of weeks: listed as parts, not drawn as a
+    trend."""
+    at = open_page(monkeypatch, demo_weeks, "routing", routing_by="week")
+    table = at.dataframe[0].value
+    assert set(table["Week in the cohort"]) == {"part of it"}
+    assert any("holds no whole week" in c.value for c in at.caption)
+
+
+def test_a_note_names_the_kpis_that_moved_with_the_reply_rate() -> None:
+    """Reply rate fell beyond noise and routing accuracy fell with it: bad news, told as such ('worse'), naming
+    the accuracy; with nothing moving it is 'flat'."""
+    def change(key: str, now: dict, before: dict) -> kpis.Change:
+        return kpis.Change(kpis.measure(key, now), kpis.measure(key, before))
+
+    now = {"leads": 1000, "replied": 100, "reassigned": 120}
+    before = {"leads": 1000, "replied": 200, "reassigned": 50}
+    text, tone = kpis.note({"reply_rate": change("reply_rate", now, before),
+                            "routing_accuracy": change("routing_accuracy", now, before)})
+    assert tone == "worse" and "Reply rate fell 10.0 points" in text and "routing accuracy fell 7.0 points" in text
+    text, tone = kpis.note({"reply_rate": change("reply_rate", now, now),
+                            "routing_accuracy": change("routing_accuracy", now, now)})
+    assert tone == "flat"

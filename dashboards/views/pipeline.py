@@ -34,26 +34,27 @@ def _controls() -> tuple[int, int, int]:
                           help="How many days of routed leads each cohort holds; compared with the same length "
                           "before it.")
     keep = middle.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
-                            key="pipeline_keep_days", format_func=_days,
+                            key="pipeline_keep_days", format_func=kpis.days_text,
                             help="Routing accuracy, replies, corrections and the first touch count what happened "
                             "this long after a lead's first routing; a lead is judged once it is this old.")
     conversion = right.selectbox("Conversion window", CONVERSION_DAYS,
                                  index=CONVERSION_DAYS.index(DEFAULT_CONVERSION_DAYS), key="pipeline_conversion_days",
-                                 format_func=_days, help="Opportunities, won deals and qualified pipeline count "
-                                 "what happened this long after a lead's first routing; a lead is judged once it is "
-                                 "this old.")
+                                 format_func=kpis.days_text,
+                                 help="Opportunities, won deals and qualified pipeline count what happened this long "
+                                 "after a lead's first routing; a lead is judged once it is this old.")
     return biz.COHORT_LENGTHS[span], keep, conversion
 
 
-def _days(n: int) -> str:
-    return f"{n} day{'s' if n > 1 else ''}"
+def _label(spec: kpis.KpiSpec, amounts: bool) -> str:
+    """The KPI's name as the headline shows it (qualified pipeline is a count of opportunities without amounts)."""
+    return kpis.measure(spec.key, {}, amounts).spec.label
 
 
 def _section(title: str, keys: tuple[str, ...], pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame,
              amounts: bool) -> dict[str, kpis.Change]:
     """The headline of one horizon's KPIs on its mature cohort, or the sentence saying why it is not computed."""
     days = int(pair.current.horizon / timedelta(days=1))
-    st.subheader(f"{title}: each lead judged {_days(days)} after its first routing", anchor=False)
+    st.subheader(f"{title}: each lead judged {kpis.days_text(days)} after its first routing", anchor=False)
     now_w, before_w = pair.current.window, pair.previous.window
     if not pair.current.covered:
         st.warning(f"Not computed: these KPIs judge the leads first routed from {local(now_w.start)} to "
@@ -67,7 +68,7 @@ def _section(title: str, keys: tuple[str, ...], pair: co.CohortPair, cover: co.C
                f"with no comparison: the cohort before ({local(before_w.start)} to {local(before_w.end)}) begins "
                f"before the store's first event ({local(cover.start)}), so it is not compared")
     st.caption(f"Leads first routed from {local(now_w.start)} to {local(now_w.end)} ({int(now['leads']):,} leads), "
-               f"{against}.")
+               f"{against}. " + (co.lookback_note(cover, before_w if before is not None else now_w) or ""))
     changes = {}
     for column, key in zip(st.columns(4), keys, strict=False):
         measure = kpis.measure(key, now, amounts)
@@ -92,12 +93,13 @@ def _provisional(pairs: list[tuple[co.CohortPair, tuple[str, ...]]], quarters: p
         if not sums.get("leads"):
             continue
         days = int(pair.current.horizon / timedelta(days=1))
-        so_far = "; ".join(f"{kpis.SPECS[k].label.lower()} {kpis.measure(k, sums, amounts).text()}" for k in keys)
-        lines.append(f"- Routed since {local(pair.provisional.start)}, not yet {_days(days)} old "
+        measures = [kpis.measure(k, sums, amounts) for k in keys]
+        so_far = "; ".join(f"{m.spec.label.lower()} {m.text()}" for m in measures)
+        lines.append(f"Routed since {local(pair.provisional.start)}, not yet {kpis.days_text(days)} old "
                      f"({int(sums['leads']):,} leads): {so_far}.")
-    if lines:
-        st.markdown(":gray[**Provisional, not in the headline**: these leads have not had their whole window, so "
-                    "their figures can still move.]\n" + "\n".join(f":gray[{line[2:]}]" for line in lines))
+    if lines:  # a Markdown line break ("  \n") between the sentences: each cohort on its own line
+        st.markdown("  \n".join([":gray[**Provisional, not in the headline**: these leads have not had their whole "
+                                 "window, so their figures can still move.]", *(f":gray[{line}]" for line in lines)]))
 
 
 def trend_frame(quarters: pl.DataFrame, cover: co.Coverage, start: Window, tz: str, every: str,
@@ -169,13 +171,11 @@ def _trend(quarters: pl.DataFrame, cover: co.Coverage, start: Window, span_days:
         st.markdown("Critical incidents in this span: " + ", ".join(
             f"[{i.id}]({marks.incident_link(i.id)}) ({i.check}, began {local(i.started_at)})" for i in incidents))
     table = frame.pivot(on="kpi", index=["start", "leads"], values="value").sort("start")
-    judged = frame.group_by("start", "kpi").agg(pl.col("judged").first())
-    early_title = kpis.column_title(kpis.SPECS["reply_rate"])
-    status = judged.filter(pl.col("kpi") == early_title).select(
-        "start", pl.when(pl.col("judged")).then(pl.lit("judged")).otherwise(pl.lit("provisional"))
-        .alias("Kept window"))
-    table = to_viewer(table.join(status, on="start", how="left"), "start").with_columns(
-        pl.col("start").dt.strftime("%Y-%m-%d"))
+    for window, key in (("Kept window", "reply_rate"), ("Conversion window", "conversion_to_opportunity")):
+        status = frame.filter(pl.col("kpi") == kpis.column_title(kpis.SPECS[key])).select(
+            "start", pl.when(pl.col("judged")).then(pl.lit("judged")).otherwise(pl.lit("provisional")).alias(window))
+        table = table.join(status, on="start", how="left")
+    table = to_viewer(table, "start").with_columns(pl.col("start").dt.strftime("%Y-%m-%d"))
     st.dataframe(table.rename({"start": "Day" if every == "1d" else "Week starting", "leads": "Routed leads"}),
                  hide_index=True, width="stretch", key="pipeline_weeks")
 
@@ -202,12 +202,13 @@ def main() -> None:
     changes = _section("Routing and replies", kpis.EARLY, early, cover, quarters, amounts)
     changes |= _section("Conversion", kpis.LATE, late, cover, quarters, amounts)
     text, verdict = kpis.note(changes)
-    {"disagree": st.warning, "agree": st.success, "nothing": st.info}[verdict](text, icon=":material/compare_arrows:")
+    {"disagree": st.warning, "worse": st.warning, "better": st.success, "flat": st.info,
+     "nothing": st.info}[verdict](text, icon=":material/compare_arrows:")
     _provisional([(early, kpis.EARLY), (late, kpis.LATE)], quarters, amounts)
     trend_start = Window(min(early.current.window.start, late.current.window.start), cover.end)
     _trend(quarters, cover, trend_start, span_days, {kpis.KEPT: keep, kpis.CONVERSION: conversion}, amounts)
     with st.expander("How each number is defined"):
-        st.markdown("\n".join(f"- **{spec.label}** ({'kept' if spec.horizon == kpis.KEPT else 'conversion'} "
+        st.markdown("\n".join(f"- **{_label(spec, amounts)}** ({'kept' if spec.horizon == kpis.KEPT else 'conversion'} "
                               f"window): {spec.definition}" for spec in kpis.SPECS.values()))
 
 

@@ -3,7 +3,8 @@ segment or week, against the previous range, and the top reassignment flows (rou
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import altair as alt
 import polars as pl
@@ -34,7 +35,7 @@ def _controls() -> tuple[int, str, int]:
     by = middle.selectbox("Group by", list(biz.ROUTING_GROUPS), format_func=lambda group: biz.ROUTING_GROUPS[group],
                           key="routing_by")
     keep = right.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
-                           key="routing_keep_days", format_func=lambda d: f"{d} day{'s' if d > 1 else ''}",
+                           key="routing_keep_days", format_func=kpis.days_text,
                            help="A lead is kept when no rep reassigned it within this long of its first routing; "
                            "it is judged once it is this old.")
     return biz.COHORT_LENGTHS[span], by, keep
@@ -42,10 +43,12 @@ def _controls() -> tuple[int, str, int]:
 
 def with_accuracy(frame: pl.DataFrame) -> pl.DataFrame:
     """kept = routed - reassigned; accuracy = kept / routed in percent (one decimal), null under kpis.MIN_LEADS
-    leads (not enough data)."""
-    return frame.with_columns((pl.col("routed") - pl.col("reassigned")).alias("kept")).with_columns(
+    leads (not enough data); interval: its 95 % interval under kpis.INTERVAL_BELOW leads, as text."""
+    kept = frame.with_columns((pl.col("routed") - pl.col("reassigned")).alias("kept"))
+    intervals = [kpis.interval_text(int(k), int(n)) for k, n in zip(kept["kept"], kept["routed"], strict=True)]
+    return kept.with_columns(
         pl.when(pl.col("routed") >= kpis.MIN_LEADS).then((pl.col("kept") / pl.col("routed") * 100).round(1))
-        .alias("accuracy"))
+        .alias("accuracy"), pl.Series("interval", intervals, dtype=pl.String))
 
 
 def _metrics(pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame, keep: int) -> bool:
@@ -63,15 +66,16 @@ def _metrics(pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame, ke
     st.caption(f"Leads first routed from {local(now_w.start)} to {local(now_w.end)}, "
                + (f"against the cohort before ({local(before_w.start)} to {local(before_w.end)})."
                   if before is not None else f"with no comparison: the cohort before ({local(before_w.start)} to "
-                  f"{local(before_w.end)}) begins before the store's first event ({local(cover.start)})."))
+                  f"{local(before_w.end)}) begins before the store's first event ({local(cover.start)}).")
+               + " " + (co.lookback_note(cover, before_w if before is not None else now_w) or ""))
     shown, routed, reassigned, provisional = st.columns(4)
     flat = change.direction() == 0
     shown.metric("Routing accuracy", accuracy.text(), delta=change.delta(), delta_color="off" if flat else "normal",
                  delta_arrow="off" if flat else "auto", help=f"{accuracy.spec.definition} Kept window: {keep} days.")
     shown.caption(accuracy.n_text())
-    routed.metric("Routed leads", f"{int(now['leads']):,}",
+    routed.metric("Routed leads", f"{int(now['leads']):,}", delta_color="off",  # volume, not a verdict
                   delta=None if before is None else f"{int(now['leads'] - before['leads']):+,}")
-    reassigned.metric("Reassigned within the window", f"{int(now['reassigned']):,}", delta_color="inverse",
+    reassigned.metric("Reassigned within the window", f"{int(now['reassigned']):,}", delta_color="off",
                       delta=None if before is None else f"{int(now['reassigned'] - before['reassigned']):+,}",
                       help="Leads of the cohort a rep reassigned within the kept window (each lead once).")
     young = co.sums_in(quarters, pair.provisional)
@@ -83,39 +87,60 @@ def _metrics(pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame, ke
     return True
 
 
-def _chart(groups: pl.DataFrame, by: str, cohort: Window) -> alt.Chart | alt.LayerChart:
+def whole_weeks(groups: pl.DataFrame, cohort: Window, tz: str) -> pl.DataFrame:
+    """The week groups with ``week`` (the Monday, a date) and ``whole``: the cohort holds all of the week (a week
+    it holds in part would be drawn as a rise or fall that is only fewer days)."""
+    zone = ZoneInfo(tz)
+    starts = [datetime.combine(date.fromisoformat(key), time(), zone) for key in groups["key"]]
+    whole = [cohort.start <= start and start + timedelta(days=7) <= cohort.end for start in starts]
+    return groups.with_columns(pl.col("key").str.to_date().alias("week"), pl.Series("whole", whole))
+
+
+def _chart(groups: pl.DataFrame, by: str, cohort: Window) -> alt.Chart | alt.LayerChart | None:
+    """Accuracy per group of MIN_LEADS leads or more (fewer say nothing); per whole week when by week."""
     label = biz.ROUTING_GROUPS[by]
     if by == "week":
-        weeks = groups.sort("key").with_columns(pl.col("key").str.to_date().alias("week"))
+        weeks = groups.filter(pl.col("whole") & pl.col("accuracy").is_not_null()).sort("week")
+        if weeks.is_empty():
+            return None
         line = alt.Chart(weeks).mark_line(point=True).encode(
             alt.X("week:T", title="week starting (Monday, your timezone)",
-                  axis=alt.Axis(format="%b %d", labelAngle=0)),
+                  axis=alt.Axis(format="%b %d", labelAngle=0, values=weeks["week"].to_list())),
             alt.Y("accuracy:Q", title="routing accuracy (%)", scale=alt.Scale(zero=False)),
             tooltip=[alt.Tooltip("key:N", title="week starting"), "routed:Q", "reassigned:Q",
-                     alt.Tooltip("accuracy:Q", title="accuracy (%)")])
+                     alt.Tooltip("accuracy:Q", title="accuracy (%)"), alt.Tooltip("interval:N", title="95% interval")])
         incidents = marks.critical_between(cohort.start, cohort.end)
         return alt.LayerChart(layer=[line, *marks.mark_layers(marks.marks_frame(incidents), "week")]) if incidents \
             else line
-    top = groups.sort("routed", descending=True).head(TOP_BARS)
-    long = top.unpivot(index=["key", "routed", "accuracy"], on=["kept", "reassigned"], variable_name="outcome",
-                       value_name="leads")
+    top = groups.filter(pl.col("accuracy").is_not_null()).sort("routed", descending=True).head(TOP_BARS)
+    if top.is_empty():
+        return None
+    long = top.unpivot(index=["key", "routed", "accuracy", "interval"], on=["kept", "reassigned"],
+                       variable_name="outcome", value_name="leads")
     return alt.Chart(long).mark_bar().encode(
-        alt.Y("key:N", title=label, sort=alt.EncodingSortField("accuracy", order="ascending")),
+        alt.Y("key:N", title=label, sort=alt.EncodingSortField("accuracy", order="ascending"),
+              axis=alt.Axis(labelLimit=320)),
         alt.X("leads:Q", stack="normalize", title="share of routed leads", axis=alt.Axis(format="%")),
         alt.Color("outcome:N", title=None, scale=alt.Scale(domain=["kept", "reassigned"],
                                                            range=["#4c78a8", "#e45756"])),
         tooltip=[alt.Tooltip("key:N", title=label), "outcome:N", "leads:Q", "routed:Q",
-                 alt.Tooltip("accuracy:Q", title="accuracy (%)")])
+                 alt.Tooltip("accuracy:Q", title="accuracy (%)"), alt.Tooltip("interval:N", title="95% interval")])
 
 
 def _table(groups: pl.DataFrame, by: str) -> None:
     label = biz.ROUTING_GROUPS[by]
     order = "key" if by == "week" else "routed"
-    table = groups.sort(order, descending=by != "week").select(
-        pl.col("key").alias(label if by != "week" else "Week starting"), pl.col("routed").alias("Routed leads"),
-        pl.col("kept").alias("Kept"), pl.col("reassigned").alias("Reassigned"),
-        pl.col("accuracy").alias("Accuracy (%)"))
-    st.dataframe(table, hide_index=True, width="stretch", key="routing_table")
+    columns = [pl.col("key").alias(label if by != "week" else "Week starting"), pl.col("routed").alias("Routed leads"),
+               pl.col("kept").alias("Kept"), pl.col("reassigned").alias("Reassigned"),
+               pl.col("accuracy").alias("Accuracy (%)"), pl.col("interval").alias("95% interval")]
+    if by == "week":
+        columns.append(pl.when(pl.col("whole")).then(pl.lit("whole")).otherwise(pl.lit("part of it"))
+                       .alias("Week in the cohort"))
+    st.dataframe(groups.sort(order, descending=by != "week").select(columns), hide_index=True, width="stretch",
+                 key="routing_table")
+    st.caption(f"Accuracy needs {kpis.MIN_LEADS} leads (blank below; the chart leaves such groups out); the 95% "
+               f"interval is shown under {kpis.INTERVAL_BELOW} leads."
+               + (" The line draws only the weeks the cohort holds whole." if by == "week" else ""))
 
 
 def _flows(flows: pl.DataFrame) -> None:
@@ -158,8 +183,15 @@ def main() -> None:
         return
     report = with_accuracy(report)
     groups = report.filter(pl.col("part") == "group")
+    if by == "week":
+        groups = whole_weeks(groups, pair.current.window, tz)
     st.subheader(f"By {biz.ROUTING_GROUPS[by].lower()}")
-    st.altair_chart(_chart(groups, by, pair.current.window), width="stretch")
+    chart = _chart(groups, by, pair.current.window)
+    if chart is None:
+        st.caption("No group to draw: " + ("the cohort holds no whole week (pick 14 days or more)." if by == "week"
+                                           else f"none has {kpis.MIN_LEADS} leads."))
+    else:
+        st.altair_chart(chart, width="stretch")
     _table(groups, by)
     _flows(report.filter(pl.col("part") == "flow"))
 
