@@ -1,6 +1,7 @@
 """The damage an incident did: the records its agents acted on with bad input, and the decisions they took on them,
-over a root incident and its effects. Pure builders of SQL (with parameters) over the ``actions`` view: the dashboard
-runs them now, the API and the CLI can later. Each incident's part is bounded by its own range, [started_at,
+over a root incident and its effects. Pure builders of SQL (with parameters) over the ``actions`` view: the dashboard's
+incident page and ``agentwatch incident show`` run them, :mod:`agentwatch.checks.incident_audit` selects their
+actions for the audit trail. Each incident's part is bounded by its own range, [started_at,
 resolved_at or last_fired_at], on ``ts`` and on the ``day`` partitions, so no query scans the whole store.
 
 Bad input, per check (the others measure no record-level damage: their evidence and sample events say what they did):
@@ -40,10 +41,15 @@ DECISION_WORDS = {
     "status": "set to status {}",
 }
 
+# What a failed action left undone: "5 leads not routed"; other actions read "without their <action>".
+FAILED_WORDS = {"route": "routed", "enrich": "enriched", "assign_owner": "assigned an owner", "qualify": "qualified",
+                "score": "scored", "send": "sent", "update_field": "updated", "create": "created"}
+
 
 @dataclass(frozen=True)
 class Source:
-    """One incident's part of the damage: its actions on bad input, as a predicate over ``actions``."""
+    """One incident's part of the damage: its actions on bad input (or its failed actions), as a predicate over
+    ``actions``."""
 
     incident_id: str
     check: str
@@ -54,6 +60,10 @@ class Source:
     bad_input: str  # in words: "deal_stage read as null where opportunity_id was set"
     records_with: str  # what the records had, for sentences: "with opportunity_id set" ("" when nothing)
     exact: bool  # False: an upper bound (some records had no value to read anyway)
+    actions_text: str = "actions"  # which actions, for sentences: "lead.enrich and lead.route actions"
+    did: str = ""  # what they did, after "that": "read deal_stage as null"; "failed"
+    failed: bool = False  # the actions failed: nothing was done on bad input, nothing to roll back
+    action: str = ""  # the one action the source is about, when it is about one (its failures: "not routed")
 
 
 def span(incident: Incident) -> tuple[datetime, datetime]:
@@ -119,6 +129,8 @@ def _null_reads(incident: Incident) -> Source | None:
     predicate = f"({who}) AND {_null(scope)}"
     params.append(json_path(key))
     bad_input = f"{key} read as null" if scope == "inputs" else f"{key} (in {scope}) read as null"
+    did = f"read {key} as null" if scope == "inputs" else f"read {key} (in {scope}) as null"
+    actions = sorted({action for _, action in pairs})
     records_with = ""
     if isinstance(companion, str):
         predicate += f" AND NOT {_null(scope)}"
@@ -127,7 +139,8 @@ def _null_reads(incident: Incident) -> Source | None:
         records_with = f"with {companion} set"
     start, end = span(incident)
     return Source(incident.id, incident.check, start, end, predicate, params, bad_input, records_with,
-                  exact=isinstance(companion, str))
+                  exact=isinstance(companion, str), actions_text=f"{_and(actions)} actions", did=did,
+                  action=actions[0] if len(actions) == 1 else "")
 
 
 def _schema_reads(incident: Incident, keys: list[str]) -> Source | None:
@@ -139,7 +152,8 @@ def _schema_reads(incident: Incident, keys: list[str]) -> Source | None:
     predicate = f"agent_id IN ({', '.join('?' * len(agents))}) AND ({reads})"
     start, end = span(incident)
     return Source(incident.id, incident.check, start, end, predicate, params,
-                  f"{', '.join(keys)} read as null", "", exact=False)
+                  f"{', '.join(keys)} read as null", "", exact=False, actions_text=f"actions of {_and(agents)}",
+                  did=f"read {_and(keys, 'or')} as null")
 
 
 def _failures(incident: Incident) -> Source | None:
@@ -148,7 +162,15 @@ def _failures(incident: Incident) -> Source | None:
         return None
     start, end = span(incident)
     return Source(incident.id, incident.check, start, end, "agent_id = ? AND action = ? AND status = 'error'",
-                  [agent, action], f"{action} by {agent} failed", "", exact=True)
+                  [agent, action], f"{action} by {agent} failed", "", exact=True,
+                  actions_text=f"{action} actions of {agent}", did="failed", failed=True, action=str(action))
+
+
+def _part(source: Source) -> Query:
+    """One source's actions: its predicate on its own range (``ts`` and ``day``)."""
+    start, end = source.start.astimezone(UTC), source.end.astimezone(UTC)
+    return (f"(day BETWEEN ? AND ? AND ts >= ? AND ts <= ? AND {source.predicate})",
+            [start.date(), end.date(), source.start, source.end, *source.params])
 
 
 def bad_actions(found: list[Source]) -> Query:
@@ -157,43 +179,56 @@ def bad_actions(found: list[Source]) -> Query:
         return "false", []
     first = min(s.start for s in found).astimezone(UTC)
     last = max(s.end for s in found).astimezone(UTC)
-    parts, params = [], [first.date(), last.date()]
-    for s in found:
-        parts.append(f"(day BETWEEN ? AND ? AND ts >= ? AND ts <= ? AND {s.predicate})")
-        params += [s.start.astimezone(UTC).date(), s.end.astimezone(UTC).date(), s.start, s.end, *s.params]
-    return f"day BETWEEN ? AND ? AND ({' OR '.join(parts)})", params
+    parts = [_part(s) for s in found]
+    return (f"day BETWEEN ? AND ? AND ({' OR '.join(sql for sql, _ in parts)})",
+            [first.date(), last.date(), *[p for _, params in parts for p in params]])
 
 
 def summary_sql(found: list[Source], limit: int) -> Query:
     """The damage in one scan of the actions on bad input (their JSON read once): rows of ``part`` ``total`` (per
-    resource type: ``records`` acted on, each once, and the ``actions``), then up to `limit` rows of ``part``
-    ``decision``: the decisions of the actions that were done (status ``ok``; text and true/false values), by
-    resource type, ``decision`` key and ``value`` (text), with the records they were taken on; the most first."""
+    resource type and ``failed``, true for the actions of sources that failed: ``records`` acted on, each once, and
+    the ``actions``), up to `limit` rows of ``part`` ``decision``: the decisions of the actions that were done
+    (status ``ok``; text and true/false values), by resource type, ``decision`` key and ``value`` (text), with the
+    records they were taken on, the most first; and, when more decisions were taken, a row of ``part`` ``more`` per
+    resource type: how many more ``decisions`` (key and value pairs) and the ``records`` they were taken on."""
     where, params = bad_actions(found)
+    failing = [_part(s) for s in found if s.failed]
+    failed = " OR ".join(sql for sql, _ in failing) or "false"
     kinds = ", ".join(f"'{t}'" for t in DECISION_TYPES)
     return (f"""
         WITH bad AS MATERIALIZED (
-            SELECT resource_type, resource_id, status, decision FROM actions WHERE {where}
+            SELECT resource_type, resource_id, status, decision, ({failed}) AS failed FROM actions WHERE {where}
         ), totals AS (
-            SELECT 'total' AS part, resource_type, NULL::VARCHAR AS decision, NULL::VARCHAR AS value,
-                   count(DISTINCT resource_id) AS records, count(*) AS actions
-            FROM bad GROUP BY resource_type
-        ), decisions AS (
-            SELECT 'decision' AS part, resource_type, e.key AS decision, e.value ->> '$' AS value,
-                   count(DISTINCT resource_id) AS records, count(*) AS actions
+            SELECT 'total' AS part, resource_type, failed, NULL::VARCHAR AS decision, NULL::VARCHAR AS value,
+                   count(DISTINCT resource_id) AS records, count(*) AS actions, NULL::BIGINT AS decisions
+            FROM bad GROUP BY resource_type, failed
+        ), taken AS MATERIALIZED (
+            SELECT resource_type, resource_id, e.key AS decision, e.value ->> '$' AS value
             FROM bad, json_each(bad.decision) AS e
             WHERE status = 'ok' AND e.type IN ({kinds})
-            GROUP BY ALL ORDER BY records DESC, decision, value LIMIT ?
+        ), ranked AS MATERIALIZED (
+            SELECT resource_type, decision, value, count(DISTINCT resource_id) AS records, count(*) AS actions,
+                   row_number() OVER (ORDER BY count(DISTINCT resource_id) DESC, decision, value) AS rank
+            FROM taken GROUP BY resource_type, decision, value
+        ), more AS (
+            SELECT 'more' AS part, t.resource_type, false AS failed, NULL::VARCHAR AS decision,
+                   NULL::VARCHAR AS value, count(DISTINCT t.resource_id) AS records, count(*) AS actions,
+                   count(DISTINCT (r.decision, r.value)) AS decisions
+            FROM taken t JOIN ranked r USING (resource_type, decision, value)
+            WHERE r.rank > ? GROUP BY t.resource_type
         )
-        SELECT * FROM totals UNION ALL SELECT * FROM decisions
-        ORDER BY part DESC, records DESC, resource_type, decision, value""", [*params, limit])
+        SELECT * FROM totals
+        UNION ALL SELECT 'decision', resource_type, false, decision, value, records, actions, NULL FROM ranked
+            WHERE rank <= ?
+        UNION ALL SELECT * FROM more
+        ORDER BY part DESC, records DESC, resource_type, decision, value""",
+            [*[p for _, failing_params in failing for p in failing_params], *params, limit, limit])
 
 
-def records_sql(found: list[Source], limit: int) -> Query:
-    """The records acted on with bad input, (resource_type, resource_id), at most `limit` of them, in id order."""
-    where, params = bad_actions(found)
-    return (f"SELECT DISTINCT resource_type, resource_id FROM actions WHERE {where} "
-            "ORDER BY resource_type, resource_id LIMIT ?", [*params, limit])
+def failed_words(action: str) -> str:
+    """What a failed action left undone, as a sales leader reads it: ``not routed``."""
+    verb = action.rsplit(".", 1)[-1]
+    return f"not {FAILED_WORDS[verb]}" if verb in FAILED_WORDS else f"without their {action}"
 
 
 def decision_words(key: str, value: str) -> str:
@@ -216,6 +251,11 @@ def _null(scope: str) -> str:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
     return f"coalesce(json_type({scope}, ?), 'NULL') = 'NULL'"
+
+
+def _and(names: list[str], word: str = "and") -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def _pairs(pairs: list[tuple[str, str]]) -> tuple[str, list[Any]]:

@@ -20,7 +20,8 @@ import streamlit.components.v1 as components
 from agentwatch.alerts.properties import incident_properties
 from agentwatch.alerts.silences import Silences, operator_name
 from agentwatch.app.alerting import notify_unless_served
-from agentwatch.checks import damage
+from agentwatch.checks import damage, incident_audit
+from agentwatch.checks.affected import affected_text
 from agentwatch.checks.remedies import remedy
 from agentwatch.core.durations import parse_duration_text
 from agentwatch.core.errors import AgentwatchError
@@ -43,30 +44,6 @@ MAX_DECISIONS = 8  # decision values listed under "What it did", the most record
 AUDIT_PAGE = "views/audit.py"  # served at /audit: the link is audit?incident=INC-n
 AUDIT_PARAM = "incident"
 SAFE_CODE = re.compile(r"[\w.,{}<>* -]*(?:: [\w.,{}<>* -]*)*")  # no link, image, icon, emoji or math can form
-# What `affected` counts, per check (singular, plural); a family's `x.*` entry covers the rest of it.
-AFFECTED_UNITS: dict[str, tuple[str, str]] = {
-    "schema.*": ("agent reading the field", "agents reading the field"),
-    "schema.watcher_blind": ("failed poll", "failed polls"),
-    "quality.null_spike": ("read on a record that had a value", "reads on records that had a value"),
-    "quality.duplicate": ("duplicate action", "duplicate actions"),
-    "quality.identity_collision": ("collision", "collisions"),
-    "quality.expectation_failed": ("failing row", "failing rows"),
-    "volume.action_spike": ("event above the usual", "events above the usual"),
-    "volume.action_drop": ("missing event", "missing events"),
-    "errors.error_burst": ("failed event", "failed events"),
-    "policy.*": ("record", "records"),
-    "workflow.invalid_transition": ("forbidden transition", "forbidden transitions"),
-    "workflow.sla_breach": ("record past the SLA", "records past the SLA"),
-    "workflow.partial_failure": ("action without its CRM write", "actions without their CRM write"),
-    "outcome.routing_accuracy_drop": ("reassigned lead", "reassigned leads"),
-    "outcome.requalification_spike": ("requalified lead", "requalified leads"),
-    "outcome.calibration": ("decision proven wrong", "decisions proven wrong"),
-    "outcome.write_reverted": ("write set back", "writes set back"),
-    "drift.distribution": ("event in the drifted window", "events in the drifted window"),
-    "approval.queue_backlog": ("overdue request", "overdue requests"),
-    "approval.latency": ("slow approval", "slow approvals"),
-    "approval.rubber_stamp": ("approval within seconds", "approvals within seconds"),
-}
 
 
 def subject_text(incident: Incident) -> str:
@@ -119,15 +96,6 @@ def _title(incident: Incident) -> None:
     status = f":{STATUS_COLORS[incident.status]}-badge[{incident.status}]"
     st.subheader(f"{incident.id} · {incident.check}", anchor=False)
     st.markdown(f"{severity} {status} &nbsp; **{md(subject_text(incident))}**")
-
-
-def affected_text(incident: Incident) -> str:
-    """``Affected`` with its unit, which depends on the check: ``2 agents reading the field``, ``724 reads ...``."""
-    one, many = AFFECTED_UNITS.get(incident.check) or AFFECTED_UNITS.get(incident.check.split(".")[0] + ".*") \
-        or ("event or record", "events or records")
-    if incident.check == "quality.null_spike" and not incident.evidence.get("should_have_value"):
-        one, many = "null read", "null reads"
-    return f"{incident.affected:,} {one if incident.affected == 1 else many}"
 
 
 def duration_text(span: timedelta) -> str:
@@ -197,32 +165,62 @@ def _since_when(incident: Incident) -> None:
 
 def _what_it_did(incident: Incident, tree: list[Incident]) -> None:
     """The records acted on with bad input since it began, over the incident and its effects (each record once),
-    the decisions taken on them, and the link to exactly those records in the audit trail."""
+    the decisions taken on them (or the records its failed actions left undone), and the link to exactly those
+    actions in the audit trail; without such a measure, the link to its subject's actions over its range."""
     st.markdown("#### What it did")
     found = damage.sources(tree)
+    scope = incident_audit.audit_scope(incident, tree)
     if not found:
         st.markdown(f"**Affected** {md(affected_text(incident))}.")
         st.caption(f"{md(incident.check)} measures no records acted on with bad input"
                    + (" (nor do its effects)" if len(tree) > 1 else "")
                    + ": the evidence and the sample events below show what happened.")
+        if scope is not None:
+            _subject_link(scope)
         return
     summary = context.query(*_flatten(damage.summary_sql(found, MAX_DECISIONS)))
-    totals, decisions = (summary.filter(pl.col("part") == part) for part in ("total", "decision"))
+    totals = summary.filter(pl.col("part") == "total")
     if totals.is_empty():
         st.markdown("No record was acted on with bad input since it began.")
         return
-    how = "; ".join(f"{md(s.bad_input)} ({s.incident_id}{'' if s.exact else ', an upper bound'})" for s in found)
-    for kind, records, actions in totals.select("resource_type", "records", "actions").iter_rows():
-        st.markdown(f"**{md(damage.plural(kind, records))}** acted on with bad input since it began, in {actions:,} "
-                    f"actions: {how}.")
-    having = found[0].records_with if len({s.records_with for s in found}) == 1 else ""
-    taken = decisions.select("resource_type", "decision", "value", "records")
+    bad = [s for s in found if not s.failed]
+    how = "; ".join(f"{md(s.bad_input)} ({s.incident_id}{'' if s.exact else ', an upper bound'})" for s in bad)
+    undone = "; ".join(f"{md(s.bad_input)} ({s.incident_id})" for s in found if s.failed)
+    for kind, failed, records, actions in totals.select("resource_type", "failed", "records", "actions").iter_rows():
+        if failed:
+            words = md(scope.failed_words) if scope is not None and scope.failed_words else "not acted on"
+            st.markdown(f"**{md(damage.plural(kind, records))}** {words} (the actions failed): {actions:,} "
+                        f"actions, {undone}.")
+        else:
+            st.markdown(f"**{md(damage.plural(kind, records))}** acted on with bad input since it began, in "
+                        f"{actions:,} actions: {how}.")
+    having = bad[0].records_with if len({s.records_with for s in bad}) == 1 else ""
+    taken = summary.filter(pl.col("part") == "decision").select("resource_type", "decision", "value", "records")
     lines = [decision_line(kind, key, value, count, having) for kind, key, value, count in taken.iter_rows()]
+    lines += [f"- and {more:,} more decisions ({md(damage.plural(kind, records))})" for kind, more, records in
+              summary.filter(pl.col("part") == "more").select("resource_type", "decisions", "records").iter_rows()]
     if lines:
         st.markdown("**Decisions taken on them:**\n" + "\n".join(lines))
-    records = int(totals["records"].sum())
-    st.page_link(AUDIT_PAGE, label=f"See these {records:,} records in the audit trail, with their rollback plan",
-                 query_params={AUDIT_PARAM: incident.id}, icon=":material/history:")
+    actions, records = int(totals["actions"].sum()), int(totals["records"].sum())
+    if scope is not None and scope.failed:
+        label = f"See these {actions:,} failed actions in the audit trail"
+    else:
+        label = (f"See these {actions:,} actions on {records:,} records in the audit trail, with their rollback "
+                 "plan")
+    st.page_link(AUDIT_PAGE, label=label, query_params={AUDIT_PARAM: incident.id}, icon=":material/history:")
+
+
+def _subject_link(scope: incident_audit.AuditScope) -> None:
+    """The link to the incident's subject's actions over its range (an incident without a damage measure)."""
+    counts = context.query(*_flatten(incident_audit.counts_sql(scope.selection())))
+    actions = int(counts["actions"].sum()) if not counts.is_empty() else 0
+    if actions == 0:
+        st.caption(f"No {md(scope.what)} from {context.local(scope.start)} to {context.local(scope.end)} in the "
+                   "store.")
+        return
+    st.page_link(AUDIT_PAGE, label=f"See the {actions:,} {md(scope.what)} from {context.local(scope.start)} to "
+                 f"{context.local(scope.end)} in the audit trail", query_params={AUDIT_PARAM: scope.incident_id},
+                 icon=":material/history:")
 
 
 def decision_line(kind: str, key: str, value: str, count: int, having: str) -> str:

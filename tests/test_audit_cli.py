@@ -15,6 +15,7 @@ import pytest
 
 from agentwatch.checks.engine import incident_store
 from agentwatch.core.home import Home
+from agentwatch.store.reader import open_reader
 from tests.audit_support import AGENT, WINDOW, expected_actions, latest_action, rfc3339
 from tests.live_support import CLI_TIMEOUT_S, agentwatch, stored_rows
 from tests.test_incidents import AT, finding, new_book, save, step
@@ -100,3 +101,46 @@ def test_incident_notes_from_the_command_line_show_with_who(tmp_path: Path) -> N
     shown = agentwatch(home, "incident", "show", incident.id)
     assert "note: on it: rolling back the layout" in shown and "acknowledged by: " in shown
     assert store.get(incident.id).operator_note == "on it: rolling back the layout"
+
+
+def run_at_80(home: Home, *args: str) -> subprocess.CompletedProcess:
+    """The real command in a fresh process, its output in a pipe at COLUMNS=80."""
+    return subprocess.run([sys.executable, "-c", "from agentwatch.app.cli import main; main()", *args,
+                           "--home", str(home.root)], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                          env={"COLUMNS": "80", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_incident_selects_what_the_dashboard_selects(demo_home: Home) -> None:
+    """`audit --incident <rename>` writes exactly the actions its null spike took on bad input (counted here from
+    the definition), none of the other actions on the same leads; the table says which; another filter than
+    --resource, an unknown incident and one about no agent's actions are one line each."""
+    incidents = incident_store(demo_home).list()
+    (rename,) = [i for i in incidents if i.check == "schema.field_renamed"]
+    (spike,) = [i for i in incidents if i.check == "quality.null_spike"]
+    con = open_reader(demo_home)
+    try:
+        rows = con.execute("""
+            SELECT event_id, resource_id FROM actions
+            WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+                   OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+              AND ts >= ? AND ts <= ? AND inputs ->> '$.deal_stage' IS NULL
+              AND inputs ->> '$.opportunity_id' IS NOT NULL""", [spike.started_at, spike.last_fired_at]).fetchall()
+    finally:
+        con.close()
+    bad = {event_id for event_id, _ in rows}
+    leads = {lead for _, lead in rows}
+    printed = agentwatch(demo_home, "audit", "--incident", rename.id, "--format", "jsonl")
+    assert {json.loads(line)["event_id"] for line in printed.splitlines()} == bad
+    table = agentwatch(demo_home, "audit", "--incident", rename.id, "--limit", "3")
+    assert " ".join(table.split()).startswith(
+        f"{rename.id}: the {len(bad):,} lead.enrich and lead.route actions that read deal_stage as null on "
+        f"{len(leads):,} leads with opportunity_id set")
+    assert f"the newest 3 of {len(bad):,} matching actions" in table
+    (added,) = [i for i in incidents if i.check == "schema.field_added"]
+    for args, said in ((["--agent", "lead-router"], "leave out --since, --until, --agent"),
+                       (["--status", "ok"], "leave out --since"),
+                       ([], "is about no agent's actions")):
+        done = run_at_80(demo_home, "audit", "--incident", added.id if not args else rename.id, *args)
+        assert done.returncode == 2 and said in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    done = run_at_80(demo_home, "audit", "--incident", "INC-999")
+    assert done.returncode == 2 and "no incident has the id 'INC-999'" in done.stderr

@@ -240,3 +240,36 @@ def test_installed_command_reports_bad_yaml_in_one_line(home: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "agentwatch.yaml line 2: not valid YAML" in done.stderr
+
+
+def test_incident_show_wraps_at_80_and_says_the_damage(demo_home: Home) -> None:
+    """`incident show <rename> | cat` at COLUMNS=80 keeps every line within 80 columns, says `affected` with the
+    page's unit, the damage (the leads its null spike acted on with bad input, counted here from the definition,
+    and the decision taken on the most of them) and the command listing those actions."""
+    from agentwatch.checks.engine import incident_store
+    from agentwatch.store.reader import open_reader
+
+    incidents = incident_store(demo_home).list()
+    (rename,) = [i for i in incidents if i.check == "schema.field_renamed"]
+    (spike,) = [i for i in incidents if i.check == "quality.null_spike"]
+    con = open_reader(demo_home)
+    try:
+        ((leads, actions),) = con.execute("""
+            SELECT count(DISTINCT resource_id), count(*) FROM actions
+            WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
+                   OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+              AND ts >= ? AND ts <= ? AND inputs ->> '$.deal_stage' IS NULL
+              AND inputs ->> '$.opportunity_id' IS NOT NULL""", [spike.started_at, spike.last_fired_at]).fetchall()
+    finally:
+        con.close()
+    done = subprocess.run([sys.executable, "-c", "from agentwatch.app.cli import main; main()", "incident", "show",
+                           rename.id, "--home", str(demo_home.root)], capture_output=True, text=True, timeout=60,
+                          env={"COLUMNS": "80", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    flat = " ".join(done.stdout.split())
+    assert f"affected {rename.affected} agents reading the field" in flat
+    assert f"damage: {leads:,} leads acted on with bad input ({actions:,} actions);" in flat
+    assert f"audit trail: agentwatch audit --incident {rename.id}" in flat
+    assert "suggested fix: Map the old key to the new field" in flat
+    assert "\n      fields:\n        deal_stage: Lead.opportunity_stage" in done.stdout

@@ -255,3 +255,12 @@ def test_every_check_has_a_suggested_fix_naming_what_to_change(name):
                         last_fired_at=at, subject=subject, summary="s", affected=1)
     text = as_text(remedy(incident))
     assert len(text) > 60 and any(value in text for value in subject.values()), text
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_check_says_what_affected_counts(name: str) -> None:
+    """`affected` reads with a unit of the check's own (or its family's), never the generic fallback: the incident
+    page and `agentwatch incident show` print it (agentwatch.checks.affected)."""
+    from agentwatch.checks.affected import AFFECTED_UNITS
+
+    assert name in AFFECTED_UNITS or name.split(".")[0] + ".*" in AFFECTED_UNITS

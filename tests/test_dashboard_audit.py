@@ -344,49 +344,36 @@ def test_page_refuses_a_reversed_custom_range(monkeypatch: pytest.MonkeyPatch, s
 # --- an incident's damaged records -------------------------------------------------------------------------------
 
 
-def test_records_select_exactly_those_records(con) -> None:
-    """`records` keeps the actions of the named (type, id) pairs only, with every other filter; the export names them;
-    a pair of another type does not match; more than MAX_RECORDS is refused with a sentence."""
-    start, end = trail.time_range("Last 7 days", LATEST)
-    two = trail.Selection(start, end, records=(("lead", "L-1"), ("lead", "L-3")))
-    assert trail.run(con, trail.events_sql(two))["event_id"].to_list() == ["e7", "e6", "e4", "e2", "e1"]
-    assert trail.run(con, trail.events_sql(trail.Selection(start, end, records=(("contact", "L-1"),)))).is_empty()
-    ok = trail.Selection(start, end, statuses=("ok",), records=(("lead", "L-2"),))
-    assert trail.run(con, trail.events_sql(ok))["event_id"].to_list() == ["e8", "e3"]
-    assert {(r["resource_id"], r["actions"]) for r in trail.run(con, trail.records_sql(two)).iter_rows(named=True)} \
-        == {("L-1", 3), ("L-3", 2)}
-    assert two.describe()["records"] == [{"type": "lead", "id": "L-1"}, {"type": "lead", "id": "L-3"}]
-    assert "records" not in trail.Selection(start, end).describe()
-    plan = json.loads(trail.plan_json(con, two))
-    assert {r["resource_id"] for r in plan["restore"] + plan["irreversible"]} == {"L-1", "L-3"}
-    with pytest.raises(ValueError, match="10,001 records are more than the 10,000 one selection may name"):
-        trail.Selection(start, end, records=tuple(("lead", f"L-{n}") for n in range(10_001)))
-
-
-def damaged_leads(home: Home, spike: Any) -> set[str]:
-    """The leads the demo's null spike damaged, from its definition: read by lead-router's lead.route or
-    enrichment-agent's lead.enrich with deal_stage null and opportunity_id set, from its start to its last firing."""
-    return {lead for (lead,) in sql(home, """
-        SELECT DISTINCT resource_id FROM actions
+def bad_reads(home: Home, spike: Any) -> dict[str, str]:
+    """event_id -> lead of the null spike's bad-input reads, from its definition: lead-router's lead.route and
+    enrichment-agent's lead.enrich that read deal_stage null while opportunity_id was set, over the spike's range."""
+    end = spike.resolved_at or spike.last_fired_at
+    return dict(sql(home, """
+        SELECT event_id, resource_id FROM actions
         WHERE ((agent_id = 'lead-router' AND action = 'lead.route')
                OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
-          AND ts >= ? AND ts <= ? AND inputs ->> '$.deal_stage' IS NULL
-          AND inputs ->> '$.opportunity_id' IS NOT NULL""", spike.started_at, spike.last_fired_at)}
+          AND ts >= ? AND ts <= ? AND resource_type = 'lead'
+          AND inputs ->> '$.deal_stage' IS NULL AND inputs ->> '$.opportunity_id' IS NOT NULL""",
+                    spike.started_at, end))
 
 
-def test_page_narrowed_to_an_incidents_damaged_records(monkeypatch: pytest.MonkeyPatch, demo_home: Home,
-                                                       deferred: dict[str, Callable[[], Any]]) -> None:
-    """`audit?incident=<rename>` shows exactly the leads the rename's null spike damaged (counted here from the
-    definition), every action on them from its start to the latest event, says so, and its plan covers exactly
-    those; clearing the filter goes back to the whole trail."""
+def test_page_narrowed_to_an_incidents_bad_input_actions(monkeypatch: pytest.MonkeyPatch, demo_home: Home,
+                                                         deferred: dict[str, Callable[[], Any]]) -> None:
+    """`audit?incident=<rename>` shows exactly the actions its null spike took on bad input (counted here from the
+    definition), not the other actions on the same leads (enrichment-agent's crm.update_field writes, which a
+    rollback would undo wrongly), says which in a note, and its plan and export cover those alone; clearing the
+    filter goes back to the whole trail."""
     from agentwatch.checks.engine import incident_store
 
     incidents = incident_store(demo_home).list()
     (rename,) = [i for i in incidents if i.check == "schema.field_renamed"]
     (spike,) = [i for i in incidents if i.check == "quality.null_spike"]
-    (drift,) = [i for i in incidents if i.check == "drift.distribution"]
-    start = min(i.started_at for i in (rename, spike, drift))  # the rename's start, or an effect's if earlier
-    leads = damaged_leads(demo_home, spike)
+    bad = bad_reads(demo_home, spike)
+    leads = set(bad.values())
+    ((others,),) = sql(demo_home, "SELECT count(*) FROM actions WHERE resource_type = 'lead' AND "
+                       "list_contains(?, resource_id) AND ts >= ? AND agent_id = 'enrichment-agent' AND action = "
+                       "'crm.update_field'", sorted(leads), spike.started_at)
+    assert others > 0  # the finding: other writes on the damaged leads, which the selection must leave out
     monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
     at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
     at.run()
@@ -394,36 +381,59 @@ def test_page_narrowed_to_an_incidents_damaged_records(monkeypatch: pytest.Monke
     at.switch_page("views/audit.py").run()
     assert not at.exception and not at.error
     (note,) = at.info
-    assert note.value.startswith(f"Showing the records damaged by **{rename.id}** ({len(leads):,} records)")
+    assert note.value.startswith(
+        f"Showing **{rename.id}**: " + md(f"the {len(bad):,} lead.enrich and lead.route actions that read deal_stage "
+                                          f"as null on {len(leads):,} leads with opportunity_id set"))
+    assert metric(at, "Matching events") == f"{len(bad):,}"
     listed = next(d.value for d in at.dataframe if "first" in d.value.columns)
-    assert set(listed["resource"]) == {f"lead {lead}" for lead in leads} and len(listed) == len(leads)
-    ((events, not_done),) = sql(demo_home, """
-        SELECT count(*), count(*) FILTER (WHERE status <> 'ok') FROM actions
-        WHERE resource_type = 'lead' AND list_contains(?, resource_id)
-          AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)""", sorted(leads), start)
-    assert metric(at, "Matching events") == f"{events:,}" and metric(at, "Not done") == f"{not_done:,}"
-    assert dict(zip(listed["resource"], listed["actions"], strict=True)) == {
-        f"lead {lead}": n for lead, n in sql(demo_home, """
-            SELECT resource_id, count(*) FROM actions WHERE resource_type = 'lead' AND list_contains(?, resource_id)
-              AND ts >= ? GROUP BY ALL""", sorted(leads), start)}
+    assert set(listed["resource"]) == {f"lead {lead}" for lead in leads}
+    shown = next(d.value for d in at.dataframe if "changes" in d.value.columns)
+    assert set(shown["event_id"]) <= set(bad) and len(shown) == min(len(bad), trail.SHOWN)
     plan = json.loads(deferred[".json"]())
-    assert {r["id"] for r in plan["selection"]["records"]} == leads
-    assert {r["resource_id"] for r in plan["restore"] + plan["irreversible"]} <= leads
+    assert plan["selection"]["incident"] == rename.id
+    assert {r["event_id"] for r in plan["restore"] + plan["irreversible"]} <= set(bad)
+    assert not [r for r in plan["restore"] if r["action"] == "crm.update_field"]
 
     at.button(key="audit_clear_incident").click().run()
     assert not at.exception and "incident" not in at.query_params and not at.info
     assert not [d for d in at.dataframe if "first" in d.value.columns]
 
 
-def test_page_says_when_an_incident_has_no_records(monkeypatch: pytest.MonkeyPatch, demo_home: Home) -> None:
-    """An unknown incident, or one that measures no damaged records (the drift), is said in a warning; the page
-    shows the whole trail."""
+def test_an_incident_without_damage_selects_its_subjects_actions(monkeypatch: pytest.MonkeyPatch,
+                                                                 demo_home: Home) -> None:
+    """A volume spike measures no damage: `audit?incident=` selects its agent's actions of its action from its start
+    to its end (counted here), not the last 24 hours of every agent."""
     from agentwatch.checks.engine import incident_store
 
-    (drift,) = [i for i in incident_store(demo_home).list() if i.check == "drift.distribution"]
+    spike = next(i for i in incident_store(demo_home).list() if i.check == "volume.action_spike")
+    agent, action = spike.subject["agent_id"], spike.subject["action"]
+    end = spike.resolved_at or spike.last_fired_at
+    ((events, leads),) = sql(demo_home, "SELECT count(*), count(DISTINCT resource_id) FROM actions WHERE agent_id = ? "
+                             "AND action = ? AND ts >= ? AND ts <= ?", agent, action, spike.started_at, end)
+    assert events > 0
+    at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
+    monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
+    at.run()
+    at.query_params["incident"] = spike.id
+    at.switch_page("views/audit.py").run()
+    assert not at.exception and not at.error
+    (note,) = at.info
+    assert note.value.startswith(f"Showing **{spike.id}**: " + md(f"the {events:,} actions of {agent} {action} on "
+                                                                  f"{leads:,} leads, from"))
+    assert metric(at, "Matching events") == f"{events:,}"
+    shown = next(d.value for d in at.dataframe if "changes" in d.value.columns)
+    assert set(shown["agent"]) == {agent} and set(shown["action"]) == {action}
+
+
+def test_page_says_when_an_incident_has_no_actions(monkeypatch: pytest.MonkeyPatch, demo_home: Home) -> None:
+    """An unknown incident, or one about no agent's actions (a field added), is said in a warning; the page shows
+    the whole trail."""
+    from agentwatch.checks.engine import incident_store
+
+    (added,) = [i for i in incident_store(demo_home).list() if i.check == "schema.field_added"]
     monkeypatch.setenv("AGENTWATCH_HOME", str(demo_home.root))
     for wanted, said in (("INC-999", f"There is no incident {md(repr('INC-999'))} in this home"),
-                         (drift.id, f"{drift.id} ({md('drift.distribution')}) measures no records")):
+                         (added.id, f"{added.id} ({md('schema.field_added')}) is about no agent's actions")):
         at = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=60)
         at.run()
         at.query_params["incident"] = wanted

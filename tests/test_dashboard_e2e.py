@@ -86,6 +86,12 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
 
 
+BAD_READS = """((agent_id = 'lead-router' AND action = 'lead.route')
+    OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
+    AND ts >= ? AND ts <= ? AND resource_type = 'lead' AND inputs ->> '$.deal_stage' IS NULL
+    AND inputs ->> '$.opportunity_id' IS NOT NULL"""
+
+
 def damaged_leads(home: Home, spike: Incident) -> set[str]:
     """The leads the demo's null spike damaged, counted here from the definition: read by lead-router's lead.route
     or enrichment-agent's lead.enrich with deal_stage null and opportunity_id set, from its start to its last
@@ -102,8 +108,9 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
     """The notification link `/?incident=<id>` opens the rename incident: what broke (the old and new field), what
     it did (the leads acted on with bad input, as many as counted here independently), what to do (the fields:
     mapping) and its effects; the screenshot is saved; clicking Acknowledge stores the acknowledgement and the page
-    shows it; the audit link opens the audit trail of exactly the damaged leads (their count, the events on them,
-    and a damaged lead found by id while an undamaged one is not)."""
+    shows it; the audit link opens the audit trail of exactly the actions taken on bad input (their count, those on
+    a damaged lead found by id, not enrichment-agent's crm.update_field writes on it, and none on an undamaged
+    lead)."""
     home, url = dashboard
     store = incident_store(home)
     (rename,) = [i for i in store.list() if i.check == "schema.field_renamed"]
@@ -139,27 +146,32 @@ def test_open_the_deal_stage_incident_acknowledge_it_and_screenshot(dashboard, b
     assert store.get(rename.id).status == "acknowledged"
     wait.until(lambda driver: "is now acknowledged" in driver.find_element(By.TAG_NAME, "body").text)
 
+    ((actions,),) = sql(home, f"SELECT count(*) FROM actions WHERE {BAD_READS}", spike.started_at,
+                        spike.last_fired_at)
     link = browser.find_element(By.CSS_SELECTOR, f'a[href$="audit?incident={rename.id}"]')
-    assert f"See these {len(leads):,} records in the audit trail" in link.text
+    assert f"See these {actions:,} actions on {len(leads):,} records in the audit trail" in link.text
     link.click()
-    note = f"Showing the records damaged by {rename.id} ({len(leads):,} records)"
+    note = f"Showing {rename.id}: the {actions:,} lead.enrich and lead.route actions"
     wait.until(lambda driver: note in driver.find_element(By.TAG_NAME, "body").text)
     assert browser.current_url.endswith(f"/audit?incident={rename.id}")
-    ((events,),) = sql(home, "SELECT count(*) FROM actions WHERE resource_type = 'lead' AND list_contains(?, "
-                       "resource_id) AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)", sorted(leads),
-                       rename.started_at)
-    wait.until(lambda driver: f"Matching events\n{events:,}" in driver.find_element(By.TAG_NAME, "body").text)
+    wait.until(lambda driver: f"Matching events\n{actions:,}" in driver.find_element(By.TAG_NAME, "body").text)
     ((untouched,),) = sql(home, "SELECT min(resource_id) FROM actions WHERE resource_type = 'lead' AND ts >= ? "
                           "AND NOT list_contains(?, resource_id)", rename.started_at, sorted(leads))
-    for lead in (sorted(leads)[0], untouched, sorted(leads)[-1]):  # each page differs from the one before
+    # a damaged lead that enrichment-agent's crm.update_field also wrote: that write is not a bad-input action
+    ((written,),) = sql(home, "SELECT min(resource_id) FROM actions WHERE resource_type = 'lead' AND ts >= ? AND "
+                        "ts <= ? AND agent_id = 'enrichment-agent' AND action = 'crm.update_field' AND "
+                        "list_contains(?, resource_id)", spike.started_at, spike.last_fired_at, sorted(leads))
+    assert written is not None
+    for lead in (sorted(leads)[0], untouched, written, sorted(leads)[-1]):  # each page differs from the one before
         box = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-audit_resource_id input")))
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(lead, Keys.ENTER)
         if lead == untouched:  # a lead the rename did not damage is not in the selection
             wait.until(lambda driver: "Nothing matches these filters" in driver.find_element(By.TAG_NAME, "body").text)
             continue
-        ((own,),) = sql(home, "SELECT count(*) FROM actions WHERE resource_type = 'lead' AND resource_id = ? "
-                        "AND ts >= ? AND ts <= (SELECT max(ts) FROM actions)", lead, rename.started_at)
+        ((own,),) = sql(home, f"SELECT count(*) FROM actions WHERE resource_id = ? AND {BAD_READS}", lead,
+                        spike.started_at, spike.last_fired_at)
+        # its bad-input reads alone: for `written`, its crm.update_field writes would count too
         wait.until(lambda driver, n=own: f"Matching events\n{n:,}" in driver.find_element(By.TAG_NAME, "body").text)
 
 

@@ -287,6 +287,11 @@ def test_samples_before_the_start_are_left_out(demo_home, tmp_path, monkeypatch)
     assert any(c.value.startswith("1 of the sample events are from before the incident began") for c in at.caption)
 
 
+BAD_READS = """((agent_id = 'lead-router' AND action = 'lead.route')
+    OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich')) AND ts >= ? AND ts <= ? AND resource_type = 'lead'
+    AND inputs ->> '$.deal_stage' IS NULL AND inputs ->> '$.opportunity_id' IS NOT NULL"""
+
+
 def damage_of(home: Home, spike: Incident) -> tuple[set[str], list[tuple[str, str, int]]]:
     """The null spike's damage counted here from its definition: the leads that lead-router's lead.route or
     enrichment-agent's lead.enrich read with deal_stage null while opportunity_id was set, from the spike's start to
@@ -338,6 +343,8 @@ def test_the_rename_says_what_broke_since_when_what_it_did_and_what_to_do(demo_h
     assert "**Affected** 2 agents reading the field" in since
 
     leads, decisions = damage_of(demo_home, spike)
+    ((actions,),) = sql(demo_home, f"SELECT count(*) FROM actions WHERE {BAD_READS}", [spike.started_at,
+                                                                                     spike.last_fired_at])
     assert len(leads) > 50
     did = "\n".join(section["What it did"])
     assert f"**{len(leads):,} leads** acted on with bad input since it began" in did
@@ -349,9 +356,18 @@ def test_the_rename_says_what_broke_since_when_what_it_did_and_what_to_do(demo_h
     nurtured = next(n for key, value, n in decisions if (key, value) == ("route_to", "nurture"))
     assert f"- **{nurtured:,}** {md('leads with opportunity_id set routed to nurture')} ({md('route_to=nurture')})" \
         in shown
+    further = decisions[MAX_DECISIONS:]
+    assert further  # the demo takes more decisions than the page lists: it says how many more, on how many leads
+    ((more_leads,),) = sql(demo_home, f"""
+        SELECT count(DISTINCT resource_id) FROM actions, json_each(decision) AS e
+        WHERE {BAD_READS} AND status = 'ok' AND e.type IN ('VARCHAR', 'BOOLEAN')
+          AND list_contains(?, e.key || '=' || (e.value ->> '$'))""",
+                           [spike.started_at, spike.last_fired_at, [f"{k}={v}" for k, v, _ in further]])
+    assert did.splitlines()[-1] == f"- and {len(further):,} more decisions ({more_leads:,} leads)"
     (link,) = at.get("page_link")
     assert (link.proto.page, link.proto.query_string) == ("audit", f"incident={rename.id}")
-    assert f"See these {len(leads):,} records in the audit trail" in link.proto.label
+    assert link.proto.label == (f"See these {actions:,} actions on {len(leads):,} records in the audit trail, with "
+                                "their rollback plan")
 
     todo = " ".join(section["What to do"])
     assert "`fields: {deal_stage: Lead.opportunity_stage}`" in todo
@@ -478,3 +494,55 @@ def test_a_drift_incident_shows_evidentlys_full_report_on_request(demo_home: Hom
     (frame,) = at.get("iframe")
     html = frame.proto.srcdoc
     assert "<html" in html.lower() and drift.evidence["drifted_columns"][0] in html
+
+
+def test_an_error_burst_says_what_its_failures_left_undone(demo_home, tmp_path, monkeypatch) -> None:
+    """An error burst's failed lead.route actions are leads not routed, not leads acted on with bad input: the page
+    says so with no rollback wording, and its audit link selects exactly the failed actions (not the ok ones of the
+    same agent and action in its range)."""
+    from tests.checks_support import iso, store_events
+
+    home = copy_of(demo_home, tmp_path)
+    ((latest,),) = sql(home, "SELECT max(ts) FROM actions")
+    start = latest + timedelta(hours=1)
+    actions = [{"event_id": f"burst-{n}", "ts": iso(start + timedelta(minutes=n)), "agent_id": "lead-router",
+                "action": "lead.route", "resource": {"type": "lead", "id": f"L-B{n % 4}"},
+                "status": "error" if n % 2 else "ok", "decision": {"route_to": "nurture"},
+                **({"error": {"code": "UNABLE_TO_LOCK_ROW", "message": "locked"}} if n % 2 else {})}
+               for n in range(9)]
+    store_events(home, actions=actions)
+    burst = Incident(id="INC-99", check="errors.error_burst", severity="warning", status="open", opened_at=start,
+                     started_at=start, last_fired_at=start + timedelta(minutes=10),
+                     subject={"agent_id": "lead-router", "action": "lead.route"}, summary="lead.route failed",
+                     evidence={"agents": ["lead-router"]}, sample_event_ids=[], affected=4)
+    incident_store(home).save([burst], first_number=99)
+    ((failed, leads),) = sql(home, "SELECT count(*), count(DISTINCT resource_id) FROM actions WHERE agent_id = "
+                             "'lead-router' AND action = 'lead.route' AND status = 'error' AND ts >= ? AND ts <= ?",
+                             [burst.started_at, burst.last_fired_at])
+    assert (failed, leads) == (4, 2)  # 1, 3, 5, 7 on L-B1 and L-B3 (the 9th, at 8 minutes, is ok)
+    at = app(monkeypatch, home, incident=burst.id)
+    did = " ".join(m.value for m in at.markdown)
+    assert f"**{leads} leads** not routed (the actions failed): {failed} actions" in did
+    assert "bad input" not in did and "rollback" not in did
+    (link,) = at.get("page_link")
+    assert link.proto.label == f"See these {failed} failed actions in the audit trail"
+    at.query_params["incident"] = burst.id
+    at.switch_page("views/audit.py").run()
+    assert not at.exception
+    shown = next(d.value for d in at.dataframe if "changes" in d.value.columns)
+    assert sorted(shown["event_id"]) == ["burst-1", "burst-3", "burst-5", "burst-7"]
+    assert "nothing to roll back" in at.info[0].value
+
+
+def test_an_incident_without_damage_links_its_subjects_actions(demo_home, monkeypatch) -> None:
+    """A volume spike measures no damage: its page links to its agent's actions of its action over its range,
+    counted here."""
+    spike = next(i for i in incident_store(demo_home).list() if i.check == "volume.action_spike")
+    agent, action = spike.subject["agent_id"], spike.subject["action"]
+    ((events,),) = sql(demo_home, "SELECT count(*) FROM actions WHERE agent_id = ? AND action = ? AND ts >= ? AND "
+                       "ts <= ?", [agent, action, spike.started_at, spike.resolved_at or spike.last_fired_at])
+    assert events > 0
+    at = app(monkeypatch, demo_home, incident=spike.id)
+    (link,) = at.get("page_link")
+    assert link.proto.query_string == f"incident={spike.id}"
+    assert link.proto.label.startswith(f"See the {events:,} " + md(f"actions of {agent} {action}") + " from ")

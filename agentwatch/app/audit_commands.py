@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 
 from agentwatch.app.options import HomeOption
-from agentwatch.app.tables import Column, print_table
+from agentwatch.app.tables import Column, print_paragraph, print_table
+from agentwatch.checks.engine import incident_store
+from agentwatch.checks.incident_audit import AuditScope, counts_sql, incident_scope, sentence
 from agentwatch.core.errors import ConfigError
 from agentwatch.core.home import Home
 from agentwatch.schemas import ACTION_STATUSES
@@ -53,6 +55,10 @@ def audit(
     fmt: Annotated[AuditFormat, typer.Option("--format", help="table: the newest --limit actions; csv or jsonl: "
                                                               "every matching action, streamed.")] = AuditFormat.table,
     limit: Annotated[int, typer.Option("--limit", help=f"Rows of the table (1 to {trail.MAX_PAGE}).")] = 50,
+    incident: Annotated[str | None, typer.Option(
+        "--incident", help="Only the actions of this incident (INC-12), as the dashboard's audit link selects them: "
+                           "those it and its effects took on bad input, or its failed actions, else its agent's "
+                           "actions over its range. --resource narrows them.")] = None,
     home: HomeOption = None,
 ) -> None:
     """The audit trail: every action taken, by agent, action, resource and time, newest first."""
@@ -60,9 +66,16 @@ def audit(
         raise ConfigError(f"--limit {limit}: give 1 to {trail.MAX_PAGE}")
     selection = trail.select(datetime.now(UTC), since, until, agent, action, resource,
                              status.value if status else None, names=OPTION_NAMES)
-    con = open_reader(Home.resolve(home))
+    resolved = Home.resolve(home)
+    scope = _incident_scope(resolved, incident, since, until, agent, action, status) if incident else None
+    if scope is not None:
+        selection = scope.selection(resource_id=selection.resource_id)
+    con = open_reader(resolved)
     try:
         if fmt is AuditFormat.table:
+            if scope is not None:
+                counts = [(str(k), int(r), int(a)) for k, r, a in duck_rows(con, counts_sql(selection))]
+                print_paragraph(f"{scope.incident_id}: {sentence(scope, counts, _utc)}")
             _table(con, selection, limit)
             return
         for chunk in trail.stream(con, selection, "ndjson" if fmt is AuditFormat.jsonl else "csv"):
@@ -70,6 +83,31 @@ def audit(
         sys.stdout.buffer.flush()
     finally:
         con.close()
+
+
+def _incident_scope(home: Home, incident_id: str, *others: object) -> AuditScope:
+    """The actions of the incident; a ConfigError for an unknown id, another filter (the incident fixes them), or an
+    incident about no agent's actions."""
+    if any(other is not None for other in others):
+        raise ConfigError("--incident selects its own time range, agents, actions and statuses: leave out --since, "
+                          "--until, --agent, --action and --status (--resource narrows it)")
+    if not home.incidents_file.exists():
+        raise ConfigError(f"--incident {incident_id}: this home has no incidents yet (`agentwatch check` opens them)")
+    store = incident_store(home)
+    found, scope = incident_scope(incident_id, store.get, store.get_many)
+    if scope is None:
+        raise ConfigError(f"--incident {incident_id}: {found.check} on {found.id} is about no agent's actions (its "
+                          f"evidence says what changed: `agentwatch incident show {found.id}`)")
+    return scope
+
+
+def duck_rows(con: duckdb.DuckDBPyConnection, query: trail.Query) -> list[tuple]:
+    sql, params = query
+    return con.execute(sql, params).fetchall()
+
+
+def _utc(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _table(con: duckdb.DuckDBPyConnection, selection: trail.Selection, limit: int) -> None:

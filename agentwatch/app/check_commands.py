@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,12 +20,16 @@ from agentwatch.app.alerting import notify_unless_served
 from agentwatch.app.config import config_for
 from agentwatch.app.options import ConfigOption, HomeOption, OnlyOption, parse_duration, parse_time
 from agentwatch.app.tables import INDENT, Column, print_paragraph, print_table
+from agentwatch.checks import damage
+from agentwatch.checks.affected import affected_text
 from agentwatch.checks.engine import RunReport, backtest_steps, evaluate, incident_store
+from agentwatch.checks.incident_audit import audit_scope
 from agentwatch.checks.incidents import IncidentStore, dumps
-from agentwatch.checks.remedies import as_text, remedy
-from agentwatch.core.errors import ConfigError
+from agentwatch.checks.remedies import remedy
+from agentwatch.core.errors import AgentwatchError, ConfigError
 from agentwatch.core.home import Home
 from agentwatch.schemas.incidents import Incident
+from agentwatch.store.reader import open_reader
 
 out = Console()
 err = Console(stderr=True)
@@ -33,6 +38,7 @@ INCIDENT_COLUMNS = [Column("id"), Column("status"), Column("severity"), Column("
                     Column("opened (UTC)"), Column("links"), Column("summary", prose=True, bare=True)]
 BACKTEST_COLUMNS = [Column("opened (UTC)"), Column("id"), Column("severity"), Column("check"), Column("caught after"),
                     Column("began (UTC)"), Column("subject", bare=True)]
+DAMAGE_DECISIONS = 4  # decisions named on the damage line, the most records first
 NOTIFICATION_COLUMNS = [Column("at (UTC)"), Column("destination"), Column("event"), Column("group"),
                         Column("incidents"), Column("title", prose=True, bare=True)]
 
@@ -214,11 +220,60 @@ def _notify(home: Home, config: Path | None) -> None:
 @incident_app.command("show")
 def incident_show(incident_id: Annotated[str, typer.Argument(help="The id, e.g. INC-12.")],
                   home: HomeOption = None) -> None:
-    """Show one incident with its evidence, its causes and its effects."""
-    store = incident_store(Home.resolve(home))
+    """Show one incident with its evidence, its causes and its effects, what it did and what to do."""
+    resolved = Home.resolve(home)
+    store = incident_store(resolved)
     incident = store.get(incident_id)
-    out.print(describe(incident, store), highlight=False, soft_wrap=True, markup=False)  # summaries hold [...]
-    out.print(f"  suggested fix: {as_text(remedy(incident))}", highlight=False, soft_wrap=True, markup=False)
+    tree = damage.family(incident, store.get_many)
+    lines = describe(incident, store).split("\n")
+    lines += _what_it_did(resolved, incident, tree)
+    lines.append(f"  suggested fix: {remedy(incident).text}")
+    print_paragraph(lines[0])  # plain text, wrapped at the width: summaries hold [...], never read as markup
+    for line in lines[1:]:
+        print_paragraph(line.removeprefix("  "), indent="  ", later=INDENT)
+    snippet = remedy(incident).config
+    for line in (snippet or "").splitlines():  # YAML: its own indentation kept
+        print_paragraph(line, indent=INDENT + "  " + line[:len(line) - len(line.lstrip())])
+
+
+def _what_it_did(home: Home, incident: Incident, tree: list[Incident]) -> list[str]:
+    """The damage line (the records acted on with bad input, or left undone by failed actions, and the decisions
+    taken on them) as the dashboard's incident page counts it, and the command listing those actions."""
+    found = damage.sources(tree)
+    scope = audit_scope(incident, tree)
+    lines = []
+    if found:
+        try:
+            con = open_reader(home)
+            try:
+                sql, params = damage.summary_sql(found, DAMAGE_DECISIONS)
+                rows = con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+        except (duckdb.Error, AgentwatchError) as exc:
+            return [f"  damage: the store could not be read ({exc})"]
+        lines.append(f"  damage: {damage_text(rows, scope.failed_words if scope else '')}")
+    if scope is not None:
+        lines.append(f"  audit trail: agentwatch audit --incident {incident.id} (the {scope.what})")
+    return lines
+
+
+def damage_text(rows: list[tuple], failed_words: str) -> str:
+    """``715 leads acted on with bad input (724 actions); 420 enrolled in inbound-fast-track, ...`` from the rows of
+    :func:`damage.summary_sql` (part, resource_type, failed, decision, value, records, actions, decisions)."""
+    totals, decisions, more = [], [], []
+    for part, kind, failed, key, value, records, actions, further in rows:
+        if part == "total" and failed:
+            totals.append(f"{damage.plural(kind, records)} {failed_words or 'not acted on'} (the {actions:,} "
+                          "actions failed)")
+        elif part == "total":
+            totals.append(f"{damage.plural(kind, records)} acted on with bad input ({actions:,} actions)")
+        elif part == "decision":
+            decisions.append(f"{records:,} {damage.decision_words(key, value)}")
+        else:
+            more.append(f"and {further:,} more decisions ({damage.plural(kind, records)})")
+    parts = totals + decisions + more
+    return "; ".join(parts) if parts else "no record acted on with bad input"
 
 
 def _began(incident: Incident) -> str:
@@ -236,7 +291,7 @@ def describe(incident: Incident, store: IncidentStore) -> str:
     lines = [f"{incident.id} [{incident.severity}, {incident.status}] {incident.check} {_subject(incident)}",
              f"  {incident.summary}",
              f"  began {_began(incident)}, opened {_when(incident.opened_at)} UTC, "
-             f"last fired {_when(incident.last_fired_at)} UTC, affected {incident.affected:,}"]
+             f"last fired {_when(incident.last_fired_at)} UTC, affected {affected_text(incident)}"]
     if incident.status_note:
         lines.append(f"  {'resolved' if incident.status == 'resolved' else 'open'}: {incident.status_note}")
     for label, value in (("acknowledged by", incident.acknowledged_by), ("resolved by", incident.resolved_by),

@@ -18,7 +18,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -40,16 +40,14 @@ LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 MAX_PAGE = 1_000  # actions in one page of GET /v1/actions (its `limit`)
 STREAM_BATCH_ROWS = 10_000  # actions a stream reads from DuckDB at a time: what it holds in memory
 MAX_CURSOR_CHARS = 2_048  # a cursor this server gives is far shorter (an event_id is at most 256 characters)
-# Records one selection may name (an incident's damaged records): bound as two lists, joined by hash in DuckDB; more
-# would be a selection no one reads record by record (narrow the time range or pick records by other filters).
-MAX_RECORDS = 10_000
 StreamFormat = Literal["ndjson", "csv"]
 
 
 @dataclass(frozen=True)
 class Selection:
     """The audit trail's filters: a time range (both ends included) and optional agent, action, resource, status,
-    and records: (resource_type, resource_id) pairs, at most ``MAX_RECORDS`` (e.g. the records an incident damaged)."""
+    and an incident's own actions: a SQL predicate built by code (agentwatch.checks.incident_audit), never from what
+    a user typed."""
 
     start: datetime
     end: datetime
@@ -59,7 +57,9 @@ class Selection:
     resource_id: str | None = None
     statuses: tuple[str, ...] = ()
     label: str = ""  # how the range was chosen ("Last 48 hours"), for the export
-    records: tuple[tuple[str, str], ...] = ()  # (resource_type, resource_id); empty: every record
+    predicate: str = ""  # SQL over actions with ? placeholders (an incident's bad-input actions); empty: none
+    predicate_params: tuple[Any, ...] = ()
+    incident: str = ""  # the incident whose actions the predicate selects, for the export
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
@@ -70,9 +70,6 @@ class Selection:
         unknown = sorted(set(self.statuses) - set(ACTION_STATUSES))
         if unknown:
             raise ValueError(f"unknown status {', '.join(unknown)}: use {', '.join(ACTION_STATUSES)}")
-        if len(self.records) > MAX_RECORDS:
-            raise ValueError(f"{len(self.records):,} records are more than the {MAX_RECORDS:,} one selection may name: "
-                             "narrow the time range, or select by agent, action or resource instead")
 
     def where(self, time_only: bool = False) -> Query:
         """The SQL predicate over ``actions`` and its parameters; the time bounds also prune ``day`` partitions."""
@@ -95,10 +92,9 @@ class Selection:
             if self.statuses:
                 clauses.append(f"status IN ({', '.join('?' * len(self.statuses))})")
                 params += list(self.statuses)
-            if self.records:
-                clauses.append("(resource_type, resource_id) IN "
-                               "(SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]))")
-                params += [[t for t, _ in self.records], [i for _, i in self.records]]
+            if self.predicate:
+                clauses.append(f"({self.predicate})")
+                params += list(self.predicate_params)
         return " AND ".join(clauses), params
 
     def describe(self) -> dict[str, Any]:
@@ -112,7 +108,7 @@ class Selection:
             "resource_id": self.resource_id,
             "statuses": list(self.statuses),
             "range": self.label,
-            **({"records": [{"type": t, "id": i} for t, i in self.records]} if self.records else {}),
+            **({"incident": self.incident} if self.incident else {}),
         }
 
 
@@ -263,8 +259,8 @@ def filters_key(selection: Selection) -> str:
     """A fingerprint of the selection's filters other than its time range."""
     filters: list[Any] = [selection.agents, selection.actions, selection.resource_type, selection.resource_id,
                           selection.statuses]
-    if selection.records:  # only then: cursors of selections without records keep their fingerprint
-        filters.append(selection.records)
+    if selection.predicate:  # only then: cursors of selections without one keep their fingerprint
+        filters.append([selection.predicate, [str(p) for p in selection.predicate_params]])
     return hashlib.sha256(json.dumps(filters).encode()).hexdigest()[:16]
 
 
@@ -273,8 +269,7 @@ def resume(selection: Selection, cursor: Cursor) -> Selection:
     if cursor.filters != filters_key(selection):
         raise ValueError("this cursor belongs to a selection with other filters: send the same agent_id, action, "
                          "resource_id and status as the first page, or leave the cursor out to start again")
-    return Selection(cursor.start, cursor.end, selection.agents, selection.actions, selection.resource_type,
-                     selection.resource_id, selection.statuses, selection.label, selection.records)
+    return replace(selection, start=cursor.start, end=cursor.end)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """The audit trail page: every action by agent, action, resource and time range, one event's before/after diff,
 and the selection's rollback plan (restore steps and irreversible actions) as CSV and JSON.
 
-``?incident=INC-18`` (the incident page's link) narrows it to the records that incident and its effects acted on with
-bad input (agentwatch.checks.damage), from its start to its end (or the latest event), until cleared."""
+``?incident=INC-18`` (the incident page's link) narrows it to exactly the actions that incident is about
+(agentwatch.checks.incident_audit): those it and its effects took on bad input, or its failed actions, else its
+subject's actions over its range; the rollback plan and the downloads cover those alone, until cleared."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from agentwatch.checks import damage
+from agentwatch.checks.incident_audit import AuditScope, counts_sql, incident_scope, sentence
 from agentwatch.core.errors import AgentwatchError
 from agentwatch.core.home import Home
 from agentwatch.dashboards import audit_trail as trail
@@ -22,7 +22,6 @@ from agentwatch.dashboards.access import require_access
 from agentwatch.dashboards.context import empty_state, home, incidents, local, query, to_viewer, viewer_timezone
 from agentwatch.dashboards.escape import md
 from agentwatch.schemas.actions import ACTION_STATUSES
-from agentwatch.store.audit import MAX_RECORDS
 from agentwatch.store.reader import open_reader
 
 EMPTY = ("No action events yet: send some with `agentwatch ingest actions FILE` (or POST /v1/actions, or "
@@ -32,17 +31,7 @@ DEFAULT_RANGE = "Last 24 hours"
 PREVIEW = 200  # plan rows shown on the page; the downloads hold all of them
 LARGE_PLAN = 300_000  # reversible writes above which the restore preview waits for the viewer's toggle
 SEEN_ROW = "audit_table_seen"  # the table row last pushed into the event picker
-INCIDENT = "incident"  # the query parameter naming an incident whose damaged records the page shows
-
-
-@dataclass(frozen=True)
-class Damaged:
-    """The records an incident (with its effects) acted on with bad input, and the range to show their actions in."""
-
-    incident_id: str
-    records: tuple[tuple[str, str], ...]
-    start: datetime
-    end: datetime
+INCIDENT = "incident"  # the query parameter naming an incident whose actions the page shows
 
 
 def _run(q: trail.Query) -> pl.DataFrame:
@@ -99,58 +88,48 @@ def _clear_incident() -> None:
     st.query_params.pop(INCIDENT, None)
 
 
-def _damaged(latest: datetime) -> Damaged | None:
-    """The records of ``?incident=``, said in a note with a button that clears it; None without the parameter, or
-    (said why) when the incident is unknown, measures no damage, or damaged too many records to list."""
+def _incident() -> AuditScope | None:
+    """The actions of ``?incident=``, said in a note with a button that clears it; None without the parameter, or
+    (said why) when the incident is unknown or about no agent's actions."""
     wanted = st.query_params.get(INCIDENT)
     if not wanted:
         return None
-    found, problem = _incident_records(wanted, latest)
+    scope, problem = _incident_scope(wanted)
     note, clear = st.columns([4, 1], vertical_alignment="center")
     clear.button("Clear the incident filter", key="audit_clear_incident", on_click=_clear_incident,
                  icon=":material/close:")
-    if found is None:
+    if scope is None:
         note.warning(f"{problem}: showing every record.")
         return None
-    note.info(f"Showing the records damaged by **{found.incident_id}** ({len(found.records):,} records): every action "
-              f"on them from {local(found.start)} to {local(found.end)}; the rollback plan and the downloads cover "
-              "exactly these.", icon=":material/filter_alt:")
-    return found
+    counts = _run(counts_sql(scope.selection()))
+    described = md(sentence(scope, [(str(k), int(r), int(a)) for k, r, a in counts.iter_rows()], local))
+    then = (" They failed: nothing to roll back; retry them." if scope.failed else
+            " The rollback plan and the downloads cover exactly these.")
+    note.info(f"Showing **{scope.incident_id}**: {described}.{then}", icon=":material/filter_alt:")
+    return scope
 
 
-def _incident_records(wanted: str, latest: datetime) -> tuple[Damaged | None, str]:
-    """The damaged records of the incident named `wanted` (from the URL) and their range, or why there are none."""
+def _incident_scope(wanted: str) -> tuple[AuditScope | None, str]:
+    """The actions of the incident named `wanted` (from the URL), or why there are none."""
     try:
         store = incidents() if home().incidents_file.exists() else None  # asking the store would create the file
-        incident = store.get(wanted) if store is not None else None
+        if store is None:
+            raise AgentwatchError("no incidents file")
+        incident, scope = incident_scope(wanted, store.get, store.get_many)
     except AgentwatchError:
-        store, incident = None, None
-    if store is None or incident is None:
         return None, f"There is no incident {md(repr(wanted))} in this home"
-    tree = damage.family(incident, store.get_many)
-    found = damage.sources(tree)
-    if not found:
-        return None, f"{incident.id} ({md(incident.check)}) measures no records acted on with bad input"
-    records = _run(damage.records_sql(found, MAX_RECORDS + 1))
-    if records.is_empty():
-        return None, f"{incident.id} acted on no record with bad input"
-    if records.height > MAX_RECORDS:
-        return None, (f"{incident.id} acted on more than {MAX_RECORDS:,} records with bad input, more than the "
-                      "audit trail lists one by one; filter by agent, action and time instead")
-    start = min(i.started_at for i in tree)  # its start, or an effect's when earlier
-    # to its end, or to the latest event while it (or an effect) is open
-    end = latest if any(i.resolved_at is None for i in tree) else max(i.resolved_at or latest for i in tree)
-    pairs = tuple((str(kind), str(ident)) for kind, ident in records.iter_rows())
-    return Damaged(incident.id, pairs, start, max(start, end)), ""
+    if scope is None:
+        return None, f"{incident.id} ({md(incident.check)}) is about no agent's actions"
+    return scope, ""
 
 
-def _filters(latest: datetime, damaged: Damaged | None) -> trail.Selection:
+def _filters(latest: datetime, scope: AuditScope | None) -> trail.Selection:
     """Every filter of the page, as a Selection (a bad combination stops the page with a message); an incident's
-    damaged records fix the time range and the records."""
+    actions fix the time range, and the other filters narrow them."""
     when, who, what = st.columns([1, 1, 1])
-    if damaged is not None:
-        choice, start, end = f"records damaged by {damaged.incident_id}", damaged.start, damaged.end
-        when.caption("**Time range:** the incident's, from its start to its end (or the latest event)")
+    if scope is not None:
+        choice, start, end = f"the actions of {scope.incident_id}", scope.start, scope.end
+        when.caption("**Time range:** the incident's, from its start to its end (or its last firing)")
     else:
         with when:
             choice, start, end = _time_range(latest)
@@ -167,9 +146,16 @@ def _filters(latest: datetime, damaged: Damaged | None) -> trail.Selection:
     resource_id = ident.text_input("Resource id", key="audit_resource_id", placeholder="exact id, e.g. L-000123",
                                    help="One record's id, exactly as the CRM spells it.").strip()
     statuses = status.multiselect("Status", list(ACTION_STATUSES), key="audit_status", placeholder="any status")
-    return _selection(start, end, agents=tuple(agents), actions=tuple(a.strip() for a in actions if a.strip()),
-                      resource_type=resource_type or None, resource_id=resource_id or None,
-                      statuses=tuple(statuses), label=choice, records=damaged.records if damaged else ())
+    filters: dict[str, Any] = dict(
+        agents=tuple(agents), actions=tuple(a.strip() for a in actions if a.strip()),
+        resource_type=resource_type or None, resource_id=resource_id or None, statuses=tuple(statuses), label=choice)
+    if scope is None:
+        return _selection(start, end, **filters)
+    try:
+        return scope.selection(**filters)
+    except ValueError as exc:
+        st.error(f"These filters cannot be used: {exc}.")
+        st.stop()
 
 
 def _summary(counts: dict[str, Any]) -> None:
@@ -184,10 +170,11 @@ def _summary(counts: dict[str, Any]) -> None:
                     help="Status error, skipped or pending_approval: nothing changed, nothing to roll back.")
 
 
-def _damaged_records(selection: trail.Selection) -> None:
-    """The incident's records, each with its actions in the range: every one, not only those of the latest events."""
+def _incident_records(selection: trail.Selection) -> None:
+    """The records of the incident's actions, each with its actions: every one, not only those of the latest
+    events."""
     records = _run(trail.records_sql(selection))
-    with st.expander(f"The {len(selection.records):,} records ({records.height:,} with actions in the range)"):
+    with st.expander(f"The {records.height:,} records of these actions"):
         st.dataframe(to_viewer(records, "first", "last").select(
             (pl.col("resource_type") + " " + pl.col("resource_id")).alias("resource"), "actions", "first", "last"),
             hide_index=True, width="stretch", key="audit_records", column_config={
@@ -370,7 +357,7 @@ latest = _latest()
 if latest is None:
     empty_state(EMPTY)
     st.stop()
-selection = _filters(latest, _damaged(latest))
+selection = _filters(latest, _incident())
 st.caption(f"From **{local(selection.start)}** to **{local(selection.end)}** (your timezone); the ranges end at the "
            f"latest event in the store, {local(latest)}.")
 counts = _run(trail.summary_sql(selection)).row(0, named=True)
@@ -378,8 +365,8 @@ if counts["events"] == 0:
     empty_state(NOTHING)
     st.stop()
 _summary(counts)
-if selection.records:
-    _damaged_records(selection)
+if selection.incident:
+    _incident_records(selection)
 shown = _run(trail.events_sql(selection))
 st.markdown(f"Showing the latest **{len(shown):,}** of **{counts['events']:,}** matching events, newest first. "
             "Select a row to see the event in full.")
