@@ -184,6 +184,20 @@ def bad_actions(found: list[Source]) -> Query:
             [first.date(), last.date(), *[p for _, params in parts for p in params]])
 
 
+def carried_out(found: list[Source]) -> Query:
+    """``WHERE`` of the writes that carried out the decisions taken on bad input: an action on bad input that wrote
+    nothing itself (a decision, such as lead.route's owner and sequence) is carried out by the same agent's writes
+    (an ``after`` state) on the same record in the same trace, such as lead.assign_owner and sequence.enroll. Those
+    are what a rollback restores. An action that wrote itself is restored by its own before; writes in other traces
+    or by other agents (enrichment of the same lead) are left alone: nothing ties them to the bad input."""
+    where, params = bad_actions([s for s in found if not s.failed])
+    if where == "false":
+        return "false", []
+    return (f"after IS NOT NULL AND trace_id IS NOT NULL AND (agent_id, resource_type, resource_id, trace_id) IN ("
+            f"SELECT agent_id, resource_type, resource_id, trace_id FROM actions WHERE {where} "
+            f"AND after IS NULL AND trace_id IS NOT NULL)", params)
+
+
 def summary_sql(found: list[Source], limit: int) -> Query:
     """The damage in one scan of the actions on bad input (their JSON read once): rows of ``part`` ``total`` (per
     resource type and ``failed``, true for the actions of sources that failed: ``records`` acted on, each once, and

@@ -3,7 +3,8 @@ audit page (``/audit?incident=INC-n``) and ``agentwatch audit --incident INC-n``
 and the downloads cover those actions and nothing else done to the same records.
 
 * An incident (with its effects) that measures damage (:mod:`agentwatch.checks.damage`): its actions on bad input,
-  each on its own range (the reads that came back null where the companion had a value), or its failed actions.
+  each on its own range (the reads that came back null where the companion had a value), with the writes that
+  carried out their decisions (``damage.carried_out``: same agent, record and trace), or its failed actions.
 * Else, when its subject names an agent: that agent's actions (of the subject's action when it names one) over the
   incident's range, [started_at, resolved_at or last_fired_at]; an approval backlog selects the waiting ones
   (status ``pending_approval``).
@@ -40,6 +41,7 @@ class AuditScope:
     damage: bool  # selected by the damage measure (else the subject's actions over the incident's range)
     failed: bool  # every selected action failed: nothing to roll back
     failed_words: str = ""  # what the failures left undone: "not routed"
+    carried: bool = False  # with the writes that carried out the decisions taken on bad input
 
     def selection(self, **filters: Any) -> Selection:
         """The audit trail's selection of these actions, narrowed by the other `filters` of :class:`Selection`
@@ -57,15 +59,19 @@ def audit_scope(incident: Incident, tree: list[Incident]) -> AuditScope | None:
     found = damage.sources(tree)
     if found:
         where, params = damage.bad_actions(found)
+        writes, write_params = damage.carried_out(found)
+        if writes != "false":
+            where, params = f"({where}) OR ({writes})", [*params, *write_params]
         start, end = min(s.start for s in found), max(s.end for s in found)
         kinds = {(s.actions_text, s.did) for s in found}
         what = " and ".join(f"{acts} that {did}" for acts, did in sorted(kinds))
+
         with_ = {s.records_with for s in found}
         failed = all(s.failed for s in found)
         undone = {damage.failed_words(s.action) for s in found if s.failed and s.action}
         return AuditScope(incident.id, start, end, where, tuple(params), what,
                           with_.pop() if len(with_) == 1 else "", True, failed,
-                          undone.pop() if failed and len(undone) == 1 else "")
+                          undone.pop() if failed and len(undone) == 1 else "", carried=writes != "false")
     agent, action = incident.subject.get("agent_id"), incident.subject.get("action")
     if not isinstance(agent, str) or not agent:
         return None
@@ -98,8 +104,9 @@ def counts_sql(selection: Selection) -> Query:
 
 def sentence(scope: AuditScope, counts: list[tuple[str, int, int]], when: Callable[[datetime], str]) -> str:
     """The selection in words, from `counts` (resource type, records, actions) and times as `when` writes them:
-    ``the 724 lead.enrich and lead.route actions that read deal_stage as null on 715 leads with opportunity_id
-    set``; ``the 64 actions of lead-router lead.assign_owner from ... to ...``."""
+    ``the 1,890 lead.enrich and lead.route actions that read deal_stage as null on 715 leads with opportunity_id
+    set, with the writes that carried out their decisions (...)``; ``the 64 actions of lead-router
+    lead.assign_owner from ... to ...``. The count is of every selected action, the writes included."""
     actions = sum(n for _, _, n in counts)
     on = " and ".join(damage.plural(kind, records) for kind, records, _ in counts) or "no record"
     text = f"the {actions:,} {scope.what} on {on}"
@@ -107,6 +114,9 @@ def sentence(scope: AuditScope, counts: list[tuple[str, int, int]], when: Callab
         text += f" {scope.records_with}"
     if scope.failed_words:
         text += f" ({scope.failed_words})"
+    if scope.carried:
+        text += (", with the writes that carried out their decisions (the same agent's, on the same record, in the "
+                 "same trace)")
     if not scope.damage:
         text += f", from {when(scope.start)} to {when(scope.end)}"
     return text

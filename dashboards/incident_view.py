@@ -204,6 +204,11 @@ def _what_it_did(incident: Incident, tree: list[Incident]) -> None:
     actions, records = int(totals["actions"].sum()), int(totals["records"].sum())
     if scope is not None and scope.failed:
         label = f"See these {actions:,} failed actions in the audit trail"
+    elif scope is not None and scope.carried:  # the link selects the writes that carried the decisions out too
+        counts = context.query(*_flatten(incident_audit.counts_sql(scope.selection())))
+        selected = int(counts["actions"].sum())
+        label = (f"See these {actions:,} actions on {records:,} records in the audit trail, with the "
+                 f"{selected - actions:,} writes that carried out their decisions, and their rollback plan")
     else:
         label = (f"See these {actions:,} actions on {records:,} records in the audit trail, with their rollback "
                  "plan")

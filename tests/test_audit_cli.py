@@ -111,9 +111,10 @@ def run_at_80(home: Home, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_incident_selects_what_the_dashboard_selects(demo_home: Home) -> None:
-    """`audit --incident <rename>` writes exactly the actions its null spike took on bad input (counted here from
-    the definition), none of the other actions on the same leads; the table says which; another filter than
-    --resource, an unknown incident and one about no agent's actions are one line each."""
+    """`audit --incident <rename>` writes exactly the actions its null spike took on bad input and the writes that
+    carried out their decisions (the same agent's, same lead, same trace; counted here from the definition), none
+    of the other actions on the same leads; the table says which; another filter than --resource, an unknown
+    incident and one about no agent's actions are one line each."""
     incidents = incident_store(demo_home).list()
     (rename,) = [i for i in incidents if i.check == "schema.field_renamed"]
     (spike,) = [i for i in incidents if i.check == "quality.null_spike"]
@@ -125,16 +126,22 @@ def test_incident_selects_what_the_dashboard_selects(demo_home: Home) -> None:
                    OR (agent_id = 'enrichment-agent' AND action = 'lead.enrich'))
               AND ts >= ? AND ts <= ? AND inputs ->> '$.deal_stage' IS NULL
               AND inputs ->> '$.opportunity_id' IS NOT NULL""", [spike.started_at, spike.last_fired_at]).fetchall()
+        writes = {event_id for (event_id,) in con.execute("""
+            SELECT DISTINCT w.event_id FROM actions w JOIN actions b
+              ON list_contains(?, b.event_id) AND b.after IS NULL AND b.trace_id IS NOT NULL
+             AND w.trace_id = b.trace_id AND w.agent_id = b.agent_id AND w.resource_id = b.resource_id
+            WHERE w.after IS NOT NULL""", [[event_id for event_id, _ in rows]]).fetchall()}
     finally:
         con.close()
-    bad = {event_id for event_id, _ in rows}
+    bad = {event_id for event_id, _ in rows} | writes
     leads = {lead for _, lead in rows}
+    assert writes
     printed = agentwatch(demo_home, "audit", "--incident", rename.id, "--format", "jsonl")
     assert {json.loads(line)["event_id"] for line in printed.splitlines()} == bad
     table = agentwatch(demo_home, "audit", "--incident", rename.id, "--limit", "3")
     assert " ".join(table.split()).startswith(
         f"{rename.id}: the {len(bad):,} lead.enrich and lead.route actions that read deal_stage as null on "
-        f"{len(leads):,} leads with opportunity_id set")
+        f"{len(leads):,} leads with opportunity_id set, with the writes that carried out their decisions")
     assert f"the newest 3 of {len(bad):,} matching actions" in table
     (added,) = [i for i in incidents if i.check == "schema.field_added"]
     for args, said in ((["--agent", "lead-router"], "leave out --since, --until, --agent"),

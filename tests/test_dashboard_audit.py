@@ -357,12 +357,24 @@ def bad_reads(home: Home, spike: Any) -> dict[str, str]:
                     spike.started_at, end))
 
 
+def carried_out(home: Home, bad: dict[str, str]) -> set[str]:
+    """The writes that carried out decisions taken on bad input, from the definition: a bad read that wrote
+    nothing itself, and the writes (an after state) of the same agent on the same record in the same trace."""
+    return {event_id for (event_id,) in sql(home, """
+        SELECT DISTINCT w.event_id FROM actions w JOIN actions b
+          ON list_contains(?, b.event_id) AND b.after IS NULL AND b.trace_id IS NOT NULL
+         AND w.trace_id = b.trace_id AND w.agent_id = b.agent_id AND w.resource_type = b.resource_type
+         AND w.resource_id = b.resource_id
+        WHERE w.after IS NOT NULL""", sorted(bad))}
+
+
 def test_page_narrowed_to_an_incidents_bad_input_actions(monkeypatch: pytest.MonkeyPatch, demo_home: Home,
                                                          deferred: dict[str, Callable[[], Any]]) -> None:
-    """`audit?incident=<rename>` shows exactly the actions its null spike took on bad input (counted here from the
-    definition), not the other actions on the same leads (enrichment-agent's crm.update_field writes, which a
-    rollback would undo wrongly), says which in a note, and its plan and export cover those alone; clearing the
-    filter goes back to the whole trail."""
+    """`audit?incident=<rename>` shows exactly the actions its null spike took on bad input and the writes that
+    carried out their decisions (counted here from the definition), not the other actions on the same leads
+    (enrichment-agent's crm.update_field writes, which a rollback would undo wrongly), says which in a note, and
+    its plan (which restores the owners and sequences set on bad input) and export cover those alone; clearing
+    the filter goes back to the whole trail."""
     from agentwatch.checks.engine import incident_store
 
     incidents = incident_store(demo_home).list()
@@ -381,18 +393,22 @@ def test_page_narrowed_to_an_incidents_bad_input_actions(monkeypatch: pytest.Mon
     at.switch_page("views/audit.py").run()
     assert not at.exception and not at.error
     (note,) = at.info
+    writes = carried_out(demo_home, bad)
+    selected = set(bad) | writes
+    assert writes and not writes & set(bad)
     assert note.value.startswith(
-        f"Showing **{rename.id}**: " + md(f"the {len(bad):,} lead.enrich and lead.route actions that read deal_stage "
-                                          f"as null on {len(leads):,} leads with opportunity_id set"))
-    assert metric(at, "Matching events") == f"{len(bad):,}"
+        f"Showing **{rename.id}**: " + md(f"the {len(selected):,} lead.enrich and lead.route actions that read "
+                                          f"deal_stage as null on {len(leads):,} leads with opportunity_id set, with "
+                                          "the writes that carried out their decisions"))
+    assert metric(at, "Matching events") == f"{len(selected):,}"
     listed = next(d.value for d in at.dataframe if "first" in d.value.columns)
     assert set(listed["resource"]) == {f"lead {lead}" for lead in leads}
     shown = next(d.value for d in at.dataframe if "changes" in d.value.columns)
-    assert set(shown["event_id"]) <= set(bad) and len(shown) == min(len(bad), trail.SHOWN)
+    assert set(shown["event_id"]) <= selected and len(shown) == min(len(selected), trail.SHOWN)
     plan = json.loads(deferred[".json"]())
     assert plan["selection"]["incident"] == rename.id
-    assert {r["event_id"] for r in plan["restore"] + plan["irreversible"]} <= set(bad)
-    assert not [r for r in plan["restore"] if r["action"] == "crm.update_field"]
+    assert {r["event_id"] for r in plan["restore"] + plan["irreversible"]} <= selected
+    assert {r["action"] for r in plan["restore"]} == {"lead.assign_owner", "sequence.enroll"}
 
     at.button(key="audit_clear_incident").click().run()
     assert not at.exception and "incident" not in at.query_params and not at.info

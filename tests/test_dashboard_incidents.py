@@ -366,8 +366,14 @@ def test_the_rename_says_what_broke_since_when_what_it_did_and_what_to_do(demo_h
     assert did.splitlines()[-1] == f"- and {len(further):,} more decisions ({more_leads:,} leads)"
     (link,) = at.get("page_link")
     assert (link.proto.page, link.proto.query_string) == ("audit", f"incident={rename.id}")
+    ((writes,),) = sql(demo_home, f"""
+        SELECT count(DISTINCT w.event_id) FROM actions w JOIN (SELECT * FROM actions WHERE {BAD_READS}) b
+          ON b.after IS NULL AND b.trace_id IS NOT NULL AND w.trace_id = b.trace_id AND w.agent_id = b.agent_id
+         AND w.resource_type = b.resource_type AND w.resource_id = b.resource_id
+        WHERE w.after IS NOT NULL""", [spike.started_at, spike.last_fired_at])
+    assert writes > 0  # lead-router's lead.assign_owner and sequence.enroll after each bad lead.route
     assert link.proto.label == (f"See these {actions:,} actions on {len(leads):,} records in the audit trail, with "
-                                "their rollback plan")
+                                f"the {writes:,} writes that carried out their decisions, and their rollback plan")
 
     todo = " ".join(section["What to do"])
     assert "`fields: {deal_stage: Lead.opportunity_stage}`" in todo
