@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from agentwatch.dashboards import business as biz
+from agentwatch.dashboards import cohort_controls as controls
 from agentwatch.dashboards import cohorts as co
 from agentwatch.dashboards import incident_marks as marks
 from agentwatch.dashboards import kpis
@@ -29,20 +30,15 @@ JUDGED, PROVISIONAL = "#1f77b4", "#b0b0b0"
 
 def _controls() -> tuple[int, int, int]:
     left, middle, right = st.columns(3)
-    names = list(biz.COHORT_LENGTHS)
-    span = left.selectbox("Cohort length", names, index=names.index(biz.DEFAULT_COHORT_LENGTH), key="pipeline_range",
-                          help="How many days of routed leads each cohort holds; compared with the same length "
-                          "before it.")
-    keep = middle.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
-                            key="pipeline_keep_days", format_func=kpis.days_text,
-                            help="Routing accuracy, replies, corrections and the first touch count what happened "
-                            "this long after a lead's first routing; a lead is judged once it is this old.")
+    span = controls.cohort_length(left, "pipeline_range")
+    keep = controls.kept_window(middle, "pipeline_keep_days", "Routing accuracy, replies, corrections and the first "
+                                "touch count what happened")
     conversion = right.selectbox("Conversion window", CONVERSION_DAYS,
                                  index=CONVERSION_DAYS.index(DEFAULT_CONVERSION_DAYS), key="pipeline_conversion_days",
                                  format_func=kpis.days_text,
                                  help="Opportunities, won deals and qualified pipeline count what happened this long "
                                  "after a lead's first routing; a lead is judged once it is this old.")
-    return biz.COHORT_LENGTHS[span], keep, conversion
+    return span, keep, conversion
 
 
 def _label(spec: kpis.KpiSpec, amounts: bool) -> str:

@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from agentwatch.dashboards import business as biz
+from agentwatch.dashboards import cohort_controls as controls
 from agentwatch.dashboards import cohorts as co
 from agentwatch.dashboards import incident_marks as marks
 from agentwatch.dashboards import kpis
@@ -28,17 +29,11 @@ TOP_BARS = 20
 
 def _controls() -> tuple[int, str, int]:
     left, middle, right = st.columns(3)
-    names = list(biz.COHORT_LENGTHS)
-    span = left.selectbox("Cohort length", names, index=names.index(biz.DEFAULT_COHORT_LENGTH), key="routing_range",
-                          help="How many days of routed leads the cohort holds; compared with the same length "
-                          "before it.")
+    span = controls.cohort_length(left, "routing_range")
     by = middle.selectbox("Group by", list(biz.ROUTING_GROUPS), format_func=lambda group: biz.ROUTING_GROUPS[group],
                           key="routing_by")
-    keep = right.selectbox("Kept window", biz.KEEP_DAYS, index=biz.KEEP_DAYS.index(biz.DEFAULT_KEEP_DAYS),
-                           key="routing_keep_days", format_func=kpis.days_text,
-                           help="A lead is kept when no rep reassigned it within this long of its first routing; "
-                           "it is judged once it is this old.")
-    return biz.COHORT_LENGTHS[span], by, keep
+    keep = controls.kept_window(right, "routing_keep_days", "A lead is kept when no rep reassigned it within")
+    return span, by, keep
 
 
 def with_accuracy(frame: pl.DataFrame) -> pl.DataFrame:
