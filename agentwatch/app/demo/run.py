@@ -65,8 +65,9 @@ def replay_checks(home: Home, start: datetime, end: datetime, console: Console) 
                    key=lambda i: (i.status == "resolved", -Severity(i.severity).rank, i.opened_at))
     for incident in roots:
         console.print(_headline(describe(incident, store)), highlight=False, markup=False, soft_wrap=True)
-    console.print("list them: .venv/bin/agentwatch incidents    one in full: .venv/bin/agentwatch incident show ID",
-                  highlight=False)
+    # Two commands to copy: one line each, never broken inside a command.
+    console.print("list them: .venv/bin/agentwatch incidents", highlight=False, soft_wrap=True)
+    console.print("one in full: .venv/bin/agentwatch incident show ID", highlight=False, soft_wrap=True)
     _print_guard(home, console)
 
 
