@@ -77,10 +77,6 @@ class Measure:
     high: float | None = None
     variance: float | None = None  # of the value, for the noise test of a change (shares use a pooled test)
 
-    @property
-    def enough(self) -> bool:
-        return self.value is not None
-
     def text(self) -> str:
         return NOT_ENOUGH if self.value is None else show(self.spec.unit, self.value)
 
@@ -116,12 +112,18 @@ def money_unit(sums: list[dict[str, float]]) -> bool:
     return any(s.get("qualified_amount") for s in sums)
 
 
-def measure(key: str, sums: dict[str, float], amounts: bool = True) -> Measure:
-    """The KPI `key` over a cohort's sums."""
+def spec_for(key: str, amounts: bool = True) -> KpiSpec:
+    """The KPI `key` as shown: qualified pipeline is a count of opportunities when no outcome sent an amount."""
     spec = SPECS[key]
     if key == "qualified_pipeline" and not amounts:
-        spec = KpiSpec(spec.key, "Qualified opportunities", "count", True, spec.horizon, "qualified_opportunities",
+        return KpiSpec(spec.key, "Qualified opportunities", "count", True, spec.horizon, "qualified_opportunities",
                        "leads", spec.definition)
+    return spec
+
+
+def measure(key: str, sums: dict[str, float], amounts: bool = True) -> Measure:
+    """The KPI `key` over a cohort's sums."""
+    spec = spec_for(key, amounts)
     n, hits = int(sums.get(spec.denominator, 0)), float(sums.get(spec.numerator, 0))
     leads = int(sums.get("leads", 0))
     if leads < MIN_LEADS or n == 0:

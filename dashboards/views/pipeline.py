@@ -41,11 +41,6 @@ def _controls() -> tuple[int, int, int]:
     return span, keep, conversion
 
 
-def _label(spec: kpis.KpiSpec, amounts: bool) -> str:
-    """The KPI's name as the headline shows it (qualified pipeline is a count of opportunities without amounts)."""
-    return kpis.measure(spec.key, {}, amounts).spec.label
-
-
 def _section(title: str, keys: tuple[str, ...], pair: co.CohortPair, cover: co.Coverage, quarters: pl.DataFrame,
              amounts: bool) -> dict[str, kpis.Change]:
     """The headline of one horizon's KPIs on its mature cohort, or the sentence saying why it is not computed."""
@@ -204,8 +199,9 @@ def main() -> None:
     trend_start = Window(min(early.current.window.start, late.current.window.start), cover.end)
     _trend(quarters, cover, trend_start, span_days, {kpis.KEPT: keep, kpis.CONVERSION: conversion}, amounts)
     with st.expander("How each number is defined"):
-        st.markdown("\n".join(f"- **{_label(spec, amounts)}** ({'kept' if spec.horizon == kpis.KEPT else 'conversion'} "
-                              f"window): {spec.definition}" for spec in kpis.SPECS.values()))
+        shown = [kpis.spec_for(key, amounts) for key in kpis.SPECS]
+        st.markdown("\n".join(f"- **{spec.label}** ({'kept' if spec.horizon == kpis.KEPT else 'conversion'} "
+                              f"window): {spec.definition}" for spec in shown))
 
 
 main()
